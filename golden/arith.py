@@ -1,0 +1,146 @@
+"""The arithmetic contract (SPEC section 3), golden model.
+
+Verify (and the FP16 baseline): one MAC per step, ``acc = fl32(acc + a*w)``
+in ascending ``k``, from ``acc = +0.0``. The product of two FP16 values is
+exact in binary32, so this is NumPy float32 arithmetic in that order.
+
+Draft: one draft-plane word (four weights) per step, a fused aligned sum of
+the accumulator and the four exact terms ``a * dw``, rounded once.
+"""
+
+import numpy as np
+
+from . import speq16
+
+
+__all__ = ["verify_gemm", "draft_gemm", "draft_step", "DRAFT_FRAC_BITS_RANGE"]
+
+
+#: Allowed ``F``: every aligned operand and their sum stay below 2**53, so the
+#: integers are exact in int64 and in float64 for the final rounding.
+DRAFT_FRAC_BITS_RANGE = (2, 48)
+
+
+def _check_activations(x, k=None):
+    if not isinstance(x, np.ndarray) or x.dtype != np.float16:
+        raise ValueError(f"activations must be a numpy.ndarray of float16, not "
+                         f"{getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim != 2:
+        raise ValueError(f"activations must have rank 2 (T, K), not shape {x.shape}")
+    if k is not None and x.shape[1] != k:
+        raise ValueError(f"activations have K = {x.shape[1]} but the weights have K = {k}")
+
+
+def verify_gemm(x, w):
+    """Verify-pass GEMM ``Y = X @ W.T`` with one IEEE binary32 MAC per step.
+
+    Parameters
+    ----------
+    x : numpy.ndarray of float16, shape (T, K)
+    w : numpy.ndarray of float16, shape (N, K)
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (T, N)
+        ``y[t, n]`` accumulated as ``acc = fl32(acc + x[t, k] * w[n, k])`` for
+        ``k`` ascending from ``acc = +0.0``.
+    """
+    if not isinstance(w, np.ndarray) or w.dtype != np.float16 or w.ndim != 2:
+        raise ValueError("weights must be a rank-2 numpy.ndarray of float16")
+    _check_activations(x, w.shape[1])
+    xs = x.astype(np.float32)
+    ws = w.astype(np.float32)
+    acc = np.zeros((x.shape[0], w.shape[0]), dtype=np.float32)
+    with np.errstate(all="ignore"):
+        for k in range(w.shape[1]):
+            # Exact product (FP16 x FP16 fits binary32), then one rounding.
+            acc = acc + np.multiply.outer(xs[:, k], ws[:, k])
+    return acc
+
+
+def _binade(v):
+    """``floor(log2(|v|))`` of non-zero finite float64 values (exact, via frexp)."""
+    return np.frexp(v)[1].astype(np.int64) - 1
+
+
+def _significand(v):
+    """Integer ``M`` and exponent ``k`` with ``v = M * 2**k`` exactly, ``|M| < 2**53``."""
+    m, e = np.frexp(v)
+    return (m * 2.0**53).astype(np.int64), e.astype(np.int64) - 53
+
+
+def draft_step(acc, terms, F=30):
+    """One fused draft step: ``fl32(acc + t0 + t1 + t2 + t3)`` by the contract.
+
+    Parameters
+    ----------
+    acc : numpy.ndarray of float32, shape S
+        Accumulators.
+    terms : numpy.ndarray, shape S + (4,)
+        The exact products ``a * dw`` (float64 holds them exactly).
+    F : int
+        Draft fraction bits.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape S
+        Let ``E`` be the largest binade among the non-zero operands; every
+        operand becomes ``floor(x * 2**(F - E))``; the integers are summed
+        exactly and ``sum * 2**(E - F)`` is rounded once to binary32. An exact
+        zero sum gives ``+0.0``; ``inf``/``NaN`` operands give the IEEE sum.
+    """
+    ops = np.concatenate([np.asarray(acc, dtype=np.float64)[..., None],
+                          np.asarray(terms, dtype=np.float64)], axis=-1)
+    finite = np.isfinite(ops).all(axis=-1)
+    live = finite[..., None] & (ops != 0.0)
+    safe = np.where(live, ops, 1.0)
+    big = np.where(live, _binade(safe), -(1 << 20)).max(axis=-1)
+    big = np.where(live.any(axis=-1), big, 0)
+    # floor(M * 2**(k + F - E)): k + F - E <= F - 52 < 0, so it is a right
+    # shift, and NumPy's >> on signed integers floors. A shift of 63 or more
+    # leaves 0 or -1, which is the floor as well.
+    mant, exp = _significand(safe)
+    shift = np.clip(big[..., None] - F - exp, 0, 63)
+    aligned = np.where(live, mant >> shift, 0)
+    total = aligned.sum(axis=-1)
+    # |total| < 5 * 2**(F+1) <= 2**53: exact in float64, and so is the scaling;
+    # the cast to float32 is then the single IEEE round-to-nearest-even.
+    scaled = np.ldexp(total.astype(np.float64), big - F)
+    with np.errstate(all="ignore"):
+        result = scaled.astype(np.float32)
+        ieee = ops.sum(axis=-1).astype(np.float32)  # only where an operand is inf/NaN
+    return np.where(finite, result, ieee)
+
+
+def draft_gemm(x, enc, F=30):
+    """Draft-pass GEMM with the SPEQ-16 draft weights of ``enc``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray of float16, shape (T, K)
+    enc : golden.speq16.Encoded, weights of shape (N, K)
+    F : int
+        Draft fraction bits (SPEC section 3; default 30).
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (T, N)
+        One fused draft step (`draft_step`) per group of four weights along K,
+        in ascending order, from ``acc = +0.0``.
+    """
+    n, k = enc.words.shape
+    _check_activations(x, k)
+    F = int(F)
+    lo, hi = DRAFT_FRAC_BITS_RANGE
+    if not lo <= F <= hi:
+        raise ValueError(f"F must be between {lo} and {hi}, not {F}")
+    dw = speq16.draft(enc).astype(np.float64)        # (N, K), exact
+    xs = x.astype(np.float64)                        # (T, K)
+    acc = np.zeros((x.shape[0], n), dtype=np.float32)
+    with np.errstate(all="ignore"):
+        for g in range(k // 4):
+            sl = slice(4 * g, 4 * g + 4)
+            # a * dw is exact in binary64 (11 + 2 significant bits); inf * 0 is NaN.
+            terms = xs[:, None, sl] * dw[None, :, sl]
+            acc = draft_step(acc, terms, F)
+    return acc

@@ -1,0 +1,58 @@
+"""The one configuration object of a SPEQ build.
+
+`SpeqConfig` drives elaboration, is written to ``manifest.json`` beside the
+Verilog, and is what the golden model, the cycle model and the cocotb benches
+read. Later blocks add their parameters here, never as copied constants.
+"""
+
+from dataclasses import dataclass, asdict, fields
+import operator
+
+
+__all__ = ["SpeqConfig", "PARAM_RANGES"]
+
+
+#: Allowed range (inclusive) of every integer parameter, used by the checks
+#: below and by the ``--help`` text of ``python -m rtl_gen.build``.
+PARAM_RANGES = {
+    "draft_frac_bits": (2, 48),
+}
+
+
+@dataclass(frozen=True)
+class SpeqConfig:
+    """Parameters of one generated SPEQ configuration.
+
+    Parameters
+    ----------
+    draft_frac_bits : int
+        ``F`` of the draft arithmetic contract (SPEC section 3): every operand
+        of a fused draft step is aligned to ``F`` fraction bits below the
+        largest operand's binade before the exact sum.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If a parameter is outside its range (the message names both).
+    """
+
+    draft_frac_bits: int = 30
+
+    def __post_init__(self):
+        for field in fields(self):
+            value = getattr(self, field.name)
+            try:
+                value = operator.index(value)
+            except TypeError:
+                raise TypeError(f"{field.name} must be an integer, not {value!r}") from None
+            lo, hi = PARAM_RANGES[field.name]
+            if not lo <= value <= hi:
+                raise ValueError(
+                    f"{field.name} must be between {lo} and {hi}, not {value}")
+            object.__setattr__(self, field.name, value)
+
+    def to_dict(self):
+        """The parameters as a plain dict (the ``config`` of the manifest)."""
+        return asdict(self)
