@@ -13,7 +13,8 @@ import numpy as np
 from . import speq16
 
 
-__all__ = ["verify_gemm", "draft_gemm", "draft_step", "DRAFT_FRAC_BITS_RANGE"]
+__all__ = ["verify_gemm", "verify_step", "draft_gemm", "draft_step", "draft_terms",
+           "DRAFT_FRAC_BITS_RANGE"]
 
 
 #: Allowed ``F``: every aligned operand and their sum stay below 2**53, so the
@@ -29,6 +30,24 @@ def _check_activations(x, k=None):
         raise ValueError(f"activations must have rank 2 (T, K), not shape {x.shape}")
     if k is not None and x.shape[1] != k:
         raise ValueError(f"activations have K = {x.shape[1]} but the weights have K = {k}")
+
+
+def verify_step(acc, a, w):
+    """One verify MAC: ``fl32(acc + a * w)`` elementwise.
+
+    Parameters
+    ----------
+    acc : numpy.ndarray of float32
+    a, w : numpy.ndarray of float16 (broadcast against ``acc``)
+
+    Returns
+    -------
+    numpy.ndarray of float32
+    """
+    with np.errstate(all="ignore"):
+        # Exact product (FP16 x FP16 fits binary32), then one rounding.
+        return np.asarray(acc, np.float32) + \
+            np.asarray(a, np.float16).astype(np.float32) * np.asarray(w, np.float16).astype(np.float32)
 
 
 def verify_gemm(x, w):
@@ -48,13 +67,9 @@ def verify_gemm(x, w):
     if not isinstance(w, np.ndarray) or w.dtype != np.float16 or w.ndim != 2:
         raise ValueError("weights must be a rank-2 numpy.ndarray of float16")
     _check_activations(x, w.shape[1])
-    xs = x.astype(np.float32)
-    ws = w.astype(np.float32)
     acc = np.zeros((x.shape[0], w.shape[0]), dtype=np.float32)
-    with np.errstate(all="ignore"):
-        for k in range(w.shape[1]):
-            # Exact product (FP16 x FP16 fits binary32), then one rounding.
-            acc = acc + np.multiply.outer(xs[:, k], ws[:, k])
+    for k in range(w.shape[1]):
+        acc = verify_step(acc, x[:, k, None], w[None, :, k])
     return acc
 
 
@@ -112,6 +127,12 @@ def draft_step(acc, terms, F=30):
     return np.where(finite, result, ieee)
 
 
+def draft_terms(a, dw):
+    """The exact draft terms ``a * dw`` as float64 (``inf * 0`` is NaN)."""
+    with np.errstate(all="ignore"):
+        return np.asarray(a, np.float16).astype(np.float64) * np.asarray(dw, np.float64)
+
+
 def draft_gemm(x, enc, F=30):
     """Draft-pass GEMM with the SPEQ-16 draft weights of ``enc``.
 
@@ -134,13 +155,10 @@ def draft_gemm(x, enc, F=30):
     lo, hi = DRAFT_FRAC_BITS_RANGE
     if not lo <= F <= hi:
         raise ValueError(f"F must be between {lo} and {hi}, not {F}")
-    dw = speq16.draft(enc).astype(np.float64)        # (N, K), exact
-    xs = x.astype(np.float64)                        # (T, K)
+    dw = speq16.draft(enc)                           # (N, K), exact
     acc = np.zeros((x.shape[0], n), dtype=np.float32)
-    with np.errstate(all="ignore"):
-        for g in range(k // 4):
-            sl = slice(4 * g, 4 * g + 4)
-            # a * dw is exact in binary64 (11 + 2 significant bits); inf * 0 is NaN.
-            terms = xs[:, None, sl] * dw[None, :, sl]
-            acc = draft_step(acc, terms, F)
+    for g in range(k // 4):
+        sl = slice(4 * g, 4 * g + 4)
+        # a * dw is exact in binary64 (11 + 2 significant bits).
+        acc = draft_step(acc, draft_terms(x[:, None, sl], dw[None, :, sl]), F)
     return acc

@@ -23,7 +23,7 @@ __all__ = [
     "NUM_CODES", "DELTA_MAX", "Q_MAX", "NUM_CLASSES", "DRAFT_EXP_BITS",
     "DRAFT_EXP_MIN", "DRAFT_EXP_MAX", "INVALID_WORD_VALUE",
     "Encoded", "encode", "decode", "draft", "decode_words", "invalid_words",
-    "draft_fields", "draft_values", "classes", "pack_planes", "unpack_planes",
+    "draft_fields", "draft_values", "draft_weight", "classes", "pack_planes", "unpack_planes",
 ]
 
 
@@ -286,11 +286,20 @@ def draft_fields(plane_words, enc):
             enc.draft_half[code], enc.draft_zero[code])
 
 
+def draft_weight(sign, exp, half, zero):
+    """Signed draft weights (float64, exact) from draft-operand fields.
+
+    ``0`` where ``zero``, else ``(-1)**sign * (1.5 if half else 1) * 2**exp``.
+    """
+    mag = np.ldexp(np.where(half, 1.5, 1.0), np.asarray(exp, np.int64))
+    return np.where(zero, 0.0, np.where(sign, -mag, mag))
+
+
 def draft(enc):
     """The signed draft weights (float32 (N, K)) of an `Encoded` tensor."""
-    sign = (enc.words >> 15).astype(bool)
-    value = draft_values(enc)[(enc.words >> 12) & 7]
-    return np.where(sign, -value, value).astype(np.float32)
+    code = (enc.words >> 12) & 7
+    return draft_weight(enc.words >> 15, enc.draft_exp[code], enc.draft_half[code],
+                        enc.draft_zero[code]).astype(np.float32)
 
 
 def pack_planes(words):
