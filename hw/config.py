@@ -15,7 +15,10 @@ __all__ = ["SpeqConfig", "PARAM_RANGES"]
 #: Allowed range (inclusive) of every integer parameter, used by the checks
 #: below and by the ``--help`` text of ``python -m rtl_gen.build``.
 PARAM_RANGES = {
-    "draft_frac_bits": (2, 48),
+    # The golden model takes 2..48; the PE needs F >= 23 so that a subnormal
+    # accumulator is never truncated by the draft floor (docs/pe.md).
+    "draft_frac_bits": (23, 48),
+    "pe_stages": (1, 6),
 }
 
 
@@ -29,6 +32,9 @@ class SpeqConfig:
         ``F`` of the draft arithmetic contract (SPEC section 3): every operand
         of a fused draft step is aligned to ``F`` fraction bits below the
         largest operand's binade before the exact sum.
+    pe_stages : int
+        Pipeline registers in a PE (its latency): 1 is the output register
+        alone; more split the datapath at the shifters and the adder.
 
     Raises
     ------
@@ -39,6 +45,7 @@ class SpeqConfig:
     """
 
     draft_frac_bits: int = 30
+    pe_stages: int = 4
 
     def __post_init__(self):
         for field in fields(self):

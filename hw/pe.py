@@ -1,0 +1,448 @@
+"""The reconfigurable processing element and its FP16-only baseline.
+
+One PE computes one accumulator step per cycle, fully pipelined:
+
+- verify (and the FP16 baseline): ``acc' = fl32(acc + a * w)``, IEEE binary32
+  with round-to-nearest-even, from FP16 ``a`` and ``w``;
+- draft: ``acc' = fl32(acc + t0 + t1 + t2 + t3)`` with ``t_j = a_j * dw_j``,
+  the fused aligned sum of SPEC section 3 with ``F`` fraction bits.
+
+Both modes run through one datapath, in six steps:
+
+1. *unpack* -- FP16 operands are split and normalised (subnormals get a
+   leading one and a smaller exponent); the significand multiplier forms the
+   exact product ``a * w`` (verify) and the draft terms are one or two copies
+   of the activation's significand (``2m`` or ``2m + m``: ``1.5 * 2**x``);
+2. *exponent* -- the binade of every operand and their maximum ``E``;
+3. *align* -- every operand becomes an integer in units of ``2**(E - G - 1)``
+   by a right shift. Draft mode floors it to ``F`` fraction bits below ``E``
+   (the contract); verify mode keeps ``G >= 25`` fraction bits and *jams* the
+   bits shifted out into the lowest bit (a sticky bit), which makes the one
+   rounding below exact IEEE addition;
+4. *sum* -- one signed adder for the (up to five) aligned operands;
+5. *normalise* -- leading-zero count and left shift, clamped at the smallest
+   normal exponent so that subnormal results come out right;
+6. *round* -- round to nearest even, pack, and the IEEE special cases.
+
+Only slot 0 of the aligner sees the product in verify mode; in draft mode it
+sees draft term 0, and slots 1-3 hold terms 1-3. The multiplier, the
+accumulator's aligner, the adder, the normaliser and the rounder serve both
+modes; the draft mode adds three narrow term aligners and the exponent maximum
+over five operands. `Fp16PE` is the same generator without the draft slots.
+"""
+
+from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+import operator
+
+from .config import SpeqConfig
+from .decoder import DRAFT_LANES, DraftOperand, Mode
+from .fp import FP16, FP32
+
+
+__all__ = ["SpeqPE", "Fp16PE", "pe_input_layout", "PEOut", "STEPS",
+           "VERIFY_GUARD_BITS", "FP32_QNAN"]
+
+
+#: Fraction bits below the largest operand's binade that make the jammed
+#: verify sum round exactly: rounding boundaries of the binary32 result lie on
+#: multiples of 2**(E - 25), so the sticky interval never straddles one.
+VERIFY_GUARD_BITS = 25
+#: Canonical quiet NaN of binary32, the PE's only NaN output.
+FP32_QNAN = 0x7FC00000
+#: The datapath's steps, in order; a pipeline register may follow each one.
+STEPS = ("unpack", "exponent", "align", "sum", "normalise", "round")
+# Which boundaries get a register first as the depth grows (the output
+# register, after "round", is always there): the shifters and the wide adder
+# are the long paths.
+_REGISTER_ORDER = ("round", "align", "unpack", "normalise", "sum", "exponent")
+# Signed binade exponents (-150 .. 300 with headroom for the arithmetic).
+_EXP = signed(11)
+
+
+def pe_input_layout(draft=True):
+    """Input payload of a PE: one accumulator step.
+
+    Members
+    -------
+    mode : Mode
+        VERIFY or DRAFT (the FP16 baseline PE has no mode).
+    acc : FP32
+        The accumulator to add to.
+    act : array of FP16
+        Activations; verify uses ``act[0]``, draft uses all four.
+    weight : FP16
+        The verify weight.
+    draft : array of DraftOperand
+        The four draft weights (from the exponent-remap decoder).
+    """
+    fields = {"acc": FP32, "act": data.ArrayLayout(FP16, DRAFT_LANES if draft else 1),
+              "weight": FP16}
+    if draft:
+        fields["mode"] = Mode
+        fields["draft"] = data.ArrayLayout(DraftOperand, DRAFT_LANES)
+    return data.StructLayout(fields)
+
+
+class PEOut(data.Struct):
+    """Output payload of a PE: the new accumulator."""
+
+    acc: FP32
+
+
+def leading_zeros(value):
+    """Leading zeros of ``value`` (its width if zero), as a balanced tree."""
+    def tree(v):
+        if len(v) == 1:
+            return ~v[0], ~v[0]
+        low_width = len(v) // 2
+        hi_count, hi_zero = tree(v[low_width:])
+        lo_count, lo_zero = tree(v[:low_width])
+        return Mux(hi_zero, (len(v) - low_width) + lo_count, hi_count), hi_zero & lo_zero
+    return tree(value)[0]
+
+
+def trailing_zeros(value):
+    """Trailing zeros of ``value`` (its width if zero), as a balanced tree."""
+    return leading_zeros(Cat(*reversed(list(value))))
+
+
+class _Pipeline:
+    """Places a register after the steps named in ``registered``."""
+
+    def __init__(self, m, registered):
+        self._m = m
+        self._registered = registered
+
+    def after(self, step, **values):
+        out = {}
+        for name, value in values.items():
+            sig = Signal.like(value, name=f"{step}_{name}") if isinstance(value, Signal) \
+                else Signal(value.shape(), name=f"{step}_{name}")
+            domain = self._m.d.sync if step in self._registered else self._m.d.comb
+            domain += sig.eq(value)
+            out[name] = sig
+        return _Bundle(out)
+
+
+class _Bundle:
+    def __init__(self, values):
+        self.__dict__.update(values)
+
+
+class _Operand:
+    """An addend of the aligned sum: sign, significand field and exponent.
+
+    ``sig``'s top bit (bit ``len(sig) - 1``) has the value ``2**top``;
+    ``binade`` is the exact ``floor(log2|x|)`` (or a value >= it for a
+    subnormal accumulator, see `SpeqPE`). ``zero``, ``inf`` and ``nan``
+    classify it.
+    """
+
+    def __init__(self, sign, sig, top, binade, zero, inf, nan):
+        self.sign, self.sig, self.top, self.binade = sign, sig, top, binade
+        self.zero, self.inf, self.nan = zero, inf, nan
+
+
+class SpeqPE(wiring.Component):
+    """Reconfigurable PE: one FP16 MAC (verify) or four draft MACs per cycle.
+
+    Parameters
+    ----------
+    config : SpeqConfig
+        Uses ``draft_frac_bits`` (``F``, 23..48 in hardware: the accumulator
+        may then always be taken at its field's exponent, see
+        ``docs/pe.md``) and ``pe_stages``.
+    draft : bool
+        Build the draft mode (``False`` gives the FP16-only baseline).
+
+    Members
+    -------
+    i : In(stream.Signature(pe_input_layout(draft)))
+        One step per cycle; the mode may change on any cycle.
+    o : Out(stream.Signature(PEOut))
+        The step's result, `latency` cycles later. ``o.ready`` low stalls the
+        whole pipeline (``i.ready`` follows it), so a result is never lost.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``config`` is not a `SpeqConfig` or ``draft`` not a bool.
+    """
+
+    def __init__(self, config=SpeqConfig(), *, draft=True):
+        if not isinstance(config, SpeqConfig):
+            raise TypeError(f"config must be a SpeqConfig, not {config!r}")
+        if not isinstance(draft, bool):
+            raise TypeError(f"draft must be a bool, not {draft!r}")
+        self._config = config
+        self._draft = draft
+        self._F = config.draft_frac_bits
+        self._G = max(self._F, VERIFY_GUARD_BITS)
+        self._registered = frozenset(_REGISTER_ORDER[:config.pe_stages])
+        super().__init__({
+            "i": In(stream.Signature(pe_input_layout(draft))),
+            "o": Out(stream.Signature(PEOut)),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def has_draft(self):
+        return self._draft
+
+    @property
+    def latency(self):
+        """Cycles from an input step to its result on ``o``."""
+        return len(self._registered)
+
+    @property
+    def registered_steps(self):
+        """The steps (of `STEPS`) followed by a pipeline register."""
+        return tuple(step for step in STEPS if step in self._registered)
+
+    # -- step 1 ------------------------------------------------------------
+
+    @staticmethod
+    def _unpack16(m, bits, name):
+        """Split an FP16 value; normalise subnormals. Returns a bundle."""
+        f = FP16(bits)
+        subnormal = f.exp == 0
+        lz = Signal(range(11), name=f"{name}_lz")
+        m.d.comb += lz.eq(leading_zeros(f.frac))
+        sig = Signal(11, name=f"{name}_sig")     # bit 10 set unless zero
+        exp = Signal(_EXP, name=f"{name}_exp")   # binade of bit 10
+        m.d.comb += [
+            sig.eq(Mux(subnormal, f.frac << (lz + 1), Cat(f.frac, Const(1, 1)))),
+            exp.eq(Mux(subnormal, -15 - lz, f.exp - 15)),
+        ]
+        return _Bundle(dict(
+            sign=f.sign, sig=sig, exp=exp,
+            zero=subnormal & (f.frac == 0),
+            inf=(f.exp == 31) & (f.frac == 0),
+            nan=(f.exp == 31) & (f.frac != 0)))
+
+    def elaborate(self, platform):
+        m = Module()
+        pipe = _Pipeline(m, self._registered)
+        G, F = self._G, self._F
+        lanes = DRAFT_LANES if self._draft else 1
+        p = self.i.payload
+        draft_mode = (p.mode == Mode.DRAFT) if self._draft else Const(0, 1)
+
+        # -- 1. unpack --------------------------------------------------------
+        acc = FP32(p.acc)
+        acts = [self._unpack16(m, p.act[j], f"act{j}") for j in range(lanes)]
+        w = self._unpack16(m, p.weight, "w")
+        # The one significand multiplier: 11 x 11 bits, exact.
+        product = Signal(22)
+        m.d.comb += product.eq(acts[0].sig * w.sig)
+        u = dict(
+            valid=self.i.valid, draft_mode=draft_mode,
+            acc_sign=acc.sign, acc_exp=acc.exp, acc_frac=acc.frac,
+            p_sign=acts[0].sign ^ w.sign, p_sig=product, p_exp=acts[0].exp + w.exp,
+            p_zero=acts[0].zero | w.zero, p_inf=acts[0].inf | w.inf,
+            p_nan=acts[0].nan | w.nan | (acts[0].inf & w.zero) | (acts[0].zero & w.inf),
+        )
+        if self._draft:
+            for j in range(lanes):
+                d = p.draft[j]
+                a = acts[j]
+                # 2m or 3m: the draft value 2**x or 1.5 * 2**x, one row or two.
+                u[f"t{j}_sig"] = Cat(Const(0, 1), a.sig) + Mux(d.half, a.sig, 0)
+                u[f"t{j}_sign"] = a.sign ^ d.sign
+                u[f"t{j}_exp"] = a.exp + d.exp          # binade of term bit 11
+                u[f"t{j}_zero"] = a.zero | d.zero
+                u[f"t{j}_inf"] = a.inf & ~d.zero
+                u[f"t{j}_nan"] = a.nan | (a.inf & d.zero)
+        s1 = pipe.after("unpack", **u)
+
+        # -- 2. exponent ------------------------------------------------------
+        acc_sub = s1.acc_exp == 0
+        operands = [_Operand(
+            sign=s1.acc_sign, sig=Cat(s1.acc_frac, ~acc_sub),
+            # Field top at the smallest normal exponent for a subnormal: the
+            # bits then sit at their true weights, and F >= 23 makes the
+            # draft floor exact for them (docs/pe.md).
+            top=Mux(acc_sub, -126, s1.acc_exp - 127),
+            binade=Mux(acc_sub, -126, s1.acc_exp - 127),
+            zero=acc_sub & (s1.acc_frac == 0),
+            inf=(s1.acc_exp == 255) & (s1.acc_frac == 0),
+            nan=(s1.acc_exp == 255) & (s1.acc_frac != 0))]
+        verify_slot = _Operand(
+            sign=s1.p_sign, sig=s1.p_sig, top=s1.p_exp + 1,
+            binade=s1.p_exp + s1.p_sig[21], zero=s1.p_zero, inf=s1.p_inf, nan=s1.p_nan)
+        if self._draft:
+            terms = [_Operand(
+                sign=getattr(s1, f"t{j}_sign"), sig=getattr(s1, f"t{j}_sig"),
+                top=getattr(s1, f"t{j}_exp") + 1,
+                binade=getattr(s1, f"t{j}_exp") + getattr(s1, f"t{j}_sig")[12],
+                zero=getattr(s1, f"t{j}_zero"), inf=getattr(s1, f"t{j}_inf"),
+                nan=getattr(s1, f"t{j}_nan")) for j in range(lanes)]
+            dm = s1.draft_mode
+            # Slot 0 is shared: the product in verify mode, term 0 in draft mode.
+            slot0 = _Operand(
+                sign=Mux(dm, terms[0].sign, verify_slot.sign),
+                sig=Mux(dm, terms[0].sig.shift_left(9), verify_slot.sig),
+                top=Mux(dm, terms[0].top, verify_slot.top),
+                binade=Mux(dm, terms[0].binade, verify_slot.binade),
+                zero=Mux(dm, terms[0].zero, verify_slot.zero),
+                inf=Mux(dm, terms[0].inf, verify_slot.inf),
+                nan=Mux(dm, terms[0].nan, verify_slot.nan))
+            # Slots 1-3 exist in draft mode only.
+            for t in terms[1:]:
+                t.zero = t.zero | ~dm
+                t.inf = t.inf & dm
+                t.nan = t.nan & dm
+            operands += [slot0] + terms[1:]
+        else:
+            operands.append(verify_slot)
+
+        # E: the largest binade of the non-zero operands (any value if none).
+        big = Const(-126, _EXP)
+        for op in operands:
+            big = Mux(~op.zero & (op.binade > big), op.binade, big)
+        e = Signal(_EXP)
+        m.d.comb += e.eq(big)
+
+        x = dict(valid=s1.valid, draft_mode=s1.draft_mode, e=e)
+        # The aligned integer q has G fraction bits below E; a field whose top
+        # bit is worth 2**top goes right by E + 1 - top from q's top bit G + 1
+        # (>= 0: top <= binade + 1 <= E + 1). Past G + 2 nothing is left.
+        for n, op in enumerate(operands):
+            shift = Signal(_EXP, name=f"shift{n}")
+            limited = Signal(range(G + 3), name=f"shift{n}_limited")
+            m.d.comb += [shift.eq(e + 1 - op.top),
+                         limited.eq(Mux(shift > G + 2, G + 2, shift))]
+            x[f"op{n}_sign"] = op.sign
+            x[f"op{n}_sig"] = op.sig
+            x[f"op{n}_shift"] = limited
+            x[f"op{n}_zero"] = op.zero
+            x[f"op{n}_inf"] = op.inf
+            x[f"op{n}_nan"] = op.nan
+        x["both_zero_neg"] = operands[0].zero & operands[1].zero & \
+            operands[0].sign & operands[1].sign
+        s2 = pipe.after("exponent", **x)
+
+        # -- 3. align ---------------------------------------------------------
+        width = G + 6            # signed: five addends below 2**(G + 2) each
+        a = dict(valid=s2.valid, draft_mode=s2.draft_mode, e=s2.e,
+                 both_zero_neg=s2.both_zero_neg)
+        for n in range(len(operands)):
+            sig = getattr(s2, f"op{n}_sig")
+            shift = getattr(s2, f"op{n}_shift")
+            sign = getattr(s2, f"op{n}_sign")
+            placed = Signal(G + 2, name=f"placed{n}")
+            m.d.comb += placed.eq(sig.shift_left(G + 2 - len(sig)))
+            q = Signal(G + 2, name=f"q{n}")
+            sticky = Signal(name=f"sticky{n}")
+            m.d.comb += [
+                q.eq(placed >> shift),
+                # A shifted-out bit exists when the shift passes the lowest one.
+                sticky.eq((sig != 0) & (shift > trailing_zeros(placed))),
+            ]
+            mag = Signal(G + 4, name=f"mag{n}")
+            if self._draft and G > F:
+                low = q[:G - F] != 0
+                q_f = Cat(Const(0, G - F), q[G - F:])
+            else:
+                low = Const(0, 1)
+                q_f = q
+            if self._draft:
+                lost = sticky | low
+                # floor(): a negative operand that lost bits rounds away from 0.
+                bump = Cat(Const(0, G - F + 1), sign & lost)
+                m.d.comb += mag.eq(Mux(s2.draft_mode,
+                                       Cat(Const(0, 1), q_f) + bump,
+                                       Cat(sticky, q)))
+            else:
+                m.d.comb += mag.eq(Cat(sticky, q))
+            value = Signal(signed(width), name=f"value{n}")
+            zero = getattr(s2, f"op{n}_zero")
+            m.d.comb += value.eq(Mux(zero, 0, Mux(sign, -mag, mag)))
+            a[f"v{n}"] = value
+            a[f"op{n}_inf"] = getattr(s2, f"op{n}_inf")
+            a[f"op{n}_nan"] = getattr(s2, f"op{n}_nan")
+            a[f"op{n}_sign"] = sign
+        s3 = pipe.after("align", **a)
+
+        # -- 4. sum -----------------------------------------------------------
+        total = Signal(signed(width))
+        m.d.comb += total.eq(sum(getattr(s3, f"v{n}") for n in range(len(operands))))
+        nan = Const(0, 1)
+        pos_inf = Const(0, 1)
+        neg_inf = Const(0, 1)
+        for n in range(len(operands)):
+            inf = getattr(s3, f"op{n}_inf")
+            sign = getattr(s3, f"op{n}_sign")
+            nan = nan | getattr(s3, f"op{n}_nan")
+            pos_inf = pos_inf | (inf & ~sign)
+            neg_inf = neg_inf | (inf & sign)
+        s4 = pipe.after(
+            "sum", valid=s3.valid, e=s3.e, total=total,
+            nan=nan | (pos_inf & neg_inf), inf=pos_inf | neg_inf, inf_sign=neg_inf,
+            zero_sign=s3.both_zero_neg & ~s3.draft_mode)
+
+        # -- 5. normalise -----------------------------------------------------
+        neg = s4.total[-1]
+        mag = Signal(width - 1)
+        m.d.comb += mag.eq(Mux(neg, -s4.total, s4.total))
+        lz = Signal(range(width))
+        m.d.comb += lz.eq(leading_zeros(mag))
+        # Window bit p is worth 2**(E - G - 1 + p); the top bit (G + 4) is worth
+        # 2**(E + 3). Shift at most until the top is worth 2**-126.
+        limit = s4.e + 129
+        k = Signal(range(width))
+        m.d.comb += k.eq(Mux(lz > limit, limit, lz))
+        norm = Signal(width - 1)
+        m.d.comb += norm.eq(mag << k)
+        s5 = pipe.after(
+            "normalise", valid=s4.valid, norm=norm, zero=mag == 0, sign=neg,
+            exp=s4.e + 130 - k, nan=s4.nan, inf=s4.inf, inf_sign=s4.inf_sign,
+            zero_sign=s4.zero_sign)
+
+        # -- 6. round ---------------------------------------------------------
+        top = width - 2
+        field = s5.norm[top - 23:top + 1]
+        guard = s5.norm[top - 24]
+        rest = s5.norm[:top - 24] != 0
+        up = guard & (rest | field[0])
+        rounded = Signal(25)
+        m.d.comb += rounded.eq(field + up)
+        carry = rounded[24]
+        sig = Mux(carry, rounded[1:24], rounded[:23])
+        biased = Signal(_EXP)
+        m.d.comb += biased.eq(Mux(carry, s5.exp + 1, Mux(rounded[23], s5.exp, 0)))
+        result = Signal(FP32)
+        with m.If(s5.nan):
+            m.d.comb += result.as_value().eq(FP32_QNAN)
+        with m.Elif(s5.inf | (biased >= 255)):
+            m.d.comb += [result.sign.eq(Mux(s5.inf, s5.inf_sign, s5.sign)),
+                         result.exp.eq(255), result.frac.eq(0)]
+        with m.Elif(s5.zero):
+            m.d.comb += result.sign.eq(s5.zero_sign)
+        with m.Else():
+            m.d.comb += [result.sign.eq(s5.sign), result.exp.eq(biased[:8]),
+                         result.frac.eq(sig)]
+        s6 = pipe.after("round", valid=s5.valid, result=result)
+        m.d.comb += [self.o.valid.eq(s6.valid), self.o.payload.acc.eq(s6.result)]
+        # One stall for the whole pipeline: a payload holds while the consumer
+        # is not ready, as lib.stream requires.
+        m.d.comb += self.i.ready.eq(self.o.ready)
+        outer = Module()
+        outer.submodules.datapath = EnableInserter(self.o.ready)(m)
+        return outer
+
+
+class Fp16PE(SpeqPE):
+    """The FP16-only baseline PE: `SpeqPE` built without the draft mode.
+
+    Same parameters and members as `SpeqPE` (``draft`` fixed to ``False``):
+    ``i.payload`` has no ``mode`` and no ``draft`` field, and one activation.
+    """
+
+    def __init__(self, config=SpeqConfig()):
+        super().__init__(config, draft=False)

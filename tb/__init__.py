@@ -1,0 +1,1 @@
+"""cocotb benches of the SPEQ blocks, run from pytest through `tb.runner`."""

