@@ -252,7 +252,9 @@ class SpeqPE(wiring.Component):
                 d = p.draft[j]
                 a = acts[j]
                 # 2m or 3m: the draft value 2**x or 1.5 * 2**x, one row or two.
-                u[f"t{j}_sig"] = Cat(Const(0, 1), a.sig) + Mux(d.half, a.sig, 0)
+                # A zero draft value makes a zero significand: the aligner
+                # then needs no separate zero case.
+                u[f"t{j}_sig"] = Mux(d.zero, 0, Cat(Const(0, 1), a.sig) + Mux(d.half, a.sig, 0))
                 u[f"t{j}_sign"] = a.sign ^ d.sign
                 u[f"t{j}_exp"] = a.exp + d.exp          # binade of term bit 11
                 u[f"t{j}_zero"] = a.zero | d.zero
@@ -294,6 +296,8 @@ class SpeqPE(wiring.Component):
                 nan=Mux(dm, terms[0].nan, verify_slot.nan))
             # Slots 1-3 exist in draft mode only.
             for t in terms[1:]:
+                t.sig = Mux(dm, t.sig, 0)
+                t.sign = t.sign & dm
                 t.zero = t.zero | ~dm
                 t.inf = t.inf & dm
                 t.nan = t.nan & dm
@@ -309,18 +313,18 @@ class SpeqPE(wiring.Component):
         m.d.comb += e.eq(big)
 
         x = dict(valid=s1.valid, draft_mode=s1.draft_mode, e=e)
+        dm_now = s1.draft_mode
         # The aligned integer q has G fraction bits below E; a field whose top
         # bit is worth 2**top goes right by E + 1 - top from q's top bit G + 1
         # (>= 0: top <= binade + 1 <= E + 1). Past G + 2 nothing is left.
         for n, op in enumerate(operands):
             shift = Signal(_EXP, name=f"shift{n}")
             limited = Signal(range(G + 3), name=f"shift{n}_limited")
-            m.d.comb += [shift.eq(e + 1 - op.top),
-                         limited.eq(Mux(shift > G + 2, G + 2, shift))]
+            m.d.comb += shift.eq(e + 1 - op.top + Mux(dm_now, G - F, 0))
+            m.d.comb += limited.eq(Mux(shift > G + 2, G + 2, shift))
             x[f"op{n}_sign"] = op.sign
             x[f"op{n}_sig"] = op.sig
             x[f"op{n}_shift"] = limited
-            x[f"op{n}_zero"] = op.zero
             x[f"op{n}_inf"] = op.inf
             x[f"op{n}_nan"] = op.nan
         x["both_zero_neg"] = operands[0].zero & operands[1].zero & \
@@ -328,9 +332,17 @@ class SpeqPE(wiring.Component):
         s2 = pipe.after("exponent", **x)
 
         # -- 3. align ---------------------------------------------------------
+        # Every operand leaves as X or as ~X = -X - 1: the +1s of the negative
+        # ones are summed once, in step 4, instead of one adder per operand.
+        # Verify: X = {q, sticky} (G fraction bits and the jammed sticky bit).
+        # Draft: q already holds F fraction bits (the shift went G - F further)
+        # and X = q << c; floor() of a negative operand is -(q + sticky) << c =
+        # (~q << c) + (!sticky << c), so the low c bits are not inverted.
         width = G + 6            # signed: five addends below 2**(G + 2) each
+        c = G - F + 1
         a = dict(valid=s2.valid, draft_mode=s2.draft_mode, e=s2.e,
                  both_zero_neg=s2.both_zero_neg)
+        verify_carry, draft_carry = [], []
         for n in range(len(operands)):
             sig = getattr(s2, f"op{n}_sig")
             shift = getattr(s2, f"op{n}_shift")
@@ -344,34 +356,33 @@ class SpeqPE(wiring.Component):
                 # A shifted-out bit exists when the shift passes the lowest one.
                 sticky.eq((sig != 0) & (shift > trailing_zeros(placed))),
             ]
-            mag = Signal(G + 4, name=f"mag{n}")
-            if self._draft and G > F:
-                low = q[:G - F] != 0
-                q_f = Cat(Const(0, G - F), q[G - F:])
-            else:
-                low = Const(0, 1)
-                q_f = q
+            x = Signal(G + 2 + c, name=f"x{n}")
+            invert_low = Signal(name=f"invert_low{n}")
             if self._draft:
-                lost = sticky | low
-                # floor(): a negative operand that lost bits rounds away from 0.
-                bump = Cat(Const(0, G - F + 1), sign & lost)
-                m.d.comb += mag.eq(Mux(s2.draft_mode,
-                                       Cat(Const(0, 1), q_f) + bump,
-                                       Cat(sticky, q)))
+                m.d.comb += [
+                    x.eq(Mux(s2.draft_mode, Cat(Const(0, c), q), Cat(sticky, q))),
+                    invert_low.eq(sign & ~s2.draft_mode),
+                ]
+                draft_carry.append(sign & ~sticky)
             else:
-                m.d.comb += mag.eq(Cat(sticky, q))
+                m.d.comb += [x.eq(Cat(sticky, q)), invert_low.eq(sign)]
+            verify_carry.append(sign)
             value = Signal(signed(width), name=f"value{n}")
-            zero = getattr(s2, f"op{n}_zero")
-            m.d.comb += value.eq(Mux(zero, 0, Mux(sign, -mag, mag)))
+            m.d.comb += value.eq(Cat(x, Const(0, width - len(x))) ^
+                                 Cat(invert_low.replicate(c), sign.replicate(width - c)))
             a[f"v{n}"] = value
             a[f"op{n}_inf"] = getattr(s2, f"op{n}_inf")
             a[f"op{n}_nan"] = getattr(s2, f"op{n}_nan")
             a[f"op{n}_sign"] = sign
+        carry = sum(verify_carry)
+        if self._draft:
+            carry = Mux(s2.draft_mode, sum(draft_carry) << c, carry)
+        a["carry"] = carry
         s3 = pipe.after("align", **a)
 
         # -- 4. sum -----------------------------------------------------------
         total = Signal(signed(width))
-        m.d.comb += total.eq(sum(getattr(s3, f"v{n}") for n in range(len(operands))))
+        m.d.comb += total.eq(sum(getattr(s3, f"v{n}") for n in range(len(operands))) + s3.carry)
         nan = Const(0, 1)
         pos_inf = Const(0, 1)
         neg_inf = Const(0, 1)
