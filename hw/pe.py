@@ -179,7 +179,8 @@ class SpeqPE(wiring.Component):
         self._config = config
         self._draft = draft
         self._F = config.draft_frac_bits
-        self._G = max(self._F, VERIFY_GUARD_BITS)
+        # The baseline carries only the verify precision, not the draft's F.
+        self._G = max(self._F, VERIFY_GUARD_BITS) if draft else VERIFY_GUARD_BITS
         self._registered = frozenset(_REGISTER_ORDER[:config.pe_stages])
         super().__init__({
             "i": In(stream.Signature(pe_input_layout(draft))),
@@ -339,7 +340,7 @@ class SpeqPE(wiring.Component):
         # and X = q << c; floor() of a negative operand is -(q + sticky) << c =
         # (~q << c) + (!sticky << c), so the low c bits are not inverted.
         width = G + 6            # signed: five addends below 2**(G + 2) each
-        c = G - F + 1
+        c = G - F + 1 if self._draft else 1
         a = dict(valid=s2.valid, draft_mode=s2.draft_mode, e=s2.e,
                  both_zero_neg=s2.both_zero_neg)
         verify_carry, draft_carry = [], []
