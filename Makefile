@@ -50,6 +50,7 @@ bench: $(STAMP)
 # and logs in build/area/.
 area: $(STAMP)
 	$(PY) -m rtl_gen.build --top pe --report area --write-docs
+	$(PY) bench/pe_lanes.py
 
 clean:
 	rm -rf $(OUT) sim_build results.xml .pytest_cache

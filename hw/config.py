@@ -18,7 +18,10 @@ PARAM_RANGES = {
     # The golden model takes 2..48; the PE needs F >= 23 so that a subnormal
     # accumulator is never truncated by the draft floor (docs/pe.md).
     "draft_frac_bits": (23, 48),
-    "pe_stages": (1, 6),
+    "pe_stages": (1, 9),
+    "rows": (1, 16),
+    "cols": (1, 16),
+    "tmax": (1, 16),
 }
 
 
@@ -35,6 +38,10 @@ class SpeqConfig:
     pe_stages : int
         Pipeline registers in a PE (its latency): 1 is the output register
         alone; more split the datapath at the shifters and the adder.
+    rows, cols : int
+        Shape R x C of the PE array.
+    tmax : int
+        Most tokens a verify pass takes (each PE keeps accumulators for them).
 
     Raises
     ------
@@ -45,7 +52,10 @@ class SpeqConfig:
     """
 
     draft_frac_bits: int = 30
-    pe_stages: int = 4
+    pe_stages: int = 9
+    rows: int = 4
+    cols: int = 4
+    tmax: int = 8
 
     def __post_init__(self):
         for field in fields(self):

@@ -7,7 +7,7 @@ One PE computes one accumulator step per cycle, fully pipelined:
 - draft: ``acc' = fl32(acc + t0 + t1 + t2 + t3)`` with ``t_j = a_j * dw_j``,
   the fused aligned sum of SPEC section 3 with ``F`` fraction bits.
 
-Both modes run through one datapath, in six steps:
+Both modes run through one datapath, in seven steps:
 
 1. *unpack* -- FP16 operands are split and normalised (subnormals get a
    leading one and a smaller exponent); the significand multiplier forms the
@@ -20,9 +20,10 @@ Both modes run through one datapath, in six steps:
    bits shifted out into the lowest bit (a sticky bit), which makes the one
    rounding below exact IEEE addition;
 4. *sum* -- one signed adder for the (up to five) aligned operands;
-5. *normalise* -- leading-zero count and left shift, clamped at the smallest
-   normal exponent so that subnormal results come out right;
-6. *round* -- round to nearest even, pack, and the IEEE special cases.
+5. *lzc* -- magnitude and leading-zero count of the sum;
+6. *normalise* -- left shift, clamped at the smallest normal exponent so that
+   subnormal results come out right;
+7. *round* -- round to nearest even, pack, and the IEEE special cases.
 
 Only slot 0 of the aligner sees the product in verify mode; in draft mode it
 sees draft term 0, and slots 1-3 hold terms 1-3. The multiplier, the
@@ -52,11 +53,13 @@ VERIFY_GUARD_BITS = 25
 #: Canonical quiet NaN of binary32, the PE's only NaN output.
 FP32_QNAN = 0x7FC00000
 #: The datapath's steps, in order; a pipeline register may follow each one.
-STEPS = ("unpack", "exponent", "align", "sum", "normalise", "round")
+STEPS = ("unpack", "multiply", "exponent", "shift", "align", "sum", "lzc", "normalise",
+         "round")
 # Which boundaries get a register first as the depth grows (the output
 # register, after "round", is always there): the shifters and the wide adder
 # are the long paths.
-_REGISTER_ORDER = ("round", "align", "unpack", "normalise", "sum", "exponent")
+_REGISTER_ORDER = ("round", "align", "multiply", "normalise", "sum", "exponent", "lzc",
+                   "unpack", "shift")
 # Signed binade exponents (-150 .. 300 with headroom for the arithmetic).
 _EXP = signed(11)
 
@@ -156,6 +159,11 @@ class SpeqPE(wiring.Component):
         ``docs/pe.md``) and ``pe_stages``.
     draft : bool
         Build the draft mode (``False`` gives the FP16-only baseline).
+    draft_lanes : int
+        Draft terms summed per step, 1 to 4 (default 4, the SPEQ PE). Fewer
+        lanes leave the unused ``act``/``draft`` inputs unconnected; they are
+        for area studies only (``bench/pe_lanes.py``), the contract's draft
+        step takes four.
 
     Members
     -------
@@ -171,11 +179,15 @@ class SpeqPE(wiring.Component):
         If ``config`` is not a `SpeqConfig` or ``draft`` not a bool.
     """
 
-    def __init__(self, config=SpeqConfig(), *, draft=True):
+    def __init__(self, config=SpeqConfig(), *, draft=True, draft_lanes=DRAFT_LANES):
         if not isinstance(config, SpeqConfig):
             raise TypeError(f"config must be a SpeqConfig, not {config!r}")
         if not isinstance(draft, bool):
             raise TypeError(f"draft must be a bool, not {draft!r}")
+        draft_lanes = operator.index(draft_lanes)
+        if not 1 <= draft_lanes <= DRAFT_LANES:
+            raise ValueError(f"draft_lanes must be between 1 and {DRAFT_LANES}, not {draft_lanes}")
+        self._lanes = draft_lanes if draft else 1
         self._config = config
         self._draft = draft
         self._F = config.draft_frac_bits
@@ -230,27 +242,43 @@ class SpeqPE(wiring.Component):
         m = Module()
         pipe = _Pipeline(m, self._registered)
         G, F = self._G, self._F
-        lanes = DRAFT_LANES if self._draft else 1
+        lanes = self._lanes
         p = self.i.payload
         draft_mode = (p.mode == Mode.DRAFT) if self._draft else Const(0, 1)
 
         # -- 1. unpack --------------------------------------------------------
         acc = FP32(p.acc)
-        acts = [self._unpack16(m, p.act[j], f"act{j}") for j in range(lanes)]
-        w = self._unpack16(m, p.weight, "w")
+        fp16_inputs = [p.act[j] for j in range(lanes)] + [p.weight]
+        v = dict(valid=self.i.valid, draft_mode=draft_mode,
+                 acc_sign=acc.sign, acc_exp=acc.exp, acc_frac=acc.frac)
+        for j, bits in enumerate(fp16_inputs):
+            for name, value in self._unpack16(m, bits, f"in{j}").__dict__.items():
+                v[f"in{j}_{name}"] = value
+        if self._draft:
+            for j in range(lanes):
+                for name in ("exp", "half", "zero", "sign"):
+                    v[f"d{j}_{name}"] = getattr(p.draft[j], name)
+        s0 = pipe.after("unpack", **v)
+
+        # -- 2. multiply ------------------------------------------------------
+        def unpacked(j):
+            return _Bundle({name: getattr(s0, f"in{j}_{name}")
+                            for name in ("sign", "sig", "exp", "zero", "inf", "nan")})
+        acts = [unpacked(j) for j in range(lanes)]
+        w = unpacked(lanes)
         # The one significand multiplier: 11 x 11 bits, exact.
         product = Signal(22)
         m.d.comb += product.eq(acts[0].sig * w.sig)
         u = dict(
-            valid=self.i.valid, draft_mode=draft_mode,
-            acc_sign=acc.sign, acc_exp=acc.exp, acc_frac=acc.frac,
+            valid=s0.valid, draft_mode=s0.draft_mode,
+            acc_sign=s0.acc_sign, acc_exp=s0.acc_exp, acc_frac=s0.acc_frac,
             p_sign=acts[0].sign ^ w.sign, p_sig=product, p_exp=acts[0].exp + w.exp,
             p_zero=acts[0].zero | w.zero, p_inf=acts[0].inf | w.inf,
             p_nan=acts[0].nan | w.nan | (acts[0].inf & w.zero) | (acts[0].zero & w.inf),
         )
         if self._draft:
             for j in range(lanes):
-                d = p.draft[j]
+                d = _Bundle({name: getattr(s0, f"d{j}_{name}") for name in ("exp", "half", "zero", "sign")})
                 a = acts[j]
                 # 2m or 3m: the draft value 2**x or 1.5 * 2**x, one row or two.
                 # A zero draft value makes a zero significand: the aligner
@@ -261,9 +289,9 @@ class SpeqPE(wiring.Component):
                 u[f"t{j}_zero"] = a.zero | d.zero
                 u[f"t{j}_inf"] = a.inf & ~d.zero
                 u[f"t{j}_nan"] = a.nan | (a.inf & d.zero)
-        s1 = pipe.after("unpack", **u)
+        s1 = pipe.after("multiply", **u)
 
-        # -- 2. exponent ------------------------------------------------------
+        # -- 3. exponent ------------------------------------------------------
         acc_sub = s1.acc_exp == 0
         operands = [_Operand(
             sign=s1.acc_sign, sig=Cat(s1.acc_frac, ~acc_sub),
@@ -306,33 +334,52 @@ class SpeqPE(wiring.Component):
         else:
             operands.append(verify_slot)
 
-        # E: the largest binade of the non-zero operands (any value if none).
-        big = Const(-126, _EXP)
-        for op in operands:
-            big = Mux(~op.zero & (op.binade > big), op.binade, big)
+        # E: the largest binade of the non-zero operands (-126 if none). All
+        # pairs are compared at once and the winner selected, instead of a
+        # chain of compare-and-select: this step sits on the critical path.
         e = Signal(_EXP)
-        m.d.comb += e.eq(big)
+        winners = []
+        for i, op in enumerate(operands):
+            beats = ~op.zero
+            for j, other in enumerate(operands):
+                if j != i:
+                    wins = op.binade >= other.binade if i < j else op.binade > other.binade
+                    beats = beats & (other.zero | wins)
+            winners.append(beats)
+        selected = Const(0, _EXP)
+        for win, op in zip(winners, operands):
+            selected = selected | Mux(win, op.binade, 0)
+        all_zero = Const(1, 1)
+        for op in operands:
+            all_zero = all_zero & op.zero
+        m.d.comb += e.eq(Mux(all_zero, -126, selected))
 
-        x = dict(valid=s1.valid, draft_mode=s1.draft_mode, e=e)
-        dm_now = s1.draft_mode
         # The aligned integer q has G fraction bits below E; a field whose top
         # bit is worth 2**top goes right by E + 1 - top from q's top bit G + 1
         # (>= 0: top <= binade + 1 <= E + 1). Past G + 2 nothing is left.
+        # 1 - top (+ G - F in draft mode) does not wait for E.
+        x = dict(valid=s1.valid, draft_mode=s1.draft_mode, e=e)
         for n, op in enumerate(operands):
-            shift = Signal(_EXP, name=f"shift{n}")
-            limited = Signal(range(G + 3), name=f"shift{n}_limited")
-            m.d.comb += shift.eq(e + 1 - op.top + Mux(dm_now, G - F, 0))
-            m.d.comb += limited.eq(Mux(shift > G + 2, G + 2, shift))
+            x[f"op{n}_pre"] = 1 - op.top + Mux(s1.draft_mode, G - F, 0)
             x[f"op{n}_sign"] = op.sign
             x[f"op{n}_sig"] = op.sig
-            x[f"op{n}_shift"] = limited
             x[f"op{n}_inf"] = op.inf
             x[f"op{n}_nan"] = op.nan
         x["both_zero_neg"] = operands[0].zero & operands[1].zero & \
             operands[0].sign & operands[1].sign
-        s2 = pipe.after("exponent", **x)
+        s2e = pipe.after("exponent", **x)
 
-        # -- 3. align ---------------------------------------------------------
+        # -- 4. shift ---------------------------------------------------------
+        y = {name: value for name, value in s2e.__dict__.items() if not name.endswith("_pre")}
+        for n in range(len(operands)):
+            shift = Signal(_EXP, name=f"shift{n}")
+            limited = Signal(range(G + 3), name=f"shift{n}_limited")
+            m.d.comb += [shift.eq(s2e.e + getattr(s2e, f"op{n}_pre")),
+                         limited.eq(Mux(shift > G + 2, G + 2, shift))]
+            y[f"op{n}_shift"] = limited
+        s2 = pipe.after("shift", **y)
+
+        # -- 5. align ---------------------------------------------------------
         # Every operand leaves as X or as ~X = -X - 1: the +1s of the negative
         # ones are summed once, in step 4, instead of one adder per operand.
         # Verify: X = {q, sticky} (G fraction bits and the jammed sticky bit).
@@ -381,7 +428,7 @@ class SpeqPE(wiring.Component):
         a["carry"] = carry
         s3 = pipe.after("align", **a)
 
-        # -- 4. sum -----------------------------------------------------------
+        # -- 6. sum -----------------------------------------------------------
         total = Signal(signed(width))
         m.d.comb += total.eq(sum(getattr(s3, f"v{n}") for n in range(len(operands))) + s3.carry)
         nan = Const(0, 1)
@@ -398,25 +445,30 @@ class SpeqPE(wiring.Component):
             nan=nan | (pos_inf & neg_inf), inf=pos_inf | neg_inf, inf_sign=neg_inf,
             zero_sign=s3.both_zero_neg & ~s3.draft_mode)
 
-        # -- 5. normalise -----------------------------------------------------
+        # -- 7. leading zeros -------------------------------------------------
         neg = s4.total[-1]
         mag = Signal(width - 1)
         m.d.comb += mag.eq(Mux(neg, -s4.total, s4.total))
         lz = Signal(range(width))
         m.d.comb += lz.eq(leading_zeros(mag))
-        # Window bit p is worth 2**(E - G - 1 + p); the top bit (G + 4) is worth
-        # 2**(E + 3). Shift at most until the top is worth 2**-126.
-        limit = s4.e + 129
-        k = Signal(range(width))
-        m.d.comb += k.eq(Mux(lz > limit, limit, lz))
-        norm = Signal(width - 1)
-        m.d.comb += norm.eq(mag << k)
-        s5 = pipe.after(
-            "normalise", valid=s4.valid, norm=norm, zero=mag == 0, sign=neg,
-            exp=s4.e + 130 - k, nan=s4.nan, inf=s4.inf, inf_sign=s4.inf_sign,
-            zero_sign=s4.zero_sign)
+        s45 = pipe.after(
+            "lzc", valid=s4.valid, mag=mag, lz=lz, zero=mag == 0, sign=neg,
+            # Window bit p is worth 2**(E - G - 1 + p); the top bit (G + 4) is
+            # worth 2**(E + 3). Shift at most until the top is worth 2**-126.
+            limit=s4.e + 129, e=s4.e,
+            nan=s4.nan, inf=s4.inf, inf_sign=s4.inf_sign, zero_sign=s4.zero_sign)
 
-        # -- 6. round ---------------------------------------------------------
+        # -- 8. normalise -----------------------------------------------------
+        k = Signal(range(width))
+        m.d.comb += k.eq(Mux(s45.lz > s45.limit, s45.limit, s45.lz))
+        norm = Signal(width - 1)
+        m.d.comb += norm.eq(s45.mag << k)
+        s5 = pipe.after(
+            "normalise", valid=s45.valid, norm=norm, zero=s45.zero, sign=s45.sign,
+            exp=s45.e + 130 - k, nan=s45.nan, inf=s45.inf, inf_sign=s45.inf_sign,
+            zero_sign=s45.zero_sign)
+
+        # -- 9. round ---------------------------------------------------------
         top = width - 2
         field = s5.norm[top - 23:top + 1]
         guard = s5.norm[top - 24]

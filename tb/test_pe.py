@@ -32,7 +32,7 @@ from golden import arith, speq16
 from hw.config import SpeqConfig
 from hw.decoder import DRAFT_LANES, Mode
 from hw.pe import Fp16PE, PEOut, SpeqPE, pe_input_layout
-from tb import payload, runner
+from tb import drive, payload, runner
 
 
 TOPLEVEL = "pe"
@@ -184,13 +184,7 @@ def _build(params):
 
 
 async def _reset(dut):
-    dut.rst.value = 1
-    for name in ("i__valid", "i__payload", "o__ready"):
-        getattr(dut, name).value = 0
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns", impl="gpi").start())
-    for _ in range(RESET_CYCLES):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await drive.reset(dut, ("i__valid", "i__payload", "o__ready"))
 
 
 async def _stream(dut, payloads, rng, latency, p_valid=0.95, p_ready=0.9):
@@ -289,6 +283,7 @@ CONFIGS = [
     ("fp16", {}, False, runner.SIMULATORS, DEFAULT_VECTORS),
     ("speq_s1_f23", {"pe_stages": 1, "draft_frac_bits": 23}, True, ("verilator",), 50_000),
     ("speq_s6_f48", {"pe_stages": 6, "draft_frac_bits": 48}, True, ("verilator",), 50_000),
+    ("speq_s4", {"pe_stages": 4}, True, ("verilator",), 50_000),
 ]
 
 
