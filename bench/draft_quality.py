@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from golden import arith, speq16
+from rtl_gen.docs import replace_section
 
 
 __all__ = [
@@ -429,33 +430,6 @@ def format_report(results):
         f"{names[key]} {int(hist[key][16:].sum())} of {totals[key]} "
         f"(fraction {hist[key][16:].sum() / totals[key]:.2g})" for key in keys) + "."]
     return "\n".join(out)
-
-
-def replace_section(text, heading, body):
-    """Replace (or append) the ``heading`` section of a Markdown document.
-
-    The section runs from its heading line to the next heading of the same or
-    a higher level, or to the end of the document.
-    """
-    level = len(heading) - len(heading.lstrip("#"))
-    lines = text.splitlines()
-    new = [heading, ""] + body.rstrip("\n").splitlines() + [""]
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        return "\n".join(lines + [""] + new)
-    end = start + 1
-    in_code = False
-    while end < len(lines):
-        line = lines[end]
-        if line.startswith("```"):
-            in_code = not in_code
-        hashes = len(line) - len(line.lstrip("#"))
-        if not in_code and 0 < hashes <= level and line[hashes:hashes + 1] == " ":
-            break
-        end += 1
-    return "\n".join(lines[:start] + new + lines[end:]).rstrip("\n") + "\n"
 
 
 def _command(argv):

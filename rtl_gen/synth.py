@@ -39,6 +39,7 @@ from amaranth.back import rtlil
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from .docs import replace_section
 
 
 __all__ = [
@@ -760,27 +761,6 @@ def _amaranth_version():
         return "(version unknown)"
 
 
-def _replace_section(text, heading, body):
-    # The section runs to the next heading of its level or higher (outside code).
-    level = len(heading) - len(heading.lstrip("#"))
-    lines = text.splitlines()
-    new = [heading, ""] + body.rstrip("\n").splitlines() + [""]
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        return "\n".join(lines + [""] + new)
-    end, in_code = start + 1, False
-    while end < len(lines):
-        line = lines[end]
-        in_code ^= line.startswith("```")
-        hashes = len(line) - len(line.lstrip("#"))
-        if not in_code and 0 < hashes <= level and line[hashes:hashes + 1] == " ":
-            break
-        end += 1
-    return "\n".join(lines[:start] + new + lines[end:]).rstrip("\n") + "\n"
-
-
 def command_line(argv):
     """The shell command that ran ``python -m rtl_gen.build`` with ``argv``."""
     exe = Path(sys.executable)
@@ -843,4 +823,4 @@ def write_docs(path, result, table, argv):
         "clock period 1000/Fmax ns for that Fmax to hold. nextpnr-ecp5 times the "
         "MULT18X18D within the clock's paths.\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_replace_section(text, SECTION, body))
+    path.write_text(replace_section(text, SECTION, body))

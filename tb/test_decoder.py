@@ -33,7 +33,7 @@ from amaranth.lib import data
 from golden import speq16
 from hw.decoder import (RemapDecoder, DecoderIn, DecoderOut, DraftOperand, TableEntry,
                         Mode, NUM_CODES, DRAFT_LANES)
-from tb import runner
+from tb import drive, runner
 
 
 TOPLEVEL = "decoder"
@@ -159,19 +159,8 @@ def _selected_tables(seed):
 
 
 async def _reset(dut):
-    # Drive every input before the clock starts and hold reset for a few
-    # cycles: Icarus evaluates some of Amaranth's always @* blocks late at
-    # time 0.
-    dut.rst.value = 1
-    for name in ("i__valid", "i__payload", "o__ready", "table__en", "table__code",
-                 "table__base", "table__exp", "table__half", "table__zero"):
-        getattr(dut, name).value = 0
-    # The simulator-side clock: a Python clock coroutine costs more per cycle
-    # than the whole bench loop.
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns", impl="gpi").start())
-    for _ in range(RESET_CYCLES):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await drive.reset(dut, ("i__valid", "i__payload", "o__ready", "table__en", "table__code",
+                 "table__base", "table__exp", "table__half", "table__zero"))
 
 
 async def _load_table(dut, enc):
