@@ -1,0 +1,96 @@
+"""The step schedule of a pass on the PE array (``docs/array.md``).
+
+A pass computes ``Y[T x N] = X[T x K] . W[N x K]^T`` tile by tile. A tile is
+``pes x interleave`` rows: slot ``j`` of PE ``p`` holds row
+``tile * pes * interleave + j * pes + p``. Within a tile (innermost last):
+
+- draft:    group ``g`` (K/4), row slot ``j``: one draft word per PE and step;
+- verify:   ``g``, ``k`` in ``4g .. 4g+3``, ``j``, token ``t``;
+- baseline: ``g``, ``k``, ``j`` (one token).
+
+Accumulator slot of a step: ``j * T + t`` (``t = 0`` for draft and baseline),
+so a slot comes back every ``interleave * T`` steps. Rows past ``N`` (the
+padding of the last tile) are marked ``-1``.
+"""
+
+import numpy as np
+
+
+__all__ = ["MODES", "Schedule", "schedule"]
+
+
+MODES = ("draft", "verify", "baseline")
+
+
+class Schedule:
+    """The steps of one pass, as NumPy arrays over the steps.
+
+    Members
+    -------
+    mode : str
+    first, last : bool (S,)
+        The step starts its slot from +0 / finishes it.
+    slot : int (S,)
+    token : int (S,)
+    k : int (S,)
+        The weight column (verify, baseline) or the group ``g`` (draft).
+    rows : int (S, pes)
+        Each PE's row, ``-1`` for padding.
+    """
+
+    def __init__(self, mode, first, last, slot, token, k, rows):
+        self.mode, self.first, self.last = mode, first, last
+        self.slot, self.token, self.k, self.rows = slot, token, k, rows
+
+    def __len__(self):
+        return len(self.slot)
+
+
+def schedule(mode, n, k, t, pes, interleave):
+    """The step schedule of a pass.
+
+    Parameters
+    ----------
+    mode : {"draft", "verify", "baseline"}
+    n, k, t : int
+        Output rows, reduction length (a multiple of 4) and tokens (1 unless
+        verify).
+    pes, interleave : int
+        PEs of the array and row slots per PE.
+
+    Raises
+    ------
+    ValueError
+        For an unknown mode, K not a positive multiple of 4, N < 1, or T other
+        than 1 outside verify.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if n < 1:
+        raise ValueError(f"N must be at least 1, not {n}")
+    if k < 4 or k % 4:
+        raise ValueError(f"K must be a positive multiple of 4, not {k}")
+    if t < 1 or (mode != "verify" and t != 1):
+        raise ValueError(f"T must be 1 for a {mode} pass, not {t}" if mode != "verify"
+                         else f"T must be at least 1, not {t}")
+    tile_rows = pes * interleave
+    tiles = -(-n // tile_rows)
+    if mode == "draft":
+        # (tile, g, j)
+        shape = (tiles, k // 4, interleave, 1)
+        kk = np.arange(k // 4)[None, :, None, None]
+        last_k = k // 4 - 1
+    else:
+        # (tile, k, j, t)
+        shape = (tiles, k, interleave, t)
+        kk = np.arange(k)[None, :, None, None]
+        last_k = k - 1
+    tile = np.arange(tiles)[:, None, None, None]
+    j = np.arange(interleave)[None, None, :, None]
+    tok = np.arange(shape[3])[None, None, None, :]
+    full = np.broadcast_to
+    kk, tile, j, tok = (full(a, shape).ravel() for a in (kk, tile, j, tok))
+    rows = tile[:, None] * tile_rows + j[:, None] * pes + np.arange(pes)[None, :]
+    rows = np.where(rows < n, rows, -1)
+    return Schedule(mode=mode, first=kk == 0, last=kk == last_k, slot=j * shape[3] + tok,
+                    token=tok, k=kk, rows=rows)
