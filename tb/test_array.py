@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
 import pytest
@@ -31,7 +30,6 @@ from amaranth.lib import data
 
 
 TOPLEVEL = "array"
-RESET_CYCLES = 4
 
 
 def _array():

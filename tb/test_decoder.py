@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
 import pytest
@@ -38,7 +37,6 @@ from tb import drive, runner
 
 TOPLEVEL = "decoder"
 WORDS = np.arange(1 << data.Layout.cast(DecoderIn)["word"].width, dtype=np.uint16)
-RESET_CYCLES = 4
 
 
 # --- Tables ---------------------------------------------------------------------------------

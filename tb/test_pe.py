@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
 import pytest
@@ -36,7 +35,6 @@ from tb import drive, payload, runner
 
 
 TOPLEVEL = "pe"
-RESET_CYCLES = 4
 DEFAULT_VECTORS = 100_000
 
 
