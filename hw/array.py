@@ -14,6 +14,8 @@ only `interleave` steps after its previous use: the schedule (see
 ``docs/array.md``) interleaves that many rows per PE.
 """
 
+import operator
+
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -34,6 +36,9 @@ class SpeqArray(wiring.Component):
     ----------
     config : SpeqConfig
         Uses ``rows``, ``cols``, ``tmax`` and the PE's parameters.
+    tag_bits : int
+        Width of a ``tag`` field that travels with each step to its result
+        (the controller puts the row and token there); 0 for none.
 
     Members
     -------
@@ -43,17 +48,23 @@ class SpeqArray(wiring.Component):
         verify) and ``draft`` (four draft operands per PE, draft).
     o : Out(stream.Signature(result layout))
         For every ``last`` step, ``latency`` cycles later: ``acc`` (one FP32
-        per PE) and the step's ``slot``. A stalled output freezes the array.
+        per PE), the step's ``slot`` and its ``tag``. A stalled output freezes
+        the array.
 
     Raises
     ------
     TypeError
-        If ``config`` is not a `SpeqConfig`.
+        If ``config`` is not a `SpeqConfig` or ``tag_bits`` not an integer.
+    ValueError
+        If ``tag_bits`` is negative.
     """
 
-    def __init__(self, config=SpeqConfig()):
+    def __init__(self, config=SpeqConfig(), *, tag_bits=0):
         if not isinstance(config, SpeqConfig):
             raise TypeError(f"config must be a SpeqConfig, not {config!r}")
+        tag_bits = operator.index(tag_bits)
+        if tag_bits < 0:
+            raise ValueError(f"tag_bits must be at least 0, not {tag_bits}")
         self._config = config
         pes = config.rows * config.cols
         self._pes = [SpeqPE(config) for _ in range(pes)]
@@ -63,6 +74,7 @@ class SpeqArray(wiring.Component):
             "first": 1,
             "last": 1,
             "slot": range(self.depth),
+            "tag": tag_bits,
             "act": data.ArrayLayout(FP16, DRAFT_LANES),
             "weight": data.ArrayLayout(FP16, pes),
             "draft": data.ArrayLayout(data.ArrayLayout(DraftOperand, DRAFT_LANES), pes),
@@ -70,6 +82,7 @@ class SpeqArray(wiring.Component):
         result = data.StructLayout({
             "acc": data.ArrayLayout(FP32, pes),
             "slot": range(self.depth),
+            "tag": tag_bits,
         })
         super().__init__({
             "i": In(stream.Signature(step)),
@@ -116,13 +129,15 @@ class SpeqArray(wiring.Component):
         with m.If(en):
             m.d.sync += [step.eq(self.i.payload), valid.eq(self.i.valid)]
 
-        # The step's slot and last flag travel beside the PE pipeline.
-        slot, last = step.slot, step.last
+        # The step's slot, tag and last flag travel beside the PE pipeline.
+        slot, tag, last = step.slot, step.tag, step.last
         for stage in range(self._pe_latency):
-            next_slot, next_last = Signal.like(slot, name=f"slot_{stage}"), Signal(name=f"last_{stage}")
+            next_slot = Signal.like(slot, name=f"slot_{stage}")
+            next_tag = Signal.like(tag, name=f"tag_{stage}")
+            next_last = Signal(name=f"last_{stage}")
             with m.If(en):
-                m.d.sync += [next_slot.eq(slot), next_last.eq(last)]
-            slot, last = next_slot, next_last
+                m.d.sync += [next_slot.eq(slot), next_tag.eq(tag), next_last.eq(last)]
+            slot, tag, last = next_slot, next_tag, next_last
 
         pe_valid = None
         for p, pe in enumerate(self._pes):
@@ -150,5 +165,6 @@ class SpeqArray(wiring.Component):
         m.d.comb += [
             self.o.valid.eq(pe_valid & last),
             self.o.payload.slot.eq(slot),
+            self.o.payload.tag.eq(tag),
         ]
         return m

@@ -18,10 +18,12 @@ PARAM_RANGES = {
     # The golden model takes 2..48; the PE needs F >= 23 so that a subnormal
     # accumulator is never truncated by the draft floor (docs/pe.md).
     "draft_frac_bits": (23, 48),
-    "pe_stages": (1, 9),
+    "pe_stages": (1, 10),
     "rows": (1, 16),
     "cols": (1, 16),
     "tmax": (1, 16),
+    "kmax": (4, 16384),
+    "mem_bits": (16, 4096),
 }
 
 
@@ -42,6 +44,13 @@ class SpeqConfig:
         Shape R x C of the PE array.
     tmax : int
         Most tokens a verify pass takes (each PE keeps accumulators for them).
+    kmax : int
+        Longest reduction (K) a pass takes, a multiple of 4: the activation
+        buffer holds ``tmax x kmax`` FP16 values.
+    mem_bits : int
+        ``B``, bits the weight memory port delivers per cycle: a multiple of
+        16; the accelerator also needs it to divide ``16 x rows x cols`` (one
+        draft word per PE).
 
     Raises
     ------
@@ -52,10 +61,12 @@ class SpeqConfig:
     """
 
     draft_frac_bits: int = 30
-    pe_stages: int = 9
+    pe_stages: int = 10
     rows: int = 4
     cols: int = 4
     tmax: int = 8
+    kmax: int = 1024
+    mem_bits: int = 32
 
     def __post_init__(self):
         for field in fields(self):
@@ -69,6 +80,10 @@ class SpeqConfig:
                 raise ValueError(
                     f"{field.name} must be between {lo} and {hi}, not {value}")
             object.__setattr__(self, field.name, value)
+        if self.kmax % 4:
+            raise ValueError(f"kmax must be a multiple of 4, not {self.kmax}")
+        if self.mem_bits % 16:
+            raise ValueError(f"mem_bits must be a multiple of 16, not {self.mem_bits}")
 
     def to_dict(self):
         """The parameters as a plain dict (the ``config`` of the manifest)."""

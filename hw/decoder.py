@@ -24,7 +24,7 @@ from .fp import FP16, FP16_QNAN, FP16_Q_MAX, SPEQ16Word, DraftNibble
 __all__ = [
     "Mode", "NUM_CODES", "DRAFT_LANES", "DRAFT_EXP_BITS",
     "TableEntry", "TableWriteSignature", "DecoderIn", "DraftOperand", "DecoderOut",
-    "RemapDecoder",
+    "RemapDecoder", "table_register", "decode_weight", "decode_draft",
 ]
 
 
@@ -117,6 +117,73 @@ class DecoderOut(data.Struct):
     draft: data.ArrayLayout(DraftOperand, DRAFT_LANES)
 
 
+def _word_signal(layout, name):
+    return layout(Signal(data.Layout.cast(layout).size, name=name))
+
+
+def table_register(m, port):
+    """The 8 table entries, in flip-flops, written through ``port``.
+
+    ``port`` is a `TableWriteSignature` interface (flipped: this side reads
+    it); returns the entries as an ``ArrayLayout(TableEntry, 8)`` view. 8 x 15
+    bits are small enough for flip-flops, and the five parallel reads of a
+    decoder (one verify, four draft lanes) would need five memory read ports.
+    """
+    entries = Signal(data.ArrayLayout(TableEntry, NUM_CODES))
+    new_entry = Signal(TableEntry)
+    for name, _ in data.Layout.cast(TableEntry):
+        m.d.comb += new_entry[name].eq(getattr(port, name))
+    with m.If(port.en):
+        m.d.sync += entries[port.code].eq(new_entry)
+    return entries
+
+
+def decode_weight(m, entries, word, name="verify"):
+    """Verify decoding of a SPEQ-16 ``word`` under the table ``entries``.
+
+    Returns ``(weight, invalid)``: the FP16 bits ``{s, q, m8}`` with ``q =
+    base[D] + delta``, or the canonical quiet NaN with ``invalid`` set when
+    ``q > 123`` (no finite class). Combinational.
+    """
+    word = SPEQ16Word(word)
+    # One read into a whole entry: one 8:1 mux rather than one per field.
+    entry = _word_signal(TableEntry, f"{name}_entry")
+    m.d.comb += entry.eq(entries[word.code])
+    # 7-bit base + 4-bit delta keeps its carry (8 bits): a sum past 127
+    # must read as out of range, not wrap into a small class.
+    q = Signal(8, name=f"{name}_q")
+    invalid = Signal(name=f"{name}_invalid")
+    weight = Signal(16, name=f"{name}_weight")
+    m.d.comb += [
+        q.eq(entry.base + word.delta),
+        invalid.eq(q > FP16_Q_MAX),
+        weight.eq(Mux(invalid, FP16_QNAN, Cat(word.low, q[:7], word.sign))),
+    ]
+    return weight, invalid
+
+
+def decode_draft(m, entries, word, name="draft"):
+    """Draft decoding of a draft-plane ``word`` (four nibbles ``{s, D}``).
+
+    Returns the four `DraftOperand` values, lane ``j`` from bits
+    ``4j + 3 .. 4j``. Combinational.
+    """
+    operands = []
+    for lane in range(DRAFT_LANES):
+        nibble = DraftNibble(word[4 * lane:4 * lane + 4])
+        entry = _word_signal(TableEntry, f"{name}_entry{lane}")
+        operand = _word_signal(DraftOperand, f"{name}_operand{lane}")
+        m.d.comb += [
+            entry.eq(entries[nibble.code]),
+            operand.exp.eq(entry.exp),
+            operand.half.eq(entry.half),
+            operand.zero.eq(entry.zero),
+            operand.sign.eq(nibble.sign),
+        ]
+        operands.append(operand)
+    return operands
+
+
 class RemapDecoder(wiring.Component):
     """Exponent-remap decoder with run-time loaded per-tensor tables.
 
@@ -174,51 +241,21 @@ class RemapDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        # 8 x 15 bits: small enough for flip-flops, and the 5 parallel reads
-        # (one verify, four draft lanes) would need 5 read ports of a memory.
-        entries = Signal(data.ArrayLayout(TableEntry, NUM_CODES))
-        new_entry = Signal(TableEntry)
-        for name, _ in data.Layout.cast(TableEntry):
-            m.d.comb += new_entry[name].eq(getattr(self.table, name))
-        with m.If(self.table.en):
-            m.d.sync += entries[self.table.code].eq(new_entry)
+        entries = table_register(m, self.table)
 
         # Per-word intermediates are views of plain signals: Amaranth gives
         # every field of a layout-typed signal its own named wire, and wires
         # that toggle with every word double Icarus' run time while showing
         # nothing that o.payload does not show a cycle later.
-        def word_signal(layout, name):
-            return layout(Signal(data.Layout.cast(layout).size, name=name))
-
-        word = SPEQ16Word(self.i.payload.word)
-        decoded = word_signal(DecoderOut, "decoded")
-        m.d.comb += decoded.mode.eq(self.i.payload.mode)
-
-        # One read per lookup, into a whole entry: one 8:1 mux each rather
-        # than one per field.
-        verify_entry = word_signal(TableEntry, "verify_entry")
-        m.d.comb += verify_entry.eq(entries[word.code])
-        # 7-bit base + 4-bit delta keeps its carry (8 bits): a sum past 127
-        # must read as out of range, not wrap into a small class.
-        q = Signal(8)
+        decoded = _word_signal(DecoderOut, "decoded")
+        weight, invalid = decode_weight(m, entries, self.i.payload.word)
         m.d.comb += [
-            q.eq(verify_entry.base + word.delta),
-            decoded.invalid.eq(q > FP16_Q_MAX),
-            decoded.weight.eq(Mux(decoded.invalid, FP16_QNAN,
-                                  Cat(word.low, q[:7], word.sign))),
+            decoded.mode.eq(self.i.payload.mode),
+            decoded.weight.eq(weight),
+            decoded.invalid.eq(invalid),
         ]
-
-        for lane in range(DRAFT_LANES):
-            nibble = DraftNibble(self.i.payload.word[4 * lane:4 * lane + 4])
-            entry = word_signal(TableEntry, f"draft_entry{lane}")
-            m.d.comb += entry.eq(entries[nibble.code])
-            operand = decoded.draft[lane]
-            m.d.comb += [
-                operand.exp.eq(entry.exp),
-                operand.half.eq(entry.half),
-                operand.zero.eq(entry.zero),
-                operand.sign.eq(nibble.sign),
-            ]
+        for lane, operand in enumerate(decode_draft(m, entries, self.i.payload.word)):
+            m.d.comb += decoded.draft[lane].eq(operand)
 
         if self._registered_output:
             # lib.stream rules: accept whenever the output register is empty or

@@ -53,13 +53,13 @@ VERIFY_GUARD_BITS = 25
 #: Canonical quiet NaN of binary32, the PE's only NaN output.
 FP32_QNAN = 0x7FC00000
 #: The datapath's steps, in order; a pipeline register may follow each one.
-STEPS = ("unpack", "multiply", "exponent", "shift", "align", "sum", "lzc", "normalise",
-         "round")
+STEPS = ("unpack", "multiply", "exponent", "shift", "align", "sum", "negate", "lzc",
+         "normalise", "round")
 # Which boundaries get a register first as the depth grows (the output
 # register, after "round", is always there): the shifters and the wide adder
 # are the long paths.
 _REGISTER_ORDER = ("round", "align", "multiply", "normalise", "sum", "exponent", "lzc",
-                   "unpack", "shift")
+                   "unpack", "shift", "negate")
 # Signed binade exponents (-150 .. 300 with headroom for the arithmetic).
 _EXP = signed(11)
 
@@ -94,21 +94,35 @@ class PEOut(data.Struct):
     acc: FP32
 
 
-def leading_zeros(value):
-    """Leading zeros of ``value`` (its width if zero), as a balanced tree."""
-    def tree(v):
+def leading_zeros(m, value, name="lz"):
+    """Leading zeros of ``value`` (its width if zero), as a balanced tree.
+
+    Every node's count and all-zero flag is a signal of its own: each is read
+    twice by its parent, and an expression read twice is emitted twice, so
+    without them the tree's Verilog grows with the square of its width.
+    """
+    value_sig = Signal(len(value), name=f"{name}_in")
+    m.d.comb += value_sig.eq(value)
+
+    def tree(v, path):
         if len(v) == 1:
             return ~v[0], ~v[0]
         low_width = len(v) // 2
-        hi_count, hi_zero = tree(v[low_width:])
-        lo_count, lo_zero = tree(v[:low_width])
-        return Mux(hi_zero, (len(v) - low_width) + lo_count, hi_count), hi_zero & lo_zero
-    return tree(value)[0]
+        hi_count, hi_zero = tree(v[low_width:], path + "h")
+        lo_count, lo_zero = tree(v[:low_width], path + "l")
+        count = Signal(range(len(v) + 1), name=f"{name}_{path}count")
+        zero = Signal(name=f"{name}_{path}zero")
+        m.d.comb += [
+            count.eq(Mux(hi_zero, (len(v) - low_width) + lo_count, hi_count)),
+            zero.eq(hi_zero & lo_zero),
+        ]
+        return count, zero
+    return tree(value_sig, "")[0]
 
 
-def trailing_zeros(value):
+def trailing_zeros(m, value, name="tz"):
     """Trailing zeros of ``value`` (its width if zero), as a balanced tree."""
-    return leading_zeros(Cat(*reversed(list(value))))
+    return leading_zeros(m, Cat(*reversed(list(value))), name)
 
 
 class _Pipeline:
@@ -146,6 +160,17 @@ class _Operand:
     def __init__(self, sign, sig, top, binade, zero, inf, nan):
         self.sign, self.sig, self.top, self.binade = sign, sig, top, binade
         self.zero, self.inf, self.nan = zero, inf, nan
+
+    def as_signals(self, m, name):
+        """The same operand with every field driven into a signal of its own
+        (a field expression read several times would be emitted each time)."""
+        fields = {}
+        for field in ("sign", "sig", "top", "binade", "zero", "inf", "nan"):
+            value = getattr(self, field)
+            sig = Signal(value.shape(), name=f"{name}_{field}")
+            m.d.comb += sig.eq(value)
+            fields[field] = sig
+        return _Operand(**fields)
 
 
 class SpeqPE(wiring.Component):
@@ -225,7 +250,7 @@ class SpeqPE(wiring.Component):
         f = FP16(bits)
         subnormal = f.exp == 0
         lz = Signal(range(11), name=f"{name}_lz")
-        m.d.comb += lz.eq(leading_zeros(f.frac))
+        m.d.comb += lz.eq(leading_zeros(m, f.frac, f"{name}_lz"))
         sig = Signal(11, name=f"{name}_sig")     # bit 10 set unless zero
         exp = Signal(_EXP, name=f"{name}_exp")   # binade of bit 10
         m.d.comb += [
@@ -333,6 +358,7 @@ class SpeqPE(wiring.Component):
             operands += [slot0] + terms[1:]
         else:
             operands.append(verify_slot)
+        operands = [op.as_signals(m, f"operand{n}") for n, op in enumerate(operands)]
 
         # E: the largest binade of the non-zero operands (-126 if none). All
         # pairs are compared at once and the winner selected, instead of a
@@ -361,6 +387,9 @@ class SpeqPE(wiring.Component):
         x = dict(valid=s1.valid, draft_mode=s1.draft_mode, e=e)
         for n, op in enumerate(operands):
             x[f"op{n}_pre"] = 1 - op.top + Mux(s1.draft_mode, G - F, 0)
+            # Trailing zeros of the placed field, for the sticky bit: ready
+            # long before the shift amount is.
+            x[f"op{n}_tz"] = trailing_zeros(m, op.sig, f"op{n}_tz") + (G + 2 - len(op.sig))
             x[f"op{n}_sign"] = op.sign
             x[f"op{n}_sig"] = op.sig
             x[f"op{n}_inf"] = op.inf
@@ -402,7 +431,7 @@ class SpeqPE(wiring.Component):
             m.d.comb += [
                 q.eq(placed >> shift),
                 # A shifted-out bit exists when the shift passes the lowest one.
-                sticky.eq((sig != 0) & (shift > trailing_zeros(placed))),
+                sticky.eq((sig != 0) & (shift > getattr(s2, f"op{n}_tz"))),
             ]
             x = Signal(G + 2 + c, name=f"x{n}")
             invert_low = Signal(name=f"invert_low{n}")
@@ -445,20 +474,26 @@ class SpeqPE(wiring.Component):
             nan=nan | (pos_inf & neg_inf), inf=pos_inf | neg_inf, inf_sign=neg_inf,
             zero_sign=s3.both_zero_neg & ~s3.draft_mode)
 
-        # -- 7. leading zeros -------------------------------------------------
+        # -- 7. negate ---------------------------------------------------------
         neg = s4.total[-1]
         mag = Signal(width - 1)
         m.d.comb += mag.eq(Mux(neg, -s4.total, s4.total))
-        lz = Signal(range(width))
-        m.d.comb += lz.eq(leading_zeros(mag))
-        s45 = pipe.after(
-            "lzc", valid=s4.valid, mag=mag, lz=lz, zero=mag == 0, sign=neg,
+        s44 = pipe.after(
+            "negate", valid=s4.valid, mag=mag, sign=neg,
             # Window bit p is worth 2**(E - G - 1 + p); the top bit (G + 4) is
             # worth 2**(E + 3). Shift at most until the top is worth 2**-126.
             limit=s4.e + 129, e=s4.e,
             nan=s4.nan, inf=s4.inf, inf_sign=s4.inf_sign, zero_sign=s4.zero_sign)
 
-        # -- 8. normalise -----------------------------------------------------
+        # -- 8. leading zeros -------------------------------------------------
+        lz = Signal(range(width))
+        m.d.comb += lz.eq(leading_zeros(m, s44.mag, "sum_lz"))
+        s45 = pipe.after(
+            "lzc", valid=s44.valid, mag=s44.mag, lz=lz, zero=s44.mag == 0, sign=s44.sign,
+            limit=s44.limit, e=s44.e, nan=s44.nan, inf=s44.inf, inf_sign=s44.inf_sign,
+            zero_sign=s44.zero_sign)
+
+        # -- 9. normalise -----------------------------------------------------
         k = Signal(range(width))
         m.d.comb += k.eq(Mux(s45.lz > s45.limit, s45.limit, s45.lz))
         norm = Signal(width - 1)
@@ -468,7 +503,7 @@ class SpeqPE(wiring.Component):
             exp=s45.e + 130 - k, nan=s45.nan, inf=s45.inf, inf_sign=s45.inf_sign,
             zero_sign=s45.zero_sign)
 
-        # -- 9. round ---------------------------------------------------------
+        # -- 10. round ---------------------------------------------------------
         top = width - 2
         field = s5.norm[top - 23:top + 1]
         guard = s5.norm[top - 24]
