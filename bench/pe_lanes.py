@@ -17,6 +17,10 @@ from hw.config import SpeqConfig
 from hw.decoder import DRAFT_LANES
 from hw.pe import Fp16PE, SpeqPE
 from rtl_gen import synth
+from rtl_gen.docs import replace_section
+
+
+SECTION = "### SpeqPE area by draft lanes"
 
 
 def transistors(component, name, workdir, yosys):
@@ -36,6 +40,10 @@ def main(argv=None):
                         help="pipeline registers of the PEs (default: the SpeqConfig default)")
     parser.add_argument("--out", default="build/area/lanes",
                         help="working directory for the Yosys runs (default: build/area/lanes)")
+    parser.add_argument("--write-docs", nargs="?", const="docs/results.md", metavar="PATH",
+                        help=f"also write the table into the '{SECTION}' section of PATH "
+                             f"(default: docs/results.md); run it after the area report, "
+                             f"whose section holds this one")
     args = parser.parse_args(argv)
     try:
         config = SpeqConfig(pe_stages=args.pe_stages)
@@ -49,13 +57,28 @@ def main(argv=None):
         count = transistors(SpeqPE(config, draft_lanes=lanes), f"pe_lanes{lanes}", args.out, yosys)
         rows.append((f"SpeqPE, {lanes} draft lane{'s' if lanes > 1 else ''}", count, count - previous))
         previous = count
+    lines = ["| PE | transistors | / Fp16PE | added by the last step |", "|---|---:|---:|---:|"]
+    for name, count, added in rows:
+        lines.append(f"| {name} | {count} | {count / base:.2f} | "
+                     f"{'' if added is None else f'+{added}'} |")
+    table = "\n".join(lines)
     print(f"Generic gate estimate (transistors, logic only), pe_stages={config.pe_stages}, "
           f"F={config.draft_frac_bits}: `python bench/pe_lanes.py`")
     print()
-    print("| PE | transistors | / Fp16PE | added by the last step |")
-    print("|---|---:|---:|---:|")
-    for name, count, added in rows:
-        print(f"| {name} | {count} | {count / base:.2f} | {'' if added is None else f'+{added}'} |")
+    print(table)
+    if args.write_docs:
+        one_lane, four = rows[1][1], rows[-1][1]
+        body = (f"Produced by `.venv/bin/python bench/pe_lanes.py --write-docs` (run by "
+                f"`make area`; same tools and configuration as above): the generic gate "
+                f"estimate of the Fp16PE and of SpeqPEs built with 1 to 4 draft lanes (draft "
+                f"terms summed per step; the SPEQ PE has 4, fewer lanes are for this study "
+                f"only).\n\n{table}\n\nSharing the datapath between the modes costs "
+                f"{100 * (one_lane / base - 1):.0f} %; each draft lane beyond the first costs "
+                f"about {round((four - one_lane) / (DRAFT_LANES - 1), -2) / 1000:g}k transistors "
+                f"for its own aligner, sticky logic and adder input (`docs/pe.md`).\n")
+        path = Path(args.write_docs)
+        path.write_text(replace_section(path.read_text(), SECTION, body))
+        print(f"wrote the '{SECTION}' section of {path}", file=sys.stderr)
     return 0
 
 

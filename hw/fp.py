@@ -7,7 +7,7 @@ first, so a `View` of a 16-bit signal reads like the IEEE definition.
 from amaranth.lib import data
 
 
-__all__ = ["FP16", "FP32", "FP16_QNAN", "FP16_Q_MAX", "SPEQ16Word", "DraftNibble"]
+__all__ = ["FP16", "FP32", "FP16_QNAN", "FP16_Q_MAX", "SPEQ16Word", "DraftNibble", "fp32_to_fp16"]
 
 
 class FP16(data.Struct):
@@ -54,3 +54,51 @@ class DraftNibble(data.Struct):
 #: Largest magnitude class ``q = (e << 2) | m[9:8]`` of a finite FP16 value
 #: (123): the all-ones exponent field belongs to inf and NaN.
 FP16_Q_MAX = (((1 << data.Layout.cast(FP16)["exp"].width) - 2) << 2) | 3
+
+
+def fp32_to_fp16(m, value, name="fl16"):
+    """``fl16(value)``: an FP32 value rounded to FP16, to nearest even (NumPy's
+    ``astype(float16)``), as combinational logic added to module ``m``.
+
+    Normal and subnormal results come out of one formula: the significand
+    with its hidden bit is shifted right to the FP16 grid of the value's
+    binade (13 bits for a normal result, more for a subnormal one, at most
+    26: past that nothing is left) and added to the exponent field
+    ``max(e - 113, 0) << 10``, so a carry out of the significand, from
+    rounding or from the hidden bit itself, steps the exponent, up to
+    infinity. NaN gives the quiet NaN ``0x7E00`` with the input's sign.
+
+    Returns the 16-bit result signal.
+    """
+    from amaranth.hdl import Mux, Signal
+
+    f = FP32(value)
+    sig = Signal(24, name=f"{name}_sig")
+    shift = Signal(range(27), name=f"{name}_shift")
+    below = Signal(range(26), name=f"{name}_below")    # shift - 1: the guard bit
+    half = Signal(25, name=f"{name}_half")              # sig >> (shift - 1)
+    kept = Signal(24, name=f"{name}_kept")
+    guard, sticky = Signal(name=f"{name}_guard"), Signal(name=f"{name}_sticky")
+    magnitude = Signal(16, name=f"{name}_magnitude")
+    out = Signal(16, name=name)
+    exp = f.exp.as_unsigned()
+    m.d.comb += [
+        sig.eq(Mux(exp == 0, f.frac, f.frac | (1 << 23))),
+        # 126 - e for a subnormal result (e <= 113), 13 for a normal one.
+        shift.eq(Mux(exp <= 113, Mux(exp < 100, 26, 126 - exp), 13)),
+        below.eq(shift - 1),
+        half.eq(sig >> below),
+        kept.eq(half >> 1),
+        guard.eq(half[0]),
+        # Bits below the guard: shifting back loses them.
+        sticky.eq((half << below)[:24] != sig),
+        magnitude.eq(Mux(exp <= 113, 0, (exp - 113) << 10) + kept +
+                     (guard & (sticky | kept[0]))),
+    ]
+    with m.If(exp == 255):
+        m.d.comb += out.eq(Mux(f.frac == 0, 0x7C00, FP16_QNAN) | (f.sign << 15))
+    with m.Elif(exp >= 143):                      # 2**16 and above: past the largest FP16
+        m.d.comb += out.eq(0x7C00 | (f.sign << 15))
+    with m.Else():
+        m.d.comb += out.eq(magnitude | (f.sign << 15))
+    return out

@@ -39,6 +39,8 @@ import numpy
 
 from hw.config import PARAM_RANGES, SpeqConfig
 from hw.decoder import DRAFT_EXP_BITS, RemapDecoder
+from hw.accel import SpeqAccel
+from hw.array import SpeqArray
 from hw.pe import Fp16PE, SpeqPE
 from rtl_gen import synth
 
@@ -70,6 +72,11 @@ TOPS = {
               "reconfigurable PE (one FP16 MAC or four draft MACs per cycle)"),
     "fp16_pe": Top(lambda config: Fp16PE(config),
                    "FP16-only baseline PE (the same generator without the draft mode)"),
+    "array": Top(lambda config: SpeqArray(config),
+                 "rows x cols SpeqPEs with their accumulator memories (no controller)"),
+    "accel": Top(lambda config: SpeqAccel(config),
+                 "the accelerator: pass controller, remap tables, weight memory port, "
+                 "PE array"),
 }
 
 
@@ -162,6 +169,11 @@ def ports(component, name):
     return result
 
 
+def _array_figures(array):
+    return {"pes": array.pes, "interleave": array.interleave, "latency": array.latency,
+            "accumulators_per_pe": array.depth}
+
+
 def manifest(top, config, component, module_name, port_list):
     """The build manifest of one generated block, as a JSON-ready dict."""
     return {
@@ -177,7 +189,10 @@ def manifest(top, config, component, module_name, port_list):
             # Width of the signed draft exponent x in the decoder's tables.
             "draft_exp_bits": DRAFT_EXP_BITS,
         },
-        "latency": component.latency,
+        # Pipelined blocks have one latency; the accelerator's passes take
+        # what golden.perf predicts from the array figures below.
+        "latency": getattr(component, "latency", None),
+        **({"array": _array_figures(component.array)} if hasattr(component, "array") else {}),
         "ports": port_list,
         "tools": {
             "amaranth": _version("amaranth"),
@@ -348,7 +363,12 @@ def main(argv=None):
             p.error(f"--write-docs writes the PE comparison of '{synth.SECTION}': "
                     f"use it with --top pe, not --top {args.top}")
         return _report(args, config, argv)
-    for path in write(args.top, config, args.out):
+    try:
+        paths = write(args.top, config, args.out)
+    except ValueError as error:
+        # Checks of one block across parameters (e.g. mem_bits against the array).
+        p.error(str(error))
+    for path in paths:
         print(f"wrote {path}")
     return 0
 

@@ -131,8 +131,27 @@ def test_help_mentions_every_option(capsys):
 @pytest.mark.parametrize("top", sorted(build.TOPS))
 def test_every_top_elaborates_with_a_latency(top):
     component = build.elaborate(top, SpeqConfig())
-    assert component.latency >= 0
+    if top == "accel":
+        # Its passes take what golden.perf predicts; the manifest gives the
+        # array figures that model needs.
+        assert component.array.latency == component.array.interleave >= 2
+    else:
+        assert component.latency >= 0
     assert any(port["name"] == "clk" for port in build.ports(component, top))
+
+
+def test_accel_manifest_and_bad_mem_bits(tmp_path, capsys):
+    assert build.main(["--top", "accel", "--rows", "1", "--cols", "2", "--pe-stages", "2",
+                       "--out", str(tmp_path)]) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["array"] == {"pes": 2, "interleave": 3, "latency": 3,
+                                 "accumulators_per_pe": 3 * 8}
+    assert manifest["latency"] is None
+    with pytest.raises(SystemExit) as exit_info:
+        build.main(["--top", "accel", "--rows", "1", "--cols", "1", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "mem_bits must divide 16 x rows x cols = 16 (one draft word per PE), not 32" in \
+        capsys.readouterr().err
 
 
 # --- hw.decoder parameter checks -----------------------------------------------------------

@@ -1,0 +1,198 @@
+"""Memory layout and cycle model of a pass on the accelerator (``docs/array.md``).
+
+A pass computes ``Y[T x N] = X[T x K] . W[N x K]^T`` on ``pes`` PEs that each
+interleave ``slots`` rows (the array's ``interleave``). Rows are cut into
+*tiles* of ``pes x slots`` rows; the last tile uses only the slots it needs
+(``ceil(rows left / pes)``). A *group* is four columns of K of one tile; its
+*entries* are one per slot, each holding the weights of ``pes`` rows:
+
+- draft: ``pes`` draft-plane words (16 bits each);
+- verify: the same ``pes`` draft words, then ``pes`` 48-bit residual groups;
+- baseline: ``pes x 4`` plain FP16 weights.
+
+Memory images hold the entries in pass order (tile, group, slot), each cut
+into ``mem_bits``-wide words, low bits first. Rows past ``N`` in the last
+slot are zero.
+
+The cycle model follows the controller (`hw.controller`): the fetcher
+requests one group after another into two buffer halves, the issuer runs a
+landed group in ``K4`` rounds (4 in verify and baseline, 1 in draft) of
+``max(slots used x T, slots)`` cycles. It predicts the count of cycles from
+the command to its status when nothing stalls; a stall cycle (memory or
+output) adds exactly one.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+__all__ = ["MODES", "tiles", "entry_rows", "draft_image", "residual_image",
+           "baseline_image", "PassCost", "pass_cost", "roofline", "machine"]
+
+
+MODES = ("draft", "verify", "baseline")
+
+
+def tiles(n, pes, slots):
+    """Slots used by each tile of a pass over ``n`` rows (a list)."""
+    tile_rows = pes * slots
+    out = []
+    for start in range(0, n, tile_rows):
+        out.append(min(slots, -(-(n - start) // pes)))
+    return out
+
+
+def entry_rows(n, k, pes, slots):
+    """Rows of every entry in memory order: int array (entries, pes), -1 for
+    padding; and the group of each entry (entries,)."""
+    rows, groups = [], []
+    for tile, used in enumerate(tiles(n, pes, slots)):
+        base = tile * pes * slots
+        r = base + np.arange(used)[:, None] * pes + np.arange(pes)[None, :]   # (used, pes)
+        r = np.where(r < n, r, -1)
+        rows.append(np.tile(r, (k // 4, 1)))
+        groups.append(np.repeat(np.arange(k // 4), used))
+    return np.concatenate(rows), np.concatenate(groups)
+
+
+def _image(entry_bytes, mem_bits):
+    """Python ints of ``mem_bits`` each from the entries' bytes (little-endian)."""
+    flat = np.ascontiguousarray(entry_bytes).view(np.uint8).ravel()
+    step = mem_bits // 8
+    assert flat.size % step == 0
+    raw = flat.tobytes()
+    return [int.from_bytes(raw[i:i + step], "little") for i in range(0, len(raw), step)]
+
+
+def _gather(plane, rows, cols):
+    """plane[rows, cols] with zero for padding rows (rows == -1)."""
+    out = plane[np.maximum(rows, 0)[..., None], cols]
+    out[rows < 0] = 0
+    return out
+
+
+def draft_image(enc, pes, slots, mem_bits):
+    """Memory words of the draft plane of ``enc`` (a `golden.speq16` encoding)."""
+    n, k = enc.words.shape
+    rows, groups = entry_rows(n, k, pes, slots)
+    words = _gather(enc.draft_plane, rows, groups[:, None, None])[..., 0]   # (E, pes)
+    return _image(words.astype("<u2"), mem_bits)
+
+
+def residual_image(enc, pes, slots, mem_bits):
+    """Memory words of the residual plane: 3 plane words (48 bits) per row and entry."""
+    n, k = enc.words.shape
+    rows, groups = entry_rows(n, k, pes, slots)
+    cols = 3 * groups[:, None, None] + np.arange(3)[None, None, :]
+    words = _gather(enc.residual_plane, rows, cols)                       # (E, pes, 3)
+    return _image(words.astype("<u2"), mem_bits)
+
+
+def baseline_image(w, pes, slots, mem_bits):
+    """Memory words of plain FP16 weights ``w`` (N x K), 4 per row and entry."""
+    n, k = w.shape
+    rows, groups = entry_rows(n, k, pes, slots)
+    cols = 4 * groups[:, None, None] + np.arange(4)[None, None, :]
+    words = _gather(np.ascontiguousarray(w).view(np.uint16), rows, cols)  # (E, pes, 4)
+    return _image(words.astype("<u2"), mem_bits)
+
+
+@dataclass(frozen=True)
+class PassCost:
+    """What one pass costs.
+
+    Members
+    -------
+    cycles : int
+        From the command to its status, with no stall.
+    bits : int
+        Weight bits read (padding rows of the last slot included).
+    macs : int
+        MACs the PEs do (padding rows of the used slots included).
+    steps : int
+        Array steps issued.
+    """
+
+    cycles: int
+    bits: int
+    macs: int
+    steps: int
+
+
+def _check(mode, n, k, t):
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if n < 1:
+        raise ValueError(f"N must be at least 1, not {n}")
+    if k < 4 or k % 4:
+        raise ValueError(f"K must be a positive multiple of 4, not {k}")
+    if t < 1 or (mode != "verify" and t != 1):
+        raise ValueError(f"T must be 1 for a {mode} pass, not {t}" if mode != "verify"
+                         else f"T must be at least 1, not {t}")
+
+
+def pass_cost(mode, n, k, t, *, pes, slots, mem_bits, mem_latency, array_latency):
+    """Cycle count, bits and MACs of one pass (module docstring).
+
+    Parameters
+    ----------
+    mode : {"draft", "verify", "baseline"}
+    n, k, t : int
+        Shape: N rows, K columns (a multiple of 4), T tokens (1 unless verify).
+    pes, slots : int
+        PEs of the array and its ``interleave``.
+    mem_bits, mem_latency : int
+        ``B`` and the memory's request-to-data latency in cycles (>= 1).
+    array_latency : int
+        `hw.array.SpeqArray.latency`.
+    """
+    _check(mode, n, k, t)
+    lanes = 4 if mode == "draft" else 1
+    rounds = 1 if mode == "draft" else 4
+    entry_beats = (16 if mode == "draft" else 64) * pes // mem_bits
+    act_beats = t * k // 4
+    groups = k // 4
+
+    # Per group x: requests from req_start to req_end; data landed at
+    # land_end; steps issued from iss_start to cons_end (cycle 0 takes the
+    # command). A half is free again the cycle after its group is consumed.
+    cons = [0, 0]            # cons_end of groups x-2, x-1 (0: before the pass)
+    req_end = 0
+    bits = macs = steps = 0
+    last_step = 0
+    for used in tiles(n, pes, slots):
+        beats = used * entry_beats
+        round_cycles = max(used * t, slots)
+        for _ in range(groups):
+            req_start = max(req_end + 1, cons[0] + 1)
+            req_end = req_start + beats - 1
+            land_end = req_end + mem_latency
+            iss_start = max(cons[1] + 1, land_end + 1, act_beats + 1)
+            cons_end = iss_start + rounds * round_cycles - 1
+            cons = [cons[1], cons_end]
+            last_step = iss_start + (rounds - 1) * round_cycles + used * t - 1
+            bits += beats * mem_bits
+            macs += rounds * used * t * pes * lanes
+            steps += rounds * used * t
+    # The last result leaves the array array_latency + 1 cycles after its
+    # step, the output register a cycle later; the status follows.
+    return PassCost(cycles=last_step + 2 + array_latency, bits=bits, macs=macs, steps=steps)
+
+
+def roofline(mode, n, k, t, *, pes, mem_bits):
+    """The pass' lower bound in cycles: ``max(weight bits / B, MACs / MACs per
+    cycle)`` with the bits and MACs of the shape itself (no padding)."""
+    _check(mode, n, k, t)
+    bits = n * k * (4 if mode == "draft" else 16)
+    macs_per_cycle = pes * (4 if mode == "draft" else 1)
+    return max(bits / mem_bits, n * k * t / macs_per_cycle)
+
+
+def machine(config):
+    """The ``pes``, ``slots``, ``mem_bits`` and ``array_latency`` keywords of
+    `pass_cost` for a `hw.config.SpeqConfig`, read from the generated array."""
+    from hw.array import SpeqArray          # the hardware only for its latency
+    array = SpeqArray(config)
+    return {"pes": array.pes, "slots": array.interleave, "mem_bits": config.mem_bits,
+            "array_latency": array.latency}

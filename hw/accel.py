@@ -1,0 +1,74 @@
+"""The SPEQ accelerator: pass controller, remap tables and PE array.
+
+`SpeqAccel` is what a system instantiates: commands and activations come in,
+weights are read through one memory port, results and one status per command
+go out (``docs/array.md``).
+"""
+
+from amaranth.hdl import EnableInserter, Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .array import SpeqArray
+from .config import SpeqConfig
+from .controller import PassController
+
+
+__all__ = ["SpeqAccel"]
+
+
+class SpeqAccel(wiring.Component):
+    """``rows x cols`` SpeqPEs with their pass controller.
+
+    Parameters
+    ----------
+    config : SpeqConfig
+        All of it: the PE (``draft_frac_bits``, ``pe_stages``), the array
+        (``rows``, ``cols``, ``tmax``), the activation buffer (``kmax``) and
+        the memory port (``mem_bits``).
+
+    Members
+    -------
+    cmd, act, mem, out, status
+        As `hw.controller.PassController`.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a `SpeqConfig`.
+    ValueError
+        If ``mem_bits`` does not divide ``16 x rows x cols``.
+    """
+
+    def __init__(self, config=SpeqConfig()):
+        if not isinstance(config, SpeqConfig):
+            raise TypeError(f"config must be a SpeqConfig, not {config!r}")
+        self._config = config
+        self._array = SpeqArray(config, tag_bits=PassController.tag_bits(config))
+        self._controller = PassController(config, self._array)
+        members = self._controller.signature.members
+        super().__init__({name: members[name] for name in ("cmd", "act", "mem", "out", "status")})
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def array(self):
+        return self._array
+
+    @property
+    def controller(self):
+        return self._controller
+
+    def elaborate(self, platform):
+        m = Module()
+        controller, array = self._controller, self._array
+        m.submodules.controller = controller
+        # The array advances only with the controller's global enable.
+        m.submodules.array = EnableInserter(controller.en)(array)
+        wiring.connect(m, controller.step, array.i)
+        wiring.connect(m, array.o, controller.result)
+        for name in ("cmd", "act", "mem", "out", "status"):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(controller, name))
+        return m

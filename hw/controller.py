@@ -1,0 +1,534 @@
+"""The pass controller: one command in, one pass of steps to the array, one status out.
+
+A pass computes ``Y[T x N] = X[T x K] . W[N x K]^T`` in one of three modes
+(``docs/array.md`` has the dataflow and timing diagrams):
+
+- draft: ``T = 1``, reads the draft plane only (4 bits per weight);
+- verify: ``T = 1 .. tmax``, reads the draft and residual planes (16 bits per
+  weight) and restores the exact FP16 weights through the remap tables;
+- baseline: ``T = 1``, reads plain FP16 weights.
+
+Four engines run side by side during a pass, all frozen together by the
+global enable ``en`` (low while the memory stalls or the output is blocked):
+
+1. the *activation loader* takes the ``T x K/4`` activation words of the pass
+   into the activation buffer;
+2. the *fetcher* requests the weight beats of one *group* (4 columns of K for
+   every row slot of a tile) after another, as long as one of the two halves
+   of the weight buffer is free;
+3. the *lander* writes the returning beats into that half, in request order;
+4. the *issuer* walks a landed group's steps (``docs/array.md``), reads the
+   weights and activations of each, decodes them and hands the step to the
+   array; when a group's last step has left, its buffer half is free again.
+
+Results leave through an output register as soon as the array produces them;
+a status with the pass' counters follows the last one.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from .config import SpeqConfig
+from .decoder import (DRAFT_EXP_BITS, DRAFT_LANES, Mode, NUM_CODES, TableWriteSignature,
+                      decode_draft, decode_weight, table_register)
+from .fp import FP16, FP32, fp32_to_fp16
+
+
+__all__ = ["Op", "Error", "Command", "Status", "MemPortSignature", "result_layout",
+           "PassController", "N_BITS", "ADDR_BITS", "COUNTER_BITS"]
+
+
+#: Width of ``N`` and of the output row index: N up to 65,535.
+N_BITS = 16
+#: Width of a weight memory address (in units of ``mem_bits``-wide words).
+ADDR_BITS = 32
+#: Width of the bit and MAC counters (the cycle counter has 32 bits).
+COUNTER_BITS = 48
+
+
+class Op(enum.Enum, shape=3):
+    """What a command asks for. Codes 4 to 7 are refused with `Error.BAD_OP`."""
+
+    DRAFT = 0
+    VERIFY = 1
+    BASELINE = 2
+    TABLE = 3
+
+
+class Error(enum.Enum, shape=3):
+    """Why a command was refused (``OK`` when it was carried out)."""
+
+    OK = 0
+    BAD_OP = 1
+    BAD_N = 2      # N = 0
+    BAD_K = 3      # K = 0, not a multiple of 4, or above kmax
+    BAD_T = 4      # T = 0, above tmax, or not 1 outside verify
+
+
+class Command(data.Struct):
+    """One command.
+
+    Passes use ``n``, ``k``, ``t``, the word addresses ``addr0`` (draft
+    plane, or the plain FP16 weights of a baseline pass) and ``addr1``
+    (residual plane, verify only), and ``fp16``: also send every result
+    rounded to FP16 (``fl16``, for the next layer). ``TABLE`` writes entry ``code`` of the
+    remap tables: ``base``, and the draft value ``exp``/``half``/``zero``.
+    """
+
+    op: Op
+    n: N_BITS
+    k: 16
+    t: 5
+    addr0: ADDR_BITS
+    addr1: ADDR_BITS
+    fp16: 1
+    code: range(NUM_CODES)
+    base: 7
+    exp: signed(DRAFT_EXP_BITS)
+    half: 1
+    zero: 1
+
+
+class Status(data.Struct):
+    """The answer to one command: its op, error, and the pass' counters.
+
+    ``cycles`` counts from the cycle after the command was taken to the cycle
+    the status became valid, frozen cycles included; ``bits`` is the weight
+    bits read; ``macs`` the MACs the PEs did (four per draft step and PE, one
+    per verify or baseline step and PE; padding rows of a tile included).
+    """
+
+    op: Op
+    error: Error
+    cycles: 32
+    bits: COUNTER_BITS
+    macs: COUNTER_BITS
+
+
+class MemPortSignature(wiring.Signature):
+    """Read port of the weight memory, seen from the controller.
+
+    Members
+    -------
+    req : Out(1)
+        Read the ``mem_bits`` word at ``addr`` (only counted while ``en``).
+    addr : Out(ADDR_BITS)
+    en : Out(1)
+        The accelerator advances this cycle. The memory is a pipeline that
+        advances with it: a request's data comes back (``valid``) a fixed
+        number of advancing cycles later, in request order.
+    valid : In(1)
+    data : In(mem_bits)
+    stall : In(1)
+        The memory cannot serve this cycle: the whole accelerator waits.
+    """
+
+    def __init__(self, mem_bits):
+        super().__init__({
+            "req": Out(1), "addr": Out(ADDR_BITS), "en": Out(1),
+            "valid": In(1), "data": In(mem_bits), "stall": In(1),
+        })
+
+
+def result_layout(config):
+    """One output beat: the results of one step for all PEs.
+
+    ``acc[p]`` is ``Y[token, row + p]`` (rows at or past ``N`` are padding);
+    ``half[p]`` is ``fl16(acc[p])`` when the command asked for ``fp16``, else 0.
+    """
+    pes = config.rows * config.cols
+    return data.StructLayout({
+        "row": N_BITS,
+        "token": range(config.tmax),
+        "acc": data.ArrayLayout(FP32, pes),
+        "half": data.ArrayLayout(FP16, pes),
+    })
+
+
+class PassController(wiring.Component):
+    """Sequences passes on a `hw.array.SpeqArray`.
+
+    Parameters
+    ----------
+    config : SpeqConfig
+    array : SpeqArray
+        The array it drives (built with ``tag_bits=`` `PassController.tag_bits`).
+
+    Members
+    -------
+    cmd : In(stream.Signature(Command))
+        Taken only when no status is waiting and no pass is running.
+    act : In(stream.Signature(ArrayLayout(FP16, 4)))
+        The activations of a pass, ``X[t, 4g .. 4g+3]`` for ``t`` then ``g``
+        ascending, sent after its command (none for a refused command).
+    mem : Out(MemPortSignature(mem_bits))
+    step : Out(array step stream)
+        To the array's input (always taken: the array only stops with ``en``).
+    result : In(array result stream)
+    en : Out(1)
+        Global enable: the array must advance only while it is high.
+    out : Out(stream.Signature(result_layout(config)))
+    status : Out(stream.Signature(Status))
+
+    Raises
+    ------
+    ValueError
+        If ``mem_bits`` does not divide ``16 x rows x cols``.
+    """
+
+    def __init__(self, config, array):
+        pes = config.rows * config.cols
+        if (16 * pes) % config.mem_bits:
+            raise ValueError(
+                f"mem_bits must divide 16 x rows x cols = {16 * pes} (one draft word "
+                f"per PE), not {config.mem_bits}")
+        self._config = config
+        self._array = array
+        super().__init__({
+            "cmd": In(stream.Signature(Command)),
+            "act": In(stream.Signature(data.ArrayLayout(FP16, DRAFT_LANES))),
+            "mem": Out(MemPortSignature(config.mem_bits)),
+            "step": Out(stream.Signature(array.i.payload.shape())),
+            "result": In(stream.Signature(array.o.payload.shape())),
+            "en": Out(1),
+            "out": Out(stream.Signature(result_layout(config))),
+            "status": Out(stream.Signature(Status)),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    @staticmethod
+    def tag_bits(config):
+        """Width of the array's tag: the row of PE 0 and the token."""
+        return N_BITS + data.Layout.cast(result_layout(config))["token"].width
+
+    @property
+    def beats_per_entry(self):
+        """Memory words per row slot and group: ``{"draft": 16P/B, "verify": 64P/B,
+        "baseline": 64P/B}``, of which ``16P/B`` come from the draft plane."""
+        pes, bits = self._config.rows * self._config.cols, self._config.mem_bits
+        return {"draft": 16 * pes // bits, "verify": 64 * pes // bits,
+                "baseline": 64 * pes // bits}
+
+    def elaborate(self, platform):
+        m = Module()
+        config, array = self._config, self._array
+        pes = config.rows * config.cols
+        slots = array.interleave                     # row slots per PE and tile
+        draft_beats = 16 * pes // config.mem_bits    # beats of the draft part of an entry
+        entry_beats = 64 * pes // config.mem_bits    # beats of a whole entry
+        group_bits = bits_for(config.kmax // 4 - 1)
+
+        cmd, act, mem = self.cmd, self.act, self.mem
+
+        # -- global enable, output and status registers (never frozen) --------
+        en = Signal()
+        m.d.comb += [
+            en.eq(~mem.stall & (~self.out.valid | self.out.ready)),
+            self.en.eq(en),
+            mem.en.eq(en),
+        ]
+        with m.If(self.out.ready):
+            m.d.sync += self.out.valid.eq(0)
+        with m.If(self.status.ready):
+            m.d.sync += self.status.valid.eq(0)
+
+        # -- command ------------------------------------------------------------
+        running = Signal()
+        p = Signal(Command)                  # the running pass' command
+        draft, verify, baseline = (p.op == Op.DRAFT), (p.op == Op.VERIFY), (p.op == Op.BASELINE)
+        start = Signal()                     # a pass is taken this cycle
+        cycles = Signal(32)
+        bits = Signal(COUNTER_BITS)
+        macs = Signal(COUNTER_BITS)
+
+        c = cmd.payload
+        error = Signal(Error)
+        with m.If(~c.op.as_value().matches(Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.TABLE)):
+            m.d.comb += error.eq(Error.BAD_OP)
+        with m.Elif(c.op == Op.TABLE):
+            m.d.comb += error.eq(Error.OK)
+        with m.Elif(c.n == 0):
+            m.d.comb += error.eq(Error.BAD_N)
+        with m.Elif((c.k == 0) | (c.k[:2] != 0) | (c.k > config.kmax)):
+            m.d.comb += error.eq(Error.BAD_K)
+        with m.Elif((c.t == 0) | (c.t > config.tmax) | ((c.op != Op.VERIFY) & (c.t != 1))):
+            m.d.comb += error.eq(Error.BAD_T)
+
+        table = TableWriteSignature().create()
+        m.d.comb += cmd.ready.eq(~running & ~self.status.valid & en)
+        taken = cmd.valid & cmd.ready
+        m.d.comb += [
+            table.en.eq(taken & (c.op == Op.TABLE)),
+            table.code.eq(c.code), table.base.eq(c.base), table.exp.eq(c.exp),
+            table.half.eq(c.half), table.zero.eq(c.zero),
+            start.eq(taken & (c.op != Op.TABLE) & (error == Error.OK)),
+        ]
+        entries = table_register(m, table)
+        with m.If(taken & ~start):
+            m.d.sync += [
+                self.status.valid.eq(1),
+                self.status.payload.op.eq(c.op),
+                self.status.payload.error.eq(error),
+                self.status.payload.cycles.eq(0),
+                self.status.payload.bits.eq(0),
+                self.status.payload.macs.eq(0),
+            ]
+        with m.If(start):
+            m.d.sync += [running.eq(1), p.eq(c), cycles.eq(0), bits.eq(0), macs.eq(0)]
+        with m.If(running):
+            m.d.sync += cycles.eq(cycles + 1)
+
+        last_group = (p.k >> 2) - 1
+        tile_rows = pes * slots
+
+        # -- activation loader ----------------------------------------------------
+        act_mem = memory.Memory(shape=data.ArrayLayout(FP16, DRAFT_LANES),
+                                depth=config.tmax << group_bits, init=[])
+        m.submodules.act_mem = act_mem
+        act_write = act_mem.write_port()
+        act_read = act_mem.read_port(domain="sync")
+        act_t, act_g = Signal(range(config.tmax)), Signal(group_bits)
+        acts_loaded = Signal()
+        m.d.comb += [
+            act.ready.eq(running & ~acts_loaded & en),
+            act_write.addr.eq(Cat(act_g, act_t)),
+            act_write.data.eq(act.payload),
+            act_write.en.eq(act.valid & act.ready),
+        ]
+        with m.If(start):
+            m.d.sync += [act_t.eq(0), act_g.eq(0), acts_loaded.eq(0)]
+        with m.Elif(act.valid & act.ready):
+            with m.If(act_g == last_group):
+                m.d.sync += act_g.eq(0)
+                with m.If(act_t == p.t - 1):
+                    m.d.sync += acts_loaded.eq(1)
+                with m.Else():
+                    m.d.sync += act_t.eq(act_t + 1)
+            with m.Else():
+                m.d.sync += act_g.eq(act_g + 1)
+
+        # -- weight buffer: two halves of `slots` entries of 64 bits per PE -------
+        buffer = memory.Memory(shape=64 * pes, depth=2 * slots, init=[])
+        m.submodules.buffer = buffer
+        buf_write = buffer.write_port(granularity=config.mem_bits)
+        buf_read = buffer.read_port(domain="sync")
+
+        credit = Signal(range(3))      # free halves the fetcher may start on
+        full = Signal(range(3))        # landed halves the issuer has not finished
+        credit_back, landed = Signal(), Signal()   # pulses: a group consumed / landed
+        with m.If(start):
+            m.d.sync += [credit.eq(2), full.eq(0)]
+        with m.Elif(en):
+            m.d.sync += full.eq(full + landed - credit_back)
+
+        def beats_walker(name, advance):
+            """Counters over a pass' weight beats: (tile, group, slot, beat).
+
+            Returns ``(slot, beat, group_end, pass_end)``. A slot is the last of
+            its tile when it is slot ``slots - 1`` or its rows reach ``N``.
+            """
+            g = Signal(16, name=f"{name}_g")
+            j = Signal(range(slots), name=f"{name}_j")
+            b = Signal(range(entry_beats), name=f"{name}_b")
+            row = Signal(N_BITS + 2, name=f"{name}_row")
+            tile = Signal(N_BITS + 2, name=f"{name}_tile")
+            beat_last = b == Mux(draft, draft_beats - 1, entry_beats - 1)
+            tile_last = tile + tile_rows >= p.n
+            slot_last = (j == slots - 1) | (row + pes >= p.n)
+            group_end = beat_last & slot_last
+            pass_end = group_end & (g == last_group) & tile_last
+            with m.If(start):
+                m.d.sync += [g.eq(0), j.eq(0), b.eq(0), row.eq(0), tile.eq(0)]
+            with m.Elif(advance):
+                m.d.sync += b.eq(b + 1)
+                with m.If(beat_last):
+                    m.d.sync += [b.eq(0), j.eq(j + 1), row.eq(row + pes)]
+                    with m.If(slot_last):
+                        m.d.sync += [j.eq(0), row.eq(tile), g.eq(g + 1)]
+                        with m.If(g == last_group):
+                            m.d.sync += [g.eq(0), tile.eq(tile + tile_rows),
+                                         row.eq(tile + tile_rows)]
+            return j, b, group_end, pass_end
+
+        # -- fetcher --------------------------------------------------------------
+        req_done, in_group = Signal(), Signal()
+        req = Signal()
+        m.d.comb += req.eq(running & ~req_done & (in_group | (credit != 0)) & en)
+        _, f_beat, f_group_end, f_pass_end = beats_walker("fetch", req)
+        addr0, addr1 = Signal(ADDR_BITS), Signal(ADDR_BITS)
+        from_residual = verify & (f_beat >= draft_beats)
+        m.d.comb += [
+            mem.req.eq(req),
+            mem.addr.eq(Mux(from_residual, addr1, addr0)),
+        ]
+        with m.If(start):
+            m.d.sync += [req_done.eq(0), in_group.eq(0), addr0.eq(c.addr0), addr1.eq(c.addr1)]
+        with m.Elif(req):
+            m.d.sync += [
+                in_group.eq(~f_group_end),
+                bits.eq(bits + config.mem_bits),
+                credit.eq(credit - ~in_group + credit_back),
+            ]
+            with m.If(from_residual):
+                m.d.sync += addr1.eq(addr1 + 1)
+            with m.Else():
+                m.d.sync += addr0.eq(addr0 + 1)
+            with m.If(f_pass_end):
+                m.d.sync += req_done.eq(1)
+        with m.Elif(en):
+            m.d.sync += credit.eq(credit + credit_back)
+
+        # -- lander -----------------------------------------------------------------
+        land = Signal()
+        m.d.comb += land.eq(running & mem.valid & en)
+        l_slot, l_beat, l_group_end, _ = beats_walker("land", land)
+        l_half = Signal()
+        with m.If(start):
+            m.d.sync += l_half.eq(0)
+        with m.Elif(land & l_group_end):
+            m.d.sync += l_half.eq(~l_half)
+        m.d.comb += [
+            landed.eq(land & l_group_end),
+            buf_write.addr.eq(Mux(l_half, slots + l_slot, l_slot)),
+            buf_write.data.eq(mem.data.replicate(entry_beats)),
+            buf_write.en.eq(Mux(land, Const(1, entry_beats) << l_beat, 0)),
+        ]
+
+        # -- issuer -----------------------------------------------------------------
+        # Within a group: K rounds (4 in verify and baseline, one column each;
+        # 1 in draft, all four columns), each of max(slots used x T, slots)
+        # cycles: the steps (j, t) and then bubbles, so that an accumulator is
+        # used again no sooner than `slots` cycles later (array.interleave).
+        g = Signal(16)
+        k4 = Signal(2)
+        j = Signal(range(slots))
+        t = Signal(range(config.tmax))
+        pad = Signal(range(slots))       # cycles of the round so far, saturating
+        stepping = Signal()              # the round's steps are not all issued yet
+        row = Signal(N_BITS + 2)
+        tile = Signal(N_BITS + 2)
+        half = Signal()
+        issue_done = Signal()
+        issuing = Signal()
+        m.d.comb += issuing.eq(running & ~issue_done & acts_loaded & (full != 0) & en)
+
+        tile_last = tile + tile_rows >= p.n
+        slot_last = (j == slots - 1) | (row + pes >= p.n)
+        step_last_in_round = slot_last & (t == p.t - 1)
+        round_end = (pad == slots - 1) & (~stepping | step_last_in_round)
+        k4_last = draft | (k4 == 3)
+        group_end = round_end & k4_last
+        first = (g == 0) & (k4 == 0)
+        last = (g == last_group) & k4_last
+        step_valid = issuing & stepping
+
+        with m.If(start):
+            m.d.sync += [g.eq(0), k4.eq(0), j.eq(0), t.eq(0), pad.eq(0), stepping.eq(1),
+                         row.eq(0), tile.eq(0), half.eq(0), issue_done.eq(0)]
+        with m.Elif(issuing):
+            with m.If(pad != slots - 1):
+                m.d.sync += pad.eq(pad + 1)
+            with m.If(stepping):
+                m.d.sync += t.eq(t + 1)
+                with m.If(t == p.t - 1):
+                    m.d.sync += [t.eq(0), j.eq(j + 1), row.eq(row + pes)]
+                    with m.If(slot_last):
+                        m.d.sync += [j.eq(0), row.eq(tile), stepping.eq(0)]
+            with m.If(round_end):
+                m.d.sync += [pad.eq(0), stepping.eq(1), j.eq(0), t.eq(0), row.eq(tile),
+                             k4.eq(k4 + 1)]
+                with m.If(k4_last):
+                    m.d.sync += [k4.eq(0), g.eq(g + 1), half.eq(~half)]
+                    with m.If(g == last_group):
+                        m.d.sync += [g.eq(0), tile.eq(tile + tile_rows),
+                                     row.eq(tile + tile_rows)]
+                        with m.If(tile_last):
+                            m.d.sync += issue_done.eq(1)
+        m.d.comb += credit_back.eq(issuing & group_end)
+        with m.If(step_valid):
+            m.d.sync += macs.eq(macs + Mux(draft, DRAFT_LANES * pes, pes))
+
+        # Reads of the step, for the next cycle.
+        m.d.comb += [
+            buf_read.addr.eq(Mux(half, slots + j, j)),
+            buf_read.en.eq(en),
+            act_read.addr.eq(Cat(g[:group_bits], Mux(draft, 0, t))),
+            act_read.en.eq(en),
+        ]
+        s = Signal(data.StructLayout({
+            "valid": 1, "first": 1, "last": 1, "slot": range(array.depth),
+            "lane": 2, "row": N_BITS, "token": range(config.tmax)}))
+        with m.If(en):
+            m.d.sync += [
+                s.valid.eq(step_valid), s.first.eq(first), s.last.eq(last),
+                s.slot.eq(j * config.tmax + t), s.lane.eq(k4), s.row.eq(row),
+                s.token.eq(t),
+            ]
+
+        # -- decode: the step as the array takes it ----------------------------------
+        step = self.step.payload
+        entry = buf_read.data
+        acts = act_read.data
+        m.d.comb += [
+            self.step.valid.eq(s.valid),
+            step.mode.eq(Mux(draft, Mode.DRAFT, Mode.VERIFY)),
+            step.first.eq(s.first),
+            step.last.eq(s.last),
+            step.slot.eq(s.slot),
+            step.tag.eq(Cat(s.row, s.token)),
+            step.act.eq(acts),
+        ]
+        with m.If(~draft):
+            m.d.comb += step.act[0].eq(acts.as_value().word_select(s.lane, 16))
+        residuals = entry[16 * pes:]
+        for pe in range(pes):
+            draft_word = entry[16 * pe:16 * pe + 16]
+            for lane, operand in enumerate(decode_draft(m, entries, draft_word, f"pe{pe}_draft")):
+                m.d.comb += step.draft[pe][lane].eq(operand)
+            speq_word = Cat(residuals[48 * pe:48 * pe + 48].word_select(s.lane, 12),
+                            draft_word.word_select(s.lane, 4))
+            weight, _ = decode_weight(m, entries, speq_word, f"pe{pe}_verify")
+            plain = entry[64 * pe:64 * pe + 64].word_select(s.lane, 16)
+            m.d.comb += step.weight[pe].eq(Mux(baseline, plain, weight))
+
+        # -- results and the end of the pass ---------------------------------------
+        outstanding = Signal(8)        # `last` steps issued whose results are still due
+        got = en & self.result.valid
+        m.d.comb += self.result.ready.eq(1)
+        m.d.sync += outstanding.eq(outstanding + (en & s.valid & s.last) - got)
+        tag = self.result.payload.tag
+        with m.If(got):
+            for pe in range(pes):
+                half = fp32_to_fp16(m, self.result.payload.acc[pe], f"pe{pe}_fl16")
+                m.d.sync += self.out.payload.half[pe].eq(Mux(p.fp16, half, 0))
+            m.d.sync += [
+                self.out.valid.eq(1),
+                self.out.payload.acc.eq(self.result.payload.acc),
+                self.out.payload.row.eq(tag[:N_BITS]),
+                self.out.payload.token.eq(tag[N_BITS:]),
+            ]
+        # The status follows the last result out of the output register.
+        finishing = Signal()
+        with m.If(start):
+            m.d.sync += finishing.eq(0)
+        with m.If(running & issue_done & ~s.valid & (outstanding == got) & en):
+            m.d.sync += finishing.eq(1)
+        # `en` (not just a free output): a memory stall delays it like any
+        # other cycle of the pass.
+        with m.If(finishing & en):
+            m.d.sync += [
+                running.eq(0),
+                finishing.eq(0),
+                self.status.valid.eq(1),
+                self.status.payload.op.eq(p.op),
+                self.status.payload.error.eq(Error.OK),
+                self.status.payload.cycles.eq(cycles + 1),
+                self.status.payload.bits.eq(bits),
+                self.status.payload.macs.eq(macs),
+            ]
+        return m

@@ -1,0 +1,308 @@
+# amaranth: UnusedElaboratable=no
+"""Bench of the accelerator (`hw.accel.SpeqAccel`): whole passes through the
+controller, the memory port and the array.
+
+The bench plays the host and the memory. The memory is a pipeline of
+``mem_latency`` cycles that advances with the accelerator (``mem.en``) and
+stalls it at random; the output is blocked at random. For every pass it checks:
+
+- ``Y`` bit for bit against `golden.arith` (draft, verify over T tokens,
+  baseline), every output exactly once;
+- the status: cycles equal to `golden.perf.pass_cost` plus the cycles the
+  accelerator was frozen (memory stalls and blocked output), bits read and MACs
+  equal to the model, and a draft pass reading a quarter of the bits of the
+  verify pass over the same weights;
+- each verify token against a baseline pass over that token alone;
+- refused commands (bad op, N, K, T) answer with their error and leave the
+  accelerator working.
+"""
+
+import collections
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+import cocotb
+from cocotb.triggers import FallingEdge, ReadOnly
+
+import pytest
+
+from golden import arith, perf, speq16
+from hw.accel import SpeqAccel
+from hw.config import SpeqConfig
+from hw.controller import Error, Op
+from tb import drive, payload, runner
+
+
+TOPLEVEL = "accel"
+INPUTS = ("cmd__valid", "cmd__payload", "act__valid", "act__payload", "mem__valid",
+          "mem__data", "mem__stall", "out__ready", "status__ready")
+
+
+def _accel():
+    return SpeqAccel(SpeqConfig(**json.loads(os.environ["ACCEL_CONFIG"])))
+
+
+class Host:
+    """Drives commands, activations and the memory; collects outputs."""
+
+    def __init__(self, dut, accel, rng, mem_latency):
+        self.dut, self.accel, self.rng = dut, accel, rng
+        self.mem_latency = mem_latency
+        self.memory = {}
+        self.cmd_layout = accel.cmd.payload.shape()
+        self.act_layout = accel.act.payload.shape()
+        self.out_layout = accel.out.payload.shape()
+        self.status_layout = accel.status.payload.shape()
+        self.cycles = 0
+
+    def command(self, op, **fields):
+        values = {"op": [int(op.value) if isinstance(op, Op) else int(op)]}
+        values.update({name: [value] for name, value in fields.items()})
+        return payload.pack(self.cmd_layout, values)[0]
+
+    def status(self, value):
+        return {name: payload.field(self.status_layout, [value], name)[0]
+                for name in ("op", "error", "cycles", "bits", "macs")}
+
+    async def run(self, cmd, acts=(), p_stall=0.0, p_block=0.0):
+        """Send one command (and its activations); return (status, outputs,
+        frozen cycles, busy cycles)."""
+        dut, rng, memory = self.dut, self.rng, self.memory
+        pipe = collections.deque([(0, 0)] * self.mem_latency)
+        falling, settled = FallingEdge(dut.clk), ReadOnly()
+        # Handles fetched once: a handle lookup per cycle costs more than the
+        # simulation of a small array.
+        cmd_valid, cmd_payload, cmd_ready = dut.cmd__valid, dut.cmd__payload, dut.cmd__ready
+        act_valid, act_payload, act_ready = dut.act__valid, dut.act__payload, dut.act__ready
+        mem_valid, mem_data, mem_stall = dut.mem__valid, dut.mem__data, dut.mem__stall
+        mem_en, mem_req, mem_addr = dut.mem__en, dut.mem__req, dut.mem__addr
+        out_valid, out_payload, out_ready = dut.out__valid, dut.out__payload, dut.out__ready
+        status_valid, status_payload = dut.status__valid, dut.status__payload
+        sent, act_i, frozen, busy, outs = False, 0, 0, 0, []
+        await falling
+        dut.status__ready.value = 1
+        cmd_payload.value = cmd
+        first = True
+        while True:
+            if not first:
+                await falling
+            first = False
+            cmd_valid.value = int(not sent)
+            has_act = sent and act_i < len(acts)
+            act_valid.value = int(has_act)
+            if has_act:
+                act_payload.value = acts[act_i]
+            valid, addr = pipe[0]
+            mem_valid.value = valid
+            mem_data.value = memory.get(addr, 0) if valid else 0
+            mem_stall.value = int(p_stall > 0 and rng.random() < p_stall)
+            block = p_block > 0 and rng.random() < p_block
+            out_ready.value = int(not block)
+            await settled
+            self.cycles += 1
+            en = int(mem_en.value)
+            if sent:
+                if status_valid.value:
+                    return self.status(status_payload.value.to_unsigned()), outs, frozen, busy
+                busy += 1
+                frozen += 1 - en
+            elif cmd_ready.value:
+                sent = True
+            if has_act and act_ready.value:
+                act_i += 1
+            if en:
+                pipe.popleft()
+                pipe.append((int(mem_req.value), mem_addr.value.to_unsigned()))
+            if out_valid.value and not block:
+                outs.append(out_payload.value.to_unsigned())
+            if busy > 100_000 + 200 * len(acts):
+                c = dut.controller
+                state = {name: int(getattr(c, name).value) for name in (
+                    "running", "issue_done", "outstanding", "finishing", "credit", "full",
+                    "acts_loaded", "g", "j", "t", "k4", "pad", "stepping")}
+                raise AssertionError(f"the accelerator hangs: {state}")
+
+    def gather(self, outs, t, n, fp16):
+        """Y (T x N, float32) from output beats; every output exactly once.
+        With ``fp16`` each FP16 result must be ``fl16`` of its FP32 one, else 0."""
+        layout = self.out_layout
+        y = np.zeros((t, n), dtype=np.uint32)
+        y16 = np.zeros((t, n), dtype=np.uint16)
+        seen = np.zeros((t, n), dtype=np.int64)
+        pes = self.accel.array.pes
+        for value in outs:
+            row = payload.field(layout, [value], "row")[0]
+            token = payload.field(layout, [value], "token")[0]
+            for p in range(pes):
+                if row + p < n:
+                    y[token, row + p] = payload.field(layout, [value], "acc", p)[0]
+                    y16[token, row + p] = payload.field(layout, [value], "half", p)[0]
+                    seen[token, row + p] += 1
+        assert (seen == 1).all(), f"outputs seen {seen.min()}..{seen.max()} times, not once"
+        y = y.view(np.float32)
+        if fp16:
+            with np.errstate(over="ignore"):
+                _same(y16.view(np.float16), y.astype(np.float16), "FP16 outputs")
+        else:
+            assert not y16.any(), "FP16 outputs sent without a request"
+        return y
+
+
+def _same(got, want, what):
+    nan = np.isnan(want)
+    bad = np.flatnonzero((np.isnan(got) != nan) |
+                         (~nan & (got.view(f"u{got.itemsize}") != want.view(f"u{want.itemsize}"))))
+    assert not bad.size, (f"{what}: {bad.size} of {want.size} results differ; first at "
+                          f"{np.unravel_index(bad[0], want.shape)}: got {got.flat[bad[0]]!r} "
+                          f"want {want.flat[bad[0]]!r}")
+
+
+def _shapes(rng, config, count):
+    """Random (N, K, T): N and K up to 256 (K up to kmax), T up to tmax, with a
+    bounded amount of work so that the bench stays quick."""
+    shapes = []
+    while len(shapes) < count:
+        n = int(rng.integers(1, 257))
+        k = 4 * int(rng.integers(1, min(256, config.kmax) // 4 + 1))
+        t = int(rng.integers(1, config.tmax + 1))
+        if n * k * t <= 12_000 or (len(shapes) < 2 and n * k <= 40_000 and t == 1):
+            shapes.append((n, k, t))
+    return shapes
+
+
+@cocotb.test()
+async def accel_passes(dut):
+    accel = _accel()
+    config = accel.config
+    mem_latency = int(os.environ["MEM_LATENCY"])
+    seed = runner.seed()
+    rng = np.random.default_rng(seed)
+    await drive.reset(dut, INPUTS)
+    host = Host(dut, accel, rng, mem_latency)
+    machine = perf.machine(config)
+    pes, slots, bits = machine["pes"], machine["slots"], config.mem_bits
+    summary = {"passes": 0, "outputs": 0, "refused": 0, "frozen": 0, "seed": seed,
+               "modes": {mode: 0 for mode in perf.MODES}}
+
+    async def load_table(enc):
+        for code in range(8):
+            status, _, _, _ = await host.run(host.command(
+                Op.TABLE, code=code, base=int(enc.base[code]), exp=int(enc.draft_exp[code]),
+                half=int(enc.draft_half[code]), zero=int(enc.draft_zero[code])))
+            assert status["error"] == Error.OK.value and status["op"] == Op.TABLE.value
+
+    async def run_pass(mode, x, w, enc, p_stall, p_block, fp16=False):
+        t, k = x.shape
+        n = w.shape[0]
+        # Place the planes at random word addresses, one after the other.
+        if mode == "baseline":
+            images = [perf.baseline_image(w, pes, slots, bits)]
+        else:
+            images = [perf.draft_image(enc, pes, slots, bits)]
+            if mode == "verify":
+                images.append(perf.residual_image(enc, pes, slots, bits))
+        host.memory.clear()
+        addrs, at = [], int(rng.integers(0, 1 << 20))
+        for image in images:
+            addrs.append(at)
+            host.memory.update(zip(range(at, at + len(image)), image))
+            at += len(image) + int(rng.integers(0, 100))
+        addrs.append(0)
+        acts = payload.pack(host.act_layout, {
+            (lane,): x.view(np.uint16)[:, lane::4].ravel() for lane in range(4)})
+        op = {"draft": Op.DRAFT, "verify": Op.VERIFY, "baseline": Op.BASELINE}[mode]
+        status, outs, frozen, busy = await host.run(
+            host.command(op, n=n, k=k, t=t, addr0=addrs[0], addr1=addrs[1], fp16=int(fp16)), acts,
+            p_stall=p_stall, p_block=p_block)
+        assert status["error"] == Error.OK.value, f"{mode} N={n} K={k} T={t} refused: {status}"
+        cost = perf.pass_cost(mode, n, k, t, mem_latency=mem_latency, **machine)
+        what = f"{mode} pass N={n} K={k} T={t}"
+        assert status["cycles"] == busy, f"{what}: status says {status['cycles']} cycles, bench saw {busy}"
+        assert status["cycles"] - frozen == cost.cycles, (
+            f"{what}: {status['cycles']} cycles with {frozen} frozen, model {cost.cycles}")
+        assert status["bits"] == cost.bits and status["macs"] == cost.macs, (
+            f"{what}: bits {status['bits']} macs {status['macs']}, model {cost.bits} {cost.macs}")
+        summary["passes"] += 1
+        summary["modes"][mode] += 1
+        summary["outputs"] += t * n
+        summary["frozen"] += frozen
+        return host.gather(outs, t, n, fp16), status
+
+    # SHAPES: how many random shapes, or a JSON list of [N, K, T] to rerun.
+    shapes = json.loads(os.environ.get("SHAPES", "6"))
+    shapes = _shapes(rng, config, shapes) if isinstance(shapes, int) else shapes
+    for number, (n, k, t) in enumerate(shapes):
+        w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
+        w[rng.random(w.shape) < 0.02] = 0
+        x = rng.standard_normal((t, k)).astype(np.float16)
+        enc = speq16.encode(w)
+        await load_table(enc)
+        # Every other shape runs without stalls: the cycle count is then the
+        # model's exactly (frozen = 0).
+        p_stall, p_block = (0.0, 0.0) if number % 2 == 0 else (0.05, 0.1)
+        y, s_draft = await run_pass("draft", x[:1], w, enc, p_stall, p_block)
+        _same(y, arith.draft_gemm(x[:1], enc, config.draft_frac_bits), f"draft N={n} K={k}")
+        y, s_verify = await run_pass("verify", x, w, enc, p_stall, p_block, fp16=number % 3 == 1)
+        _same(y, arith.verify_gemm(x, speq16.decode(enc)), f"verify N={n} K={k} T={t}")
+        assert 4 * s_draft["bits"] == s_verify["bits"], "a draft pass must read 1/4 of the verify bits"
+        # Every token of the first two shapes gets its own baseline pass (env
+        # BASELINE_TOKENS=1: only the first token, for long passes).
+        tokens = t if number < 2 else 1
+        for token in range(min(tokens, int(os.environ.get("BASELINE_TOKENS", tokens)))):
+            alone, _ = await run_pass("baseline", x[token:token + 1], w, enc, p_stall, p_block,
+                                      fp16=token == 0)
+            _same(y[token:token + 1], alone, f"verify token {token} vs its baseline pass")
+        dut._log.info("N=%d K=%d T=%d: draft, verify, baseline bit-exact and cycle-exact", n, k, t)
+
+    # Refused commands answer at once with their error; the next pass works.
+    bad = [(Op.DRAFT, dict(n=0, k=4, t=1), Error.BAD_N),
+           (Op.VERIFY, dict(n=4, k=0, t=1), Error.BAD_K),
+           (Op.VERIFY, dict(n=4, k=6, t=1), Error.BAD_K),
+           (Op.BASELINE, dict(n=4, k=config.kmax + 4, t=1), Error.BAD_K),
+           (Op.VERIFY, dict(n=4, k=8, t=0), Error.BAD_T),
+           (Op.VERIFY, dict(n=4, k=8, t=config.tmax + 1), Error.BAD_T),
+           (Op.DRAFT, dict(n=4, k=8, t=2), Error.BAD_T),
+           (5, dict(n=4, k=8, t=1), Error.BAD_OP),
+           (7, dict(), Error.BAD_OP)]
+    for op, fields, error in bad:
+        status, outs, _, busy = await host.run(host.command(op, **fields))
+        assert status["error"] == error.value and busy == 0 and not outs, (op, fields, status)
+        summary["refused"] += 1
+    x = rng.standard_normal((1, 8)).astype(np.float16)
+    w = rng.standard_normal((3, 8)).astype(np.float16)
+    y, _ = await run_pass("baseline", x, w, None, 0.0, 0.0)
+    _same(y, arith.verify_gemm(x, w), "baseline pass after refused commands")
+
+    dut._log.info("accel: %s", summary)
+    Path("summary.json").write_text(json.dumps(summary))
+
+
+# (name, config, memory latency, random shapes, simulators). The default
+# configuration runs on Icarus only: Verilator's C++ build of 16 ten-stage PEs
+# takes a quarter of an hour on two cores; `make bench` (bench/roofline.py
+# --rtl) runs it there on N = K = 256 passes.
+CONFIGS = [
+    ("2x2", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32},
+     3, 6, ("icarus", "verilator")),
+    ("1x3_s1_b48", {"rows": 1, "cols": 3, "tmax": 3, "pe_stages": 1, "kmax": 128, "mem_bits": 48},
+     1, 6, ("icarus",)),
+    ("default", {}, 8, 3, ("icarus",)),
+]
+
+
+@pytest.mark.parametrize("name,config,latency,shapes,sim", [
+    pytest.param(name, config, latency, shapes, sim, id=f"{name}-{sim}")
+    for name, config, latency, shapes, sims in CONFIGS for sim in sims])
+def test_accel(name, config, latency, shapes, sim):
+    build_dir = runner.BUILD_ROOT / f"accel_{name}" / sim
+    (build_dir / "summary.json").unlink(missing_ok=True)
+    runner.run(SpeqAccel(SpeqConfig(**config)), bench=f"accel_{name}", toplevel=TOPLEVEL,
+               test_module="tb.test_accel", sim=sim,
+               extra_env={"ACCEL_CONFIG": json.dumps(config), "MEM_LATENCY": str(latency),
+                          "SHAPES": os.environ.get("SHAPES", str(shapes))})
+    summary = json.loads((build_dir / "summary.json").read_text())
+    assert summary["passes"] >= 3 * shapes + 1 and summary["refused"] == 9
+    print(f"accel {name} [{sim}]: {summary}")

@@ -1,0 +1,126 @@
+"""Memory images and cycle model of a pass (`golden.perf`), and the checks of
+the accelerator's parameters.
+
+The image tests place every weight by an independent reading of the layout in
+``docs/array.md`` (row -> tile, slot, PE; entry index counted over the tiles)
+rather than by the gather `golden.perf` uses. The cycle counts themselves are
+checked against the RTL by ``tb/test_accel.py``; here their relations are.
+"""
+
+import numpy as np
+import pytest
+
+from golden import perf, speq16
+from hw.accel import SpeqAccel
+from hw.config import SpeqConfig
+
+
+def _bits(image, mem_bits, offset, width):
+    word, shift = divmod(offset, mem_bits)
+    value = image[word] >> shift
+    if shift + width > mem_bits:
+        value |= image[word + 1] << (mem_bits - shift)
+    return value & ((1 << width) - 1)
+
+
+def _entry(r, g, n, k, pes, slots):
+    """Index of the entry holding row r, group g, and the row's PE."""
+    tile_rows = pes * slots
+    tile, inside = divmod(r, tile_rows)
+    used = perf.tiles(n, pes, slots)
+    before = sum(used[:tile]) * (k // 4)
+    j, p = divmod(inside, pes)
+    return before + g * used[tile] + j, p
+
+
+@pytest.mark.parametrize("n,k,pes,slots,mem_bits", [
+    (37, 12, 4, 3, 32), (5, 8, 1, 2, 16), (64, 16, 16, 5, 256), (50, 4, 3, 4, 48)])
+def test_images_place_every_weight(n, k, pes, slots, mem_bits):
+    rng = np.random.default_rng(n)
+    w = (rng.standard_normal((n, k)) * 0.1).astype(np.float16)
+    enc = speq16.encode(w)
+    draft = perf.draft_image(enc, pes, slots, mem_bits)
+    resid = perf.residual_image(enc, pes, slots, mem_bits)
+    base = perf.baseline_image(w, pes, slots, mem_bits)
+    entries = sum(perf.tiles(n, pes, slots)) * (k // 4)
+    assert len(draft) * mem_bits == entries * 16 * pes
+    assert len(resid) == 3 * len(draft) and len(base) == 4 * len(draft)
+    plain = w.view(np.uint16)
+    for r in range(n):
+        for g in range(k // 4):
+            e, p = _entry(r, g, n, k, pes, slots)
+            assert _bits(draft, mem_bits, e * 16 * pes + 16 * p, 16) == enc.draft_plane[r, g]
+            for lane in range(4):
+                got = _bits(resid, mem_bits, e * 48 * pes + 48 * p + 12 * lane, 12)
+                assert got == enc.words[r, 4 * g + lane] & 0xFFF
+                got = _bits(base, mem_bits, e * 64 * pes + 64 * p + 16 * lane, 16)
+                assert got == plain[r, 4 * g + lane]
+    # Rows past N in the last slot are zero.
+    for r in range(n, -(-n // pes) * pes):
+        for g in range(k // 4):
+            e, p = _entry(r, g, n, k, pes, slots)
+            assert _bits(draft, mem_bits, e * 16 * pes + 16 * p, 16) == 0
+            assert _bits(base, mem_bits, e * 64 * pes + 64 * p, 64) == 0
+
+
+@pytest.mark.parametrize("n,pes,slots,want", [
+    (1, 4, 3, [1]), (12, 4, 3, [3]), (13, 4, 3, [3, 1]), (30, 4, 3, [3, 3, 2]), (7, 1, 5, [5, 2])])
+def test_tiles(n, pes, slots, want):
+    assert perf.tiles(n, pes, slots) == want
+
+
+MACHINE = {"pes": 16, "slots": 11, "mem_bits": 32, "array_latency": 11}
+
+
+@pytest.mark.parametrize("n,k", [(1, 4), (5, 40), (256, 256), (300, 1024)])
+def test_draft_reads_a_quarter_of_verify(n, k):
+    draft = perf.pass_cost("draft", n, k, 1, mem_latency=8, **MACHINE)
+    for t in (1, 8):
+        verify = perf.pass_cost("verify", n, k, t, mem_latency=8, **MACHINE)
+        assert 4 * draft.bits == verify.bits
+        assert verify.macs == t * draft.macs      # one MAC per weight and token
+    assert draft.macs == 4 * draft.steps * MACHINE["pes"]
+
+
+@pytest.mark.parametrize("mode,t", [("draft", 1), ("baseline", 1), ("verify", 1), ("verify", 8)])
+@pytest.mark.parametrize("n,k", [(256, 256), (1024, 1024), (4096, 256)])
+def test_large_passes_near_roofline(mode, t, n, k):
+    cost = perf.pass_cost(mode, n, k, t, mem_latency=8, **MACHINE)
+    bound = perf.roofline(mode, n, k, t, pes=16, mem_bits=32)
+    assert bound <= cost.cycles <= bound / 0.9
+
+
+def test_latency_and_slowdowns_add_cycles():
+    base = perf.pass_cost("verify", 100, 64, 3, mem_latency=1, **MACHINE)
+    later = perf.pass_cost("verify", 100, 64, 3, mem_latency=40, **MACHINE)
+    assert later.cycles > base.cycles and later.bits == base.bits
+    narrow = perf.pass_cost("draft", 100, 64, 1, mem_latency=1, **{**MACHINE, "mem_bits": 16})
+    wide = perf.pass_cost("draft", 100, 64, 1, mem_latency=1, **{**MACHINE, "mem_bits": 256})
+    assert narrow.cycles > wide.cycles
+
+
+@pytest.mark.parametrize("args,message", [
+    (("fast", 4, 4, 1), "mode must be one of"),
+    (("draft", 0, 4, 1), "N must be at least 1, not 0"),
+    (("draft", 4, 6, 1), "K must be a positive multiple of 4, not 6"),
+    (("draft", 4, 8, 2), "T must be 1 for a draft pass, not 2"),
+    (("verify", 4, 8, 0), "T must be at least 1, not 0"),
+])
+def test_bad_pass_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        perf.pass_cost(*args, mem_latency=1, **MACHINE)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"mem_bits": 40}, "mem_bits must be a multiple of 16, not 40"),
+    ({"kmax": 10}, "kmax must be a multiple of 4, not 10"),
+    ({"kmax": 2}, "kmax must be between 4 and 16384, not 2"),
+])
+def test_config_checks(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SpeqConfig(**kwargs)
+
+
+def test_accel_needs_mem_bits_to_divide_the_draft_row():
+    with pytest.raises(ValueError, match=r"mem_bits must divide 16 x rows x cols = 48 .*not 32"):
+        SpeqAccel(SpeqConfig(rows=1, cols=3, mem_bits=32))
