@@ -112,8 +112,8 @@ def check_rtl(config, mem_latency):
     from tb import runner
     overrides = {f.name: getattr(config, f.name) for f in fields(SpeqConfig)
                  if getattr(config, f.name) != getattr(SpeqConfig(), f.name)}
-    print(f"[roofline] RTL check: N = K = 256 passes on Verilator (C++ build first, "
-          f"a few minutes) ...", file=sys.stderr, flush=True)
+    print("[roofline] RTL check: N = K = 256 passes on Verilator (C++ build first, "
+          "a few minutes) ...", file=sys.stderr, flush=True)
     start = time.monotonic()
     runner.run(SpeqAccel(config), bench="roofline_rtl", toplevel="accel",
                test_module="tb.test_accel", sim="verilator",

@@ -141,6 +141,28 @@ def draft_terms(a, dw):
         return np.asarray(a, np.float16).astype(np.float64) * np.asarray(dw, np.float64)
 
 
+def _draft_chain_finite(terms, F):
+    """The chain of draft steps over ``terms`` (G, T, N, 4), all finite, while
+    the accumulator stays finite: ``floor(v * 2**(F - E))`` is an exact float64
+    scaling and floor, and the sum of five such integers (< 2**53) is exact."""
+    none = -(1 << 20)
+    with np.errstate(all="ignore"):
+        _, term_exp = np.frexp(terms)
+        term_big = np.where(terms != 0.0, term_exp - 1, none).max(axis=-1)   # (G, T, N)
+    acc = np.zeros(terms.shape[1:3], dtype=np.float32)
+    for g in range(terms.shape[0]):
+        _, acc_exp = np.frexp(acc)
+        big = np.maximum(np.where(acc != 0.0, acc_exp - 1, none), term_big[g])
+        big = np.where(big > none, big, 0)
+        scale = F - big
+        total = np.floor(np.ldexp(acc.astype(np.float64), scale))
+        total += np.floor(np.ldexp(terms[g], scale[..., None])).sum(axis=-1)
+        # + 0.0: an exact zero sum is +0, never -0.
+        with np.errstate(over="ignore"):
+            acc = np.ldexp(total + 0.0, -scale).astype(np.float32)
+    return acc
+
+
 def draft_gemm(x, enc, F=30):
     """Draft-pass GEMM with the SPEQ-16 draft weights of ``enc``.
 
@@ -163,10 +185,43 @@ def draft_gemm(x, enc, F=30):
     lo, hi = DRAFT_FRAC_BITS_RANGE
     if not lo <= F <= hi:
         raise ValueError(f"F must be between {lo} and {hi}, not {F}")
-    dw = speq16.draft(enc)                           # (N, K), exact
-    acc = np.zeros((x.shape[0], n), dtype=np.float32)
-    for g in range(k // 4):
-        sl = slice(4 * g, 4 * g + 4)
-        # a * dw is exact in binary64 (11 + 2 significant bits).
-        acc = draft_step(acc, draft_terms(x[:, None, sl], dw[None, :, sl]), F)
+    # The draft steps of `draft_step`, with everything that does not depend
+    # on the accumulator (the exact terms, their integer significands and
+    # binades) computed for all groups at once; the chain over the groups
+    # then only aligns the accumulator and sums. Same arithmetic, step for
+    # step (tests/test_arith.py checks it against chains of draft_step).
+    t, groups = x.shape[0], k // 4
+    dw = speq16.draft(enc).astype(np.float64)        # (N, K), exact
+    with np.errstate(all="ignore"):
+        terms = x.astype(np.float64)[:, None, :] * dw[None, :, :]     # (T, N, K), exact
+    terms = np.ascontiguousarray(terms.reshape(t, n, groups, 4).transpose(2, 0, 1, 3))
+    if np.isfinite(terms).all():
+        acc = _draft_chain_finite(terms, F)
+        if np.isfinite(acc).all():
+            return acc
+        # An accumulator overflowed: redo the chain with the IEEE cases.
+    finite_terms = np.isfinite(terms).all(axis=-1)                  # (G, T, N)
+    live = np.isfinite(terms) & (terms != 0.0)
+    safe = np.where(live, terms, 1.0)
+    mant, exp = _significand(safe)
+    mant = np.where(live, mant, 0)
+    none = -(1 << 20)
+    term_big = np.where(live, _binade(safe), none).max(axis=-1)     # (G, T, N)
+    with np.errstate(all="ignore"):
+        term_sum = terms.sum(axis=-1)                               # only where not finite
+    acc = np.zeros((t, n), dtype=np.float32)
+    for g in range(groups):
+        a = acc.astype(np.float64)
+        a_live = np.isfinite(a) & (a != 0.0)
+        a_safe = np.where(a_live, a, 1.0)
+        a_mant, a_exp = _significand(a_safe)
+        big = np.maximum(np.where(a_live, _binade(a_safe), none), term_big[g])
+        big = np.where(big > none, big, 0)
+        shift = np.clip(big[..., None] - F - exp[g], 0, 63)
+        total = (mant[g] >> shift).sum(axis=-1) + \
+            np.where(a_live, a_mant >> np.clip(big - F - a_exp, 0, 63), 0)
+        with np.errstate(all="ignore"):
+            result = np.ldexp(total.astype(np.float64), big - F).astype(np.float32)
+            ieee = (a + term_sum[g]).astype(np.float32)
+        acc = np.where(np.isfinite(a) & finite_terms[g], result, ieee)
     return acc

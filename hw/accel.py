@@ -7,7 +7,6 @@ go out (``docs/array.md``).
 
 from amaranth.hdl import EnableInserter, Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from .array import SpeqArray
 from .config import SpeqConfig

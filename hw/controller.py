@@ -30,7 +30,6 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .config import SpeqConfig
 from .decoder import (DRAFT_EXP_BITS, DRAFT_LANES, Mode, NUM_CODES, TableWriteSignature,
                       decode_draft, decode_weight, table_register)
 from .fp import FP16, FP32, fp32_to_fp16

@@ -186,6 +186,26 @@ def test_draft_gemm_is_a_chain_of_draft_steps():
     same_bits(arith.draft_gemm(x, enc), want)
 
 
+@pytest.mark.parametrize("specials", [False, True])
+@pytest.mark.parametrize("F", [2, 23, 30, 48])
+def test_draft_gemm_equals_draft_steps_on_large_random_input(F, specials):
+    # draft_gemm precomputes the terms; draft_step is the step as written from
+    # the contract. Wide magnitudes, subnormal activations, zero codes, inf/NaN.
+    rng = np.random.default_rng(F)
+    w = (rng.standard_normal((37, 64)) * np.exp2(rng.integers(-12, 3, (37, 64)))).astype(np.float16)
+    w[rng.random(w.shape) < 0.05] = 0
+    x = (rng.standard_normal((5, 64)) * np.exp2(rng.integers(-20, 8, (5, 64)))).astype(np.float16)
+    if specials:
+        x[1, 7], x[2, 9], x[3, 11] = np.inf, -np.inf, np.nan
+    enc = speq16.encode(w)
+    dw = speq16.draft(enc)
+    want = np.zeros((5, 37), dtype=np.float32)
+    for g in range(16):
+        sl = slice(4 * g, 4 * g + 4)
+        want = arith.draft_step(want, arith.draft_terms(x[:, None, sl], dw[None, :, sl]), F)
+    same_bits(arith.draft_gemm(x, enc, F), want)
+
+
 def test_draft_gemm_is_close_to_verify_on_gaussian_weights():
     # Not a contract check: a sanity bound on the draft's quality (SPEC: ~0.12).
     rng = np.random.default_rng(4)
