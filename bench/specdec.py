@@ -1,0 +1,236 @@
+"""Speculative decoding with the SPEQ draft: acceptance and speedup for gamma = 1 .. 8.
+
+For each prompt of ``models/prompts.json`` the target model (verify passes)
+decodes ``--tokens`` tokens greedily; one draft forward over the whole
+sequence then gives, for every position, whether the draft's greedy choice
+there equals the target's. In greedy speculative decoding the draft only ever
+proposes from a prefix the target has accepted, so these indicators decide
+every round: a round starting at position s accepts the run of agreements
+from s, at most gamma, and adds one target token. The bench replays the rounds
+for every gamma from that, and checks the replay against the real decoding
+loop (`golden.specdec.speculative`) on the first prompts: same rounds, same
+tokens.
+
+Cost: every linear layer call is an accelerator pass, costed by the cycle
+model (`golden.perf`, the model the RTL benches check cycle for cycle) on the
+default configuration: per round ``gamma`` single-token draft passes (one more
+after a fully accepted round, to catch the draft's cache up), one verify pass
+over the round's tokens; plain decoding is one FP16 baseline pass per token.
+The speedup is the ratio of the two cycle counts for the same tokens. It is
+compared with the bound ``(gamma + 1) / (gamma c + 1)`` (every proposal
+accepted, a verify pass as cheap as a baseline pass) and SPEQ's reported
+2.07x.
+
+    python bench/specdec.py [--prompts 32] [--tokens 64] [--write-docs [PATH]] [--plots DIR]
+"""
+
+import argparse
+from pathlib import Path
+import sys
+import time
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from golden import specdec                          # noqa: E402
+from golden.model import DEFAULT_WEIGHTS, Session, TinyLM  # noqa: E402
+from hw.config import SpeqConfig                    # noqa: E402
+from rtl_gen.docs import replace_section            # noqa: E402
+
+
+SECTION = "## Speculative decoding with the SPEQ draft"
+GAMMAS = range(1, 9)
+SPEQ_REPORTED = 2.07
+
+
+def agreement(model, prompt, tokens):
+    """Target greedy tokens after ``prompt`` and, per generated position, whether
+    the draft's greedy choice there equals the target's."""
+    target, _ = specdec.autoregressive(model, prompt, tokens)
+    seq = prompt + target
+    logits = Session(model, "draft").forward(seq[:-1])        # row j predicts seq[j + 1]
+    choice = logits.argmax(axis=-1)[len(prompt) - 1:]
+    return target, choice == np.array(target)
+
+
+def replay(agree, gamma):
+    """Rounds of greedy speculative decoding from the agreement indicators:
+    a list of (proposals, accepted) per round."""
+    rounds, pos, n = [], 0, len(agree)
+    while pos < n:
+        g = min(gamma, n - pos)
+        ok = 0
+        while ok < g and agree[pos + ok]:
+            ok += 1
+        rounds.append((g, ok))
+        pos += ok + 1
+    return rounds
+
+
+def round_costs(rounds, costs, per_layer):
+    """Accelerator cycles of the rounds: draft passes (with the catch-up pass
+    after a fully accepted round) and one verify pass of g + 1 tokens each."""
+    draft_pass = sum(costs.pass_cycles("draft", n, k, 1) for n, k in per_layer)
+    cycles, catch_up = 0, False
+    for g, ok in rounds:
+        cycles += (g + catch_up) * draft_pass
+        cycles += sum(costs.pass_cycles("verify", n, k, g + 1) for n, k in per_layer)
+        catch_up = ok == g
+    return cycles
+
+
+def run(model, prompts, tokens, check, progress=True):
+    costs = specdec.Costs(SpeqConfig())
+    per_layer = [(n, k) for _, n, k in model.linear_shapes()]
+    baseline_token = sum(costs.pass_cycles("baseline", n, k, 1) for n, k in per_layer)
+    draft_token = sum(costs.pass_cycles("draft", n, k, 1) for n, k in per_layer)
+    c = draft_token / baseline_token
+    stats = {g: {"proposed": 0, "accepted": 0, "rounds": 0, "tokens": 0, "cycles": 0}
+             for g in GAMMAS}
+    start = time.monotonic()
+    checked = 0
+    for i, text in enumerate(prompts):
+        prompt = list(text.encode())
+        target, agree = agreement(model, prompt, tokens)
+        for g in GAMMAS:
+            rounds = replay(agree, g)
+            s = stats[g]
+            s["proposed"] += sum(p for p, _ in rounds)
+            s["accepted"] += sum(a for _, a in rounds)
+            s["rounds"] += len(rounds)
+            s["tokens"] += tokens
+            s["cycles"] += round_costs(rounds, costs, per_layer)
+            if i < check:
+                out, real = specdec.speculative(model, prompt, tokens, g)
+                assert out == target, f"prompt {i}, gamma {g}: speculative output differs"
+                real_rounds = [(g_, n - 1) for g_, n in zip(real.round_proposals, real.per_round)]
+                assert real_rounds == rounds, \
+                    f"prompt {i}, gamma {g}: replayed rounds differ from the decoding loop"
+                assert costs.cycles(real.draft_passes) + costs.cycles(real.verify_passes) == \
+                    round_costs(rounds, costs, per_layer), f"prompt {i}, gamma {g}: cycles differ"
+                checked += 1
+        if progress:
+            done = i + 1
+            print(f"\r[specdec] {done}/{len(prompts)} prompts, {time.monotonic() - start:.0f} s",
+                  end="" if done < len(prompts) else "\n", file=sys.stderr, flush=True)
+    rows = []
+    for g in GAMMAS:
+        s = stats[g]
+        alpha = s["accepted"] / s["proposed"]
+        speedup = s["tokens"] * baseline_token / s["cycles"]
+        bound = (g + 1) / (g * c + 1)
+        rows.append((g, alpha, s["tokens"] / s["rounds"], speedup, bound))
+    return rows, c, checked
+
+
+def exponent_histogram(model):
+    """Counts of the FP16 exponent field (0 .. 31) over all linear weights."""
+    fields = np.concatenate([((model.w[name].view(np.uint16) >> 10) & 31).ravel()
+                             for name, _, _ in model.linear_shapes()])
+    return np.bincount(fields, minlength=32)
+
+
+def plots(rows, histogram, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    g = [r[0] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(g, [r[1] for r in rows], "o-", label="acceptance rate")
+    ax.plot(g, [r[2] / (r[0] + 1) for r in rows], "s--", label="tokens per round / (gamma+1)")
+    ax.set_xlabel("gamma (draft tokens per round)")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "specdec_acceptance.png", dpi=120)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(g, [r[3] for r in rows], "o-", label="measured (cycle model)")
+    ax.plot(g, [r[4] for r in rows], "s--", label="bound (gamma+1)/(gamma c+1)")
+    ax.axhline(SPEQ_REPORTED, color="gray", ls=":", label="SPEQ paper, 2.07x")
+    ax.set_xlabel("gamma (draft tokens per round)")
+    ax.set_ylabel("speedup over FP16 decoding")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "specdec_speedup.png", dpi=120)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.bar(range(32), histogram)
+    ax.axvline(15.5, color="red", ls="--", label="exponent field 15 (|w| < 2)")
+    ax.set_xlabel("FP16 exponent field")
+    ax.set_ylabel("weights")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "specdec_exponents.png", dpi=120)
+    return [out / "specdec_acceptance.png", out / "specdec_speedup.png", out / "specdec_exponents.png"]
+
+
+def report(rows, c, histogram, model, args, checked):
+    best = max(rows, key=lambda r: r[3])
+    cfg = model.config
+    lines = [
+        f"Model: `models/speqlm.npz` ({cfg['n_layers']} layers, d = {cfg['d_model']}, "
+        f"d_ff = {cfg['d_ff']}, byte vocabulary; validation loss "
+        f"{cfg.get('val_loss_fp16', cfg.get('val_loss', float('nan'))):.3f} nats/byte with FP16 weights). "
+        f"{args.prompts} prompts of `models/prompts.json`, {args.tokens} tokens each, greedy. "
+        f"Cycles: `golden.perf` on the default configuration (4x4 PEs, B = 32, memory latency 8), "
+        f"linear layers only; c = draft / baseline cycles per token = {c:.4f}. The replayed "
+        f"rounds were checked against the decoding loop on {checked} (prompt, gamma) runs.",
+        "",
+        "| gamma | acceptance | tokens per verify pass | speedup (cycles) | bound (gamma+1)/(gamma c+1) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for g, alpha, per_round, speedup, bound in rows:
+        lines.append(f"| {g} | {alpha:.3f} | {per_round:.2f} | {speedup:.2f}x | {bound:.2f}x |")
+    lines += ["", f"Best: gamma = {best[0]}, {best[3]:.2f}x over FP16 autoregressive decoding "
+              f"(SPEQ reports {SPEQ_REPORTED}x). FP16 exponent fields of the model's linear "
+              f"weights: {int(histogram[16:].sum())} of {int(histogram.sum())} above 15.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    import json
+    p = argparse.ArgumentParser(prog="python bench/specdec.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--prompts", type=int, default=32, help="prompts to decode (default: 32)")
+    p.add_argument("--tokens", type=int, default=64, help="tokens per prompt (default: 64)")
+    p.add_argument("--check", type=int, default=2,
+                   help="prompts on which the replay is checked against the real decoding "
+                        "loop for every gamma (default: 2)")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="model file")
+    p.add_argument("--plots", default=str(REPO / "docs"), metavar="DIR",
+                   help="where to write the PNG plots (default: docs/)")
+    p.add_argument("--write-docs", nargs="?", const=str(REPO / "docs" / "results.md"),
+                   metavar="PATH", help=f"write the table into the '{SECTION}' section of PATH")
+    args = p.parse_args(argv)
+    model = TinyLM(args.weights)
+    prompts = json.loads((REPO / "models" / "prompts.json").read_text())["prompts"]
+    if not 1 <= args.prompts <= len(prompts):
+        p.error(f"--prompts must be between 1 and {len(prompts)}, not {args.prompts}")
+    longest = max(len(t.encode()) for t in prompts[:args.prompts])
+    if not 1 <= args.tokens <= model.context - longest:
+        p.error(f"--tokens must be between 1 and {model.context - longest} (context "
+                f"{model.context}, longest prompt {longest}), not {args.tokens}")
+    rows, c, checked = run(model, prompts[:args.prompts], args.tokens, args.check)
+    histogram = exponent_histogram(model)
+    text = report(rows, c, histogram, model, args, checked)
+    print(text)
+    for path in plots(rows, histogram, args.plots):
+        print(f"wrote {path}", file=sys.stderr)
+    if args.write_docs:
+        path = Path(args.write_docs)
+        command = "python bench/specdec.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+        body = (f"Command: `{command}`\n\n" + text +
+                "\n![acceptance](specdec_acceptance.png) ![speedup](specdec_speedup.png) "
+                "![exponents](specdec_exponents.png)\n")
+        path.write_text(replace_section(path.read_text(), SECTION, body))
+        print(f"wrote the '{SECTION}' section of {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

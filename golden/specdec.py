@@ -1,0 +1,249 @@
+"""Greedy speculative decoding with the SPEQ draft, and its cost on the accelerator.
+
+The draft model is the target model itself with every linear layer run as a
+draft pass (SPEQ-16 draft weights, `golden.arith.draft_gemm`); the target runs
+verify passes (`verify_gemm`, exact FP16 weights). One round:
+
+1. the draft proposes ``gamma`` tokens, one single-token draft pass each;
+2. the target checks them in one verify pass over ``gamma + 1`` tokens (the
+   last accepted token and the proposals) and keeps the longest prefix that
+   agrees with its own greedy choice, plus one token of its own.
+
+The output is exactly the target's greedy output (`autoregressive`): the
+verify pass gives every token what a single-token pass gives it.
+
+Cost: every linear call is a pass on the accelerator, costed by the cycle
+model `golden.perf.pass_cost` (draft, verify over T tokens, or the FP16
+baseline for plain decoding). Only the linear layers are counted: they hold
+all the weights, which is what a decode step has to read.
+
+CLI::
+
+    python -m golden.specdec --prompt "def main(" --gamma 4 --tokens 200
+"""
+
+import argparse
+from dataclasses import dataclass, field
+import sys
+import time
+
+import numpy as np
+
+from . import perf
+from .model import DEFAULT_WEIGHTS, Session, TinyLM
+
+
+__all__ = ["Stats", "autoregressive", "speculative", "Costs", "main"]
+
+
+@dataclass
+class Stats:
+    """What a speculative run did.
+
+    Members
+    -------
+    rounds : int
+        Verify passes.
+    proposed, accepted : int
+        Draft tokens proposed and accepted.
+    per_round : list of int
+        Tokens each round produced (accepted + 1).
+    round_proposals : list of int
+        Tokens each round proposed (gamma, or fewer at the end).
+    draft_passes, verify_passes : list of tuple
+        ``(mode, N, K, T)`` of every linear call after the prompt.
+    """
+
+    rounds: int = 0
+    proposed: int = 0
+    accepted: int = 0
+    per_round: list = field(default_factory=list)
+    round_proposals: list = field(default_factory=list)
+    draft_passes: list = field(default_factory=list)
+    verify_passes: list = field(default_factory=list)
+
+    @property
+    def acceptance(self):
+        return self.accepted / self.proposed if self.proposed else 0.0
+
+    @property
+    def tokens_per_round(self):
+        return float(np.mean(self.per_round)) if self.per_round else 0.0
+
+
+def _check(model, prompt, tokens):
+    prompt = list(prompt)
+    if not prompt:
+        raise ValueError("the prompt must hold at least one token")
+    if tokens < 1:
+        raise ValueError(f"tokens must be at least 1, not {tokens}")
+    if len(prompt) + tokens > model.context:
+        raise ValueError(f"prompt ({len(prompt)}) + tokens ({tokens}) exceed the model's "
+                         f"context of {model.context}")
+    return prompt
+
+
+def autoregressive(model, prompt, tokens, mode="verify", progress=None):
+    """Greedy decoding, one single-token pass per token.
+
+    Returns ``(generated tokens, passes after the prompt)``. ``mode`` is the
+    arithmetic of the linear layers: ``verify`` (the target; also what the
+    FP16 baseline computes) or ``draft``.
+    """
+    prompt = _check(model, prompt, tokens)
+    s = Session(model, mode)
+    s.forward(prompt[:-1])
+    s.passes.clear()
+    out, last = [], prompt[-1]
+    for _ in range(tokens):
+        last = int(np.argmax(s.forward([last])[-1]))
+        out.append(last)
+        if progress:
+            progress(len(out))
+    return out, s.passes
+
+
+def speculative(model, prompt, tokens, gamma, progress=None):
+    """Greedy speculative decoding (module docstring).
+
+    Returns ``(generated tokens, Stats)``.
+    """
+    if gamma < 1:
+        raise ValueError(f"gamma must be at least 1, not {gamma}")
+    prompt = _check(model, prompt, tokens)
+    target, draft = Session(model, "verify"), Session(model, "draft")
+    seq = list(prompt)
+    target.forward(seq[:-1])
+    draft.forward(seq[:-1])
+    target.passes.clear()
+    draft.passes.clear()
+    stats = Stats()
+    end = len(prompt) + tokens
+    while len(seq) < end:
+        # The target has cached everything but the last token; so must the
+        # draft (after a fully accepted round it lacks the last proposal).
+        draft.forward(seq[draft.length:-1])
+        g = min(gamma, end - len(seq), model.context - len(seq))
+        proposals, last = [], seq[-1]
+        for _ in range(g):
+            last = int(np.argmax(draft.forward([last])[-1]))
+            proposals.append(last)
+        base = target.length
+        choice = np.argmax(target.forward([seq[-1]] + proposals), axis=-1)
+        n_ok = 0
+        while n_ok < g and choice[n_ok] == proposals[n_ok]:
+            n_ok += 1
+        new = proposals[:n_ok] + [int(choice[n_ok])]
+        seq += new
+        target.truncate(base + 1 + n_ok)
+        draft.truncate(min(draft.length, len(seq) - 1))
+        stats.rounds += 1
+        stats.proposed += g
+        stats.accepted += n_ok
+        stats.per_round.append(len(new))
+        stats.round_proposals.append(g)
+        if progress:
+            progress(min(len(seq), end) - len(prompt))
+    stats.draft_passes, stats.verify_passes = draft.passes, target.passes
+    return seq[len(prompt):end], stats
+
+
+class Costs:
+    """Accelerator cycles of passes, by the cycle model, memoised by shape.
+
+    Parameters
+    ----------
+    config : hw.config.SpeqConfig
+    mem_latency : int
+    """
+
+    def __init__(self, config, mem_latency=8):
+        self.machine = perf.machine(config)
+        self.mem_latency = mem_latency
+        self._memo = {}
+
+    def pass_cycles(self, mode, n, k, t):
+        key = (mode, n, k, t)
+        if key not in self._memo:
+            self._memo[key] = perf.pass_cost(mode, n, k, t, mem_latency=self.mem_latency,
+                                             **self.machine).cycles
+        return self._memo[key]
+
+    def cycles(self, passes, mode=None):
+        """Total cycles of logged passes (``mode`` overrides theirs: ``baseline``
+        for plain FP16 decoding)."""
+        return sum(self.pass_cycles(mode or m, n, k, t) for m, n, k, t in passes)
+
+    def per_token(self, model, mode):
+        """Cycles of one single-token forward of every linear layer in ``mode``."""
+        return sum(self.pass_cycles(mode, n, k, 1) for _, n, k in model.linear_shapes())
+
+
+def _progress_bar(total, stream=sys.stderr):
+    start = time.monotonic()
+
+    def show(done):
+        width = 30
+        filled = width * done // total
+        rate = done / max(time.monotonic() - start, 1e-9)
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tokens "
+                     f"{rate:.1f} tok/s")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+    return show
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="python -m golden.specdec",
+        description="Greedy speculative decoding with the SPEQ draft (the model's own "
+                    "weights through draft passes) on the golden model; prints the text and "
+                    "the acceptance and accelerator-cycle statistics.")
+    p.add_argument("--prompt", required=True, help="prompt text (UTF-8 bytes are the tokens)")
+    p.add_argument("--gamma", type=int, default=4, help="draft tokens per round (default: 4)")
+    p.add_argument("--tokens", type=int, default=200, help="tokens to generate (default: 200)")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
+                   help="model file (default: models/speqlm.npz)")
+    p.add_argument("--mem-latency", type=int, default=8,
+                   help="memory latency of the cycle model, cycles (default: 8)")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the plain autoregressive run that checks the output is identical")
+    return p
+
+
+def main(argv=None):
+    from hw.config import SpeqConfig
+    p = parser()
+    args = p.parse_args(argv)
+    if args.gamma < 1:
+        p.error(f"--gamma must be at least 1, not {args.gamma}")
+    if args.mem_latency < 1:
+        p.error(f"--mem-latency must be at least 1, not {args.mem_latency}")
+    try:
+        model = TinyLM(args.weights)
+        prompt = list(args.prompt.encode())
+        _check(model, prompt, args.tokens)
+    except (OSError, ValueError) as error:
+        p.error(str(error))
+    out, stats = speculative(model, prompt, args.tokens, args.gamma,
+                             progress=_progress_bar(args.tokens))
+    sys.stdout.write(args.prompt + bytes(out).decode("utf-8", errors="replace") + "\n")
+    costs = Costs(SpeqConfig(), args.mem_latency)
+    spec = costs.cycles(stats.draft_passes) + costs.cycles(stats.verify_passes)
+    plain = costs.per_token(model, "baseline") * len(out)
+    print(f"\ngamma {args.gamma}: {stats.rounds} verify passes, acceptance "
+          f"{stats.acceptance:.3f}, {stats.tokens_per_round:.2f} tokens per verify pass")
+    print(f"accelerator cycles (default configuration, cycle model): speculative {spec:,}, "
+          f"FP16 autoregressive {plain:,}, speedup {plain / spec:.2f}x")
+    if not args.no_check:
+        ref, _ = autoregressive(model, prompt, args.tokens)
+        same = ref == out
+        print("lossless: identical to plain autoregressive decoding" if same else
+              "MISMATCH with plain autoregressive decoding")
+        return 0 if same else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
