@@ -116,7 +116,7 @@ def check_rtl(config, mem_latency):
           "a few minutes) ...", file=sys.stderr, flush=True)
     start = time.monotonic()
     runner.run(SpeqAccel(config), bench="roofline_rtl", toplevel="accel",
-               test_module="tb.test_accel", sim="verilator",
+               test_module="tb.test_accel", sim="verilator", testcase="accel_passes",
                extra_env={"ACCEL_CONFIG": json.dumps(overrides), "MEM_LATENCY": str(mem_latency),
                           "SHAPES": json.dumps([[256, 256, config.tmax]]),
                           "BASELINE_TOKENS": "1"})

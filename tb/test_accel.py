@@ -341,7 +341,7 @@ def test_accel(name, config, latency, shapes, sim):
     build_dir = runner.BUILD_ROOT / f"accel_{name}" / sim
     (build_dir / "summary.json").unlink(missing_ok=True)
     runner.run(SpeqAccel(SpeqConfig(**config)), bench=f"accel_{name}", toplevel=TOPLEVEL,
-               test_module="tb.test_accel", sim=sim,
+               test_module="tb.test_accel", sim=sim, testcase="accel_passes",
                extra_env={"ACCEL_CONFIG": json.dumps(config), "MEM_LATENCY": str(latency),
                           "SHAPES": os.environ.get("SHAPES", str(shapes))})
     summary = json.loads((build_dir / "summary.json").read_text())
