@@ -26,12 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .schedule import MODES, check_pass
+
 
 __all__ = ["MODES", "tiles", "entry_rows", "draft_image", "residual_image",
            "baseline_image", "PassCost", "pass_cost", "roofline", "machine"]
-
-
-MODES = ("draft", "verify", "baseline")
 
 
 def tiles(n, pes, slots):
@@ -120,18 +119,6 @@ class PassCost:
     steps: int
 
 
-def _check(mode, n, k, t):
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if n < 1:
-        raise ValueError(f"N must be at least 1, not {n}")
-    if k < 4 or k % 4:
-        raise ValueError(f"K must be a positive multiple of 4, not {k}")
-    if t < 1 or (mode != "verify" and t != 1):
-        raise ValueError(f"T must be 1 for a {mode} pass, not {t}" if mode != "verify"
-                         else f"T must be at least 1, not {t}")
-
-
 def pass_cost(mode, n, k, t, *, pes, slots, mem_bits, mem_latency, array_latency):
     """Cycle count, bits and MACs of one pass (module docstring).
 
@@ -147,7 +134,7 @@ def pass_cost(mode, n, k, t, *, pes, slots, mem_bits, mem_latency, array_latency
     array_latency : int
         `hw.array.SpeqArray.latency`.
     """
-    _check(mode, n, k, t)
+    check_pass(mode, n, k, t)
     lanes = 4 if mode == "draft" else 1
     rounds = 1 if mode == "draft" else 4
     entry_beats = (16 if mode == "draft" else 64) * pes // mem_bits
@@ -183,7 +170,7 @@ def pass_cost(mode, n, k, t, *, pes, slots, mem_bits, mem_latency, array_latency
 def roofline(mode, n, k, t, *, pes, mem_bits):
     """The pass' lower bound in cycles: ``max(weight bits / B, MACs / MACs per
     cycle)`` with the bits and MACs of the shape itself (no padding)."""
-    _check(mode, n, k, t)
+    check_pass(mode, n, k, t)
     bits = n * k * (4 if mode == "draft" else 16)
     macs_per_cycle = pes * (4 if mode == "draft" else 1)
     return max(bits / mem_bits, n * k * t / macs_per_cycle)

@@ -16,7 +16,7 @@ padding of the last tile) are marked ``-1``.
 import numpy as np
 
 
-__all__ = ["MODES", "Schedule", "schedule"]
+__all__ = ["MODES", "Schedule", "check_pass", "schedule"]
 
 
 MODES = ("draft", "verify", "baseline")
@@ -46,6 +46,21 @@ class Schedule:
         return len(self.slot)
 
 
+def check_pass(mode, n, k, t):
+    """Raise `ValueError` for a pass the array cannot run: an unknown mode,
+    N < 1, K not a positive multiple of 4, or T other than 1 outside verify
+    (or below 1)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if n < 1:
+        raise ValueError(f"N must be at least 1, not {n}")
+    if k < 4 or k % 4:
+        raise ValueError(f"K must be a positive multiple of 4, not {k}")
+    if t < 1 or (mode != "verify" and t != 1):
+        raise ValueError(f"T must be 1 for a {mode} pass, not {t}" if mode != "verify"
+                         else f"T must be at least 1, not {t}")
+
+
 def schedule(mode, n, k, t, pes, interleave):
     """The step schedule of a pass.
 
@@ -64,15 +79,7 @@ def schedule(mode, n, k, t, pes, interleave):
         For an unknown mode, K not a positive multiple of 4, N < 1, or T other
         than 1 outside verify.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if n < 1:
-        raise ValueError(f"N must be at least 1, not {n}")
-    if k < 4 or k % 4:
-        raise ValueError(f"K must be a positive multiple of 4, not {k}")
-    if t < 1 or (mode != "verify" and t != 1):
-        raise ValueError(f"T must be 1 for a {mode} pass, not {t}" if mode != "verify"
-                         else f"T must be at least 1, not {t}")
+    check_pass(mode, n, k, t)
     tile_rows = pes * interleave
     tiles = -(-n // tile_rows)
     if mode == "draft":
