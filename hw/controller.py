@@ -205,14 +205,6 @@ class PassController(wiring.Component):
         """Width of the array's tag: the row of PE 0 and the token."""
         return N_BITS + data.Layout.cast(result_layout(config))["token"].width
 
-    @property
-    def beats_per_entry(self):
-        """Memory words per row slot and group: ``{"draft": 16P/B, "verify": 64P/B,
-        "baseline": 64P/B}``, of which ``16P/B`` come from the draft plane."""
-        pes, bits = self._config.rows * self._config.cols, self._config.mem_bits
-        return {"draft": 16 * pes // bits, "verify": 64 * pes // bits,
-                "baseline": 64 * pes // bits}
-
     def elaborate(self, platform):
         m = Module()
         config, array = self._config, self._array
