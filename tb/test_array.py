@@ -24,9 +24,8 @@ from golden import arith, speq16
 from golden.schedule import schedule
 from hw.array import SpeqArray
 from hw.config import SpeqConfig
-from hw.decoder import DRAFT_LANES, DraftOperand, Mode
+from hw.decoder import DRAFT_LANES, Mode
 from tb import drive, payload, runner
-from amaranth.lib import data
 
 
 TOPLEVEL = "array"

@@ -30,7 +30,7 @@ import pytest
 from golden import arith, speq16
 from hw.config import SpeqConfig
 from hw.decoder import DRAFT_LANES, Mode
-from hw.pe import Fp16PE, PEOut, SpeqPE, pe_input_layout
+from hw.pe import Fp16PE, SpeqPE, pe_input_layout
 from tb import drive, payload, runner
 
 
