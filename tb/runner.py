@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 import sys
 
@@ -61,6 +62,21 @@ def _verilator_env():
         "MAKEFLAGS": " ".join(filter(None, [os.environ.get("MAKEFLAGS", ""),
                                             "VK_PCH_I_FAST=", "VK_PCH_I_SLOW="])),
     }
+
+
+# Yosys starts every ``always @*`` block with a read of a dummy register that
+# it declares as ``reg x = 0;``: in Verilog-2005 that initialization is an
+# event at time 0, which runs every block once. Icarus in SystemVerilog mode
+# (cocotb passes -g2012) initializes declarations before time 0 without an
+# event, so a block whose inputs never change (one that decodes a state
+# register still at its reset value) keeps its outputs at X. Assigning the
+# register in an ``initial`` block after a #0 delay restores the event.
+_DUMMY = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S*) +?= 0;$", re.M)
+
+
+def _icarus_time_zero(text):
+    return _DUMMY.sub(lambda m: f"{m[1]}reg {m[2]} ;\n{m[1]}initial begin #0; {m[2]}  = 1'h0; end",
+                      text)
 
 
 @contextlib.contextmanager
@@ -117,6 +133,8 @@ def run(component, *, bench, toplevel, test_module, sim, extra_env=None, testcas
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{toplevel}.v"
     text = verilog.convert(component, name=toplevel, emit_src=False)
+    if sim == "icarus":
+        text = _icarus_time_zero(text)
     source.write_text(text)
 
     env = _verilator_env() if sim == "verilator" else {}

@@ -1,0 +1,369 @@
+"""The board top: the accelerator, on-chip memories and a UART command interface.
+
+`SpeqBoard` is what goes on an FPGA (``rtl_gen.bitstream``) and what the
+UART bench (``tb/test_board.py``) drives through the host library
+(``host/``). ``docs/board.md`` describes the protocol; in short, the host
+sends one frame at a time and waits for its answer:
+
+=========  ==================================  ====================================
+request    then                                answer
+=========  ==================================  ====================================
+``I``      --                                  ``i`` + `Info`
+``W``      `Span`, ``count`` weight words      ``w`` + `Ack`
+``A``      `Span`, ``count`` activation words  ``a`` + `Ack`
+``C``      `hw.controller.Command`             ``o`` + result beat, per result;
+                                               then ``s`` + `Report`
+=========  ==================================  ====================================
+
+Every field is little-endian and every structure is sent in whole bytes,
+least significant byte first, zero-padded at the top. A pass (``C``) reads
+its activations from activation word 0 on and its weights from the weight
+memory, like the memory port of `hw.accel.SpeqAccel` with a latency of one
+cycle; the pass runs at full speed except while a result waits for the
+UART, and those frozen cycles are reported so that the host can compare
+``status.cycles - frozen`` with the cycle model exactly.
+"""
+
+import enum
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .accel import SpeqAccel
+from .config import SpeqConfig
+from .controller import Command, Status
+from .decoder import DRAFT_LANES
+from .fp import FP16
+from .uart import UartRx, UartTx, _check_divisor
+
+
+__all__ = ["Request", "Answer", "Flag", "Span", "Ack", "Info", "Report", "MAGIC",
+           "PROTOCOL_VERSION", "WEIGHT_WORDS_MAX", "SpeqBoard", "nbytes", "act_words"]
+
+
+class Request(enum.IntEnum):
+    """First byte of a frame from the host."""
+
+    INFO = ord("I")
+    WEIGHTS = ord("W")
+    ACTS = ord("A")
+    RUN = ord("C")
+
+
+class Answer(enum.IntEnum):
+    """First byte of every frame the board sends."""
+
+    INFO = ord("i")
+    WEIGHTS = ord("w")
+    ACTS = ord("a")
+    OUT = ord("o")
+    REPORT = ord("s")
+
+
+class Flag(enum.IntFlag):
+    """Sticky error bits of `Info` and `Report`; an ``I`` request clears them."""
+
+    RX_OVERRUN = 1       # a byte arrived while the board was answering or running
+    RX_FRAMING = 2       # a byte's stop bit was low (the byte was dropped)
+    BAD_REQUEST = 4      # a frame started with an unknown byte (it was ignored)
+    MEM_RANGE = 8        # a pass read a weight word past the weight memory
+
+
+#: Sent in `Info`: "SPEQ" as a little-endian 32-bit word.
+MAGIC = int.from_bytes(b"SPEQ", "little")
+PROTOCOL_VERSION = 1
+#: Largest weight memory, in words (the `Span` counts are 32 bits).
+WEIGHT_WORDS_MAX = 1 << 24
+
+
+#: Where a ``W`` or ``A`` frame writes: ``count`` words from word ``addr``.
+Span = data.StructLayout({"addr": 32, "count": 32})
+
+#: The answer to ``W`` and ``A``: 0, or 1 when the span does not fit the
+#: memory (its words were read and dropped).
+Ack = data.StructLayout({"code": 8})
+
+#: The board's configuration.
+Info = data.StructLayout({
+    "magic": 32, "version": 8,
+    "rows": 8, "cols": 8, "tmax": 8, "pe_stages": 8, "draft_frac_bits": 8,
+    "kmax": 16, "mem_bits": 16, "weight_words": 32, "act_words": 32,
+    "divisor": 16, "flags": 8,
+})
+
+#: The end of a pass: the accelerator's status, the cycles the pass was
+#: frozen while a result waited for the UART, and the sticky flags.
+Report = data.StructLayout({"status": Status, "frozen": 32, "flags": 8})
+
+
+def nbytes(layout):
+    """Bytes a structure takes on the wire."""
+    return (data.Layout.cast(layout).size + 7) // 8
+
+
+def act_words(config):
+    """Activation words (four FP16 values each) the board holds: ``tmax x kmax / 4``."""
+    return config.tmax * config.kmax // DRAFT_LANES
+
+
+class SpeqBoard(wiring.Component):
+    """`hw.accel.SpeqAccel` with weight and activation memories behind a UART.
+
+    Parameters
+    ----------
+    config : SpeqConfig
+    weight_words : int
+        Depth of the weight memory, in ``mem_bits`` words (1 to 2**24).
+    divisor : int
+        Clock cycles per UART bit (`hw.uart.divisor_for`).
+
+    Members
+    -------
+    rx : In(1, init=1)
+        UART from the host.
+    tx : Out(1, init=1)
+        UART to the host.
+    busy : Out(1)
+        High while a frame is being received or answered (an LED).
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a `SpeqConfig`.
+    ValueError
+        If ``weight_words`` or ``divisor`` is out of range, or the
+        accelerator refuses ``config``.
+    """
+
+    def __init__(self, config=SpeqConfig(), *, weight_words=4096, divisor=4):
+        if not isinstance(config, SpeqConfig):
+            raise TypeError(f"config must be a SpeqConfig, not {config!r}")
+        if not isinstance(weight_words, int) or not 1 <= weight_words <= WEIGHT_WORDS_MAX:
+            raise ValueError(f"weight_words must be an integer from 1 to {WEIGHT_WORDS_MAX}, "
+                             f"not {weight_words!r}")
+        _check_divisor(divisor)
+        self._config = config
+        self._weight_words = weight_words
+        self._divisor = divisor
+        self._accel = SpeqAccel(config)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def accel(self):
+        return self._accel
+
+    @property
+    def weight_words(self):
+        return self._weight_words
+
+    @property
+    def divisor(self):
+        return self._divisor
+
+    def info(self):
+        """The `Info` this board sends, as a dict."""
+        c = self._config
+        return {
+            "magic": MAGIC, "version": PROTOCOL_VERSION,
+            "rows": c.rows, "cols": c.cols, "tmax": c.tmax, "pe_stages": c.pe_stages,
+            "draft_frac_bits": c.draft_frac_bits, "kmax": c.kmax, "mem_bits": c.mem_bits,
+            "weight_words": self._weight_words, "act_words": act_words(c),
+            "divisor": self._divisor, "flags": 0,
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self._config
+        accel = m.submodules.accel = self._accel
+        rx = m.submodules.uart_rx = UartRx(self._divisor)
+        tx = m.submodules.uart_tx = UartTx(self._divisor)
+        m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
+
+        word_bytes = config.mem_bits // 8
+        act_bytes = 16 * DRAFT_LANES // 8
+
+        # -- memories ---------------------------------------------------------
+        weights = m.submodules.weights = memory.Memory(
+            shape=config.mem_bits, depth=self._weight_words, init=[])
+        w_write = weights.write_port()
+        w_read = weights.read_port(domain="sync")
+        acts = m.submodules.acts = memory.Memory(
+            shape=data.ArrayLayout(FP16, DRAFT_LANES), depth=act_words(config), init=[])
+        a_write = acts.write_port()
+        a_read = acts.read_port(domain="sync")
+
+        # -- sticky flags -------------------------------------------------------
+        # One signal per flag: Icarus never runs an ``always @*`` block that
+        # only assigns constants, which a partly driven vector would get.
+        rx_overrun, bad_request, mem_range = Signal(), Signal(), Signal()
+        set_flags = Cat(rx_overrun, rx.framing_error, bad_request, mem_range)
+        flags = Signal(len(set_flags))
+        clear_flags = Signal()
+        m.d.sync += flags.eq(Mux(clear_flags, 0, flags) | set_flags)
+
+        # -- frames in: a shift register that bytes enter at the top -----------
+        header_bytes = max(nbytes(Span), nbytes(Command))
+        header = Signal(8 * header_bytes)
+        span = data.View(Span, header[-8 * nbytes(Span):][:data.Layout.cast(Span).size])
+        command = data.View(Command, header[-8 * nbytes(Command):][:data.Layout.cast(Command).size])
+        word = Signal(8 * max(word_bytes, act_bytes))
+        count = Signal(range(header_bytes + 1))
+        addr = Signal(32)
+        left = Signal(33)
+        bad_span = Signal()
+        code = Signal(8)
+        byte = rx.data.payload
+        got = rx.data.valid
+
+        # -- frames out: tag and payload, a byte at a time ---------------------
+        index = Signal(range(max(nbytes(accel.out.payload.shape()), nbytes(Report),
+                                 nbytes(Info), header_bytes) + 2))
+
+        def send(tag, payload, then, *, comb=(), sync=()):
+            """Send ``tag`` and ``payload``; with the last byte, go to ``then``
+            and add the statements ``comb`` and ``sync``."""
+            bits = Cat(Const(tag, 8), payload)
+            size = (len(bits) + 7) // 8
+            bits = Cat(bits, Const(0, 8 * size - len(bits)))
+            m.d.comb += [tx.data.valid.eq(1), tx.data.payload.eq(bits.word_select(index, 8))]
+            with m.If(tx.data.ready):
+                m.d.sync += index.eq(index + 1)
+                with m.If(index == size - 1):
+                    m.d.sync += index.eq(0)
+                    m.d.comb += list(comb)
+                    m.d.sync += list(sync)
+                    m.next = then
+
+        # -- a pass: command, activations from word 0, results and report ------
+        sent = Signal()            # the command was taken
+        acts_on = Signal()
+        act_addr = Signal.like(a_read.addr)
+        frozen = Signal(32)
+        m.d.comb += [
+            accel.cmd.payload.eq(command),
+            accel.act.valid.eq(acts_on),
+            accel.act.payload.eq(a_read.data),
+            a_read.addr.eq(act_addr + (accel.act.valid & accel.act.ready)),
+        ]
+        with m.If(accel.act.valid & accel.act.ready):
+            m.d.sync += act_addr.eq(act_addr + 1)
+        with m.If(accel.cmd.valid & accel.cmd.ready):
+            m.d.sync += [sent.eq(1), acts_on.eq(1), frozen.eq(0)]
+        with m.If(sent & ~accel.status.valid & accel.out.valid & ~accel.out.ready):
+            m.d.sync += frozen.eq(frozen + 1)
+
+        # The weight memory answers a request one advancing cycle later.
+        mem = accel.mem
+        mem_valid = Signal()
+        m.d.comb += [
+            w_read.addr.eq(mem.addr),
+            w_read.en.eq(mem.en),
+            mem.data.eq(w_read.data),
+            mem.valid.eq(mem_valid),
+            mem.stall.eq(0),
+            mem_range.eq(mem.req & mem.en & (mem.addr >= self._weight_words)),
+        ]
+        with m.If(mem.en):
+            m.d.sync += mem_valid.eq(mem.req)
+
+        # -- the frame machine --------------------------------------------------
+        incoming = Cat(word[8:], byte)      # the word with this cycle's byte
+        m.d.comb += [
+            w_write.addr.eq(addr),
+            w_write.data.eq(incoming[-config.mem_bits:]),
+            a_write.addr.eq(addr),
+            a_write.data.eq(incoming[-16 * DRAFT_LANES:]),
+        ]
+        listening = Signal()        # the state takes a received byte
+        m.d.comb += rx_overrun.eq(got & ~listening)
+
+        def receive_words(size, write, tag):
+            """``left`` words of ``size`` bytes, written unless the span is bad."""
+            m.d.comb += listening.eq(1)
+            with m.If(left == 0):
+                m.d.sync += code.eq(bad_span)
+                m.next = f"ACK_{tag}"
+            with m.Elif(got):
+                m.d.sync += [word.eq(incoming), count.eq(count + 1)]
+                with m.If(count == size - 1):
+                    m.d.sync += [count.eq(0), addr.eq(addr + 1), left.eq(left - 1)]
+                    m.d.comb += write.en.eq(~bad_span)
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                m.d.comb += listening.eq(1)
+                m.d.sync += [count.eq(0), index.eq(0)]
+                with m.If(got):
+                    with m.Switch(byte):
+                        with m.Case(Request.INFO):
+                            m.next = "INFO"
+                        with m.Case(Request.WEIGHTS):
+                            m.next = "SPAN_W"
+                        with m.Case(Request.ACTS):
+                            m.next = "SPAN_A"
+                        with m.Case(Request.RUN):
+                            m.next = "COMMAND"
+                        with m.Default():
+                            m.d.comb += bad_request.eq(1)
+
+            for state, size, nxt in (("SPAN_W", nbytes(Span), "WEIGHTS"),
+                                     ("SPAN_A", nbytes(Span), "ACTS"),
+                                     ("COMMAND", nbytes(Command), "RUN")):
+                with m.State(state):
+                    m.d.comb += listening.eq(1)
+                    with m.If(got):
+                        m.d.sync += [header.eq(Cat(header[8:], byte)), count.eq(count + 1)]
+                        with m.If(count == size - 1):
+                            m.d.sync += count.eq(0)
+                            m.next = nxt
+
+            # The span is checked once, then its words are read (and dropped
+            # when it does not fit).
+            with m.State("WEIGHTS"):
+                m.d.sync += [addr.eq(span.addr), left.eq(span.count), count.eq(0),
+                             bad_span.eq(span.addr + span.count > self._weight_words)]
+                m.next = "WEIGHTS_DATA"
+            with m.State("WEIGHTS_DATA"):
+                receive_words(word_bytes, w_write, "W")
+            with m.State("ACTS"):
+                m.d.sync += [addr.eq(span.addr), left.eq(span.count), count.eq(0),
+                             bad_span.eq(span.addr + span.count > act_words(config))]
+                m.next = "ACTS_DATA"
+            with m.State("ACTS_DATA"):
+                receive_words(act_bytes, a_write, "A")
+            with m.State("ACK_W"):
+                send(Answer.WEIGHTS, code, "IDLE")
+            with m.State("ACK_A"):
+                send(Answer.ACTS, code, "IDLE")
+
+            with m.State("INFO"):
+                info = Signal(Info)
+                for name, value in self.info().items():
+                    if name != "flags":
+                        m.d.comb += getattr(info, name).eq(value)
+                m.d.comb += info.flags.eq(flags)
+                send(Answer.INFO, info, "IDLE", comb=[clear_flags.eq(1)])
+
+            with m.State("RUN"):
+                m.d.comb += accel.cmd.valid.eq(~sent)
+                with m.If(accel.out.valid):
+                    m.next = "OUT"
+                with m.Elif(accel.status.valid):
+                    m.next = "REPORT"
+            with m.State("OUT"):
+                send(Answer.OUT, accel.out.payload, "RUN", comb=[accel.out.ready.eq(1)])
+            with m.State("REPORT"):
+                report = Signal(Report)
+                m.d.comb += [report.status.eq(accel.status.payload), report.frozen.eq(frozen),
+                             report.flags.eq(flags)]
+                send(Answer.REPORT, report, "IDLE", comb=[accel.status.ready.eq(1)],
+                     sync=[sent.eq(0), acts_on.eq(0), act_addr.eq(0)])
+
+            m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        return m
+

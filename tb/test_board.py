@@ -1,0 +1,220 @@
+# amaranth: UnusedElaboratable=no
+"""End-to-end bench of the board top (`hw.board.SpeqBoard`) through its UART.
+
+The host library (`host.board.Board`, the same code that drives a real board
+over a serial port) talks to the simulated board through `SimUart`, which
+sends bits on ``rx`` and decodes ``tx`` at the board's bit time. So every
+byte goes host -> UART -> frame machine -> memories -> accelerator -> UART ->
+host. For every pass the bench checks:
+
+- ``Y`` bit for bit against `golden.arith` (draft, verify over T tokens,
+  baseline over each token), and the FP16 results against NumPy's rounding;
+- ``status.cycles - frozen`` (the cycles a result waited for the UART) equal
+  to `golden.perf.pass_cost` with a memory latency of 1, and the bits and
+  MACs equal to the model's;
+- refused commands, a weight span past the memory, an unknown request byte
+  and a pass reading past the weight memory: each answered or flagged.
+"""
+
+import collections
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+import cocotb
+from cocotb.triggers import FallingEdge, Timer
+
+import pytest
+
+from golden import arith, perf, speq16
+from host.board import Board, BoardError
+from hw.board import Flag, Request, SpeqBoard
+from hw.config import SpeqConfig
+from hw.controller import Error, Op
+from tb import drive, runner
+
+
+TOPLEVEL = "board"
+PERIOD_NS = 10           # drive.reset's clock
+
+
+def _board():
+    spec = json.loads(os.environ["BOARD"])
+    return SpeqBoard(SpeqConfig(**spec["config"]), weight_words=spec["weight_words"],
+                     divisor=spec["divisor"])
+
+
+class SimUart:
+    """A transport for `host.board.Board`: 8N1 bits on the simulated pins.
+
+    ``read`` gives up (`host.board.BoardError`) when no byte arrives for
+    ``timeout_bytes`` byte times.
+    """
+
+    def __init__(self, dut, divisor, timeout_bytes=200_000):
+        self.dut = dut
+        self.bit_ns = divisor * PERIOD_NS
+        self.timeout_bytes = timeout_bytes
+        self.received = collections.deque()
+        self.sent_bytes = 0
+        cocotb.start_soon(self._listen())
+
+    async def write(self, payload):
+        bit = Timer(self.bit_ns, unit="ns")
+        for byte in payload:
+            for level in [0] + [(byte >> i) & 1 for i in range(8)] + [1]:
+                self.dut.rx.value = level
+                await bit
+        self.sent_bytes += len(payload)
+
+    async def _listen(self):
+        tx, half, bit = self.dut.tx, Timer(self.bit_ns // 2, unit="ns"), Timer(self.bit_ns, unit="ns")
+        while True:
+            await FallingEdge(tx)
+            await half
+            assert int(tx.value) == 0, "a glitch on tx, not a start bit"
+            byte = 0
+            for i in range(8):
+                await bit
+                byte |= int(tx.value) << i
+            await bit
+            assert int(tx.value) == 1, "tx stop bit low (framing error)"
+            self.received.append(byte)
+
+    async def read(self, count):
+        out = bytearray()
+        idle, wait = 0, Timer(10 * self.bit_ns, unit="ns")
+        while len(out) < count:
+            if self.received:
+                out.append(self.received.popleft())
+                idle = 0
+                continue
+            await wait
+            idle += 1
+            if idle > self.timeout_bytes:
+                raise BoardError(f"no byte from the board for {idle} byte times "
+                                 f"({len(out)} of {count} read)")
+        return bytes(out)
+
+
+def _same(got, want, what):
+    nan = np.isnan(want)
+    bad = np.flatnonzero((np.isnan(got) != nan) |
+                         (~nan & (got.view(f"u{got.itemsize}") != want.view(f"u{want.itemsize}"))))
+    assert not bad.size, (f"{what}: {bad.size} of {want.size} results differ; first at "
+                          f"{np.unravel_index(bad[0], want.shape)}: got {got.flat[bad[0]]!r} "
+                          f"want {want.flat[bad[0]]!r}")
+
+
+@cocotb.test()
+async def board_uart(dut):
+    board_hw = _board()
+    config = board_hw.config
+    dut.rx.value = 1                 # idle line (drive.reset drives its inputs to 0)
+    await drive.reset(dut, ())
+    await Timer(20 * board_hw.divisor * PERIOD_NS, unit="ns")
+    uart = SimUart(dut, board_hw.divisor)
+    board = Board(uart)
+    rng = np.random.default_rng(runner.seed())
+    machine = perf.machine(config)
+    summary = {"passes": 0, "outputs": 0, "frozen": 0, "refused": 0, "flags": 0}
+
+    info = await board.connect()
+    want = board_hw.info()
+    assert info == want, f"info {info}, want {want}"
+
+    def check(mode, result, n, k, t, want_y):
+        what = f"{mode} N={n} K={k} T={t}"
+        assert result.status["error"] == Error.OK.value, f"{what} refused: {result.status}"
+        assert result.flags == 0, f"{what}: flags {result.flags!r}"
+        _same(result.y, want_y, what)
+        if result.y16.view(np.uint16).any():
+            with np.errstate(over="ignore"):
+                _same(result.y16, want_y.astype(np.float16), f"{what} FP16 results")
+        cost = perf.pass_cost(mode, n, k, t, mem_latency=1, **machine)
+        assert result.busy_cycles == cost.cycles, (
+            f"{what}: {result.status['cycles']} cycles, {result.frozen} frozen; "
+            f"model {cost.cycles}")
+        assert (result.status["bits"], result.status["macs"]) == (cost.bits, cost.macs), what
+        summary["passes"] += 1
+        summary["outputs"] += n * t
+        summary["frozen"] += result.frozen
+
+    shapes = json.loads(os.environ["SHAPES"])
+    for number, (n, k, t) in enumerate(shapes):
+        w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
+        w[rng.random(w.shape) < 0.02] = 0
+        x = rng.standard_normal((t, k)).astype(np.float16)
+        enc = speq16.encode(w)
+        result = await board.gemm("draft", x[:1], w, enc=enc)
+        check("draft", result, n, k, 1, arith.draft_gemm(x[:1], enc, config.draft_frac_bits))
+        result = await board.gemm("verify", x, w, enc=enc, fp16=number % 2 == 0, table=False)
+        check("verify", result, n, k, t, arith.verify_gemm(x, speq16.decode(enc)))
+        verify_y = result.y
+        for token in range(t):
+            result = await board.gemm("baseline", x[token:token + 1], w, fp16=token == 1)
+            check("baseline", result, n, k, 1, arith.verify_gemm(x[token:token + 1], w))
+            _same(verify_y[token:token + 1], result.y, f"verify token {token} vs baseline")
+        dut._log.info("N=%d K=%d T=%d: bit-exact and cycle-exact through the UART", n, k, t)
+
+    # A refused command: its error, no results; the board goes on.
+    report, beats = await board.command(Op.VERIFY, n=4, k=6, t=1)
+    assert report["status"]["error"] == Error.BAD_K.value and not beats, report
+    report, beats = await board.command(Op.DRAFT, n=4, k=8, t=config.tmax + 1)
+    assert report["status"]["error"] == Error.BAD_T.value and not beats, report
+    summary["refused"] += 2
+
+    # A weight span past the memory: the host refuses it, the board too.
+    depth = board_hw.weight_words
+    with pytest.raises(ValueError, match="do not fit"):
+        await board.write_weights(depth - 1, [0, 0])
+    with pytest.raises(BoardError, match="refused weight words"):
+        await board._write_span(Request.WEIGHTS, Request.WEIGHTS | 0x20, depth - 1, [1, 2],
+                                config.mem_bits // 8, depth + 1, "weight")
+    # An unknown request byte is flagged (and cleared by the next connect).
+    await uart.write(b"?")
+    info = await board.connect()
+    assert info["flags"] == Flag.BAD_REQUEST, info
+    assert (await board.connect())["flags"] == 0
+    # A pass reading past the weight memory is flagged in its report.
+    x = rng.standard_normal((1, 8)).astype(np.float16)
+    result = await board.run_pass("baseline", x, 3, [depth - 1])
+    assert result.flags == Flag.MEM_RANGE, result
+    assert (await board.connect())["flags"] == Flag.MEM_RANGE
+    summary["flags"] += 2
+    # ... and the board still computes.
+    w = rng.standard_normal((5, 8)).astype(np.float16)
+    result = await board.gemm("baseline", x, w)
+    check("baseline", result, 5, 8, 1, arith.verify_gemm(x, w))
+
+    summary["uart_bytes_to_board"] = uart.sent_bytes
+    dut._log.info("board: %s", summary)
+    Path("summary.json").write_text(json.dumps(summary))
+
+
+#: (name, board, shapes, simulators). The iCE40 board's configuration (see
+#: rtl_gen.bitstream.BOARDS), at 4 clock cycles per UART bit.
+CONFIGS = [
+    ("1x2", {"config": {"rows": 1, "cols": 2, "tmax": 2, "kmax": 64, "mem_bits": 16,
+                        "pe_stages": 4},
+             "weight_words": 2048, "divisor": 4},
+     [[5, 16, 2], [9, 32, 2]], ("icarus",)),
+]
+
+
+@pytest.mark.parametrize("name,board,shapes,sim", [
+    pytest.param(name, board, shapes, sim, id=f"{name}-{sim}")
+    for name, board, shapes, sims in CONFIGS for sim in sims])
+def test_board(name, board, shapes, sim):
+    build_dir = runner.BUILD_ROOT / f"board_{name}" / sim
+    (build_dir / "summary.json").unlink(missing_ok=True)
+    spec = dict(board)
+    runner.run(SpeqBoard(SpeqConfig(**spec["config"]), weight_words=spec["weight_words"],
+                         divisor=spec["divisor"]),
+               bench=f"board_{name}", toplevel=TOPLEVEL, test_module="tb.test_board", sim=sim,
+               extra_env={"BOARD": json.dumps(board), "SHAPES": json.dumps(shapes)})
+    summary = json.loads((build_dir / "summary.json").read_text())
+    assert summary["passes"] == sum(2 + t for _, _, t in shapes) + 1
+    print(f"board {name} [{sim}]: {summary}")
