@@ -112,7 +112,7 @@ class SerialTransport:
     Parameters
     ----------
     port : str
-        E.g. ``/dev/ttyUSB0``.
+        E.g. ``/dev/ttyUSB0``, or any pyserial URL (``socket://host:port``).
     baud : int
         The board's baud rate (the bitstream's ``--baud``).
     timeout : float
@@ -123,7 +123,7 @@ class SerialTransport:
         import serial      # pyserial; only a real board needs it
         self._timeout = timeout
         try:
-            self._serial = serial.Serial(port, baudrate=baud, timeout=timeout)
+            self._serial = serial.serial_for_url(port, baudrate=baud, timeout=timeout)
         except serial.SerialException as error:
             raise BoardError(f"cannot open {port}: {error}") from None
         self._serial.reset_input_buffer()

@@ -26,8 +26,9 @@ UART, and those frozen cycles are reported so that the host can compare
 
 import enum
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
+from amaranth.utils import ceil_log2
 from amaranth.lib.wiring import In, Out
 
 from .accel import SpeqAccel
@@ -188,10 +189,7 @@ class SpeqBoard(wiring.Component):
         act_bytes = 16 * DRAFT_LANES // 8
 
         # -- memories ---------------------------------------------------------
-        weights = m.submodules.weights = memory.Memory(
-            shape=config.mem_bits, depth=self._weight_words, init=[])
-        w_write = weights.write_port()
-        w_read = weights.read_port(domain="sync")
+        w_write, w_read = _weight_ports(m, platform, config.mem_bits, self._weight_words)
         acts = m.submodules.acts = memory.Memory(
             shape=data.ArrayLayout(FP16, DRAFT_LANES), depth=act_words(config), init=[])
         a_write = acts.write_port()
@@ -260,9 +258,15 @@ class SpeqBoard(wiring.Component):
         # The weight memory answers a request one advancing cycle later.
         mem = accel.mem
         mem_valid = Signal()
+        # One address for both ports (writes come only between passes), so
+        # that Yosys can map the memory to single-port RAM (iCE40 SPRAM).
+        w_addr = Signal(range(self._weight_words))
         m.d.comb += [
-            w_read.addr.eq(mem.addr),
-            w_read.en.eq(mem.en),
+            w_addr.eq(Mux(w_write.en, addr, mem.addr)),
+            w_read.addr.eq(w_addr),
+            w_write.addr.eq(w_addr),
+            # Disabled while writing: single-port RAM cannot read then.
+            w_read.en.eq(mem.en & ~w_write.en),
             mem.data.eq(w_read.data),
             mem.valid.eq(mem_valid),
             mem.stall.eq(0),
@@ -274,7 +278,6 @@ class SpeqBoard(wiring.Component):
         # -- the frame machine --------------------------------------------------
         incoming = Cat(word[8:], byte)      # the word with this cycle's byte
         m.d.comb += [
-            w_write.addr.eq(addr),
             w_write.data.eq(incoming[-config.mem_bits:]),
             a_write.addr.eq(addr),
             a_write.data.eq(incoming[-16 * DRAFT_LANES:]),
@@ -366,4 +369,62 @@ class SpeqBoard(wiring.Component):
 
             m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m
+
+
+
+#: An iCE40 UP SPRAM block: 16,384 words of 16 bits.
+SPRAM_WORDS, SPRAM_BITS, SPRAM_BLOCKS = 16384, 16, 4
+
+
+class _Port:
+    """The signals of a memory port (``addr``, ``data``, ``en``)."""
+
+    def __init__(self, addr_bits, data_bits, name):
+        self.addr = Signal(addr_bits, name=f"{name}_addr")
+        self.data = Signal(data_bits, name=f"{name}_data")
+        self.en = Signal(name=f"{name}_en")
+
+
+def _spram_fits(width, depth):
+    banks = -(-depth // SPRAM_WORDS)
+    return width % SPRAM_BITS == 0 and (width // SPRAM_BITS) * banks <= SPRAM_BLOCKS
+
+
+def _weight_ports(m, platform, width, depth):
+    """The weight memory's write and read ports, which the board drives with
+    one address (it writes only between passes).
+
+    On an iCE40 UP device the memory is built from SB_SPRAM256KA blocks
+    (``width / 16`` side by side, up to 4 in all): Yosys does not infer them
+    from a memory with separate ports, and the device's 30 block RAMs would
+    not hold it. Elsewhere (simulation, ECP5) it is an inferred memory. The
+    read data is held while the read port is not enabled, as SPRAM holds it.
+    """
+    device = getattr(platform, "device", "") or ""
+    if not (device.startswith("iCE40UP") and _spram_fits(width, depth)):
+        weights = m.submodules.weights = memory.Memory(shape=width, depth=depth, init=[])
+        return weights.write_port(), weights.read_port(domain="sync")
+    addr_bits = max(ceil_log2(depth), 1)
+    write, read = _Port(addr_bits, width, "spram_w"), _Port(addr_bits, width, "spram_r")
+    banks = -(-depth // SPRAM_WORDS)
+    bank = write.addr[14:] if banks > 1 else Const(0)
+    read_bank = Signal(range(banks))
+    with m.If(read.en):
+        m.d.sync += read_bank.eq(bank)
+    outputs = []
+    for b in range(banks):
+        select = bank == b
+        out = Signal(width, name=f"spram_out{b}")
+        outputs.append(out)
+        for lane in range(width // SPRAM_BITS):
+            bits = slice(SPRAM_BITS * lane, SPRAM_BITS * (lane + 1))
+            m.submodules[f"spram{b}_{lane}"] = Instance(
+                "SB_SPRAM256KA",
+                i_ADDRESS=write.addr[:14], i_DATAIN=write.data[bits],
+                i_MASKWREN=0b1111, i_WREN=write.en & select,
+                i_CHIPSELECT=(write.en | read.en) & select,
+                i_CLOCK=ClockSignal(), i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
+                o_DATAOUT=out[bits])
+    m.d.comb += read.data.eq(Array(outputs)[read_bank])
+    return write, read
 
