@@ -82,7 +82,7 @@ WEIGHT_WORDS_MAX = 1 << 24
 Span = data.StructLayout({"addr": 32, "count": 32})
 
 #: The answer to ``W`` and ``A``: 0, or 1 when the span does not fit the
-#: memory (its words were read and dropped).
+#: memory (all its words were read; those past the memory's end dropped).
 Ack = data.StructLayout({"code": 8})
 
 #: The board's configuration.
@@ -209,10 +209,9 @@ class SpeqBoard(wiring.Component):
         header = Signal(8 * header_bytes)
         span = data.View(Span, header[-8 * nbytes(Span):][:data.Layout.cast(Span).size])
         command = data.View(Command, header[-8 * nbytes(Command):][:data.Layout.cast(Command).size])
-        word = Signal(8 * max(word_bytes, act_bytes))
         count = Signal(range(header_bytes + 1))
-        addr = Signal(32)
-        left = Signal(33)
+        addr = Signal(range(max(self._weight_words, act_words(config)) + 1))
+        left = Signal(32)
         bad_span = Signal()
         code = Signal(8)
         byte = rx.data.payload
@@ -276,7 +275,9 @@ class SpeqBoard(wiring.Component):
             m.d.sync += mem_valid.eq(mem.req)
 
         # -- the frame machine --------------------------------------------------
-        incoming = Cat(word[8:], byte)      # the word with this cycle's byte
+        # The words of a W or A frame enter the header register too, once
+        # its span has been read.
+        incoming = Cat(header[8:], byte)    # the register with this cycle's byte
         m.d.comb += [
             w_write.data.eq(incoming[-config.mem_bits:]),
             a_write.addr.eq(addr),
@@ -285,17 +286,21 @@ class SpeqBoard(wiring.Component):
         listening = Signal()        # the state takes a received byte
         m.d.comb += rx_overrun.eq(got & ~listening)
 
-        def receive_words(size, write, tag):
-            """``left`` words of ``size`` bytes, written unless the span is bad."""
+        def receive_words(size, write, depth, tag):
+            """``left`` words of ``size`` bytes; those past ``depth`` are dropped."""
             m.d.comb += listening.eq(1)
             with m.If(left == 0):
                 m.d.sync += code.eq(bad_span)
                 m.next = f"ACK_{tag}"
             with m.Elif(got):
-                m.d.sync += [word.eq(incoming), count.eq(count + 1)]
+                m.d.sync += [header.eq(incoming), count.eq(count + 1)]
                 with m.If(count == size - 1):
-                    m.d.sync += [count.eq(0), addr.eq(addr + 1), left.eq(left - 1)]
-                    m.d.comb += write.en.eq(~bad_span)
+                    m.d.sync += [count.eq(0), left.eq(left - 1)]
+                    with m.If(bad_span | (addr == depth)):
+                        m.d.sync += bad_span.eq(1)
+                    with m.Else():
+                        m.d.sync += addr.eq(addr + 1)
+                        m.d.comb += write.en.eq(1)
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -320,25 +325,25 @@ class SpeqBoard(wiring.Component):
                 with m.State(state):
                     m.d.comb += listening.eq(1)
                     with m.If(got):
-                        m.d.sync += [header.eq(Cat(header[8:], byte)), count.eq(count + 1)]
+                        m.d.sync += [header.eq(incoming), count.eq(count + 1)]
                         with m.If(count == size - 1):
                             m.d.sync += count.eq(0)
                             m.next = nxt
 
-            # The span is checked once, then its words are read (and dropped
-            # when it does not fit).
+            # Every word of the span is read; those past the memory's end are
+            # dropped and make the answer 1.
             with m.State("WEIGHTS"):
                 m.d.sync += [addr.eq(span.addr), left.eq(span.count), count.eq(0),
-                             bad_span.eq(span.addr + span.count > self._weight_words)]
+                             bad_span.eq(span.addr >= self._weight_words)]
                 m.next = "WEIGHTS_DATA"
             with m.State("WEIGHTS_DATA"):
-                receive_words(word_bytes, w_write, "W")
+                receive_words(word_bytes, w_write, self._weight_words, "W")
             with m.State("ACTS"):
                 m.d.sync += [addr.eq(span.addr), left.eq(span.count), count.eq(0),
-                             bad_span.eq(span.addr + span.count > act_words(config))]
+                             bad_span.eq(span.addr >= act_words(config))]
                 m.next = "ACTS_DATA"
             with m.State("ACTS_DATA"):
-                receive_words(act_bytes, a_write, "A")
+                receive_words(act_bytes, a_write, act_words(config), "A")
             with m.State("ACK_W"):
                 send(Answer.WEIGHTS, code, "IDLE")
             with m.State("ACK_A"):

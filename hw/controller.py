@@ -260,17 +260,23 @@ class PassController(wiring.Component):
             start.eq(taken & (c.op != Op.TABLE) & (error == Error.OK)),
         ]
         entries = table_register(m, table)
+        # The status reads the counters themselves: they stand still from the
+        # end of a pass until the next command, which the status must precede.
+        m.d.comb += [
+            self.status.payload.cycles.eq(cycles),
+            self.status.payload.bits.eq(bits),
+            self.status.payload.macs.eq(macs),
+        ]
+        with m.If(taken):
+            m.d.sync += [cycles.eq(0), bits.eq(0), macs.eq(0)]
         with m.If(taken & ~start):
             m.d.sync += [
                 self.status.valid.eq(1),
                 self.status.payload.op.eq(c.op),
                 self.status.payload.error.eq(error),
-                self.status.payload.cycles.eq(0),
-                self.status.payload.bits.eq(0),
-                self.status.payload.macs.eq(0),
             ]
         with m.If(start):
-            m.d.sync += [running.eq(1), p.eq(c), cycles.eq(0), bits.eq(0), macs.eq(0)]
+            m.d.sync += [running.eq(1), p.eq(c)]
         with m.If(running):
             m.d.sync += cycles.eq(cycles + 1)
 
@@ -326,24 +332,26 @@ class PassController(wiring.Component):
             g = Signal(16, name=f"{name}_g")
             j = Signal(range(slots), name=f"{name}_j")
             b = Signal(range(entry_beats), name=f"{name}_b")
-            row = Signal(N_BITS + 2, name=f"{name}_row")
-            tile = Signal(N_BITS + 2, name=f"{name}_tile")
+            # Rows from the slot's (the tile's) first row to N: the last-slot
+            # and last-tile tests are then comparisons with constants.
+            rows_left = Signal(N_BITS + 1, name=f"{name}_rows_left")
+            tile_left = Signal(N_BITS + 1, name=f"{name}_tile_left")
             beat_last = b == Mux(draft, draft_beats - 1, entry_beats - 1)
-            tile_last = tile + tile_rows >= p.n
-            slot_last = (j == slots - 1) | (row + pes >= p.n)
+            tile_last = tile_left <= tile_rows
+            slot_last = (j == slots - 1) | (rows_left <= pes)
             group_end = beat_last & slot_last
             pass_end = group_end & (g == last_group) & tile_last
             with m.If(start):
-                m.d.sync += [g.eq(0), j.eq(0), b.eq(0), row.eq(0), tile.eq(0)]
+                m.d.sync += [g.eq(0), j.eq(0), b.eq(0), rows_left.eq(c.n), tile_left.eq(c.n)]
             with m.Elif(advance):
                 m.d.sync += b.eq(b + 1)
                 with m.If(beat_last):
-                    m.d.sync += [b.eq(0), j.eq(j + 1), row.eq(row + pes)]
+                    m.d.sync += [b.eq(0), j.eq(j + 1), rows_left.eq(rows_left - pes)]
                     with m.If(slot_last):
-                        m.d.sync += [j.eq(0), row.eq(tile), g.eq(g + 1)]
+                        m.d.sync += [j.eq(0), rows_left.eq(tile_left), g.eq(g + 1)]
                         with m.If(g == last_group):
-                            m.d.sync += [g.eq(0), tile.eq(tile + tile_rows),
-                                         row.eq(tile + tile_rows)]
+                            m.d.sync += [g.eq(0), tile_left.eq(tile_left - tile_rows),
+                                         rows_left.eq(tile_left - tile_rows)]
             return j, b, group_end, pass_end
 
         # -- fetcher --------------------------------------------------------------
@@ -403,13 +411,15 @@ class PassController(wiring.Component):
         stepping = Signal()              # the round's steps are not all issued yet
         row = Signal(N_BITS + 2)
         tile = Signal(N_BITS + 2)
+        rows_left = Signal(N_BITS + 1)       # N - row, N - tile (as in beats_walker)
+        tile_left = Signal(N_BITS + 1)
         half = Signal()
         issue_done = Signal()
         issuing = Signal()
         m.d.comb += issuing.eq(running & ~issue_done & acts_loaded & (full != 0) & en)
 
-        tile_last = tile + tile_rows >= p.n
-        slot_last = (j == slots - 1) | (row + pes >= p.n)
+        tile_last = tile_left <= tile_rows
+        slot_last = (j == slots - 1) | (rows_left <= pes)
         step_last_in_round = slot_last & (t == p.t - 1)
         round_end = (pad == slots - 1) & (~stepping | step_last_in_round)
         k4_last = draft | (k4 == 3)
@@ -420,24 +430,29 @@ class PassController(wiring.Component):
 
         with m.If(start):
             m.d.sync += [g.eq(0), k4.eq(0), j.eq(0), t.eq(0), pad.eq(0), stepping.eq(1),
-                         row.eq(0), tile.eq(0), half.eq(0), issue_done.eq(0)]
+                         row.eq(0), tile.eq(0), rows_left.eq(c.n), tile_left.eq(c.n),
+                         half.eq(0), issue_done.eq(0)]
         with m.Elif(issuing):
             with m.If(pad != slots - 1):
                 m.d.sync += pad.eq(pad + 1)
             with m.If(stepping):
                 m.d.sync += t.eq(t + 1)
                 with m.If(t == p.t - 1):
-                    m.d.sync += [t.eq(0), j.eq(j + 1), row.eq(row + pes)]
+                    m.d.sync += [t.eq(0), j.eq(j + 1), row.eq(row + pes),
+                                 rows_left.eq(rows_left - pes)]
                     with m.If(slot_last):
-                        m.d.sync += [j.eq(0), row.eq(tile), stepping.eq(0)]
+                        m.d.sync += [j.eq(0), row.eq(tile), rows_left.eq(tile_left),
+                                     stepping.eq(0)]
             with m.If(round_end):
                 m.d.sync += [pad.eq(0), stepping.eq(1), j.eq(0), t.eq(0), row.eq(tile),
-                             k4.eq(k4 + 1)]
+                             rows_left.eq(tile_left), k4.eq(k4 + 1)]
                 with m.If(k4_last):
                     m.d.sync += [k4.eq(0), g.eq(g + 1), half.eq(~half)]
                     with m.If(g == last_group):
                         m.d.sync += [g.eq(0), tile.eq(tile + tile_rows),
-                                     row.eq(tile + tile_rows)]
+                                     row.eq(tile + tile_rows),
+                                     tile_left.eq(tile_left - tile_rows),
+                                     rows_left.eq(tile_left - tile_rows)]
                         with m.If(tile_last):
                             m.d.sync += issue_done.eq(1)
         m.d.comb += credit_back.eq(issuing & group_end)
@@ -511,6 +526,7 @@ class PassController(wiring.Component):
             m.d.sync += finishing.eq(1)
         # `en` (not just a free output): a memory stall delays it like any
         # other cycle of the pass.
+        # (`cycles` counts this last cycle too, as `running` is still high.)
         with m.If(finishing & en):
             m.d.sync += [
                 running.eq(0),
@@ -518,8 +534,5 @@ class PassController(wiring.Component):
                 self.status.valid.eq(1),
                 self.status.payload.op.eq(p.op),
                 self.status.payload.error.eq(Error.OK),
-                self.status.payload.cycles.eq(cycles + 1),
-                self.status.payload.bits.eq(bits),
-                self.status.payload.macs.eq(macs),
             ]
         return m

