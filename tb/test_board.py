@@ -16,6 +16,7 @@ host. For every pass the bench checks:
   and a pass reading past the weight memory: each answered or flagged.
 """
 
+import argparse
 import collections
 import json
 import os
@@ -29,6 +30,7 @@ from cocotb.triggers import FallingEdge, Timer
 import pytest
 
 from golden import arith, perf, speq16
+from host.__main__ import gemm_check
 from host.board import Board, BoardError
 from hw.board import Flag, Request, SpeqBoard
 from hw.config import SpeqConfig
@@ -189,6 +191,11 @@ async def board_uart(dut):
     result = await board.gemm("baseline", x, w)
     check("baseline", result, 5, 8, 1, arith.verify_gemm(x, w))
 
+    # The CLI's check (python -m host gemm) on the same board.
+    args = argparse.Namespace(mode="all", n=6, k=16, t=2, fp16=True, seed=3, repeat=1)
+    assert await gemm_check(board, args) == 0
+    summary["passes"] += 3
+
     summary["uart_bytes_to_board"] = uart.sent_bytes
     dut._log.info("board: %s", summary)
     Path("summary.json").write_text(json.dumps(summary))
@@ -216,5 +223,5 @@ def test_board(name, board, shapes, sim):
                bench=f"board_{name}", toplevel=TOPLEVEL, test_module="tb.test_board", sim=sim,
                extra_env={"BOARD": json.dumps(board), "SHAPES": json.dumps(shapes)})
     summary = json.loads((build_dir / "summary.json").read_text())
-    assert summary["passes"] == sum(2 + t for _, _, t in shapes) + 1
+    assert summary["passes"] == sum(2 + t for _, _, t in shapes) + 1 + 3
     print(f"board {name} [{sim}]: {summary}")
