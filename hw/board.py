@@ -138,17 +138,27 @@ class SpeqBoard(wiring.Component):
     """
 
     def __init__(self, config=SpeqConfig(), *, weight_words=4096, divisor=4):
+        self.check(config, weight_words, divisor)
+        self._config = config
+        self._weight_words = weight_words
+        self._divisor = divisor
+        self._accel = SpeqAccel(config)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
+
+    @staticmethod
+    def check(config, weight_words, divisor):
+        """Raise what `SpeqBoard` would raise for these parameters, without
+        building anything."""
         if not isinstance(config, SpeqConfig):
             raise TypeError(f"config must be a SpeqConfig, not {config!r}")
         if not isinstance(weight_words, int) or not 1 <= weight_words <= WEIGHT_WORDS_MAX:
             raise ValueError(f"weight_words must be an integer from 1 to {WEIGHT_WORDS_MAX}, "
                              f"not {weight_words!r}")
         _check_divisor(divisor)
-        self._config = config
-        self._weight_words = weight_words
-        self._divisor = divisor
-        self._accel = SpeqAccel(config)
-        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
+        pes = config.rows * config.cols
+        if (16 * pes) % config.mem_bits:
+            raise ValueError(f"mem_bits must divide 16 x rows x cols = {16 * pes} (one draft "
+                             f"word per PE), not {config.mem_bits}")
 
     @property
     def config(self):

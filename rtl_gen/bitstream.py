@@ -197,7 +197,7 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
         If a tool fails otherwise (the message names the log).
     """
     spec = BOARDS[name]
-    weight_words = weight_words or spec.weight_words
+    weight_words = spec.weight_words if weight_words is None else weight_words
     divisor = divisor_for(spec.clock_hz, baud)
     board = SpeqBoard(config, weight_words=weight_words, divisor=divisor)
     build_dir = Path(out) / name
@@ -357,10 +357,8 @@ def main(argv=None):
              if getattr(args, f.name) is not None}
     try:
         config = SpeqConfig(**{**spec.config, **given})
-        if args.weight_words is not None and args.weight_words < 1:
-            raise ValueError(f"--weight-words must be at least 1, not {args.weight_words}")
-        divisor_for(spec.clock_hz, args.baud)
-        SpeqBoard(config, weight_words=args.weight_words or spec.weight_words, divisor=4)
+        weight_words = spec.weight_words if args.weight_words is None else args.weight_words
+        SpeqBoard.check(config, weight_words, divisor_for(spec.clock_hz, args.baud))
     except (TypeError, ValueError) as error:
         p.error(str(error))
     try:
@@ -373,7 +371,7 @@ def main(argv=None):
                     + f"; Fmax {r['fmax_mhz']} MHz")
                 print(f"{c['rows']}x{c['cols']}: {status}")
             return 0
-        result = build(args.board, config, weight_words=args.weight_words, baud=args.baud,
+        result = build(args.board, config, weight_words=weight_words, baud=args.baud,
                        out=args.out)
     except (DidNotFit, ToolFailed) as error:
         print(f"error: {error}", file=sys.stderr)
