@@ -267,8 +267,8 @@ class SpeqBoard(wiring.Component):
         # The weight memory answers a request one advancing cycle later.
         mem = accel.mem
         mem_valid = Signal()
-        # One address for both ports (writes come only between passes), so
-        # that Yosys can map the memory to single-port RAM (iCE40 SPRAM).
+        # One address for both ports (writes come only between passes): an
+        # iCE40 SPRAM has a single port.
         w_addr = Signal(range(self._weight_words))
         m.d.comb += [
             w_addr.eq(Mux(w_write.en, addr, mem.addr)),
