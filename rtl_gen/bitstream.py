@@ -24,8 +24,9 @@ import json
 import os
 from pathlib import Path
 import re
+import signal
+import subprocess
 import sys
-import threading
 import time
 
 from amaranth.hdl import Elaboratable, Module
@@ -220,24 +221,9 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
                                 # Timing is reported, not enforced: the summary
                                 # compares Fmax with the board's clock.
                                 nextpnr_opts="--timing-allow-fail")
-        error, start = [], time.monotonic()
-
-        def run():
-            try:
-                with open(build_dir / "tools.log", "w") as log:
-                    _run_plan(plan, build_dir, log)
-            except BaseException as e:       # reported by the main thread
-                error.append(e)
-
-        worker = threading.Thread(target=run)
-        worker.start()
-        last = None
-        while worker.is_alive():
-            worker.join(timeout=15)
-            step = _step(build_dir)
-            if worker.is_alive() and (step != last or int(time.monotonic() - start) % 60 < 15):
-                _progress(f"{time.monotonic() - start:5.0f} s  {step}")
-                last = step
+        plan.extract(build_dir)
+        start = time.monotonic()
+        failed = _run_script(build_dir)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -253,9 +239,9 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
             f"{config.rows}x{config.cols} array does not fit the {name} board: "
             + ", ".join(f"{k} {u:,} of {a:,}" for k, (u, a) in over.items())
             + f" (nextpnr's report in {build_dir / 'top.tim'})")
-    if error:
-        raise ToolFailed(f"the {name} build failed ({error[0]}); see {build_dir}/tools.log, "
-                         f"top.rpt (Yosys) and top.tim (nextpnr)")
+    if failed:
+        raise ToolFailed(f"the {name} build failed (exit status {failed}); see "
+                         f"{build_dir}/tools.log, top.rpt (Yosys) and top.tim (nextpnr)")
     fmax = parse_fmax(tim)
     suffix = "bin" if spec.family == "ice40" else "bit"
     result = {
@@ -269,14 +255,46 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
     return result
 
 
-def _run_plan(plan, build_dir, log):
-    """Run the build script of ``plan`` in ``build_dir``, output to ``log``."""
-    import subprocess
-    products = plan.extract(build_dir)
-    del products
-    script = "build_top.sh" if os.name != "nt" else "build_top.bat"
-    subprocess.run(["sh", script] if os.name != "nt" else [script], cwd=build_dir,
-                   stdout=log, stderr=subprocess.STDOUT, check=True)
+def _over(build_dir):
+    """Resources over the device's limit in nextpnr's report so far."""
+    tim = build_dir / "top.tim"
+    if not tim.exists():
+        return {}
+    return {k: v for k, v in parse_utilisation(tim.read_text(errors="replace")).items()
+            if v[0] > v[1]}
+
+
+def _run_script(build_dir, poll=15):
+    """Run the build script amaranth wrote in ``build_dir``, its output to
+    ``tools.log``, with a progress line every ``poll`` seconds (or when the
+    step changes). Stops the tools as soon as nextpnr reports a resource over
+    its limit (nextpnr-ecp5 would go on placing for many minutes first).
+
+    Returns the script's exit status (0 when it succeeded).
+    """
+    start, last = time.monotonic(), None
+    with open(build_dir / "tools.log", "w") as log:
+        process = subprocess.Popen(["sh", "build_top.sh"], cwd=build_dir, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while True:
+                try:
+                    return process.wait(timeout=poll)
+                except subprocess.TimeoutExpired:
+                    pass
+                if _over(build_dir):
+                    _progress("nextpnr reports the design over the device's resources; stopping")
+                    os.killpg(process.pid, signal.SIGTERM)
+                    return process.wait()
+                step = _step(build_dir)
+                elapsed = time.monotonic() - start
+                if step != last or int(elapsed) % 60 < poll:
+                    _progress(f"{elapsed:5.0f} s  {step}")
+                    last = step
+        except BaseException:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+            raise
 
 
 def search(name, base, *, out="build/bitstream", shapes=None):
