@@ -7,7 +7,7 @@ OUT    ?= build
 # pytest workers: the benches are independent simulator runs.
 JOBS   ?= 2
 
-.PHONY: build verilog test bench area clean iverilog help
+.PHONY: build verilog test bench area bitstream clean iverilog help
 
 help:
 	@echo "make build    create .venv, install the project, emit the default accelerator Verilog into $(OUT)/"
@@ -15,6 +15,8 @@ help:
 	@echo "make verilog  emit the default configuration's Verilog and manifest.json into $(OUT)/"
 	@echo "make bench    benchmarks that print tables (draft quality, pass costs vs roofline) into docs/results.md"
 	@echo "make area     PE area (Yosys: gates, iCE40, ECP5) and Fmax (nextpnr), into docs/results.md"
+	@echo "make bitstream BOARD=icebreaker|ulx3s-85f [BITSTREAM_ARGS=...]"
+	@echo "              bitstream of the board top (docs/board.md) with amaranth-boards and YoWASP"
 	@echo "make clean    remove build outputs (keeps .venv)"
 
 $(STAMP): pyproject.toml
@@ -53,6 +55,13 @@ bench: $(STAMP)
 area: $(STAMP)
 	$(PY) -m rtl_gen.build --top pe --report area --write-docs
 	$(PY) bench/pe_lanes.py --write-docs
+
+# The board top through Yosys, nextpnr and icepack/ecppack (docs/board.md);
+# BITSTREAM_ARGS passes more options (python -m rtl_gen.bitstream --help).
+BOARD ?= ulx3s-85f
+BITSTREAM_ARGS ?=
+bitstream: $(STAMP)
+	$(PY) -m rtl_gen.bitstream --board $(BOARD) $(BITSTREAM_ARGS)
 
 clean:
 	rm -rf $(OUT) sim_build results.xml .pytest_cache

@@ -40,6 +40,7 @@ import numpy
 from hw.config import PARAM_RANGES, SpeqConfig
 from hw.decoder import DRAFT_EXP_BITS, RemapDecoder
 from hw.accel import SpeqAccel
+from hw.board import SpeqBoard
 from hw.array import SpeqArray
 from hw.pe import Fp16PE, SpeqPE
 from rtl_gen import synth
@@ -64,6 +65,10 @@ class Top:
     help: str
 
 
+#: The board top's weight memory depth and UART divisor here (115,200 Bd at
+#: 12 MHz); ``python -m rtl_gen.bitstream`` sets them per board.
+BOARD_WEIGHT_WORDS, BOARD_DIVISOR = 1024, 104
+
 #: The blocks ``--top`` can name. Adding a block is one entry.
 TOPS = {
     "decoder": Top(lambda config: RemapDecoder(),
@@ -77,6 +82,11 @@ TOPS = {
     "accel": Top(lambda config: SpeqAccel(config),
                  "the accelerator: pass controller, remap tables, weight memory port, "
                  "PE array"),
+    "board": Top(lambda config: SpeqBoard(config, weight_words=BOARD_WEIGHT_WORDS,
+                                          divisor=BOARD_DIVISOR),
+                 f"board top: the accelerator with a {BOARD_WEIGHT_WORDS}-word weight memory, "
+                 "an activation memory and a UART command interface (docs/board.md; "
+                 "python -m rtl_gen.bitstream builds it for a board)"),
 }
 
 
@@ -193,6 +203,10 @@ def manifest(top, config, component, module_name, port_list):
         # what golden.perf predicts from the array figures below.
         "latency": getattr(component, "latency", None),
         **({"array": _array_figures(component.array)} if hasattr(component, "array") else {}),
+        **({"array": _array_figures(component.accel.array),
+            "board": {name: value for name, value in component.info().items()
+                      if name in ("weight_words", "act_words", "divisor")}}
+           if isinstance(component, SpeqBoard) else {}),
         "ports": port_list,
         "tools": {
             "amaranth": _version("amaranth"),
