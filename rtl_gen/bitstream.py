@@ -13,9 +13,10 @@ A configuration that does not fit the device stops with a `DidNotFit`
 message naming each resource over its limit (from nextpnr's utilisation
 report), not a tool trace.
 
-Each board's default configuration is the largest array found to fit
-(``docs/board.md`` says how: ``--search`` builds arrays of growing size until
-one does not fit).
+Each board's default configuration is the largest array with a finished
+bitstream; ``docs/board.md`` gives the search (``--search`` builds arrays of
+growing size until one does not fit) and where it stands: on the iCE40UP5K
+not even a 1x1 array fits yet.
 """
 
 import argparse
@@ -78,8 +79,9 @@ class BoardSpec:
 #: The boards of ``make bitstream BOARD=...``.
 BOARDS = {
     # iCE40UP5K: 5,280 logic cells, 30 block RAMs, 4 SPRAMs, 8 DSPs. One
-    # SpeqPE with the shortest pipeline and the narrowest draft alignment
-    # the PE allows; the weights in one SPRAM (16,384 x 16 bits).
+    # SpeqPE with the narrowest draft alignment the PE allows and the
+    # pipeline depth that packs smallest; the weights in one SPRAM (16,384 x
+    # 16 bits). It still needs 5,827 logic cells (docs/board.md).
     "icebreaker": BoardSpec(
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         clock_hz=12e6,
@@ -87,6 +89,8 @@ BOARDS = {
                 "draft_frac_bits": 23},
         weight_words=16384, synth_opts="-dsp"),
     # LFE5U-85F: 83,640 LUT4s, 208 block RAMs (DP16KD), 156 multipliers.
+    # 2x2: the largest built to a bitstream so far; 4x5 packs at 87% of the
+    # LUT4s, 5x5 does not fit (docs/board.md).
     "ulx3s-85f": BoardSpec(
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clock_hz=25e6,
