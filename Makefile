@@ -14,7 +14,7 @@ help:
 	@echo "make test     the whole suite (golden model, generator, cocotb benches on Icarus and Verilator)"
 	@echo "make verilog  emit the default configuration's Verilog and manifest.json into $(OUT)/"
 	@echo "make bench    benchmarks that print tables (draft quality, pass costs vs roofline) into docs/results.md"
-	@echo "make area     PE area (Yosys: gates, iCE40, ECP5) and Fmax (nextpnr), into docs/results.md"
+	@echo "make area     area (Yosys: gates, iCE40, ECP5) and Fmax (nextpnr) of every block, one table in docs/results.md"
 	@echo "make bitstream BOARD=icebreaker|ulx3s-85f [BITSTREAM_ARGS=...]"
 	@echo "              bitstream of the board top (docs/board.md) with amaranth-boards and YoWASP"
 	@echo "make clean    remove build outputs (keeps .venv)"
@@ -50,10 +50,11 @@ bench: $(STAMP)
 	$(PY) bench/roofline.py --rtl --write-docs
 	$(PY) bench/specdec.py --write-docs
 
-# Synthesis, place and route of SpeqPE and Fp16PE (a few minutes); scripts
-# and logs in build/area/.
+# Synthesis, place and route of every block (rtl_gen.synth.AREA_BLOCKS),
+# as many runs at a time as CPUs (--jobs): about 25 min on two; the PE array
+# is 2 x 2 there (rtl_gen.synth.MAKE_ARGS). Scripts and logs in build/area/.
 area: $(STAMP)
-	$(PY) -m rtl_gen.build --top pe --report area --write-docs
+	$(PY) -m rtl_gen.build --report area --blocks all --rows 2 --cols 2 --write-docs
 	$(PY) bench/pe_lanes.py --write-docs
 
 # The board top through Yosys, nextpnr and icepack/ecppack (docs/board.md);

