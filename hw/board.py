@@ -373,14 +373,23 @@ class SpeqBoard(wiring.Component):
                     m.next = "OUT"
                 with m.Elif(accel.status.valid):
                     m.next = "REPORT"
+            # A result or the status is taken one cycle after its last byte,
+            # from a state of its own: the accelerator's global enable then
+            # depends on the state register, not on the UART transmitter.
             with m.State("OUT"):
-                send(Answer.OUT, accel.out.payload, "RUN", comb=[accel.out.ready.eq(1)])
+                send(Answer.OUT, accel.out.payload, "OUT_TAKEN")
+            with m.State("OUT_TAKEN"):
+                m.d.comb += accel.out.ready.eq(1)
+                m.next = "RUN"
             with m.State("REPORT"):
                 report = Signal(Report)
                 m.d.comb += [report.status.eq(accel.status.payload), report.frozen.eq(frozen),
                              report.flags.eq(flags)]
-                send(Answer.REPORT, report, "IDLE", comb=[accel.status.ready.eq(1)],
-                     sync=[sent.eq(0), acts_on.eq(0), act_addr.eq(0)])
+                send(Answer.REPORT, report, "REPORT_TAKEN")
+            with m.State("REPORT_TAKEN"):
+                m.d.comb += accel.status.ready.eq(1)
+                m.d.sync += [sent.eq(0), acts_on.eq(0), act_addr.eq(0)]
+                m.next = "IDLE"
 
             m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m
