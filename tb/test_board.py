@@ -36,6 +36,7 @@ from hw.board import Flag, Request, SpeqBoard
 from hw.config import SpeqConfig
 from hw.controller import Error, Op
 from tb import drive, runner
+from tb.test_accel import _same      # the bit-for-bit comparison of the accel bench
 
 
 TOPLEVEL = "board"
@@ -99,15 +100,6 @@ class SimUart:
                 raise BoardError(f"no byte from the board for {idle} byte times "
                                  f"({len(out)} of {count} read)")
         return bytes(out)
-
-
-def _same(got, want, what):
-    nan = np.isnan(want)
-    bad = np.flatnonzero((np.isnan(got) != nan) |
-                         (~nan & (got.view(f"u{got.itemsize}") != want.view(f"u{want.itemsize}"))))
-    assert not bad.size, (f"{what}: {bad.size} of {want.size} results differ; first at "
-                          f"{np.unravel_index(bad[0], want.shape)}: got {got.flat[bad[0]]!r} "
-                          f"want {want.flat[bad[0]]!r}")
 
 
 @cocotb.test()
