@@ -231,9 +231,9 @@ class SpeqBoard(wiring.Component):
         index = Signal(range(max(nbytes(accel.out.payload.shape()), nbytes(Report),
                                  nbytes(Info), header_bytes) + 2))
 
-        def send(tag, payload, then, *, comb=(), sync=()):
+        def send(tag, payload, then, *, done=()):
             """Send ``tag`` and ``payload``; with the last byte, go to ``then``
-            and add the statements ``comb`` and ``sync``."""
+            and add the combinational statements ``done``."""
             bits = Cat(Const(tag, 8), payload)
             size = (len(bits) + 7) // 8
             bits = Cat(bits, Const(0, 8 * size - len(bits)))
@@ -242,8 +242,7 @@ class SpeqBoard(wiring.Component):
                 m.d.sync += index.eq(index + 1)
                 with m.If(index == size - 1):
                     m.d.sync += index.eq(0)
-                    m.d.comb += list(comb)
-                    m.d.sync += list(sync)
+                    m.d.comb += list(done)
                     m.next = then
 
         # -- a pass: command, activations from word 0, results and report ------
@@ -365,7 +364,7 @@ class SpeqBoard(wiring.Component):
                     if name != "flags":
                         m.d.comb += getattr(info, name).eq(value)
                 m.d.comb += info.flags.eq(flags)
-                send(Answer.INFO, info, "IDLE", comb=[clear_flags.eq(1)])
+                send(Answer.INFO, info, "IDLE", done=[clear_flags.eq(1)])
 
             with m.State("RUN"):
                 m.d.comb += accel.cmd.valid.eq(~sent)

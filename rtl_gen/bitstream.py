@@ -35,6 +35,7 @@ from amaranth.hdl import Elaboratable, Module
 from hw.board import SpeqBoard
 from hw.config import PARAM_RANGES, SpeqConfig
 from hw.uart import divisor_for
+from rtl_gen.build import _ranged_int
 
 
 __all__ = ["BoardSpec", "BOARDS", "BoardTop", "DidNotFit", "ToolFailed", "parse_utilisation",
@@ -217,23 +218,14 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
     env = {key: str(bindir / tool) if (bindir / tool).exists() else tool
            for key, tool in _TOOLS.items()}
     env.update(spec.env)
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        plan = platform.prepare(BoardTop(board), name="top",
-                                synth_opts=spec.synth_opts,
-                                # Timing is reported, not enforced: the summary
-                                # compares Fmax with the board's clock.
-                                nextpnr_opts="--timing-allow-fail")
-        plan.extract(build_dir)
-        start = time.monotonic()
-        failed = _run_script(build_dir)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    plan = platform.prepare(BoardTop(board), name="top",
+                            synth_opts=spec.synth_opts,
+                            # Timing is reported, not enforced: the summary
+                            # compares Fmax with the board's clock.
+                            nextpnr_opts="--timing-allow-fail")
+    plan.extract(build_dir)
+    start = time.monotonic()
+    failed = _run_script(build_dir, {**os.environ, **env})
     seconds = time.monotonic() - start
     tim = (build_dir / "top.tim").read_text(errors="replace") if (build_dir / "top.tim").exists() else ""
     utilisation = parse_utilisation(tim)
@@ -268,8 +260,9 @@ def _over(build_dir):
             if v[0] > v[1]}
 
 
-def _run_script(build_dir, poll=15):
-    """Run the build script amaranth wrote in ``build_dir``, its output to
+def _run_script(build_dir, env, poll=15):
+    """Run the build script amaranth wrote in ``build_dir`` in environment
+    ``env`` (which names the tools), its output to
     ``tools.log``, with a progress line every ``poll`` seconds (or when the
     step changes). Stops the tools as soon as nextpnr reports a resource over
     its limit (nextpnr-ecp5 would go on placing for many minutes first).
@@ -278,7 +271,7 @@ def _run_script(build_dir, poll=15):
     """
     start, last = time.monotonic(), None
     with open(build_dir / "tools.log", "w") as log:
-        process = subprocess.Popen(["sh", "build_top.sh"], cwd=build_dir, stdout=log,
+        process = subprocess.Popen(["sh", "build_top.sh"], cwd=build_dir, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         try:
             while True:
@@ -328,21 +321,6 @@ def search(name, base, *, out="build/bitstream", shapes=None):
 
 # -- command line --------------------------------------------------------------------
 
-def _int_in(name):
-    lo, hi = PARAM_RANGES[name]
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid value {text!r}: not an integer") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"invalid value {value!r}: must be an integer "
-                                             f"from {lo} to {hi}")
-        return value
-    return parse
-
-
 def parser():
     p = argparse.ArgumentParser(
         prog="python -m rtl_gen.bitstream",
@@ -357,7 +335,7 @@ def parser():
     for f in fields(SpeqConfig):
         option = "--" + f.name.replace("_", "-")
         lo, hi = PARAM_RANGES[f.name]
-        group.add_argument(option, type=_int_in(f.name), metavar="N",
+        group.add_argument(option, type=_ranged_int(f.name), metavar="N",
                            help=f"{f.name}, {lo} to {hi} (default: the board's)")
     p.add_argument("--weight-words", type=int, metavar="N",
                    help="depth of the weight memory in mem_bits words (default: the board's)")
