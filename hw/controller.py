@@ -280,7 +280,10 @@ class PassController(wiring.Component):
         with m.If(running):
             m.d.sync += cycles.eq(cycles + 1)
 
-        last_group = (p.k >> 2) - 1
+        # The pass' last group of 4 columns of K (K <= kmax was checked).
+        last_group = Signal(group_bits)
+        with m.If(start):
+            m.d.sync += last_group.eq((c.k >> 2) - 1)
         tile_rows = pes * slots
 
         # -- activation loader ----------------------------------------------------
@@ -329,7 +332,7 @@ class PassController(wiring.Component):
             Returns ``(slot, beat, group_end, pass_end)``. A slot is the last of
             its tile when it is slot ``slots - 1`` or its rows reach ``N``.
             """
-            g = Signal(16, name=f"{name}_g")
+            g = Signal(group_bits, name=f"{name}_g")
             j = Signal(range(slots), name=f"{name}_j")
             b = Signal(range(entry_beats), name=f"{name}_b")
             # Rows from the slot's (the tile's) first row to N: the last-slot
@@ -403,15 +406,15 @@ class PassController(wiring.Component):
         # 1 in draft, all four columns), each of max(slots used x T, slots)
         # cycles: the steps (j, t) and then bubbles, so that an accumulator is
         # used again no sooner than `slots` cycles later (array.interleave).
-        g = Signal(16)
+        g = Signal(group_bits)
         k4 = Signal(2)
         j = Signal(range(slots))
         t = Signal(range(config.tmax))
         pad = Signal(range(slots))       # cycles of the round so far, saturating
         stepping = Signal()              # the round's steps are not all issued yet
-        row = Signal(N_BITS + 2)
-        tile = Signal(N_BITS + 2)
-        rows_left = Signal(N_BITS + 1)       # N - row, N - tile (as in beats_walker)
+        # N - (the slot's first row), N - (the tile's first row), as in
+        # beats_walker; the row itself is N - rows_left.
+        rows_left = Signal(N_BITS + 1)
         tile_left = Signal(N_BITS + 1)
         half = Signal()
         issue_done = Signal()
@@ -430,28 +433,23 @@ class PassController(wiring.Component):
 
         with m.If(start):
             m.d.sync += [g.eq(0), k4.eq(0), j.eq(0), t.eq(0), pad.eq(0), stepping.eq(1),
-                         row.eq(0), tile.eq(0), rows_left.eq(c.n), tile_left.eq(c.n),
-                         half.eq(0), issue_done.eq(0)]
+                         rows_left.eq(c.n), tile_left.eq(c.n), half.eq(0), issue_done.eq(0)]
         with m.Elif(issuing):
             with m.If(pad != slots - 1):
                 m.d.sync += pad.eq(pad + 1)
             with m.If(stepping):
                 m.d.sync += t.eq(t + 1)
                 with m.If(t == p.t - 1):
-                    m.d.sync += [t.eq(0), j.eq(j + 1), row.eq(row + pes),
-                                 rows_left.eq(rows_left - pes)]
+                    m.d.sync += [t.eq(0), j.eq(j + 1), rows_left.eq(rows_left - pes)]
                     with m.If(slot_last):
-                        m.d.sync += [j.eq(0), row.eq(tile), rows_left.eq(tile_left),
-                                     stepping.eq(0)]
+                        m.d.sync += [j.eq(0), rows_left.eq(tile_left), stepping.eq(0)]
             with m.If(round_end):
-                m.d.sync += [pad.eq(0), stepping.eq(1), j.eq(0), t.eq(0), row.eq(tile),
+                m.d.sync += [pad.eq(0), stepping.eq(1), j.eq(0), t.eq(0),
                              rows_left.eq(tile_left), k4.eq(k4 + 1)]
                 with m.If(k4_last):
                     m.d.sync += [k4.eq(0), g.eq(g + 1), half.eq(~half)]
                     with m.If(g == last_group):
-                        m.d.sync += [g.eq(0), tile.eq(tile + tile_rows),
-                                     row.eq(tile + tile_rows),
-                                     tile_left.eq(tile_left - tile_rows),
+                        m.d.sync += [g.eq(0), tile_left.eq(tile_left - tile_rows),
                                      rows_left.eq(tile_left - tile_rows)]
                         with m.If(tile_last):
                             m.d.sync += issue_done.eq(1)
@@ -472,7 +470,7 @@ class PassController(wiring.Component):
         with m.If(en):
             m.d.sync += [
                 s.valid.eq(step_valid), s.first.eq(first), s.last.eq(last),
-                s.slot.eq(j * config.tmax + t), s.lane.eq(k4), s.row.eq(row),
+                s.slot.eq(j * config.tmax + t), s.lane.eq(k4), s.row.eq(p.n - rows_left),
                 s.token.eq(t),
             ]
 
