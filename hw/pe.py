@@ -60,6 +60,9 @@ STEPS = ("unpack", "multiply", "exponent", "shift", "align", "sum", "negate", "l
 # are the long paths.
 _REGISTER_ORDER = ("round", "align", "multiply", "normalise", "sum", "exponent", "lzc",
                    "unpack", "shift", "negate")
+# The first operand slot that only the draft mode uses (after the
+# accumulator and the shared slot 0).
+_DRAFT_ONLY_SLOT = 2
 # Signed binade exponents (-150 .. 300 with headroom for the arithmetic).
 _EXP = signed(11)
 
@@ -384,14 +387,19 @@ class SpeqPE(wiring.Component):
         # bit is worth 2**top goes right by E + 1 - top from q's top bit G + 1
         # (>= 0: top <= binade + 1 <= E + 1). Past G + 2 nothing is left.
         # 1 - top (+ G - F in draft mode) does not wait for E.
+        # Slots 2 and up (draft terms 1-3) are only used by the draft floor:
+        # they go signed into an arithmetic shift, which floors by itself.
         x = dict(valid=s1.valid, draft_mode=s1.draft_mode, e=e)
         for n, op in enumerate(operands):
             x[f"op{n}_pre"] = 1 - op.top + Mux(s1.draft_mode, G - F, 0)
-            # Trailing zeros of the placed field, for the sticky bit: ready
-            # long before the shift amount is.
-            x[f"op{n}_tz"] = trailing_zeros(m, op.sig, f"op{n}_tz") + (G + 2 - len(op.sig))
             x[f"op{n}_sign"] = op.sign
-            x[f"op{n}_sig"] = op.sig
+            if n >= _DRAFT_ONLY_SLOT:
+                x[f"op{n}_sig"] = Mux(op.sign, -op.sig, op.sig)
+            else:
+                # Trailing zeros of the placed field, for the sticky bit: ready
+                # long before the shift amount is.
+                x[f"op{n}_tz"] = trailing_zeros(m, op.sig, f"op{n}_tz") + (G + 2 - len(op.sig))
+                x[f"op{n}_sig"] = op.sig
             x[f"op{n}_inf"] = op.inf
             x[f"op{n}_nan"] = op.nan
         x["both_zero_neg"] = operands[0].zero & operands[1].zero & \
@@ -409,12 +417,14 @@ class SpeqPE(wiring.Component):
         s2 = pipe.after("shift", **y)
 
         # -- 5. align ---------------------------------------------------------
-        # Every operand leaves as X or as ~X = -X - 1: the +1s of the negative
-        # ones are summed once, in step 4, instead of one adder per operand.
-        # Verify: X = {q, sticky} (G fraction bits and the jammed sticky bit).
-        # Draft: q already holds F fraction bits (the shift went G - F further)
-        # and X = q << c; floor() of a negative operand is -(q + sticky) << c =
-        # (~q << c) + (!sticky << c), so the low c bits are not inverted.
+        # The accumulator and slot 0 leave as X or as ~X = -X - 1: the +1s of
+        # the negative ones are summed once, in step 6, instead of one adder
+        # per operand. Verify: X = {q, sticky} (G fraction bits and the jammed
+        # sticky bit). Draft: q already holds F fraction bits (the shift went
+        # G - F further) and X = q << c; floor() of a negative operand is
+        # -(q + sticky) << c = (~q << c) + (!sticky << c), so the low c bits
+        # are not inverted. The draft-only slots are already signed: an
+        # arithmetic shift gives floor() directly, X = (±field >> shift) << c.
         width = G + 6            # signed: five addends below 2**(G + 2) each
         c = G - F + 1 if self._draft else 1
         a = dict(valid=s2.valid, draft_mode=s2.draft_mode, e=s2.e,
@@ -424,6 +434,16 @@ class SpeqPE(wiring.Component):
             sig = getattr(s2, f"op{n}_sig")
             shift = getattr(s2, f"op{n}_shift")
             sign = getattr(s2, f"op{n}_sign")
+            a[f"op{n}_inf"] = getattr(s2, f"op{n}_inf")
+            a[f"op{n}_nan"] = getattr(s2, f"op{n}_nan")
+            a[f"op{n}_sign"] = sign
+            if n >= _DRAFT_ONLY_SLOT:
+                placed = Signal(signed(G + 3), name=f"placed{n}")
+                m.d.comb += placed.eq(sig.shift_left(G + 3 - len(sig)))
+                value = Signal(signed(width), name=f"value{n}")
+                m.d.comb += value.eq((placed >> shift).shift_left(c))
+                a[f"v{n}"] = value
+                continue
             placed = Signal(G + 2, name=f"placed{n}")
             m.d.comb += placed.eq(sig.shift_left(G + 2 - len(sig)))
             q = Signal(G + 2, name=f"q{n}")
@@ -448,9 +468,6 @@ class SpeqPE(wiring.Component):
             m.d.comb += value.eq(Cat(x, Const(0, width - len(x))) ^
                                  Cat(invert_low.replicate(c), sign.replicate(width - c)))
             a[f"v{n}"] = value
-            a[f"op{n}_inf"] = getattr(s2, f"op{n}_inf")
-            a[f"op{n}_nan"] = getattr(s2, f"op{n}_nan")
-            a[f"op{n}_sign"] = sign
         carry = sum(verify_carry)
         if self._draft:
             carry = Mux(s2.draft_mode, sum(draft_carry) << c, carry)
