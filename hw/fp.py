@@ -62,36 +62,39 @@ def fp32_to_fp16(m, value, name="fl16"):
 
     Normal and subnormal results come out of one formula: the significand
     with its hidden bit is shifted right to the FP16 grid of the value's
-    binade (13 bits for a normal result, more for a subnormal one, at most
-    26: past that nothing is left) and added to the exponent field
-    ``max(e - 113, 0) << 10``, so a carry out of the significand, from
-    rounding or from the hidden bit itself, steps the exponent, up to
-    infinity. NaN gives the quiet NaN ``0x7E00`` with the input's sign.
+    binade (13 bits for a normal result, 13 + ``extra`` for a subnormal one,
+    ``extra`` at most 13: past that nothing is left) and added to the
+    exponent field ``max(e - 113, 0) << 10``, so a carry out of the
+    significand, from rounding or from the hidden bit itself, steps the
+    exponent, up to infinity. The fixed 12 of the shift are wiring; only the
+    12 bits above them go through a shifter (by ``extra``). NaN gives the
+    quiet NaN ``0x7E00`` with the input's sign.
 
     Returns the 16-bit result signal.
     """
-    from amaranth.hdl import Mux, Signal
+    from amaranth.hdl import Cat, Mux, Signal
 
     f = FP32(value)
     sig = Signal(24, name=f"{name}_sig")
-    shift = Signal(range(27), name=f"{name}_shift")
-    below = Signal(range(26), name=f"{name}_below")    # shift - 1: the guard bit
-    half = Signal(25, name=f"{name}_half")              # sig >> (shift - 1)
-    kept = Signal(24, name=f"{name}_kept")
+    extra = Signal(range(14), name=f"{name}_extra")
+    half = Signal(12, name=f"{name}_half")              # sig >> (12 + extra)
+    kept = Signal(11, name=f"{name}_kept")
     guard, sticky = Signal(name=f"{name}_guard"), Signal(name=f"{name}_sticky")
     magnitude = Signal(16, name=f"{name}_magnitude")
     out = Signal(16, name=name)
     exp = f.exp.as_unsigned()
+    high = sig[12:]
+    # The low `extra` bits of `high`, which the shift drops.
+    dropped = Cat(extra > i for i in range(len(high)))
     m.d.comb += [
         sig.eq(Mux(exp == 0, f.frac, f.frac | (1 << 23))),
-        # 126 - e for a subnormal result (e <= 113), 13 for a normal one.
-        shift.eq(Mux(exp <= 113, Mux(exp < 100, 26, 126 - exp), 13)),
-        below.eq(shift - 1),
-        half.eq(sig >> below),
-        kept.eq(half >> 1),
+        # 113 - e for a subnormal result (e <= 113), 0 for a normal one.
+        extra.eq(Mux(exp <= 113, Mux(exp < 100, 13, 113 - exp), 0)),
+        half.eq(high >> extra),
+        kept.eq(half[1:]),
         guard.eq(half[0]),
-        # Bits below the guard: shifting back loses them.
-        sticky.eq((half << below)[:24] != sig),
+        # Bits below the guard.
+        sticky.eq((sig[:12] != 0) | ((high & dropped) != 0)),
         magnitude.eq(Mux(exp <= 113, 0, (exp - 113) << 10) + kept +
                      (guard & (sticky | kept[0]))),
     ]

@@ -28,6 +28,10 @@ def test_fp32_to_fp16_matches_numpy():
     inputs = np.concatenate([
         _directed(),
         rng.integers(0, 1 << 32, 3000, dtype=np.uint64).astype(np.uint32),
+        # 64 random fractions at every exponent from below the FP16 subnormals
+        # to past the largest FP16, both signs.
+        (rng.integers(0, 2, (52, 64)) << 31 | np.arange(95, 147)[:, None] << 23
+         | rng.integers(0, 1 << 23, (52, 64))).astype(np.uint32).ravel(),
         # Values in and around the FP16 range, where the rounding matters.
         (rng.standard_normal(3000) * np.exp2(rng.integers(-30, 20, 3000))).astype(np.float32).view(np.uint32),
     ])
