@@ -248,14 +248,17 @@ def _parameter_docs():
     section = re.search(r"Parameters\n\s*-+\n(.*?)(?:\n\s*\n\s*\w+\n\s*-+\n|\Z)", doc, re.S)
     docs = {}
     if section:
-        name = None
+        names = []
         for line in section.group(1).splitlines():
-            header = re.match(r"^\s{4}(\w+)\s*:", line)
+            # One entry may document several parameters: ``rows, cols : int``.
+            header = re.match(r"^\s{4}(\w+(?:\s*,\s*\w+)*)\s*:", line)
             if header:
-                name = header.group(1)
-                docs[name] = []
-            elif name and line.strip():
-                docs[name].append(line.strip())
+                names = re.split(r"\s*,\s*", header.group(1))
+                for name in names:
+                    docs[name] = []
+            elif line.strip():
+                for name in names:
+                    docs[name].append(line.strip())
     return {name: " ".join(words) for name, words in docs.items()}
 
 

@@ -182,3 +182,11 @@ def test_decoder_constants_agree_with_the_golden_model():
     assert fp.FP16_QNAN == speq16.INVALID_WORD_VALUE
     assert decoder.DRAFT_EXP_BITS == speq16.DRAFT_EXP_BITS
     assert decoder.NUM_CODES == speq16.NUM_CODES
+
+
+def test_every_config_parameter_has_its_own_help():
+    docs = build._parameter_docs()
+    for field in fields(SpeqConfig):
+        assert docs.get(field.name), field.name
+        # The next entry's header must not run into this one's text.
+        assert " : int" not in docs[field.name], (field.name, docs[field.name])
