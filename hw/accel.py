@@ -67,6 +67,7 @@ class SpeqAccel(wiring.Component):
         # The array advances only with the controller's global enable.
         m.submodules.array = EnableInserter(controller.en)(array)
         wiring.connect(m, controller.step, array.i)
+        wiring.connect(m, controller.table, array.table)
         wiring.connect(m, array.o, controller.result)
         for name in ("cmd", "act", "mem", "out", "status"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(controller, name))

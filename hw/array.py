@@ -9,24 +9,34 @@ the finished accumulators (one per PE) to the output instead of storing them.
 
 The PE is a stateless pipeline, so the accumulators live beside it, in a small
 memory per PE that is read when a step enters and written when its result
-leaves the PE, ``latency`` cycles later. A slot may therefore be used again
+leaves the PE, ``latency`` cycles later. The remap tables live beside it too:
+a step carries each PE's weight word undecoded, and four 8-entry table
+memories per PE (one per draft lane; lane 3 also holds the verify bases, as
+a SPEQ-16 word's code is the bits of draft nibble 3) are read with the words
+when the step enters, like the accumulators, so that the lookups cost no
+multiplexers and their read registers stand in for the step register. A slot may therefore be used again
 only `interleave` steps after its previous use: the schedule (see
 ``docs/array.md``) interleaves that many rows per PE.
 """
 
 import operator
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import SpeqConfig
-from .decoder import DRAFT_LANES, DraftOperand, Mode
+from .decoder import (DRAFT_EXP_BITS, DRAFT_LANES, NUM_CODES, DraftNibble, DraftOperand, Mode,
+                      TableEntry, TableWriteSignature, weight_from_base)
 from .fp import FP16, FP32
 from .pe import SpeqPE
 
 
 __all__ = ["SpeqArray"]
+
+
+# The draft part of a table entry: what the tables of lanes 0-2 hold.
+_DRAFT_VALUE = data.StructLayout({"exp": signed(DRAFT_EXP_BITS), "half": 1, "zero": 1})
 
 
 class SpeqArray(wiring.Component):
@@ -42,10 +52,16 @@ class SpeqArray(wiring.Component):
 
     Members
     -------
+    table : In(TableWriteSignature())
+        Writes an entry of the remap tables (of every PE); it holds for the
+        steps that enter from the next cycle on. The tables are memories:
+        they start as zeros and a reset leaves them as they are.
     i : In(stream.Signature(step layout))
-        Steps: ``mode``, ``first``, ``last``, ``slot``, ``act`` (4 FP16,
-        broadcast; verify uses ``act[0]``), ``weight`` (one FP16 per PE,
-        verify) and ``draft`` (four draft operands per PE, draft).
+        Steps: ``mode``, ``plain``, ``first``, ``last``, ``slot``, ``act``
+        (4 FP16, broadcast; verify uses ``act[0]``) and ``word`` (16 bits
+        per PE): the draft-plane word (draft), the SPEQ-16 word (verify) or,
+        with ``plain`` set, the FP16 weight itself (verify mode without the
+        tables: the FP16 baseline).
     o : Out(stream.Signature(result layout))
         For every ``last`` step, ``latency`` cycles later: ``acc`` (one FP32
         per PE), the step's ``slot`` and its ``tag``. A stalled output freezes
@@ -66,6 +82,7 @@ class SpeqArray(wiring.Component):
         if tag_bits < 0:
             raise ValueError(f"tag_bits must be at least 0, not {tag_bits}")
         self._config = config
+        self._tag_bits = tag_bits
         pes = config.rows * config.cols
         self._pes = [SpeqPE(config) for _ in range(pes)]
         self._pe_latency = self._pes[0].latency
@@ -75,9 +92,9 @@ class SpeqArray(wiring.Component):
             "last": 1,
             "slot": range(self.depth),
             "tag": tag_bits,
+            "plain": 1,
             "act": data.ArrayLayout(FP16, DRAFT_LANES),
-            "weight": data.ArrayLayout(FP16, pes),
-            "draft": data.ArrayLayout(data.ArrayLayout(DraftOperand, DRAFT_LANES), pes),
+            "word": data.ArrayLayout(16, pes),
         })
         result = data.StructLayout({
             "acc": data.ArrayLayout(FP32, pes),
@@ -85,6 +102,7 @@ class SpeqArray(wiring.Component):
             "tag": tag_bits,
         })
         super().__init__({
+            "table": In(TableWriteSignature()),
             "i": In(stream.Signature(step)),
             "o": Out(stream.Signature(result)),
         })
@@ -128,19 +146,38 @@ class SpeqArray(wiring.Component):
         with m.If(en):
             m.d.sync += [step.eq(self.i.payload), valid.eq(self.i.valid)]
 
-        # The step's slot, tag and last flag travel beside the PE pipeline.
-        slot, tag, last = step.slot, step.tag, step.last
+        # The step's slot and last flag travel beside the PE pipeline.
+        slot, last = step.slot, step.last
         for stage in range(self._pe_latency):
             next_slot = Signal.like(slot, name=f"slot_{stage}")
-            next_tag = Signal.like(tag, name=f"tag_{stage}")
             next_last = Signal(name=f"last_{stage}")
             with m.If(en):
-                m.d.sync += [next_slot.eq(slot), next_tag.eq(tag), next_last.eq(last)]
-            slot, tag, last = next_slot, next_tag, next_last
+                m.d.sync += [next_slot.eq(slot), next_last.eq(last)]
+            slot, last = next_slot, next_last
+            if stage == self._pe_latency - 2:
+                slot_before_last = slot
+        # Its tag waits in a memory indexed by slot instead: written as the step
+        # enters, read the cycle before its result leaves. The next step of the
+        # slot enters `interleave` = `latency` cycles later at the earliest, the
+        # cycle the result leaves, so the read still sees this step's tag.
+        tag = Signal(self._tag_bits)
+        if self._tag_bits:
+            tags = m.submodules.tags = memory.Memory(shape=self._tag_bits, depth=self.depth,
+                                                     init=[])
+            tag_write, tag_read = tags.write_port(), tags.read_port()
+            m.d.comb += [
+                tag_write.addr.eq(self.i.payload.slot),
+                tag_write.data.eq(self.i.payload.tag),
+                tag_write.en.eq(en & self.i.valid),
+                tag_read.addr.eq(slot_before_last if self._pe_latency > 1 else step.slot),
+                tag_read.en.eq(en),
+                tag.eq(tag_read.data),
+            ]
 
         pe_valid = None
         for p, pe in enumerate(self._pes):
             m.submodules[f"pe{p}"] = pe
+            draft, weight = self._decode(m, platform, en, p, step)
             acc = memory.Memory(shape=FP32, depth=self.depth, init=[])
             m.submodules[f"acc{p}"] = acc
             write = acc.write_port()
@@ -152,8 +189,8 @@ class SpeqArray(wiring.Component):
                 pe.i.payload.mode.eq(step.mode),
                 pe.i.payload.acc.eq(Mux(step.first, 0, read.data.as_value())),
                 pe.i.payload.act.eq(step.act),
-                pe.i.payload.weight.eq(step.weight[p]),
-                pe.i.payload.draft.eq(step.draft[p]),
+                pe.i.payload.weight.eq(weight),
+                pe.i.payload.draft.eq(draft),
                 pe.o.ready.eq(en),
                 write.addr.eq(slot),
                 write.data.eq(pe.o.payload.acc),
@@ -167,3 +204,39 @@ class SpeqArray(wiring.Component):
             self.o.payload.tag.eq(tag),
         ]
         return m
+
+    def _decode(self, m, platform, en, p, step):
+        """PE ``p``'s table memories, read as a step enters; returns its draft
+        operands and verify weight for the step in stage A (``step``).
+
+        An iCE40 has no LUT RAM, and Yosys would build the tables out of
+        flip-flops and multiplexers: they are made block RAMs there.
+        """
+        device = getattr(platform, "device", "") or ""
+        attrs = {"ram_style": "block"} if device.startswith("iCE40") else None
+        table, word_in, word = self.table, self.i.payload.word[p], step.word[p]
+        draft = Signal(data.ArrayLayout(DraftOperand, DRAFT_LANES), name=f"pe{p}_draft")
+        base = None
+        for lane in range(DRAFT_LANES):
+            # Lane 3's nibble is the SPEQ-16 word's {sign, code}: its table
+            # also holds the bases of the verify decoding.
+            shape = TableEntry if lane == DRAFT_LANES - 1 else _DRAFT_VALUE
+            mem = memory.Memory(shape=shape, depth=NUM_CODES, init=[], attrs=attrs)
+            m.submodules[f"pe{p}_table{lane}"] = mem
+            write, read = mem.write_port(), mem.read_port()
+            m.d.comb += [
+                write.en.eq(table.en),
+                write.addr.eq(table.code),
+                read.addr.eq(DraftNibble(word_in[4 * lane:4 * lane + 4]).code),
+                read.en.eq(en),
+                draft[lane].sign.eq(DraftNibble(word[4 * lane:4 * lane + 4]).sign),
+            ]
+            for name, _ in data.Layout.cast(shape):
+                m.d.comb += write.data[name].eq(getattr(table, name))
+            for name, _ in data.Layout.cast(_DRAFT_VALUE):
+                m.d.comb += draft[lane][name].eq(read.data[name])
+            if shape is TableEntry:
+                base = read.data.base
+        decoded, _ = weight_from_base(m, base, word, f"pe{p}_verify")
+        weight = Mux(step.plain, word, decoded)
+        return draft, weight

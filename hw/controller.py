@@ -30,8 +30,7 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .decoder import (DRAFT_EXP_BITS, DRAFT_LANES, Mode, NUM_CODES, TableWriteSignature,
-                      decode_draft, decode_weight, table_register)
+from .decoder import DRAFT_EXP_BITS, DRAFT_LANES, Mode, NUM_CODES, TableWriteSignature
 from .fp import FP16, FP32, fp32_to_fp16
 
 
@@ -163,6 +162,8 @@ class PassController(wiring.Component):
         The activations of a pass, ``X[t, 4g .. 4g+3]`` for ``t`` then ``g``
         ascending, sent after its command (none for a refused command).
     mem : Out(MemPortSignature(mem_bits))
+    table : Out(TableWriteSignature())
+        To the array's remap tables (``TABLE`` commands).
     step : Out(array step stream)
         To the array's input (always taken: the array only stops with ``en``).
     result : In(array result stream)
@@ -189,6 +190,7 @@ class PassController(wiring.Component):
             "cmd": In(stream.Signature(Command)),
             "act": In(stream.Signature(data.ArrayLayout(FP16, DRAFT_LANES))),
             "mem": Out(MemPortSignature(config.mem_bits)),
+            "table": Out(TableWriteSignature()),
             "step": Out(stream.Signature(array.i.payload.shape())),
             "result": In(stream.Signature(array.o.payload.shape())),
             "en": Out(1),
@@ -250,7 +252,7 @@ class PassController(wiring.Component):
         with m.Elif((c.t == 0) | (c.t > config.tmax) | ((c.op != Op.VERIFY) & (c.t != 1))):
             m.d.comb += error.eq(Error.BAD_T)
 
-        table = TableWriteSignature().create()
+        table = self.table
         m.d.comb += cmd.ready.eq(~running & ~self.status.valid & en)
         taken = cmd.valid & cmd.ready
         m.d.comb += [
@@ -259,7 +261,6 @@ class PassController(wiring.Component):
             table.half.eq(c.half), table.zero.eq(c.zero),
             start.eq(taken & (c.op != Op.TABLE) & (error == Error.OK)),
         ]
-        entries = table_register(m, table)
         # The status reads the counters themselves: they stand still from the
         # end of a pass until the next command, which the status must precede.
         m.d.comb += [
@@ -474,13 +475,14 @@ class PassController(wiring.Component):
                 s.token.eq(t),
             ]
 
-        # -- decode: the step as the array takes it ----------------------------------
+        # -- the step as the array takes it (the array decodes the words) ------------
         step = self.step.payload
         entry = buf_read.data
         acts = act_read.data
         m.d.comb += [
             self.step.valid.eq(s.valid),
             step.mode.eq(Mux(draft, Mode.DRAFT, Mode.VERIFY)),
+            step.plain.eq(baseline),
             step.first.eq(s.first),
             step.last.eq(s.last),
             step.slot.eq(s.slot),
@@ -492,13 +494,10 @@ class PassController(wiring.Component):
         residuals = entry[16 * pes:]
         for pe in range(pes):
             draft_word = entry[16 * pe:16 * pe + 16]
-            for lane, operand in enumerate(decode_draft(m, entries, draft_word, f"pe{pe}_draft")):
-                m.d.comb += step.draft[pe][lane].eq(operand)
             speq_word = Cat(residuals[48 * pe:48 * pe + 48].word_select(s.lane, 12),
                             draft_word.word_select(s.lane, 4))
-            weight, _ = decode_weight(m, entries, speq_word, f"pe{pe}_verify")
             plain = entry[64 * pe:64 * pe + 64].word_select(s.lane, 16)
-            m.d.comb += step.weight[pe].eq(Mux(baseline, plain, weight))
+            m.d.comb += step.word[pe].eq(Mux(draft, draft_word, Mux(baseline, plain, speq_word)))
 
         # -- results and the end of the pass ---------------------------------------
         outstanding = Signal(8)        # `last` steps issued whose results are still due

@@ -24,7 +24,7 @@ from .fp import FP16, FP16_QNAN, FP16_Q_MAX, SPEQ16Word, DraftNibble
 __all__ = [
     "Mode", "NUM_CODES", "DRAFT_LANES", "DRAFT_EXP_BITS",
     "TableEntry", "TableWriteSignature", "DecoderIn", "DraftOperand", "DecoderOut",
-    "RemapDecoder", "table_register", "decode_weight", "decode_draft",
+    "RemapDecoder", "table_register", "decode_weight", "weight_from_base", "decode_draft",
 ]
 
 
@@ -149,13 +149,20 @@ def decode_weight(m, entries, word, name="verify"):
     # One read into a whole entry: one 8:1 mux rather than one per field.
     entry = _word_signal(TableEntry, f"{name}_entry")
     m.d.comb += entry.eq(entries[word.code])
+    return weight_from_base(m, entry.base, word, name)
+
+
+def weight_from_base(m, base, word, name="verify"):
+    """Verify decoding of a SPEQ-16 ``word`` whose code's ``base`` has been
+    looked up already; returns ``(weight, invalid)`` as `decode_weight`."""
+    word = SPEQ16Word(word)
     # 7-bit base + 4-bit delta keeps its carry (8 bits): a sum past 127
     # must read as out of range, not wrap into a small class.
     q = Signal(8, name=f"{name}_q")
     invalid = Signal(name=f"{name}_invalid")
     weight = Signal(16, name=f"{name}_weight")
     m.d.comb += [
-        q.eq(entry.base + word.delta),
+        q.eq(base + word.delta),
         invalid.eq(q > FP16_Q_MAX),
         weight.eq(Mux(invalid, FP16_QNAN, Cat(word.low, q[:7], word.sign))),
     ]

@@ -1,9 +1,11 @@
 # amaranth: UnusedElaboratable=no
 """Bench of the PE array (`hw.array.SpeqArray`) driven by the golden schedule.
 
-The bench plays the controller: it turns whole passes (draft, verify over T
-tokens, baseline) into the step stream of `golden.schedule`, feeds it one step
-per cycle under random input gaps and output stalls, gathers the finished
+The bench plays the controller: it writes the pass' remap tables into the
+array, turns whole passes (draft, verify over T tokens, baseline) into the
+step stream of `golden.schedule` (with the weight words undecoded: the array
+decodes them), feeds it one step per cycle under random input gaps and
+output stalls, gathers the finished
 accumulators and compares ``Y`` bit for bit with `golden.arith`. For every
 verify pass it also runs a baseline pass per token and checks that each
 token's verify result equals its single-token baseline result.
@@ -31,8 +33,12 @@ from tb import drive, payload, runner
 TOPLEVEL = "array"
 
 
+#: Width of the tag the bench gives every step (the step's index, wrapped).
+TAG_BITS = 12
+
+
 def _array():
-    return SpeqArray(SpeqConfig(**json.loads(os.environ["ARRAY_CONFIG"])))
+    return SpeqArray(SpeqConfig(**json.loads(os.environ["ARRAY_CONFIG"])), tag_bits=TAG_BITS)
 
 
 def _passes(rng, tmax):
@@ -53,26 +59,40 @@ def _steps(array, mode, x, w, enc, sched):
     pes = array.pes
     rows = np.maximum(sched.rows, 0)              # padding rows read row 0, never used
     fields = {"mode": np.full(len(sched), (Mode.DRAFT if mode == "draft" else Mode.VERIFY).value),
-              "first": sched.first, "last": sched.last, "slot": sched.slot}
+              "plain": np.full(len(sched), int(mode == "baseline")),
+              "first": sched.first, "last": sched.last, "slot": sched.slot,
+              "tag": np.arange(len(sched)) % (1 << TAG_BITS)}
     xb = x.view(np.uint16)
     if mode == "draft":
         for lane in range(DRAFT_LANES):
             fields[("act", lane)] = xb[0, 4 * sched.k + lane]
-        sign, exp, half, zero = speq16.draft_fields(enc.draft_plane[rows, sched.k[:, None]], enc)
-        for p in range(pes):
-            for lane in range(DRAFT_LANES):
-                for name, value in (("sign", sign), ("exp", exp), ("half", half), ("zero", zero)):
-                    fields[("draft", p, lane, name)] = value[:, p, lane]
+        words = enc.draft_plane[rows, sched.k[:, None]]
     else:
         fields[("act", 0)] = xb[sched.token, sched.k]
-        weights = speq16.decode(enc).view(np.uint16) if mode == "verify" else w.view(np.uint16)
-        for p in range(pes):
-            fields[("weight", p)] = weights[rows[:, p], sched.k]
+        words = (enc.words if mode == "verify" else w.view(np.uint16))[rows, sched.k[:, None]]
+    for p in range(pes):
+        fields[("word", p)] = words[:, p]
     return payload.pack(layout, fields)
 
 
+async def _write_tables(dut, enc):
+    """Write the 8 entries of ``enc``'s remap tables, one per cycle."""
+    exp_mask = (1 << len(dut.table__exp)) - 1
+    for code in range(len(enc.base)):
+        await FallingEdge(dut.clk)
+        dut.table__en.value = 1
+        dut.table__code.value = code
+        dut.table__base.value = int(enc.base[code])
+        dut.table__exp.value = int(enc.draft_exp[code]) & exp_mask
+        dut.table__half.value = int(enc.draft_half[code])
+        dut.table__zero.value = int(enc.draft_zero[code])
+    await FallingEdge(dut.clk)
+    dut.table__en.value = 0
+
+
 async def _reset(dut):
-    await drive.reset(dut, ("i__valid", "i__payload", "o__ready"))
+    await drive.reset(dut, ("i__valid", "i__payload", "o__ready", "table__en", "table__code",
+                            "table__base", "table__exp", "table__half", "table__zero"))
 
 
 async def _run(dut, steps, n_results, rng, p_valid=0.9, p_ready=0.85):
@@ -111,6 +131,8 @@ def _gather(array, sched, out, t, n):
     assert len(out) == len(last), f"{len(out)} results for {len(last)} last steps"
     for s, value in zip(last, out):
         assert payload.field(layout, [value], "slot")[0] == sched.slot[s]
+        assert payload.field(layout, [value], "tag")[0] == s % (1 << TAG_BITS), \
+            f"result of step {s} came with another step's tag"
         for p, row in enumerate(sched.rows[s]):
             if row >= 0:
                 bits = payload.field(layout, [value], "acc", p)[0]
@@ -141,6 +163,7 @@ async def array_passes(dut):
         t, k = x.shape
         n = w.shape[0]
         sched = schedule(mode, n, k, t, array.pes, array.interleave)
+        await _write_tables(dut, enc)
         out, cycles = await _run(dut, _steps(array, mode, x, w, enc, sched),
                                  int(sched.last.sum()), rng)
         summary["passes"] += 1
@@ -185,7 +208,8 @@ CONFIGS = [
 def test_array(name, config, sim):
     build_dir = runner.BUILD_ROOT / f"array_{name}" / sim
     (build_dir / "summary.json").unlink(missing_ok=True)
-    runner.run(SpeqArray(SpeqConfig(**config)), bench=f"array_{name}", toplevel=TOPLEVEL,
+    runner.run(SpeqArray(SpeqConfig(**config), tag_bits=TAG_BITS), bench=f"array_{name}",
+               toplevel=TOPLEVEL,
                test_module="tb.test_array", sim=sim,
                extra_env={"ARRAY_CONFIG": json.dumps(config)})
     summary = json.loads((build_dir / "summary.json").read_text())
