@@ -24,6 +24,7 @@ PARAM_RANGES = {
     "tmax": (1, 16),
     "kmax": (4, 16384),
     "mem_bits": (16, 4096),
+    "dsp_align": (0, 1),
 }
 
 
@@ -51,6 +52,11 @@ class SpeqConfig:
         ``B``, bits the weight memory port delivers per cycle: a multiple of
         16; the accelerator also needs it to divide ``16 x rows x cols`` (one
         draft word per PE).
+    dsp_align : int
+        1: the PE aligns draft terms 1-3 with multipliers (the term times a
+        power of two, a DSP block each) instead of LUT shifters, for FPGAs
+        with few LUTs and idle DSP blocks such as the iCE40 UP5K; 0: shifters.
+        The results are the same.
 
     Raises
     ------
@@ -67,6 +73,7 @@ class SpeqConfig:
     tmax: int = 8
     kmax: int = 1024
     mem_bits: int = 32
+    dsp_align: int = 0
 
     def __post_init__(self):
         for field in fields(self):

@@ -57,9 +57,11 @@ STEPS = ("unpack", "multiply", "exponent", "shift", "align", "sum", "negate", "l
          "normalise", "round")
 # Which boundaries get a register first as the depth grows (the output
 # register, after "round", is always there): the shifters and the wide adder
-# are the long paths.
-_REGISTER_ORDER = ("round", "align", "multiply", "normalise", "sum", "exponent", "lzc",
-                   "unpack", "shift", "negate")
+# are the long paths. The fourth splits sum + negate from lzc + normalise +
+# round, the longest stretch of three registers (iCE40: 104 ns of 12 MHz's
+# 83, docs/board.md).
+_REGISTER_ORDER = ("round", "align", "multiply", "negate", "normalise", "sum", "exponent",
+                   "lzc", "unpack", "shift")
 # The first operand slot that only the draft mode uses (after the
 # accumulator and the shared slot 0).
 _DRAFT_ONLY_SLOT = 2
@@ -126,6 +128,31 @@ def leading_zeros(m, value, name="lz"):
 def trailing_zeros(m, value, name="tz"):
     """Trailing zeros of ``value`` (its width if zero), as a balanced tree."""
     return leading_zeros(m, Cat(*reversed(list(value))), name)
+
+
+def _align_by_multiply(m, q, sig, shift, name):
+    """``q = (sig << (len(q) - len(sig))) >> shift`` (arithmetic) for a
+    signed ``sig`` and ``0 <= shift <= len(q) - 1``, with a multiplier for
+    the fine part of the shift: ``q = floor(sig * 2**(u - d))`` with ``u =
+    len(q) - 1 - shift`` and ``d = len(sig) - 1``; ``sig`` times the one-hot
+    ``2**(u % 16)`` (a 16-bit operand: one DSP block) is exact, and the
+    coarse part ``16 * (u // 16) - d`` is a fixed shift per case.
+    """
+    top = len(q) - 1
+    d = len(sig) - 1
+    u = Signal(range(top + 1), name=f"{name}_u")
+    onehot = Signal(16, name=f"{name}_onehot")
+    product = Signal(signed(len(sig) + 16), name=f"{name}_product")
+    m.d.comb += [
+        u.eq(top - shift),
+        onehot.eq(Const(1, 16) << u[:4]),
+        product.eq(sig * onehot),
+    ]
+    with m.Switch(u >> 4):
+        for coarse in range(top // 16 + 1):
+            up = 16 * coarse - d
+            with m.Case(coarse):
+                m.d.comb += q.eq(product.shift_left(up) if up >= 0 else product.shift_right(-up))
 
 
 class _Pipeline:
@@ -257,7 +284,7 @@ class SpeqPE(wiring.Component):
         sig = Signal(11, name=f"{name}_sig")     # bit 10 set unless zero
         exp = Signal(_EXP, name=f"{name}_exp")   # binade of bit 10
         m.d.comb += [
-            sig.eq(Mux(subnormal, f.frac << (lz + 1), Cat(f.frac, Const(1, 1)))),
+            sig.eq(Mux(subnormal, Cat(Const(0, 1), f.frac << lz), Cat(f.frac, Const(1, 1)))),
             exp.eq(Mux(subnormal, -15 - lz, f.exp - 15)),
         ]
         return _Bundle(dict(
@@ -438,10 +465,15 @@ class SpeqPE(wiring.Component):
             a[f"op{n}_nan"] = getattr(s2, f"op{n}_nan")
             a[f"op{n}_sign"] = sign
             if n >= _DRAFT_ONLY_SLOT:
-                placed = Signal(signed(G + 3), name=f"placed{n}")
-                m.d.comb += placed.eq(sig.shift_left(G + 3 - len(sig)))
+                q = Signal(signed(G + 3), name=f"q{n}")
+                if self._config.dsp_align:
+                    _align_by_multiply(m, q, sig, shift, f"align{n}")
+                else:
+                    placed = Signal(signed(G + 3), name=f"placed{n}")
+                    m.d.comb += [placed.eq(sig.shift_left(G + 3 - len(sig))),
+                                 q.eq(placed >> shift)]
                 value = Signal(signed(width), name=f"value{n}")
-                m.d.comb += value.eq((placed >> shift).shift_left(c))
+                m.d.comb += value.eq(q.shift_left(c))
                 a[f"v{n}"] = value
                 continue
             placed = Signal(G + 2, name=f"placed{n}")
@@ -476,7 +508,13 @@ class SpeqPE(wiring.Component):
 
         # -- 6. sum -----------------------------------------------------------
         total = Signal(signed(width))
-        m.d.comb += total.eq(sum(getattr(s3, f"v{n}") for n in range(len(operands))) + s3.carry)
+        # A balanced tree of adders: a chain of them (Python's sum()) would
+        # put one carry chain after another on this step's path.
+        addends = [getattr(s3, f"v{n}") for n in range(len(operands))] + [s3.carry]
+        while len(addends) > 1:
+            addends = [addends[i] + addends[i + 1] if i + 1 < len(addends) else addends[i]
+                       for i in range(0, len(addends), 2)]
+        m.d.comb += total.eq(addends[0])
         nan = Const(0, 1)
         pos_inf = Const(0, 1)
         neg_inf = Const(0, 1)

@@ -197,7 +197,7 @@ async def board_uart(dut):
 #: rtl_gen.bitstream.BOARDS), at 4 clock cycles per UART bit.
 CONFIGS = [
     ("1x2", {"config": {"rows": 1, "cols": 2, "tmax": 2, "kmax": 64, "mem_bits": 16,
-                        "pe_stages": 4},
+                        "pe_stages": 4, "dsp_align": 1},
              "weight_words": 2048, "divisor": 4},
      [[5, 16, 2], [9, 32, 2]], ("icarus",)),
 ]
