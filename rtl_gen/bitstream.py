@@ -60,6 +60,8 @@ class BoardSpec:
         Depth of the weight memory.
     synth_opts : str
         Extra options of Yosys' ``synth_ice40`` / ``synth_ecp5``.
+    nextpnr_opts : str
+        Extra options of nextpnr.
     env : dict
         Tool environment beyond the YoWASP tools.
     """
@@ -70,6 +72,7 @@ class BoardSpec:
     config: dict
     weight_words: int
     synth_opts: str = ""
+    nextpnr_opts: str = ""
     env: dict = field(default_factory=dict)
 
     def make_platform(self):
@@ -80,23 +83,25 @@ class BoardSpec:
 #: The boards of ``make bitstream BOARD=...``.
 BOARDS = {
     # iCE40UP5K: 5,280 logic cells, 30 block RAMs, 4 SPRAMs, 8 DSPs. One
-    # SpeqPE with the narrowest draft alignment the PE allows and the
-    # pipeline depth that packs smallest; the weights in one SPRAM (16,384 x
-    # 16 bits). It still needs 5,827 logic cells (docs/board.md).
+    # SpeqPE (a 1x2 array does not fit) with the narrowest draft alignment
+    # the PE allows, draft terms aligned in DSPs, and the fewest pipeline
+    # registers that meet 12 MHz; the weights in one SPRAM (16,384 x 16
+    # bits). docs/board.md has the figures.
     "icebreaker": BoardSpec(
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         clock_hz=12e6,
-        config={"rows": 1, "cols": 1, "tmax": 2, "kmax": 64, "mem_bits": 16, "pe_stages": 2,
-                "draft_frac_bits": 23},
+        config={"rows": 1, "cols": 1, "tmax": 2, "kmax": 64, "mem_bits": 16, "pe_stages": 4,
+                "draft_frac_bits": 23, "dsp_align": 1},
         weight_words=16384, synth_opts="-dsp"),
     # LFE5U-85F: 83,640 LUT4s, 208 block RAMs (DP16KD), 156 multipliers.
-    # 2x2: the largest built to a bitstream so far; 4x5 packs at 87% of the
-    # LUT4s, 5x5 does not fit (docs/board.md).
+    # 4x5: the largest that fits; 5x5 needs more LUT4s than the device has
+    # (docs/board.md). nextpnr's router2 routes it in minutes where the
+    # default router1 had not finished after an hour.
     "ulx3s-85f": BoardSpec(
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clock_hz=25e6,
-        config={"rows": 2, "cols": 2, "tmax": 8, "kmax": 256, "mem_bits": 32},
-        weight_words=32768,
+        config={"rows": 4, "cols": 5, "tmax": 8, "kmax": 256, "mem_bits": 32},
+        weight_words=32768, nextpnr_opts="--router router2",
         # The ULX3S platform asks for openFPGALoader even when it only builds.
         env={"OPENFPGALOADER": "true"}),
 }
@@ -222,7 +227,7 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
                             synth_opts=spec.synth_opts,
                             # Timing is reported, not enforced: the summary
                             # compares Fmax with the board's clock.
-                            nextpnr_opts="--timing-allow-fail")
+                            nextpnr_opts=" ".join(["--timing-allow-fail", spec.nextpnr_opts]))
     plan.extract(build_dir)
     start = time.monotonic()
     failed = _run_script(build_dir, {**os.environ, **env})
