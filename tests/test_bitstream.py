@@ -85,7 +85,7 @@ def test_ice40_did_not_fit(tmp_path):
 
 def test_ecp5_bitstream(tmp_path):
     """A small board top through the whole ECP5 flow to a bitstream."""
-    run = _cli("--board", "ulx3s-85f", "--rows", "1", "--cols", "1", "--pe-stages", "2",
+    run = _cli("--board", "ulx3s-85f", "--rows", "1", "--cols", "1", "--pe-stages", "4",
                "--draft-frac-bits", "23", "--tmax", "1", "--kmax", "16", "--mem-bits", "16",
                "--weight-words", "512", "--out", str(tmp_path))
     assert run.returncode == 0, run.stderr[-2000:]
