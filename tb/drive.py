@@ -5,7 +5,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
 
-__all__ = ["RESET_CYCLES", "reset"]
+__all__ = ["RESET_CYCLES", "reset", "table_entry", "load_table"]
 
 
 RESET_CYCLES = 4
@@ -26,3 +26,25 @@ async def reset(dut, inputs):
     for _ in range(RESET_CYCLES):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
+
+
+def table_entry(dut, code, enc):
+    """Drive the ``table__*`` write port with entry ``code`` of ``enc``'s
+    remap tables (`golden.speq16.Encoded`), ``table__en`` high."""
+    exp_mask = (1 << len(dut.table__exp)) - 1
+    dut.table__en.value = 1
+    dut.table__code.value = code
+    dut.table__base.value = int(enc.base[code])
+    dut.table__exp.value = int(enc.draft_exp[code]) & exp_mask
+    dut.table__half.value = int(enc.draft_half[code])
+    dut.table__zero.value = int(enc.draft_zero[code])
+
+
+async def load_table(dut, enc):
+    """Write every entry of ``enc``'s remap tables through the ``table__*``
+    port, one per cycle after a falling edge; ``table__en`` low after."""
+    for code in range(len(enc.base)):
+        await FallingEdge(dut.clk)
+        table_entry(dut, code, enc)
+    await FallingEdge(dut.clk)
+    dut.table__en.value = 0

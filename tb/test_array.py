@@ -75,21 +75,6 @@ def _steps(array, mode, x, w, enc, sched):
     return payload.pack(layout, fields)
 
 
-async def _write_tables(dut, enc):
-    """Write the 8 entries of ``enc``'s remap tables, one per cycle."""
-    exp_mask = (1 << len(dut.table__exp)) - 1
-    for code in range(len(enc.base)):
-        await FallingEdge(dut.clk)
-        dut.table__en.value = 1
-        dut.table__code.value = code
-        dut.table__base.value = int(enc.base[code])
-        dut.table__exp.value = int(enc.draft_exp[code]) & exp_mask
-        dut.table__half.value = int(enc.draft_half[code])
-        dut.table__zero.value = int(enc.draft_zero[code])
-    await FallingEdge(dut.clk)
-    dut.table__en.value = 0
-
-
 async def _reset(dut):
     await drive.reset(dut, ("i__valid", "i__payload", "o__ready", "table__en", "table__code",
                             "table__base", "table__exp", "table__half", "table__zero"))
@@ -163,7 +148,7 @@ async def array_passes(dut):
         t, k = x.shape
         n = w.shape[0]
         sched = schedule(mode, n, k, t, array.pes, array.interleave)
-        await _write_tables(dut, enc)
+        await drive.load_table(dut, enc)
         out, cycles = await _run(dut, _steps(array, mode, x, w, enc, sched),
                                  int(sched.last.sum()), rng)
         summary["passes"] += 1

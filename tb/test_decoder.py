@@ -30,7 +30,7 @@ import pytest
 from amaranth.lib import data
 
 from golden import speq16
-from hw.decoder import (RemapDecoder, DecoderIn, DecoderOut, DraftOperand, TableEntry,
+from hw.decoder import (RemapDecoder, DecoderIn, DecoderOut, DraftOperand,
                         Mode, NUM_CODES, DRAFT_LANES)
 from tb import drive, runner
 
@@ -161,25 +161,6 @@ async def _reset(dut):
                  "table__base", "table__exp", "table__half", "table__zero"))
 
 
-async def _load_table(dut, enc):
-    """Write all 8 entries through the table port, one per cycle."""
-    for code in range(NUM_CODES):
-        await FallingEdge(dut.clk)
-        _drive_entry(dut, code, enc)
-    await FallingEdge(dut.clk)
-    dut.table__en.value = 0
-
-
-def _drive_entry(dut, code, enc):
-    exp_mask = (1 << data.Layout.cast(TableEntry)["exp"].width) - 1
-    dut.table__en.value = 1
-    dut.table__code.value = code
-    dut.table__base.value = int(enc.base[code])
-    dut.table__exp.value = int(enc.draft_exp[code]) & exp_mask
-    dut.table__half.value = int(enc.draft_half[code])
-    dut.table__zero.value = int(enc.draft_zero[code])
-
-
 async def _stream(dut, payloads, p_valid, p_ready, rng, latency):
     """Send ``payloads`` through the decoder under random valid/ready; return the outputs.
 
@@ -276,7 +257,7 @@ async def decoder_exhaustive(dut):
     for name, enc, (p_valid, p_ready) in tables:
         # The reset tables are what the decoder starts with; later, they load.
         if name != "reset" or loaded:
-            await _load_table(dut, enc)
+            await drive.load_table(dut, enc)
             loaded = True
         words = rng.permutation(WORDS)
         modes = rng.integers(0, len(Mode), size=words.size)
@@ -303,7 +284,7 @@ async def decoder_table_write_timing(dut):
     await _reset(dut)
     tables = {name: enc for name, enc, _ in _tables(runner.seed())}
     old, new = tables["uniform"], tables["every_finite"]
-    await _load_table(dut, old)
+    await drive.load_table(dut, old)
 
     word = 0x5A5A  # code 5 in the verify view, codes 2 and 5 in the draft view
     codes = sorted({(word >> 12) & 7, *(((word >> 4 * lane) & 7) for lane in range(DRAFT_LANES))})
@@ -324,7 +305,7 @@ async def decoder_table_write_timing(dut):
             dut.i__payload.value = payload
             dut.i__valid.value = 1
         if cycle < len(codes):
-            _drive_entry(dut, codes[cycle], new)
+            drive.table_entry(dut, codes[cycle], new)
         else:
             dut.table__en.value = 0
         await ReadOnly()
@@ -343,7 +324,7 @@ async def decoder_table_write_timing(dut):
         held = dut.o__payload.value.to_unsigned()
         for code in range(NUM_CODES):
             await FallingEdge(dut.clk)
-            _drive_entry(dut, code, old)
+            drive.table_entry(dut, code, old)
             await ReadOnly()
             assert dut.o__valid.value and dut.o__payload.value.to_unsigned() == held, (
                 "a stalled output changed under a table write")
