@@ -9,14 +9,16 @@ the finished accumulators (one per PE) to the output instead of storing them.
 
 The PE is a stateless pipeline, so the accumulators live beside it, in a small
 memory per PE that is read when a step enters and written when its result
-leaves the PE, ``latency`` cycles later. The remap tables live beside it too:
-a step carries each PE's weight word undecoded, and four 8-entry table
-memories per PE (one per draft lane; lane 3 also holds the verify bases, as
-a SPEQ-16 word's code is the bits of draft nibble 3) are read with the words
-when the step enters, like the accumulators, so that the lookups cost no
-multiplexers and their read registers stand in for the step register. A slot may therefore be used again
+leaves the PE, ``latency`` cycles later. A slot may therefore be used again
 only `interleave` steps after its previous use: the schedule (see
 ``docs/array.md``) interleaves that many rows per PE.
+
+The remap tables live beside the PE too: a step carries each PE's weight
+word undecoded, and four 8-entry table memories per PE (one per draft lane;
+lane 3's also holds the verify bases, as a SPEQ-16 word's code is the bits
+of draft nibble 3) are read with the word as the step enters, like the
+accumulators, so that the lookups cost no multiplexers and their read
+registers stand in for the step register.
 """
 
 import operator
@@ -147,15 +149,15 @@ class SpeqArray(wiring.Component):
             m.d.sync += [step.eq(self.i.payload), valid.eq(self.i.valid)]
 
         # The step's slot and last flag travel beside the PE pipeline.
-        slot, last = step.slot, step.last
+        slots, last = [step.slot], step.last
         for stage in range(self._pe_latency):
-            next_slot = Signal.like(slot, name=f"slot_{stage}")
+            next_slot = Signal.like(step.slot, name=f"slot_{stage}")
             next_last = Signal(name=f"last_{stage}")
             with m.If(en):
-                m.d.sync += [next_slot.eq(slot), next_last.eq(last)]
-            slot, last = next_slot, next_last
-            if stage == self._pe_latency - 2:
-                slot_before_last = slot
+                m.d.sync += [next_slot.eq(slots[-1]), next_last.eq(last)]
+            slots.append(next_slot)
+            last = next_last
+        slot = slots[-1]
         # Its tag waits in a memory indexed by slot instead: written as the step
         # enters, read the cycle before its result leaves. The next step of the
         # slot enters `interleave` = `latency` cycles later at the earliest, the
@@ -169,7 +171,7 @@ class SpeqArray(wiring.Component):
                 tag_write.addr.eq(self.i.payload.slot),
                 tag_write.data.eq(self.i.payload.tag),
                 tag_write.en.eq(en & self.i.valid),
-                tag_read.addr.eq(slot_before_last if self._pe_latency > 1 else step.slot),
+                tag_read.addr.eq(slots[-2]),
                 tag_read.en.eq(en),
                 tag.eq(tag_read.data),
             ]
