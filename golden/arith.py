@@ -4,8 +4,11 @@ Verify (and the FP16 baseline): one MAC per step, ``acc = fl32(acc + a*w)``
 in ascending ``k``, from ``acc = +0.0``. The product of two FP16 values is
 exact in binary32, so this is NumPy float32 arithmetic in that order.
 
-Draft: one draft-plane word (four weights) per step, a fused aligned sum of
-the accumulator and the four exact terms ``a * dw``, rounded once.
+Draft with ``L`` lanes (``L`` = 1, 2 or 4 draft weights per step): the exact
+terms ``a * dw`` are taken ``L`` at a time along ``k``. With ``L = 1`` a step
+is the verify step with the draft value in the weight's place (IEEE); with
+``L = 2`` or ``4`` it is a fused aligned sum of the accumulator and the ``L``
+terms, rounded once.
 """
 
 import numpy as np
@@ -14,12 +17,22 @@ from . import speq16
 
 
 __all__ = ["verify_gemm", "verify_step", "draft_gemm", "draft_step", "draft_terms",
-           "DRAFT_FRAC_BITS_RANGE"]
+           "DRAFT_FRAC_BITS_RANGE", "DRAFT_LANES", "check_lanes"]
 
 
 #: Allowed ``F``: every aligned operand and their sum stay below 2**53, so the
 #: integers are exact in int64 and in float64 for the final rounding.
 DRAFT_FRAC_BITS_RANGE = (2, 48)
+#: The draft lane counts ``L`` of the contract: steps of ``L`` terms must tile
+#: the four weights of a draft-plane word.
+DRAFT_LANES = (1, 2, 4)
+
+
+def check_lanes(lanes):
+    """Raise `ValueError` unless ``lanes`` is one of `DRAFT_LANES`."""
+    if lanes not in DRAFT_LANES or isinstance(lanes, bool):
+        raise ValueError(f"lanes must be one of {', '.join(map(str, DRAFT_LANES))}, "
+                         f"not {lanes!r}")
 
 
 def _check_activations(x, k=None):
@@ -67,15 +80,20 @@ def verify_gemm(x, w):
     if not isinstance(w, np.ndarray) or w.dtype != np.float16 or w.ndim != 2:
         raise ValueError("weights must be a rank-2 numpy.ndarray of float16")
     _check_activations(x, w.shape[1])
-    # verify_step unrolled over k with the operands converted once: the FP16
-    # x FP16 product is exact in binary32, so each step is one rounding of
-    # acc + product, as in verify_step.
+    return _mac_chain(x, w.astype(np.float32))
+
+
+def _mac_chain(x, wf):
+    """``acc = fl32(acc + x[t, k] * wf[n, k])`` for ``k`` ascending from +0:
+    `verify_step` unrolled over ``k`` with the operands converted once. Every
+    product of an FP16 activation and a weight (FP16, or a draft value) is
+    exact in binary32, so each step is one rounding of acc + product."""
     xf = x.astype(np.float32).T.copy()              # (K, T)
-    wf = w.astype(np.float32).T.copy()              # (K, N)
-    acc = np.zeros((x.shape[0], w.shape[0]), dtype=np.float32)
+    wf = np.ascontiguousarray(wf.T)                 # (K, N)
+    acc = np.zeros((x.shape[0], wf.shape[1]), dtype=np.float32)
     product = np.empty_like(acc)
     with np.errstate(all="ignore"):
-        for k in range(w.shape[1]):
+        for k in range(wf.shape[0]):
             np.multiply(xf[k, :, None], wf[k, None, :], out=product)
             np.add(acc, product, out=acc)
     return acc
@@ -93,25 +111,32 @@ def _significand(v):
 
 
 def draft_step(acc, terms, F=30):
-    """One fused draft step: ``fl32(acc + t0 + t1 + t2 + t3)`` by the contract.
+    """One draft step over ``L = terms.shape[-1]`` terms, by the contract.
 
     Parameters
     ----------
     acc : numpy.ndarray of float32, shape S
         Accumulators.
-    terms : numpy.ndarray, shape S + (4,)
+    terms : numpy.ndarray, shape S + (L,)
         The exact products ``a * dw`` (float64 holds them exactly).
     F : int
-        Draft fraction bits.
+        Draft fraction bits (unused when ``L = 1``).
 
     Returns
     -------
     numpy.ndarray of float32, shape S
-        Let ``E`` be the largest binade among the non-zero operands; every
-        operand becomes ``floor(x * 2**(F - E))``; the integers are summed
-        exactly and ``sum * 2**(E - F)`` is rounded once to binary32. An exact
-        zero sum gives ``+0.0``; ``inf``/``NaN`` operands give the IEEE sum.
+        ``L = 1``: ``fl32(acc + t0)``, the IEEE verify step (a draft term is
+        exact in binary32). ``L >= 2``: ``fl32(acc + t0 + ... + t_{L-1})``
+        fused: let ``E`` be the largest binade among the non-zero operands;
+        every operand becomes ``floor(x * 2**(F - E))``; the integers are
+        summed exactly and ``sum * 2**(E - F)`` is rounded once to binary32.
+        An exact zero sum gives ``+0.0``; ``inf``/``NaN`` operands give the
+        IEEE sum.
     """
+    terms = np.asarray(terms)
+    if terms.shape[-1] == 1:
+        with np.errstate(all="ignore"):
+            return np.asarray(acc, np.float32) + terms[..., 0].astype(np.float32)
     ops = np.concatenate([np.asarray(acc, dtype=np.float64)[..., None],
                           np.asarray(terms, dtype=np.float64)], axis=-1)
     finite = np.isfinite(ops).all(axis=-1)
@@ -142,9 +167,9 @@ def draft_terms(a, dw):
 
 
 def _draft_chain_finite(terms, F):
-    """The chain of draft steps over ``terms`` (G, T, N, 4), all finite, while
+    """The chain of draft steps over ``terms`` (S, T, N, L), all finite, while
     the accumulator stays finite: ``floor(v * 2**(F - E))`` is an exact float64
-    scaling and floor, and the sum of five such integers (< 2**53) is exact."""
+    scaling and floor, and the sum of L + 1 <= 5 such integers (< 2**53) is exact."""
     none = -(1 << 20)
     with np.errstate(all="ignore"):
         _, term_exp = np.frexp(terms)
@@ -163,7 +188,7 @@ def _draft_chain_finite(terms, F):
     return acc
 
 
-def draft_gemm(x, enc, F=30):
+def draft_gemm(x, enc, F=30, lanes=4):
     """Draft-pass GEMM with the SPEQ-16 draft weights of ``enc``.
 
     Parameters
@@ -171,13 +196,23 @@ def draft_gemm(x, enc, F=30):
     x : numpy.ndarray of float16, shape (T, K)
     enc : golden.speq16.Encoded, weights of shape (N, K)
     F : int
-        Draft fraction bits (SPEC section 3; default 30).
+        Draft fraction bits (SPEC section 3; default 30; unused when
+        ``lanes`` is 1).
+    lanes : {1, 2, 4}
+        ``L``, the draft terms of one step (SPEC section 3; default 4).
 
     Returns
     -------
     numpy.ndarray of float32, shape (T, N)
-        One fused draft step (`draft_step`) per group of four weights along K,
-        in ascending order, from ``acc = +0.0``.
+        One draft step (`draft_step`) per ``L`` consecutive weights along K,
+        in ascending order, from ``acc = +0.0``. With ``L = 1`` that is the
+        verify GEMM over the draft weights.
+
+    Raises
+    ------
+    ValueError
+        For bad activations, ``F`` outside `DRAFT_FRAC_BITS_RANGE` or
+        ``lanes`` not in `DRAFT_LANES`.
     """
     n, k = enc.words.shape
     _check_activations(x, k)
@@ -185,32 +220,35 @@ def draft_gemm(x, enc, F=30):
     lo, hi = DRAFT_FRAC_BITS_RANGE
     if not lo <= F <= hi:
         raise ValueError(f"F must be between {lo} and {hi}, not {F}")
+    check_lanes(lanes)
+    if lanes == 1:
+        return _mac_chain(x, speq16.draft(enc))
     # The draft steps of `draft_step`, with everything that does not depend
     # on the accumulator (the exact terms, their integer significands and
-    # binades) computed for all groups at once; the chain over the groups
+    # binades) computed for all steps at once; the chain over the steps
     # then only aligns the accumulator and sums. Same arithmetic, step for
     # step (tests/test_arith.py checks it against chains of draft_step).
-    t, groups = x.shape[0], k // 4
+    t, steps = x.shape[0], k // lanes
     dw = speq16.draft(enc).astype(np.float64)        # (N, K), exact
     with np.errstate(all="ignore"):
         terms = x.astype(np.float64)[:, None, :] * dw[None, :, :]     # (T, N, K), exact
-    terms = np.ascontiguousarray(terms.reshape(t, n, groups, 4).transpose(2, 0, 1, 3))
+    terms = np.ascontiguousarray(terms.reshape(t, n, steps, lanes).transpose(2, 0, 1, 3))
     if np.isfinite(terms).all():
         acc = _draft_chain_finite(terms, F)
         if np.isfinite(acc).all():
             return acc
         # An accumulator overflowed: redo the chain with the IEEE cases.
-    finite_terms = np.isfinite(terms).all(axis=-1)                  # (G, T, N)
+    finite_terms = np.isfinite(terms).all(axis=-1)                  # (S, T, N)
     live = np.isfinite(terms) & (terms != 0.0)
     safe = np.where(live, terms, 1.0)
     mant, exp = _significand(safe)
     mant = np.where(live, mant, 0)
     none = -(1 << 20)
-    term_big = np.where(live, _binade(safe), none).max(axis=-1)     # (G, T, N)
+    term_big = np.where(live, _binade(safe), none).max(axis=-1)     # (S, T, N)
     with np.errstate(all="ignore"):
         term_sum = terms.sum(axis=-1)                               # only where not finite
     acc = np.zeros((t, n), dtype=np.float32)
-    for g in range(groups):
+    for g in range(steps):
         a = acc.astype(np.float64)
         a_live = np.isfinite(a) & (a != 0.0)
         a_safe = np.where(a_live, a, 1.0)

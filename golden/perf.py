@@ -16,7 +16,8 @@ slot are zero.
 
 The cycle model follows the controller (`hw.controller`): the fetcher
 requests one group after another into two buffer halves, the issuer runs a
-landed group in ``K4`` rounds (4 in verify and baseline, 1 in draft) of
+landed group in rounds (4 in verify and baseline, ``4/L`` in draft with ``L``
+draft lanes) of
 ``max(slots used x T, slots)`` cycles. It predicts the count of cycles from
 the command to its status when nothing stalls; a stall cycle (memory or
 output) adds exactly one.
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arith import check_lanes
 from .schedule import MODES, check_pass
 
 
@@ -119,7 +121,7 @@ class PassCost:
     steps: int
 
 
-def pass_cost(mode, n, k, t, *, pes, slots, mem_bits, mem_latency, array_latency):
+def pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, array_latency):
     """Cycle count, bits and MACs of one pass (module docstring).
 
     Parameters
@@ -129,14 +131,18 @@ def pass_cost(mode, n, k, t, *, pes, slots, mem_bits, mem_latency, array_latency
         Shape: N rows, K columns (a multiple of 4), T tokens (1 unless verify).
     pes, slots : int
         PEs of the array and its ``interleave``.
+    lanes : {1, 2, 4}
+        ``L``, draft weights per PE and draft step (`hw.config.SpeqConfig.draft_lanes`).
     mem_bits, mem_latency : int
         ``B`` and the memory's request-to-data latency in cycles (>= 1).
     array_latency : int
         `hw.array.SpeqArray.latency`.
     """
     check_pass(mode, n, k, t)
-    lanes = 4 if mode == "draft" else 1
-    rounds = 1 if mode == "draft" else 4
+    check_lanes(lanes)
+    if mode != "draft":
+        lanes = 1
+    rounds = 4 // lanes
     entry_beats = (16 if mode == "draft" else 64) * pes // mem_bits
     act_beats = t * k // 4
     groups = k // 4
@@ -167,19 +173,23 @@ def pass_cost(mode, n, k, t, *, pes, slots, mem_bits, mem_latency, array_latency
     return PassCost(cycles=last_step + 2 + array_latency, bits=bits, macs=macs, steps=steps)
 
 
-def roofline(mode, n, k, t, *, pes, mem_bits):
+def roofline(mode, n, k, t, *, pes, lanes, mem_bits):
     """The pass' lower bound in cycles: ``max(weight bits / B, MACs / MACs per
-    cycle)`` with the bits and MACs of the shape itself (no padding)."""
+    cycle)`` with the bits and MACs of the shape itself (no padding); a PE
+    does ``lanes`` MACs per draft step, one per verify or baseline step."""
     check_pass(mode, n, k, t)
+    check_lanes(lanes)
     bits = n * k * (4 if mode == "draft" else 16)
-    macs_per_cycle = pes * (4 if mode == "draft" else 1)
+    macs_per_cycle = pes * (lanes if mode == "draft" else 1)
     return max(bits / mem_bits, n * k * t / macs_per_cycle)
 
 
+
 def machine(config):
-    """The ``pes``, ``slots``, ``mem_bits`` and ``array_latency`` keywords of
-    `pass_cost` for a `hw.config.SpeqConfig`, read from the generated array."""
+    """The ``pes``, ``slots``, ``lanes``, ``mem_bits`` and ``array_latency``
+    keywords of `pass_cost` for a `hw.config.SpeqConfig`, read from the
+    generated array."""
     from hw.array import SpeqArray          # the hardware only for its latency
     array = SpeqArray(config)
-    return {"pes": array.pes, "slots": array.interleave, "mem_bits": config.mem_bits,
-            "array_latency": array.latency}
+    return {"pes": array.pes, "slots": array.interleave, "lanes": config.draft_lanes,
+            "mem_bits": config.mem_bits, "array_latency": array.latency}

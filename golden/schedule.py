@@ -4,7 +4,9 @@ A pass computes ``Y[T x N] = X[T x K] . W[N x K]^T`` tile by tile. A tile is
 ``pes x interleave`` rows: slot ``j`` of PE ``p`` holds row
 ``tile * pes * interleave + j * pes + p``. Within a tile (innermost last):
 
-- draft:    group ``g`` (K/4), row slot ``j``: one draft word per PE and step;
+- draft:    group ``g`` (K/4), lane step ``s`` (``4/L`` of them), row slot
+  ``j``: ``L`` draft weights per PE and step (``L`` = draft lanes), columns
+  ``4g + sL .. 4g + sL + L - 1``;
 - verify:   ``g``, ``k`` in ``4g .. 4g+3``, ``j``, token ``t``;
 - baseline: ``g``, ``k``, ``j`` (one token).
 
@@ -14,6 +16,8 @@ padding of the last tile) are marked ``-1``.
 """
 
 import numpy as np
+
+from .arith import check_lanes
 
 
 __all__ = ["MODES", "Schedule", "check_pass", "schedule"]
@@ -33,7 +37,8 @@ class Schedule:
     slot : int (S,)
     token : int (S,)
     k : int (S,)
-        The weight column (verify, baseline) or the group ``g`` (draft).
+        The weight column (verify, baseline), or the index ``4g/L + s`` of the
+        step's ``L`` columns ``L k .. L k + L - 1`` (draft).
     rows : int (S, pes)
         Each PE's row, ``-1`` for padding.
     """
@@ -61,7 +66,7 @@ def check_pass(mode, n, k, t):
                          else f"T must be at least 1, not {t}")
 
 
-def schedule(mode, n, k, t, pes, interleave):
+def schedule(mode, n, k, t, pes, interleave, lanes=4):
     """The step schedule of a pass.
 
     Parameters
@@ -72,6 +77,8 @@ def schedule(mode, n, k, t, pes, interleave):
         verify).
     pes, interleave : int
         PEs of the array and row slots per PE.
+    lanes : {1, 2, 4}
+        ``L``, the draft weights a PE takes per draft step.
 
     Raises
     ------
@@ -82,11 +89,12 @@ def schedule(mode, n, k, t, pes, interleave):
     check_pass(mode, n, k, t)
     tile_rows = pes * interleave
     tiles = -(-n // tile_rows)
+    check_lanes(lanes)
     if mode == "draft":
-        # (tile, g, j)
-        shape = (tiles, k // 4, interleave, 1)
-        kk = np.arange(k // 4)[None, :, None, None]
-        last_k = k // 4 - 1
+        # (tile, g and s, j)
+        shape = (tiles, k // lanes, interleave, 1)
+        kk = np.arange(k // lanes)[None, :, None, None]
+        last_k = k // lanes - 1
     else:
         # (tile, k, j, t)
         shape = (tiles, k, interleave, t)

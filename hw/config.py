@@ -8,13 +8,16 @@ read. Later blocks add their parameters here, never as copied constants.
 from dataclasses import dataclass, asdict, fields
 import operator
 
+from golden.arith import DRAFT_LANES
 
-__all__ = ["SpeqConfig", "PARAM_RANGES"]
+
+__all__ = ["SpeqConfig", "PARAM_RANGES", "PARAM_CHOICES"]
 
 
 #: Allowed range (inclusive) of every integer parameter, used by the checks
 #: below and by the ``--help`` text of ``python -m rtl_gen.build``.
 PARAM_RANGES = {
+    "draft_lanes": (min(DRAFT_LANES), max(DRAFT_LANES)),
     # The golden model takes 2..48; the PE needs F >= 23 so that a subnormal
     # accumulator is never truncated by the draft floor (docs/pe.md).
     "draft_frac_bits": (23, 48),
@@ -26,6 +29,11 @@ PARAM_RANGES = {
     "mem_bits": (16, 4096),
     "dsp_align": (0, 1),
 }
+#: Parameters that take only some values of their range.
+PARAM_CHOICES = {
+    # The steps of L terms tile the four weights of a draft-plane word.
+    "draft_lanes": DRAFT_LANES,
+}
 
 
 @dataclass(frozen=True)
@@ -34,10 +42,18 @@ class SpeqConfig:
 
     Parameters
     ----------
+    draft_lanes : int
+        ``L`` of the draft arithmetic contract (SPEC section 3): draft MACs a
+        PE does per cycle, 1, 2 or 4. With 1 the draft value takes the
+        weight's place in the verify datapath (IEEE steps, no draft-only
+        logic); with 2 or 4 a step is a fused aligned sum of L terms. The
+        smallest L that keeps a draft pass memory-bound is ``L >= B / (4 P)``
+        for ``P`` PEs and a ``B``-bit memory port (docs/array.md).
     draft_frac_bits : int
         ``F`` of the draft arithmetic contract (SPEC section 3): every operand
-        of a fused draft step is aligned to ``F`` fraction bits below the
-        largest operand's binade before the exact sum.
+        of a fused draft step (L = 2 or 4) is aligned to ``F`` fraction bits
+        below the largest operand's binade before the exact sum; unused by
+        L = 1.
     pe_stages : int
         Pipeline registers in a PE (its latency): 1 is the output register
         alone; more split the datapath at the shifters and the adder.
@@ -66,6 +82,7 @@ class SpeqConfig:
         If a parameter is outside its range (the message names both).
     """
 
+    draft_lanes: int = 4
     draft_frac_bits: int = 30
     pe_stages: int = 10
     rows: int = 4
@@ -86,6 +103,10 @@ class SpeqConfig:
             if not lo <= value <= hi:
                 raise ValueError(
                     f"{field.name} must be between {lo} and {hi}, not {value}")
+            choices = PARAM_CHOICES.get(field.name)
+            if choices is not None and value not in choices:
+                raise ValueError(f"{field.name} must be one of "
+                                 f"{', '.join(map(str, choices))}, not {value}")
             object.__setattr__(self, field.name, value)
         if self.kmax % 4:
             raise ValueError(f"kmax must be a multiple of 4, not {self.kmax}")

@@ -4,8 +4,13 @@ One PE computes one accumulator step per cycle, fully pipelined:
 
 - verify (and the FP16 baseline): ``acc' = fl32(acc + a * w)``, IEEE binary32
   with round-to-nearest-even, from FP16 ``a`` and ``w``;
-- draft: ``acc' = fl32(acc + t0 + t1 + t2 + t3)`` with ``t_j = a_j * dw_j``,
-  the fused aligned sum of SPEC section 3 with ``F`` fraction bits.
+- draft with ``L`` lanes (`SpeqConfig.draft_lanes`): ``L = 1`` is the verify
+  step with the draft value ``dw`` in the weight's place; ``L = 2`` or ``4``
+  is ``acc' = fl32(acc + t0 + ... + t_{L-1})`` with ``t_j = a_j * dw_j``, the
+  fused aligned sum of SPEC section 3 with ``F`` fraction bits.
+
+With one lane the draft mode is a multiplexer in front of the multiplier's
+weight operand and nothing else: the rest of the PE is the FP16 baseline's.
 
 Both modes run through one datapath, in seven steps:
 
@@ -25,20 +30,20 @@ Both modes run through one datapath, in seven steps:
    subnormal results come out right;
 7. *round* -- round to nearest even, pack, and the IEEE special cases.
 
-Only slot 0 of the aligner sees the product in verify mode; in draft mode it
-sees draft term 0, and slots 1-3 hold terms 1-3. The multiplier, the
-accumulator's aligner, the adder, the normaliser and the rounder serve both
-modes; the draft mode adds three narrow term aligners and the exponent maximum
-over five operands. `Fp16PE` is the same generator without the draft slots.
+With ``L >= 2`` lanes, slot 0 of the aligner sees the product in verify mode
+and draft term 0 in draft mode, and slots 1 to ``L - 1`` hold the other terms.
+The multiplier, the accumulator's aligner, the adder, the normaliser and the
+rounder serve both modes; the fused draft mode adds ``L - 1`` narrow term
+aligners and the exponent maximum over ``L + 1`` operands. `Fp16PE` is the
+same generator without the draft mode.
 """
 
 from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-import operator
 
 from .config import SpeqConfig
-from .decoder import DRAFT_LANES, DraftOperand, Mode
+from .decoder import DraftOperand, Mode
 from .fp import FP16, FP32
 
 
@@ -69,8 +74,15 @@ _DRAFT_ONLY_SLOT = 2
 _EXP = signed(11)
 
 
-def pe_input_layout(draft=True):
+def pe_input_layout(draft=True, lanes=1):
     """Input payload of a PE: one accumulator step.
+
+    Parameters
+    ----------
+    draft : bool
+        The SpeqPE's layout (``False``: the Fp16PE's).
+    lanes : int
+        ``L``, the draft lanes (ignored without ``draft``).
 
     Members
     -------
@@ -79,17 +91,18 @@ def pe_input_layout(draft=True):
     acc : FP32
         The accumulator to add to.
     act : array of FP16
-        Activations; verify uses ``act[0]``, draft uses all four.
+        ``L`` activations (one in the Fp16PE); verify uses ``act[0]``, draft
+        all ``L``.
     weight : FP16
         The verify weight.
     draft : array of DraftOperand
-        The four draft weights (from the exponent-remap decoder).
+        The ``L`` draft weights (from the exponent-remap tables).
     """
-    fields = {"acc": FP32, "act": data.ArrayLayout(FP16, DRAFT_LANES if draft else 1),
-              "weight": FP16}
+    lanes = lanes if draft else 1
+    fields = {"acc": FP32, "act": data.ArrayLayout(FP16, lanes), "weight": FP16}
     if draft:
         fields["mode"] = Mode
-        fields["draft"] = data.ArrayLayout(DraftOperand, DRAFT_LANES)
+        fields["draft"] = data.ArrayLayout(DraftOperand, lanes)
     return data.StructLayout(fields)
 
 
@@ -204,25 +217,21 @@ class _Operand:
 
 
 class SpeqPE(wiring.Component):
-    """Reconfigurable PE: one FP16 MAC (verify) or four draft MACs per cycle.
+    """Reconfigurable PE: one FP16 MAC (verify) or ``L`` draft MACs per cycle.
 
     Parameters
     ----------
     config : SpeqConfig
-        Uses ``draft_frac_bits`` (``F``, 23..48 in hardware: the accumulator
-        may then always be taken at its field's exponent, see
-        ``docs/pe.md``) and ``pe_stages``.
+        Uses ``draft_lanes`` (``L``), ``draft_frac_bits`` (``F``, 23..48 in
+        hardware: the accumulator may then always be taken at its field's
+        exponent, see ``docs/pe.md``; unused when ``L = 1``), ``pe_stages``
+        and ``dsp_align``.
     draft : bool
         Build the draft mode (``False`` gives the FP16-only baseline).
-    draft_lanes : int
-        Draft terms summed per step, 1 to 4 (default 4, the SPEQ PE). Fewer
-        lanes leave the unused ``act``/``draft`` inputs unconnected; they are
-        for area studies only (``bench/pe_lanes.py``), the contract's draft
-        step takes four.
 
     Members
     -------
-    i : In(stream.Signature(pe_input_layout(draft)))
+    i : In(stream.Signature(pe_input_layout(draft, L)))
         One step per cycle; the mode may change on any cycle.
     o : Out(stream.Signature(PEOut))
         The step's result, `latency` cycles later. ``o.ready`` low stalls the
@@ -234,23 +243,23 @@ class SpeqPE(wiring.Component):
         If ``config`` is not a `SpeqConfig` or ``draft`` not a bool.
     """
 
-    def __init__(self, config=SpeqConfig(), *, draft=True, draft_lanes=DRAFT_LANES):
+    def __init__(self, config=SpeqConfig(), *, draft=True):
         if not isinstance(config, SpeqConfig):
             raise TypeError(f"config must be a SpeqConfig, not {config!r}")
         if not isinstance(draft, bool):
             raise TypeError(f"draft must be a bool, not {draft!r}")
-        draft_lanes = operator.index(draft_lanes)
-        if not 1 <= draft_lanes <= DRAFT_LANES:
-            raise ValueError(f"draft_lanes must be between 1 and {DRAFT_LANES}, not {draft_lanes}")
-        self._lanes = draft_lanes if draft else 1
+        self._lanes = config.draft_lanes if draft else 1
         self._config = config
         self._draft = draft
+        # The fused draft sum (L >= 2); with one lane the draft step is a
+        # verify step.
+        self._fused = draft and self._lanes > 1
         self._F = config.draft_frac_bits
-        # The baseline carries only the verify precision, not the draft's F.
-        self._G = max(self._F, VERIFY_GUARD_BITS) if draft else VERIFY_GUARD_BITS
+        # Only the fused draft sum needs the draft's F; IEEE steps need 25.
+        self._G = max(self._F, VERIFY_GUARD_BITS) if self._fused else VERIFY_GUARD_BITS
         self._registered = frozenset(_REGISTER_ORDER[:config.pe_stages])
         super().__init__({
-            "i": In(stream.Signature(pe_input_layout(draft))),
+            "i": In(stream.Signature(pe_input_layout(draft, self._lanes))),
             "o": Out(stream.Signature(PEOut)),
         })
 
@@ -261,6 +270,11 @@ class SpeqPE(wiring.Component):
     @property
     def has_draft(self):
         return self._draft
+
+    @property
+    def lanes(self):
+        """``L``: draft MACs per draft step (1 in the Fp16PE)."""
+        return self._lanes
 
     @property
     def latency(self):
@@ -293,23 +307,44 @@ class SpeqPE(wiring.Component):
             inf=(f.exp == 31) & (f.frac == 0),
             nan=(f.exp == 31) & (f.frac != 0)))
 
+    @staticmethod
+    def _draft_in_place(weight, operand, draft_mode):
+        """One lane: the unpacked weight, or in draft mode the draft value
+        ``operand`` unpacked the same way (a significand of ``1.0`` or
+        ``1.5`` at bit 10, ``2**x`` its binade; never inf or NaN). A zero
+        draft value is ``+0`` whatever the nibble's sign (`golden.speq16`):
+        it decides the sign of ``(-0) + a * 0``."""
+        sig = Mux(operand.zero, 0, Cat(Const(0, 9), operand.half, Const(1, 1)))
+        return _Bundle(dict(
+            sign=Mux(draft_mode, operand.sign & ~operand.zero, weight.sign),
+            sig=Mux(draft_mode, sig, weight.sig),
+            exp=Mux(draft_mode, operand.exp, weight.exp),
+            zero=Mux(draft_mode, operand.zero, weight.zero),
+            inf=weight.inf & ~draft_mode,
+            nan=weight.nan & ~draft_mode))
+
     def elaborate(self, platform):
         m = Module()
         pipe = _Pipeline(m, self._registered)
         G, F = self._G, self._F
-        lanes = self._lanes
+        lanes, fused = self._lanes, self._fused
         p = self.i.payload
         draft_mode = (p.mode == Mode.DRAFT) if self._draft else Const(0, 1)
 
         # -- 1. unpack --------------------------------------------------------
         acc = FP32(p.acc)
         fp16_inputs = [p.act[j] for j in range(lanes)] + [p.weight]
-        v = dict(valid=self.i.valid, draft_mode=draft_mode,
+        # With one lane the draft mode ends here, in the weight operand's
+        # multiplexer: from there on the PE is the Fp16PE (mode 0).
+        v = dict(valid=self.i.valid, draft_mode=draft_mode if fused else Const(0, 1),
                  acc_sign=acc.sign, acc_exp=acc.exp, acc_frac=acc.frac)
         for j, bits in enumerate(fp16_inputs):
-            for name, value in self._unpack16(m, bits, f"in{j}").__dict__.items():
+            unpacked = self._unpack16(m, bits, f"in{j}")
+            if self._draft and not fused and j == lanes:
+                unpacked = self._draft_in_place(unpacked, p.draft[0], draft_mode)
+            for name, value in unpacked.__dict__.items():
                 v[f"in{j}_{name}"] = value
-        if self._draft:
+        if fused:
             for j in range(lanes):
                 for name in ("exp", "half", "zero", "sign"):
                     v[f"d{j}_{name}"] = getattr(p.draft[j], name)
@@ -331,7 +366,7 @@ class SpeqPE(wiring.Component):
             p_zero=acts[0].zero | w.zero, p_inf=acts[0].inf | w.inf,
             p_nan=acts[0].nan | w.nan | (acts[0].inf & w.zero) | (acts[0].zero & w.inf),
         )
-        if self._draft:
+        if fused:
             for j in range(lanes):
                 d = _Bundle({name: getattr(s0, f"d{j}_{name}") for name in ("exp", "half", "zero", "sign")})
                 a = acts[j]
@@ -361,7 +396,7 @@ class SpeqPE(wiring.Component):
         verify_slot = _Operand(
             sign=s1.p_sign, sig=s1.p_sig, top=s1.p_exp + 1,
             binade=s1.p_exp + s1.p_sig[21], zero=s1.p_zero, inf=s1.p_inf, nan=s1.p_nan)
-        if self._draft:
+        if fused:
             terms = [_Operand(
                 sign=getattr(s1, f"t{j}_sign"), sig=getattr(s1, f"t{j}_sig"),
                 top=getattr(s1, f"t{j}_exp") + 1,
@@ -378,7 +413,7 @@ class SpeqPE(wiring.Component):
                 zero=Mux(dm, terms[0].zero, verify_slot.zero),
                 inf=Mux(dm, terms[0].inf, verify_slot.inf),
                 nan=Mux(dm, terms[0].nan, verify_slot.nan))
-            # Slots 1-3 exist in draft mode only.
+            # Slots 1 to L - 1 exist in draft mode only.
             for t in terms[1:]:
                 t.sig = Mux(dm, t.sig, 0)
                 t.sign = t.sign & dm
@@ -453,7 +488,7 @@ class SpeqPE(wiring.Component):
         # are not inverted. The draft-only slots are already signed: an
         # arithmetic shift gives floor() directly, X = (±field >> shift) << c.
         width = G + 6            # signed: five addends below 2**(G + 2) each
-        c = G - F + 1 if self._draft else 1
+        c = G - F + 1 if fused else 1
         a = dict(valid=s2.valid, draft_mode=s2.draft_mode, e=s2.e,
                  both_zero_neg=s2.both_zero_neg)
         verify_carry, draft_carry = [], []
@@ -487,7 +522,7 @@ class SpeqPE(wiring.Component):
             ]
             x = Signal(G + 2 + c, name=f"x{n}")
             invert_low = Signal(name=f"invert_low{n}")
-            if self._draft:
+            if fused:
                 m.d.comb += [
                     x.eq(Mux(s2.draft_mode, Cat(Const(0, c), q), Cat(sticky, q))),
                     invert_low.eq(sign & ~s2.draft_mode),
@@ -501,7 +536,7 @@ class SpeqPE(wiring.Component):
                                  Cat(invert_low.replicate(c), sign.replicate(width - c)))
             a[f"v{n}"] = value
         carry = sum(verify_carry)
-        if self._draft:
+        if fused:
             carry = Mux(s2.draft_mode, sum(draft_carry) << c, carry)
         a["carry"] = carry
         s3 = pipe.after("align", **a)

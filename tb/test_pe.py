@@ -29,7 +29,7 @@ import pytest
 
 from golden import arith, speq16
 from hw.config import SpeqConfig
-from hw.decoder import DRAFT_LANES, Mode
+from hw.decoder import Mode
 from hw.pe import Fp16PE, SpeqPE, pe_input_layout
 from tb import drive, payload, runner
 
@@ -89,44 +89,45 @@ def _fp32(rng, n, near):
         rng.choice(FP32_SPECIAL, n)).astype(np.uint32)
 
 
-def _draft_operands(rng, n):
-    exp_bits = payload.width(pe_input_layout(True), "draft", 0, "exp")
+def _draft_operands(rng, n, lanes):
+    exp_bits = payload.width(pe_input_layout(True, lanes), "draft", 0, "exp")
     lo, hi = -(1 << (exp_bits - 1)), 1 << (exp_bits - 1)
     # Exponents in the range the encoder picks, and the field's extremes.
-    exp = np.where(rng.random((n, DRAFT_LANES)) < 0.8,
-                   rng.integers(-12, 4, (n, DRAFT_LANES)), rng.integers(lo, hi, (n, DRAFT_LANES)))
-    return dict(sign=rng.integers(0, 2, (n, DRAFT_LANES)), exp=exp,
-                half=rng.integers(0, 2, (n, DRAFT_LANES)),
-                zero=rng.random((n, DRAFT_LANES)) < 0.1)
+    exp = np.where(rng.random((n, lanes)) < 0.8,
+                   rng.integers(-12, 4, (n, lanes)), rng.integers(lo, hi, (n, lanes)))
+    return dict(sign=rng.integers(0, 2, (n, lanes)), exp=exp,
+                half=rng.integers(0, 2, (n, lanes)),
+                zero=rng.random((n, lanes)) < 0.1)
 
 
-def directed(has_draft):
-    """Every pairing of special accumulators, activations and weights."""
+def directed(has_draft, lanes):
+    """Every pairing of special accumulators, activations and weights; in
+    draft mode, of special accumulators and activations with draft values."""
     acc, act, weight = np.meshgrid(FP32_SPECIAL, FP16_SPECIAL, FP16_SPECIAL, indexing="ij")
     n = acc.size
-    acts = np.repeat(act.reshape(-1, 1), DRAFT_LANES if has_draft else 1, axis=1)
+    acts = np.repeat(act.reshape(-1, 1), lanes, axis=1)
     vectors = dict(mode=np.zeros(n, int), acc=acc.ravel(), act=acts, weight=weight.ravel())
     if has_draft:
         # Draft: the same specials against draft values of both kinds and zero;
-        # lanes 1-3 hold other specials so that infinities of both signs meet.
+        # the other lanes hold other specials so that infinities of both signs meet.
         rng = np.random.default_rng(0)
-        lanes = rng.choice(FP16_SPECIAL, (n, DRAFT_LANES))
-        lanes[:, 0] = act.ravel()
-        ops = dict(sign=rng.integers(0, 2, (n, DRAFT_LANES)), exp=rng.integers(-32, 32, (n, DRAFT_LANES)),
-                   half=rng.integers(0, 2, (n, DRAFT_LANES)), zero=rng.random((n, DRAFT_LANES)) < 0.25)
+        others = rng.choice(FP16_SPECIAL, (n, lanes))
+        others[:, 0] = act.ravel()
+        ops = dict(sign=rng.integers(0, 2, (n, lanes)), exp=rng.integers(-32, 32, (n, lanes)),
+                   half=rng.integers(0, 2, (n, lanes)), zero=rng.random((n, lanes)) < 0.25)
         vectors = _concat(
-            dict(vectors, draft=_draft_operands(np.random.default_rng(1), n)),
-            dict(mode=np.ones(n, int), acc=acc.ravel(), act=lanes, weight=weight.ravel(), draft=ops))
+            dict(vectors, draft=_draft_operands(np.random.default_rng(1), n, lanes)),
+            dict(mode=np.ones(n, int), acc=acc.ravel(), act=others, weight=weight.ravel(), draft=ops))
     return vectors
 
 
-def random_vectors(rng, count, has_draft):
+def random_vectors(rng, count, has_draft, lanes):
     """``count`` random steps per mode, the modes shuffled together."""
     n = count * (2 if has_draft else 1)
     mode = rng.permutation(np.arange(n) < count).astype(int) if has_draft else np.zeros(n, int)
-    act = np.stack([_fp16(rng, n) for _ in range(DRAFT_LANES if has_draft else 1)], axis=1)
+    act = np.stack([_fp16(rng, n) for _ in range(lanes)], axis=1)
     weight = _fp16(rng, n)
-    ops = _draft_operands(rng, n)
+    ops = _draft_operands(rng, n, lanes)
     # Accumulators near the value the step adds, so the alignment, the
     # cancellation and the rounding all get exercised.
     with np.errstate(all="ignore"):
@@ -157,15 +158,15 @@ def expected(vectors, F):
     return want.astype(np.float32).view(np.uint32)
 
 
-def pack(vectors, has_draft):
-    layout = pe_input_layout(has_draft)
+def pack(vectors, has_draft, lanes):
+    layout = pe_input_layout(has_draft, lanes)
     fields = {"acc": vectors["acc"], "weight": vectors["weight"]}
     for lane in range(vectors["act"].shape[1]):
         fields[("act", lane)] = vectors["act"][:, lane]
     if has_draft:
         fields["mode"] = vectors["mode"]
         for name, values in vectors["draft"].items():
-            for lane in range(DRAFT_LANES):
+            for lane in range(lanes):
                 fields[("draft", lane, name)] = values[:, lane]
     return payload.pack(layout, fields)
 
@@ -258,14 +259,15 @@ async def pe_stream(dut):
     seed = runner.seed()
     rng = np.random.default_rng(seed)
     count = int(os.environ.get("PE_VECTORS", DEFAULT_VECTORS))
-    vectors = _concat(directed(pe.has_draft), random_vectors(rng, count, pe.has_draft))
+    vectors = _concat(directed(pe.has_draft, pe.lanes),
+                      random_vectors(rng, count, pe.has_draft, pe.lanes))
     want = expected(vectors, pe.config.draft_frac_bits)
     await _reset(dut)
-    got, cycles = await _stream(dut, pack(vectors, pe.has_draft), rng, pe.latency)
+    got, cycles = await _stream(dut, pack(vectors, pe.has_draft, pe.lanes), rng, pe.latency)
     _check(got, want, vectors)
     draft_steps = int((vectors["mode"] == Mode.DRAFT.value).sum())
     summary = {"verify": int(len(got) - draft_steps), "draft": draft_steps,
-               "cycles": cycles, "seed": seed}
+               "lanes": pe.lanes, "cycles": cycles, "seed": seed}
     dut._log.info("pe: %(verify)d verify MACs and %(draft)d draft steps in %(cycles)d cycles, "
                   "all bit-exact (seed %(seed)d)", summary)
     Path("summary.json").write_text(json.dumps(summary))
@@ -273,18 +275,23 @@ async def pe_stream(dut):
 
 # --- pytest entry points ---------------------------------------------------------------------
 
-# (name, config, draft, simulators, random steps per mode): the default PE and
-# the baseline in full on both simulators; the shallowest and deepest
-# pipelines with the narrowest and widest F on the faster simulator.
+# (name, config, draft, simulators, random steps per mode): the default PE
+# (one lane), the four-lane PE and the baseline in full on both simulators;
+# two lanes, the shallowest and deepest pipelines with the narrowest and
+# widest F, and the DSP aligners on the faster simulator.
 CONFIGS = [
-    ("speq", {}, True, runner.SIMULATORS, DEFAULT_VECTORS),
+    ("speq_l1", {}, True, runner.SIMULATORS, DEFAULT_VECTORS),
+    ("speq_l4", {"draft_lanes": 4}, True, runner.SIMULATORS, DEFAULT_VECTORS),
     ("fp16", {}, False, runner.SIMULATORS, DEFAULT_VECTORS),
-    ("speq_s1_f23", {"pe_stages": 1, "draft_frac_bits": 23}, True, ("verilator",), 50_000),
-    # dsp_align: terms 1-3 aligned by multipliers, with two coarse cases (F 30)
-    # and four (F 48); the default shifters are in the cases above.
-    ("speq_s6_f48_dsp", {"pe_stages": 6, "draft_frac_bits": 48, "dsp_align": 1}, True,
+    ("speq_l1_s1", {"pe_stages": 1}, True, ("verilator",), 50_000),
+    ("speq_l2_s1_f23", {"draft_lanes": 2, "pe_stages": 1, "draft_frac_bits": 23}, True,
      ("verilator",), 50_000),
-    ("speq_s4_dsp", {"pe_stages": 4, "dsp_align": 1}, True, ("verilator",), 50_000),
+    # dsp_align: terms 1 to L-1 aligned by multipliers, with two coarse cases
+    # (F 30) and four (F 48); the default shifters are in the cases above.
+    ("speq_l4_s6_f48_dsp", {"draft_lanes": 4, "pe_stages": 6, "draft_frac_bits": 48,
+                            "dsp_align": 1}, True, ("verilator",), 50_000),
+    ("speq_l2_s4_dsp", {"draft_lanes": 2, "pe_stages": 4, "dsp_align": 1}, True,
+     ("verilator",), 50_000),
 ]
 
 
@@ -301,4 +308,4 @@ def test_pe(name, config, draft, sim, count):
     summary = json.loads((build_dir / "summary.json").read_text())
     assert summary["verify"] >= count and summary["draft"] >= (count if draft else 0)
     print(f"pe {name} [{sim}]: {summary['verify']} verify MACs, {summary['draft']} draft steps "
-          f"({4 * summary['draft']} draft MACs), bit-exact, {summary['cycles']} cycles")
+          f"({summary['lanes'] * summary['draft']} draft MACs), bit-exact, {summary['cycles']} cycles")

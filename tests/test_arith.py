@@ -206,6 +206,74 @@ def test_draft_gemm_equals_draft_steps_on_large_random_input(F, specials):
     same_bits(arith.draft_gemm(x, enc, F), want)
 
 
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_draft_gemm_is_a_chain_of_rational_steps_of_L_terms(lanes):
+    # The steps of L terms along K, each by the rational reference (L >= 2)
+    # or by IEEE float32 addition (L = 1); infinities and zero codes included.
+    rng = np.random.default_rng(10 + lanes)
+    w = (rng.standard_normal((4, 16)) * 0.05).astype(np.float16)
+    x = (rng.standard_normal((2, 16)) * np.exp2(rng.integers(-16, 6, (2, 16)))).astype(np.float16)
+    x[1, 6] = -np.inf
+    enc = speq16.encode(w)
+    dw = speq16.draft(enc).astype(np.float64)
+    want = np.zeros((2, 4), dtype=np.float32)
+    for t in range(2):
+        for n in range(4):
+            acc = np.float32(0.0)
+            for s in range(16 // lanes):
+                cols = slice(lanes * s, lanes * s + lanes)
+                with np.errstate(all="ignore"):
+                    terms = x[t, cols].astype(np.float64) * dw[n, cols]
+                    acc = (np.float32(acc + np.float32(terms[0])) if lanes == 1
+                           else reference_draft_step(acc, terms, 30))
+            want[t, n] = acc
+    same_bits(arith.draft_gemm(x, enc, 30, lanes=lanes), want)
+
+
+def test_one_lane_draft_is_a_verify_pass_over_the_draft_weights():
+    # SPEC section 3: with L = 1 the draft value takes the weight's place.
+    rng = np.random.default_rng(5)
+    w = (rng.standard_normal((9, 32)) * 0.05).astype(np.float16)
+    x = rng.standard_normal((3, 32)).astype(np.float16)
+    enc = speq16.encode(w)
+    dw = speq16.draft(enc)
+    # Every draft value of this tensor is an FP16 value, so the verify GEMM
+    # takes it as a weight.
+    assert (dw.astype(np.float16).astype(np.float32) == dw).all()
+    same_bits(arith.draft_gemm(x, enc, lanes=1), arith.verify_gemm(x, dw.astype(np.float16)))
+    same_bits(arith.draft_gemm(x, enc, lanes=1), sequential_verify(x, dw))
+
+
+@pytest.mark.parametrize("lanes", [2, 4])
+@pytest.mark.parametrize("F", [23, 48])
+def test_draft_gemm_of_L_lanes_equals_draft_steps_with_specials(lanes, F):
+    rng = np.random.default_rng(F + lanes)
+    w = (rng.standard_normal((11, 32)) * np.exp2(rng.integers(-12, 3, (11, 32)))).astype(np.float16)
+    x = (rng.standard_normal((3, 32)) * np.exp2(rng.integers(-20, 8, (3, 32)))).astype(np.float16)
+    x[1, 7], x[2, 9] = np.inf, np.nan
+    enc = speq16.encode(w)
+    dw = speq16.draft(enc)
+    want = np.zeros((3, 11), dtype=np.float32)
+    for s in range(32 // lanes):
+        cols = slice(lanes * s, lanes * s + lanes)
+        want = arith.draft_step(want, arith.draft_terms(x[:, None, cols], dw[None, :, cols]), F)
+    same_bits(arith.draft_gemm(x, enc, F, lanes=lanes), want)
+
+
+def test_draft_step_of_one_term_is_ieee():
+    acc = np.float32([1.0, 2.0**24, -0.0, 3.0e38])
+    terms = np.array([[2.0**-30], [1.0], [-0.0], [3.0e38]])
+    got = arith.draft_step(acc, terms, 2)
+    same_bits(got, np.float32([1.0, 2.0**24, -0.0, np.inf]))
+
+
+@pytest.mark.parametrize("lanes", [0, 3, 8, "4"])
+def test_draft_gemm_rejects_bad_lanes(lanes):
+    enc = speq16.encode(np.ones((1, 4), dtype=np.float16))
+    with pytest.raises(ValueError, match=f"lanes must be one of 1, 2, 4, not {lanes!r}"):
+        arith.draft_gemm(np.ones((1, 4), dtype=np.float16), enc, lanes=lanes)
+
+
 def test_draft_gemm_is_close_to_verify_on_gaussian_weights():
     # Not a contract check: a sanity bound on the draft's quality (SPEC: ~0.12).
     rng = np.random.default_rng(4)

@@ -69,25 +69,65 @@ def test_tiles(n, pes, slots, want):
     assert perf.tiles(n, pes, slots) == want
 
 
-MACHINE = {"pes": 16, "slots": 11, "mem_bits": 32, "array_latency": 11}
+MACHINE = {"pes": 16, "slots": 11, "lanes": 1, "mem_bits": 32, "array_latency": 11}
 
 
+def test_machine_reads_the_configuration():
+    config = SpeqConfig(rows=2, cols=3, pe_stages=4, draft_lanes=2, mem_bits=32)
+    assert perf.machine(config) == {"pes": 6, "slots": 5, "lanes": 2, "mem_bits": 32,
+                                    "array_latency": 5}
+    assert perf.machine(SpeqConfig(pe_stages=10, draft_lanes=1)) == MACHINE
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4])
 @pytest.mark.parametrize("n,k", [(1, 4), (5, 40), (256, 256), (300, 1024)])
-def test_draft_reads_a_quarter_of_verify(n, k):
-    draft = perf.pass_cost("draft", n, k, 1, mem_latency=8, **MACHINE)
+def test_draft_reads_a_quarter_of_verify(n, k, lanes):
+    machine = {**MACHINE, "lanes": lanes}
+    draft = perf.pass_cost("draft", n, k, 1, mem_latency=8, **machine)
     for t in (1, 8):
-        verify = perf.pass_cost("verify", n, k, t, mem_latency=8, **MACHINE)
+        verify = perf.pass_cost("verify", n, k, t, mem_latency=8, **machine)
         assert 4 * draft.bits == verify.bits
         assert verify.macs == t * draft.macs      # one MAC per weight and token
-    assert draft.macs == 4 * draft.steps * MACHINE["pes"]
+    assert draft.macs == lanes * draft.steps * MACHINE["pes"]
 
 
+@pytest.mark.parametrize("lanes", [1, 2, 4])
 @pytest.mark.parametrize("mode,t", [("draft", 1), ("baseline", 1), ("verify", 1), ("verify", 8)])
 @pytest.mark.parametrize("n,k", [(256, 256), (1024, 1024), (4096, 256)])
-def test_large_passes_near_roofline(mode, t, n, k):
-    cost = perf.pass_cost(mode, n, k, t, mem_latency=8, **MACHINE)
-    bound = perf.roofline(mode, n, k, t, pes=16, mem_bits=32)
+def test_large_passes_near_roofline(mode, t, n, k, lanes):
+    # The default machine (16 PEs, B = 32) is memory-bound with any L.
+    cost = perf.pass_cost(mode, n, k, t, mem_latency=8, **{**MACHINE, "lanes": lanes})
+    bound = perf.roofline(mode, n, k, t, pes=16, lanes=lanes, mem_bits=32)
+    assert bound == n * k * (4 if mode == "draft" else 16) / 32
     assert bound <= cost.cycles <= bound / 0.9
+
+
+def test_lanes_decide_the_draft_pass_when_it_is_compute_bound():
+    # One PE behind a 32-bit port: a draft pass gets 8 draft weights a cycle
+    # and takes L of them per cycle, so its cycles fall with L until L = 4
+    # (docs/array.md, sizing rule); verify and baseline passes do not change.
+    one = {**MACHINE, "pes": 1, "mem_bits": 16}
+    cycles = {lanes: perf.pass_cost("draft", 64, 1024, 1, mem_latency=8,
+                                    **{**one, "lanes": lanes}).cycles for lanes in (1, 2, 4)}
+    bounds = {lanes: perf.roofline("draft", 64, 1024, 1, pes=1, lanes=lanes, mem_bits=16)
+              for lanes in (1, 2, 4)}
+    assert bounds == {1: 64 * 1024, 2: 32 * 1024, 4: 16 * 1024}
+    assert cycles[1] > cycles[2] > cycles[4] >= bounds[4]
+    # Compute-bound: within 5% of the roofline. (L = 4 balances the port and
+    # the PE, and two buffer halves then hide only part of the latency.)
+    for lanes in (1, 2):
+        assert bounds[lanes] <= cycles[lanes] <= bounds[lanes] / 0.95
+    verify = {perf.pass_cost("verify", 64, 1024, 2, mem_latency=8, **{**one, "lanes": lanes})
+              for lanes in (1, 2, 4)}
+    assert len(verify) == 1
+
+
+@pytest.mark.parametrize("lanes", [0, 3, 8])
+def test_bad_lanes(lanes):
+    with pytest.raises(ValueError, match=f"lanes must be one of 1, 2, 4, not {lanes}"):
+        perf.pass_cost("draft", 4, 4, 1, mem_latency=1, **{**MACHINE, "lanes": lanes})
+    with pytest.raises(ValueError, match=f"lanes must be one of 1, 2, 4, not {lanes}"):
+        perf.roofline("draft", 4, 4, 1, pes=1, lanes=lanes, mem_bits=16)
 
 
 def test_latency_and_slowdowns_add_cycles():
@@ -115,6 +155,8 @@ def test_bad_pass_arguments(args, message):
     ({"mem_bits": 40}, "mem_bits must be a multiple of 16, not 40"),
     ({"kmax": 10}, "kmax must be a multiple of 4, not 10"),
     ({"kmax": 2}, "kmax must be between 4 and 16384, not 2"),
+    ({"draft_lanes": 3}, "draft_lanes must be one of 1, 2, 4, not 3"),
+    ({"draft_lanes": 8}, "draft_lanes must be between 1 and 4, not 8"),
 ])
 def test_config_checks(kwargs, message):
     with pytest.raises(ValueError, match=message):
