@@ -50,8 +50,11 @@ class TinyLM:
     ----------
     path : str or Path
         The ``.npz`` file (default: ``models/speqlm.npz``).
-    draft_frac_bits : int
-        ``F`` of the draft passes.
+    draft_frac_bits : int, optional
+        ``F`` of the draft passes (default: the default configuration's,
+        `hw.config.SpeqConfig`).
+    draft_lanes : {1, 2, 4}, optional
+        ``L`` of the draft passes (default: the default configuration's).
 
     Raises
     ------
@@ -59,7 +62,12 @@ class TinyLM:
         A missing file, or one without the expected keys and shapes.
     """
 
-    def __init__(self, path=DEFAULT_WEIGHTS, draft_frac_bits=30):
+    def __init__(self, path=DEFAULT_WEIGHTS, draft_frac_bits=None, draft_lanes=None):
+        from hw.config import SpeqConfig       # the parameters only: no hardware
+        default = SpeqConfig()
+        self.F = default.draft_frac_bits if draft_frac_bits is None else draft_frac_bits
+        self.lanes = default.draft_lanes if draft_lanes is None else draft_lanes
+        arith.check_lanes(self.lanes)
         path = Path(path)
         with np.load(path) as f:
             data = {key: f[key] for key in f.files}
@@ -69,7 +77,6 @@ class TinyLM:
         c = self.config
         self.d, self.layers, self.heads = c["d_model"], c["n_layers"], c["n_heads"]
         self.context, self.vocab = c["context"], c["vocab"]
-        self.F = draft_frac_bits
         shapes = {"tok_emb": (self.vocab, self.d), "pos_emb": (self.context, self.d),
                   "lnf.g": (self.d,), "lnf.b": (self.d,), "head": (self.vocab, self.d)}
         for i in range(self.layers):
@@ -130,7 +137,7 @@ class Session:
         n, k = model.w[name].shape
         self.passes.append((self.mode, n, k, x.shape[0]))
         if self.mode == "draft":
-            return arith.draft_gemm(x16, model.enc[name], model.F)
+            return arith.draft_gemm(x16, model.enc[name], model.F, model.lanes)
         return arith.verify_gemm(x16, model.w[name])
 
     def forward(self, tokens):

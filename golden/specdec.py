@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from . import perf
+from .arith import DRAFT_LANES
 from .model import DEFAULT_WEIGHTS, Session, TinyLM
 
 
@@ -207,6 +208,10 @@ def parser():
                    help="model file (default: models/speqlm.npz)")
     p.add_argument("--mem-latency", type=int, default=8,
                    help="memory latency of the cycle model, cycles (default: 8)")
+    p.add_argument("--draft-lanes", type=int, choices=DRAFT_LANES, default=None,
+                   help="L, draft weights per PE and draft step (SPEC section 3), for the "
+                        "draft arithmetic and the cycle model (default: the default "
+                        "configuration's, hw.config.SpeqConfig)")
     p.add_argument("--no-check", action="store_true",
                    help="skip the plain autoregressive run that checks the output is identical")
     return p
@@ -220,8 +225,9 @@ def main(argv=None):
         p.error(f"--gamma must be at least 1, not {args.gamma}")
     if args.mem_latency < 1:
         p.error(f"--mem-latency must be at least 1, not {args.mem_latency}")
+    config = SpeqConfig() if args.draft_lanes is None else SpeqConfig(draft_lanes=args.draft_lanes)
     try:
-        model = TinyLM(args.weights)
+        model = TinyLM(args.weights, draft_lanes=config.draft_lanes)
         prompt = list(args.prompt.encode())
         _check(model, prompt, args.tokens)
     except (OSError, ValueError) as error:
@@ -229,12 +235,13 @@ def main(argv=None):
     out, stats = speculative(model, prompt, args.tokens, args.gamma,
                              progress=_progress_bar(args.tokens))
     sys.stdout.write(args.prompt + bytes(out).decode("utf-8", errors="replace") + "\n")
-    costs = Costs(SpeqConfig(), args.mem_latency)
+    costs = Costs(config, args.mem_latency)
     spec = costs.cycles(stats.draft_passes) + costs.cycles(stats.verify_passes)
     plain = costs.per_token(model, "baseline") * len(out)
     print(f"\ngamma {args.gamma}: {stats.rounds} verify passes, acceptance "
           f"{stats.acceptance:.3f}, {stats.tokens_per_round:.2f} tokens per verify pass")
-    print(f"accelerator cycles (default configuration, cycle model): speculative {spec:,}, "
+    print(f"accelerator cycles (default configuration with L = {config.draft_lanes}, cycle "
+          f"model): speculative {spec:,}, "
           f"FP16 autoregressive {plain:,}, speedup {plain / spec:.2f}x")
     if not args.no_check:
         ref, _ = autoregressive(model, prompt, args.tokens)

@@ -95,7 +95,7 @@ async def gemm_check(board, args):
                 failures += 1
                 continue
             if mode == "draft":
-                want = arith.draft_gemm(xs, enc, config.draft_frac_bits)
+                want = arith.draft_gemm(xs, enc, config.draft_frac_bits, config.draft_lanes)
             else:
                 want = arith.verify_gemm(xs, w if mode == "baseline" else speq16.decode(enc))
             bad = _differ(result.y, want)

@@ -203,7 +203,8 @@ class Board:
                              f"this host {PROTOCOL_VERSION}")
         self.info = info
         self.config = SpeqConfig(**{name: info[name] for name in (
-            "draft_frac_bits", "pe_stages", "rows", "cols", "tmax", "kmax", "mem_bits")})
+            "draft_lanes", "draft_frac_bits", "pe_stages", "rows", "cols", "tmax", "kmax",
+            "mem_bits")})
         self._result = result_layout(self.config)
         return info
 

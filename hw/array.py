@@ -1,9 +1,9 @@
 """The PE array: ``R x C`` SpeqPEs in lockstep, each with its accumulators.
 
 The array executes a stream of *steps*. In one step every PE ``p`` adds one
-term (verify: ``a * w_p``) or one draft word (draft: four draft terms) to one
-of its accumulators; the activations of a step are broadcast to all PEs, the
-weights are one per PE. Which accumulator a step uses is its ``slot``; a step
+term (verify: ``a * w_p``) or ``L`` draft terms (draft, ``L`` =
+`SpeqConfig.draft_lanes`) to one of its accumulators; the activations of a
+step are broadcast to all PEs, the weights are one per PE. Which accumulator a step uses is its ``slot``; a step
 marked ``first`` starts its slot from ``+0.0``, a step marked ``last`` sends
 the finished accumulators (one per PE) to the output instead of storing them.
 
@@ -14,11 +14,13 @@ only `interleave` steps after its previous use: the schedule (see
 ``docs/array.md``) interleaves that many rows per PE.
 
 The remap tables live beside the PE too: a step carries each PE's weight
-word undecoded, and four 8-entry table memories per PE (one per draft lane;
-lane 3's also holds the verify bases, as a SPEQ-16 word's code is the bits
-of draft nibble 3) are read with the word as the step enters, like the
-accumulators, so that the lookups cost no multiplexers and their read
-registers stand in for the step register.
+word undecoded, and ``L`` 8-entry table memories per PE (one per draft lane)
+are read with the word as the step enters, like the accumulators, so that
+the lookups cost no multiplexers and their read registers stand in for the
+step register. A draft step's ``L`` nibbles are the top ``L`` nibbles of its
+word (lane ``j`` in nibble ``4 - L + j``), so the last lane reads nibble 3,
+which in a SPEQ-16 word is ``{sign, code}``: its table also holds the verify
+bases.
 """
 
 import operator
@@ -28,7 +30,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import SpeqConfig
-from .decoder import (DRAFT_EXP_BITS, DRAFT_LANES, NUM_CODES, DraftNibble, DraftOperand, Mode,
+from .decoder import (DRAFT_EXP_BITS, GROUP, NUM_CODES, DraftNibble, DraftOperand, Mode,
                       TableEntry, TableWriteSignature, weight_from_base)
 from .fp import FP16, FP32
 from .pe import SpeqPE
@@ -37,7 +39,7 @@ from .pe import SpeqPE
 __all__ = ["SpeqArray"]
 
 
-# The draft part of a table entry: what the tables of lanes 0-2 hold.
+# The draft part of a table entry: what the tables of all lanes but the last hold.
 _DRAFT_VALUE = data.StructLayout({"exp": signed(DRAFT_EXP_BITS), "half": 1, "zero": 1})
 
 
@@ -47,7 +49,8 @@ class SpeqArray(wiring.Component):
     Parameters
     ----------
     config : SpeqConfig
-        Uses ``rows``, ``cols``, ``tmax`` and the PE's parameters.
+        Uses ``rows``, ``cols``, ``tmax``, ``draft_lanes`` and the PE's
+        parameters.
     tag_bits : int
         Width of a ``tag`` field that travels with each step to its result
         (the controller puts the row and token there); 0 for none.
@@ -60,9 +63,10 @@ class SpeqArray(wiring.Component):
         they start as zeros and a reset leaves them as they are.
     i : In(stream.Signature(step layout))
         Steps: ``mode``, ``plain``, ``first``, ``last``, ``slot``, ``act``
-        (4 FP16, broadcast; verify uses ``act[0]``) and ``word`` (16 bits
-        per PE): the draft-plane word (draft), the SPEQ-16 word (verify) or,
-        with ``plain`` set, the FP16 weight itself (verify mode without the
+        (``L`` FP16, broadcast; verify uses ``act[0]``) and ``word`` (16 bits
+        per PE): ``L`` draft nibbles in its top ``4 L`` bits (draft; lane
+        ``j`` in nibble ``4 - L + j``), the SPEQ-16 word (verify) or, with
+        ``plain`` set, the FP16 weight itself (verify mode without the
         tables: the FP16 baseline).
     o : Out(stream.Signature(result layout))
         For every ``last`` step, ``latency`` cycles later: ``acc`` (one FP32
@@ -95,7 +99,7 @@ class SpeqArray(wiring.Component):
             "slot": range(self.depth),
             "tag": tag_bits,
             "plain": 1,
-            "act": data.ArrayLayout(FP16, DRAFT_LANES),
+            "act": data.ArrayLayout(FP16, config.draft_lanes),
             "word": data.ArrayLayout(16, pes),
         })
         result = data.StructLayout({
@@ -217,21 +221,23 @@ class SpeqArray(wiring.Component):
         device = getattr(platform, "device", "") or ""
         attrs = {"ram_style": "block"} if device.startswith("iCE40") else None
         table, word_in, word = self.table, self.i.payload.word[p], step.word[p]
-        draft = Signal(data.ArrayLayout(DraftOperand, DRAFT_LANES), name=f"pe{p}_draft")
+        lanes = self._config.draft_lanes
+        draft = Signal(data.ArrayLayout(DraftOperand, lanes), name=f"pe{p}_draft")
         base = None
-        for lane in range(DRAFT_LANES):
-            # Lane 3's nibble is the SPEQ-16 word's {sign, code}: its table
-            # also holds the bases of the verify decoding.
-            shape = TableEntry if lane == DRAFT_LANES - 1 else _DRAFT_VALUE
+        for lane in range(lanes):
+            # The last lane reads nibble 3, the SPEQ-16 word's {sign, code}:
+            # its table also holds the bases of the verify decoding.
+            shape = TableEntry if lane == lanes - 1 else _DRAFT_VALUE
+            nibble = 4 * (GROUP - lanes + lane)
             mem = memory.Memory(shape=shape, depth=NUM_CODES, init=[], attrs=attrs)
             m.submodules[f"pe{p}_table{lane}"] = mem
             write, read = mem.write_port(), mem.read_port()
             m.d.comb += [
                 write.en.eq(table.en),
                 write.addr.eq(table.code),
-                read.addr.eq(DraftNibble(word_in[4 * lane:4 * lane + 4]).code),
+                read.addr.eq(DraftNibble(word_in[nibble:nibble + 4]).code),
                 read.en.eq(en),
-                draft[lane].sign.eq(DraftNibble(word[4 * lane:4 * lane + 4]).sign),
+                draft[lane].sign.eq(DraftNibble(word[nibble:nibble + 4]).sign),
             ]
             for name, _ in data.Layout.cast(shape):
                 m.d.comb += write.data[name].eq(getattr(table, name))

@@ -34,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 from .accel import SpeqAccel
 from .config import SpeqConfig
 from .controller import Command, Status
-from .decoder import DRAFT_LANES
+from .decoder import GROUP
 from .fp import FP16
 from .uart import UartRx, UartTx, _check_divisor
 
@@ -73,7 +73,8 @@ class Flag(enum.IntFlag):
 
 #: Sent in `Info`: "SPEQ" as a little-endian 32-bit word.
 MAGIC = int.from_bytes(b"SPEQ", "little")
-PROTOCOL_VERSION = 1
+#: 2: `Info` ends with ``draft_lanes``.
+PROTOCOL_VERSION = 2
 #: Largest weight memory, in words (the `Span` counts are 32 bits).
 WEIGHT_WORDS_MAX = 1 << 24
 
@@ -90,7 +91,7 @@ Info = data.StructLayout({
     "magic": 32, "version": 8,
     "rows": 8, "cols": 8, "tmax": 8, "pe_stages": 8, "draft_frac_bits": 8,
     "kmax": 16, "mem_bits": 16, "weight_words": 32, "act_words": 32,
-    "divisor": 16, "flags": 8,
+    "divisor": 16, "flags": 8, "draft_lanes": 8,
 })
 
 #: The end of a pass: the accelerator's status, the cycles the pass was
@@ -105,7 +106,7 @@ def nbytes(layout):
 
 def act_words(config):
     """Activation words (four FP16 values each) the board holds: ``tmax x kmax / 4``."""
-    return config.tmax * config.kmax // DRAFT_LANES
+    return config.tmax * config.kmax // GROUP
 
 
 class SpeqBoard(wiring.Component):
@@ -184,7 +185,7 @@ class SpeqBoard(wiring.Component):
             "rows": c.rows, "cols": c.cols, "tmax": c.tmax, "pe_stages": c.pe_stages,
             "draft_frac_bits": c.draft_frac_bits, "kmax": c.kmax, "mem_bits": c.mem_bits,
             "weight_words": self._weight_words, "act_words": act_words(c),
-            "divisor": self._divisor, "flags": 0,
+            "divisor": self._divisor, "flags": 0, "draft_lanes": c.draft_lanes,
         }
 
     def elaborate(self, platform):
@@ -196,12 +197,12 @@ class SpeqBoard(wiring.Component):
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
 
         word_bytes = config.mem_bits // 8
-        act_bytes = 16 * DRAFT_LANES // 8
+        act_bytes = 16 * GROUP // 8
 
         # -- memories ---------------------------------------------------------
         w_write, w_read = _weight_ports(m, platform, config.mem_bits, self._weight_words)
         acts = m.submodules.acts = memory.Memory(
-            shape=data.ArrayLayout(FP16, DRAFT_LANES), depth=act_words(config), init=[])
+            shape=data.ArrayLayout(FP16, GROUP), depth=act_words(config), init=[])
         a_write = acts.write_port()
         a_read = acts.read_port(domain="sync")
 
@@ -290,7 +291,7 @@ class SpeqBoard(wiring.Component):
         m.d.comb += [
             w_write.data.eq(incoming[-config.mem_bits:]),
             a_write.addr.eq(addr),
-            a_write.data.eq(incoming[-16 * DRAFT_LANES:]),
+            a_write.data.eq(incoming[-16 * GROUP:]),
         ]
         listening = Signal()        # the state takes a received byte
         m.d.comb += rx_overrun.eq(got & ~listening)

@@ -82,7 +82,7 @@ class SpeqConfig:
         If a parameter is outside its range (the message names both).
     """
 
-    draft_lanes: int = 4
+    draft_lanes: int = 1
     draft_frac_bits: int = 30
     pe_stages: int = 10
     rows: int = 4
@@ -112,6 +112,19 @@ class SpeqConfig:
             raise ValueError(f"kmax must be a multiple of 4, not {self.kmax}")
         if self.mem_bits % 16:
             raise ValueError(f"mem_bits must be a multiple of 16, not {self.mem_bits}")
+
+    @property
+    def min_draft_lanes(self):
+        """The smallest ``L`` that keeps a draft pass memory-bound, or ``None``
+        if even ``L = 4`` does not.
+
+        A draft pass reads ``B / 4`` draft weights per cycle (four bits each)
+        and the ``P = rows x cols`` PEs take ``P x L`` of them: the pass keeps
+        up with the memory when ``P x L >= B / 4`` (docs/array.md, sizing
+        rule).
+        """
+        pes = self.rows * self.cols
+        return next((lanes for lanes in DRAFT_LANES if 4 * pes * lanes >= self.mem_bits), None)
 
     def to_dict(self):
         """The parameters as a plain dict (the ``config`` of the manifest)."""

@@ -3,7 +3,8 @@
 A pass computes ``Y[T x N] = X[T x K] . W[N x K]^T`` in one of three modes
 (``docs/array.md`` has the dataflow and timing diagrams):
 
-- draft: ``T = 1``, reads the draft plane only (4 bits per weight);
+- draft: ``T = 1``, reads the draft plane only (4 bits per weight), ``L``
+  weights per PE and step (``L`` = `SpeqConfig.draft_lanes`);
 - verify: ``T = 1 .. tmax``, reads the draft and residual planes (16 bits per
   weight) and restores the exact FP16 weights through the remap tables;
 - baseline: ``T = 1``, reads plain FP16 weights.
@@ -28,9 +29,9 @@ a status with the pass' counters follows the last one.
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for
+from amaranth.utils import bits_for, exact_log2
 
-from .decoder import DRAFT_EXP_BITS, DRAFT_LANES, Mode, NUM_CODES, TableWriteSignature
+from .decoder import DRAFT_EXP_BITS, GROUP, Mode, NUM_CODES, TableWriteSignature
 from .fp import FP16, FP32, fp32_to_fp16
 
 
@@ -94,7 +95,7 @@ class Status(data.Struct):
 
     ``cycles`` counts from the cycle after the command was taken to the cycle
     the status became valid, frozen cycles included; ``bits`` is the weight
-    bits read; ``macs`` the MACs the PEs did (four per draft step and PE, one
+    bits read; ``macs`` the MACs the PEs did (``L`` per draft step and PE, one
     per verify or baseline step and PE; padding rows of a tile included).
     """
 
@@ -188,7 +189,7 @@ class PassController(wiring.Component):
         self._array = array
         super().__init__({
             "cmd": In(stream.Signature(Command)),
-            "act": In(stream.Signature(data.ArrayLayout(FP16, DRAFT_LANES))),
+            "act": In(stream.Signature(data.ArrayLayout(FP16, GROUP))),
             "mem": Out(MemPortSignature(config.mem_bits)),
             "table": Out(TableWriteSignature()),
             "step": Out(stream.Signature(array.i.payload.shape())),
@@ -211,6 +212,7 @@ class PassController(wiring.Component):
         m = Module()
         config, array = self._config, self._array
         pes = config.rows * config.cols
+        lanes = config.draft_lanes
         slots = array.interleave                     # row slots per PE and tile
         draft_beats = 16 * pes // config.mem_bits    # beats of the draft part of an entry
         entry_beats = 64 * pes // config.mem_bits    # beats of a whole entry
@@ -288,7 +290,7 @@ class PassController(wiring.Component):
         tile_rows = pes * slots
 
         # -- activation loader ----------------------------------------------------
-        act_mem = memory.Memory(shape=data.ArrayLayout(FP16, DRAFT_LANES),
+        act_mem = memory.Memory(shape=data.ArrayLayout(FP16, GROUP),
                                 depth=config.tmax << group_bits, init=[])
         m.submodules.act_mem = act_mem
         act_write = act_mem.write_port()
@@ -403,8 +405,8 @@ class PassController(wiring.Component):
         ]
 
         # -- issuer -----------------------------------------------------------------
-        # Within a group: K rounds (4 in verify and baseline, one column each;
-        # 1 in draft, all four columns), each of max(slots used x T, slots)
+        # Within a group: rounds (4 in verify and baseline, one column each;
+        # 4 / L in draft, L columns each), each of max(slots used x T, slots)
         # cycles: the steps (j, t) and then bubbles, so that an accumulator is
         # used again no sooner than `slots` cycles later (array.interleave).
         g = Signal(group_bits)
@@ -426,7 +428,7 @@ class PassController(wiring.Component):
         slot_last = (j == slots - 1) | (rows_left <= pes)
         step_last_in_round = slot_last & (t == p.t - 1)
         round_end = (pad == slots - 1) & (~stepping | step_last_in_round)
-        k4_last = draft | (k4 == 3)
+        k4_last = k4 == Mux(draft, GROUP // lanes - 1, GROUP - 1)
         group_end = round_end & k4_last
         first = (g == 0) & (k4 == 0)
         last = (g == last_group) & k4_last
@@ -456,7 +458,7 @@ class PassController(wiring.Component):
                             m.d.sync += issue_done.eq(1)
         m.d.comb += credit_back.eq(issuing & group_end)
         with m.If(step_valid):
-            m.d.sync += macs.eq(macs + Mux(draft, DRAFT_LANES * pes, pes))
+            m.d.sync += macs.eq(macs + Mux(draft, lanes * pes, pes))
 
         # Reads of the step, for the next cycle.
         m.d.comb += [
@@ -476,9 +478,10 @@ class PassController(wiring.Component):
             ]
 
         # -- the step as the array takes it (the array decodes the words) ------------
+        # A draft round takes L columns: lane j of round r is column L r + j.
         step = self.step.payload
         entry = buf_read.data
-        acts = act_read.data
+        acts = act_read.data.as_value()
         m.d.comb += [
             self.step.valid.eq(s.valid),
             step.mode.eq(Mux(draft, Mode.DRAFT, Mode.VERIFY)),
@@ -487,17 +490,25 @@ class PassController(wiring.Component):
             step.last.eq(s.last),
             step.slot.eq(s.slot),
             step.tag.eq(Cat(s.row, s.token)),
-            step.act.eq(acts),
         ]
+        rounds_bits = exact_log2(GROUP // lanes)     # bits of a draft round's number
+        for j in range(lanes):
+            column = Cat(Const(j, exact_log2(lanes)), s.lane[:rounds_bits])
+            m.d.comb += step.act[j].eq(acts.word_select(column, 16))
         with m.If(~draft):
-            m.d.comb += step.act[0].eq(acts.as_value().word_select(s.lane, 16))
+            m.d.comb += step.act[0].eq(acts.word_select(s.lane, 16))
         residuals = entry[16 * pes:]
         for pe in range(pes):
             draft_word = entry[16 * pe:16 * pe + 16]
             speq_word = Cat(residuals[48 * pe:48 * pe + 48].word_select(s.lane, 12),
                             draft_word.word_select(s.lane, 4))
             plain = entry[64 * pe:64 * pe + 64].word_select(s.lane, 16)
-            m.d.comb += step.word[pe].eq(Mux(draft, draft_word, Mux(baseline, plain, speq_word)))
+            # The round's L nibbles go to the top of the word (the array's
+            # lane j reads nibble 4 - L + j).
+            nibbles = draft_word.word_select(s.lane[:rounds_bits], 4 * lanes) if rounds_bits \
+                else draft_word
+            draft_step = Cat(Const(0, 16 - 4 * lanes), nibbles)
+            m.d.comb += step.word[pe].eq(Mux(draft, draft_step, Mux(baseline, plain, speq_word)))
 
         # -- results and the end of the pass ---------------------------------------
         outstanding = Signal(8)        # `last` steps issued whose results are still due

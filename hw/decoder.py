@@ -22,7 +22,7 @@ from .fp import FP16, FP16_QNAN, FP16_Q_MAX, SPEQ16Word, DraftNibble
 
 
 __all__ = [
-    "Mode", "NUM_CODES", "DRAFT_LANES", "DRAFT_EXP_BITS",
+    "Mode", "NUM_CODES", "GROUP", "DRAFT_EXP_BITS",
     "TableEntry", "TableWriteSignature", "DecoderIn", "DraftOperand", "DecoderOut",
     "RemapDecoder", "table_register", "decode_weight", "weight_from_base", "decode_draft",
 ]
@@ -30,8 +30,10 @@ __all__ = [
 
 #: Number of draft codes, one table entry each.
 NUM_CODES = 1 << data.Layout.cast(SPEQ16Word)["code"].width
-#: Draft operands per draft-plane word: 16 bits hold four nibbles.
-DRAFT_LANES = data.Layout.cast(SPEQ16Word).size // data.Layout.cast(DraftNibble).size
+#: Weights per draft-plane word (16 bits hold four nibbles): K is walked in
+#: groups of this many columns, and an activation word holds one group. (Not
+#: the draft lanes ``L`` of a PE, which take 1, 2 or 4 of a group per step.)
+GROUP = data.Layout.cast(SPEQ16Word).size // data.Layout.cast(DraftNibble).size
 #: Width of the signed draft exponent ``x`` held in the table.
 DRAFT_EXP_BITS = 6
 
@@ -114,7 +116,7 @@ class DecoderOut(data.Struct):
     mode: Mode
     weight: FP16
     invalid: 1
-    draft: data.ArrayLayout(DraftOperand, DRAFT_LANES)
+    draft: data.ArrayLayout(DraftOperand, GROUP)
 
 
 def _word_signal(layout, name):
@@ -176,7 +178,7 @@ def decode_draft(m, entries, word, name="draft"):
     ``4j + 3 .. 4j``. Combinational.
     """
     operands = []
-    for lane in range(DRAFT_LANES):
+    for lane in range(GROUP):
         nibble = DraftNibble(word[4 * lane:4 * lane + 4])
         entry = _word_signal(TableEntry, f"{name}_entry{lane}")
         operand = _word_signal(DraftOperand, f"{name}_operand{lane}")

@@ -41,7 +41,7 @@ from amaranth.hdl import ValueCastable
 from amaranth.lib import data, wiring
 import numpy
 
-from hw.config import PARAM_RANGES, SpeqConfig
+from hw.config import PARAM_CHOICES, PARAM_RANGES, SpeqConfig
 from hw.decoder import DRAFT_EXP_BITS, RemapDecoder
 from hw.accel import SpeqAccel
 from hw.board import SpeqBoard
@@ -198,7 +198,10 @@ def manifest(top, config, component, module_name, port_list):
         "files": [f"{module_name}.v"],
         "config": config.to_dict(),
         "arithmetic": {
-            # F of the draft contract (SPEC section 3).
+            # L of the draft contract (SPEC section 3): draft MACs per PE and cycle.
+            "draft_lanes": config.draft_lanes,
+            # F of the draft contract: the fused draft sum's fraction bits
+            # (L = 2 or 4; a one-lane draft step is IEEE and has no F).
             "F": config.draft_frac_bits,
             # Width of the signed draft exponent x in the decoder's tables.
             "draft_exp_bits": DRAFT_EXP_BITS,
@@ -266,19 +269,54 @@ def _option(name):
     return "--" + name.replace("_", "-")
 
 
+def _allowed(name):
+    """The values parameter ``name`` takes, in words (for messages and help)."""
+    choices = PARAM_CHOICES.get(name)
+    if choices is not None:
+        return f"one of {', '.join(map(str, choices))}"
+    lo, hi = PARAM_RANGES[name]
+    return f"an integer from {lo} to {hi}"
+
+
 def _ranged_int(name):
     lo, hi = PARAM_RANGES[name]
+    choices = PARAM_CHOICES.get(name)
 
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or not lo <= value <= hi:
+        if value is None or not lo <= value <= hi or (choices and value not in choices):
             raise argparse.ArgumentTypeError(
-                f"invalid value {text!r}: must be an integer from {lo} to {hi}")
+                f"invalid value {text!r}: must be {_allowed(name)}")
         return value
     return parse
+
+
+def draft_lanes_warning(config):
+    """A warning (one line) when ``config``'s draft lanes make a draft pass
+    compute-bound, naming the ``L`` that would not; ``None`` otherwise."""
+    least = config.min_draft_lanes
+    if least is not None and config.draft_lanes >= least:
+        return None
+    pes = config.rows * config.cols
+    have = (f"draft_lanes {config.draft_lanes} makes a draft pass compute-bound: "
+            f"{pes} PE{'s' * (pes != 1)} x {config.draft_lanes} lane"
+            f"{'s' * (config.draft_lanes != 1)} take {pes * config.draft_lanes} "
+            f"draft weights per cycle, the {config.mem_bits}-bit memory port delivers "
+            f"{config.mem_bits // 4}")
+    if least is None:
+        return (f"{have}; no draft_lanes keeps up (4 would take {4 * pes}): more PEs or a "
+                f"narrower port would")
+    return f"{have}; draft_lanes {least} would not be"
+
+
+def _warn_draft_lanes(config, blocks):
+    # Only the blocks with a memory port have a draft pass to be bound by it.
+    warning = draft_lanes_warning(config)
+    if warning and {"accel", "board"} & set(blocks):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def parser():
@@ -292,12 +330,12 @@ def parser():
     docs = _parameter_docs()
     group = p.add_argument_group("configuration (hw.config.SpeqConfig)")
     for field in fields(SpeqConfig):
-        lo, hi = PARAM_RANGES[field.name]
+        allowed = _allowed(field.name)
         group.add_argument(
             _option(field.name), dest=field.name, metavar=field.name.upper(),
             type=_ranged_int(field.name), default=field.default,
-            help=f"{docs.get(field.name, field.name).replace('``', '')} Integer from {lo} to {hi}; "
-                 f"default {field.default}.")
+            help=f"{docs.get(field.name, field.name).replace('``', '')} "
+                 f"{allowed.removeprefix('an ').capitalize()}; default {field.default}.")
     p.add_argument("--out", metavar="DIR", default="build",
                    help="output directory (default: build/)")
     group = p.add_argument_group("area and Fmax report (rtl_gen.synth)")
@@ -427,6 +465,7 @@ def main(argv=None):
         if args.write_docs and missing:
             p.error(f"--write-docs writes the table of every block, '{synth.SECTION}': "
                     f"use it with --blocks all (missing: {','.join(missing)})")
+        _warn_draft_lanes(config, blocks)
         try:
             return _report(args, blocks, config, argv)
         except _BlockError as error:
@@ -439,6 +478,7 @@ def main(argv=None):
         p.error(str(error))
     for path in paths:
         print(f"wrote {path}")
+    _warn_draft_lanes(config, [args.top])
     return 0
 
 

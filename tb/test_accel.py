@@ -260,7 +260,8 @@ async def accel_passes(dut):
         # model's exactly (frozen = 0).
         p_stall, p_block = (0.0, 0.0) if number % 2 == 0 else (0.05, 0.1)
         y, s_draft = await run_pass("draft", x[:1], w, enc, p_stall, p_block)
-        _same(y, arith.draft_gemm(x[:1], enc, config.draft_frac_bits), f"draft N={n} K={k}")
+        _same(y, arith.draft_gemm(x[:1], enc, config.draft_frac_bits, config.draft_lanes),
+              f"draft N={n} K={k}")
         y, s_verify = await run_pass("verify", x, w, enc, p_stall, p_block, fp16=number % 3 == 1)
         _same(y, arith.verify_gemm(x, speq16.decode(enc)), f"verify N={n} K={k} T={t}")
         assert 4 * s_draft["bits"] == s_verify["bits"], "a draft pass must read 1/4 of the verify bits"
@@ -314,7 +315,8 @@ async def accel_model_layer(dut):
     x16 = h.astype(np.float16)[:, :w.shape[1]]
     await bench.load_table(enc)
     y, _ = await bench.run_pass("draft", x16[:1], w, enc)
-    _same(y, arith.draft_gemm(x16[:1], enc, model.F), f"{name} draft pass")
+    _same(y, arith.draft_gemm(x16[:1], enc, bench.config.draft_frac_bits,
+                              bench.config.draft_lanes), f"{name} draft pass")
     y, _ = await bench.run_pass("verify", x16, w, enc, fp16=True)
     _same(y, arith.verify_gemm(x16, w), f"{name} verify pass")
     dut._log.info("%s (%d x %d): draft and verify passes bit-exact", name, *w.shape)
@@ -326,10 +328,12 @@ async def accel_model_layer(dut):
 # takes a quarter of an hour on two cores; `make bench` (bench/roofline.py
 # --rtl) runs it there on N = K = 256 passes.
 CONFIGS = [
-    ("2x2", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32},
-     3, 6, ("icarus", "verilator")),
-    ("1x3_s1_b48", {"rows": 1, "cols": 3, "tmax": 3, "pe_stages": 1, "kmax": 128, "mem_bits": 48},
-     1, 6, ("icarus",)),
+    ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
+                "draft_lanes": 4}, 3, 6, ("icarus", "verilator")),
+    ("2x2_l1", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
+                "draft_lanes": 1}, 3, 6, ("verilator",)),
+    ("1x3_s1_b48_l2", {"rows": 1, "cols": 3, "tmax": 3, "pe_stages": 1, "kmax": 128,
+                       "mem_bits": 48, "draft_lanes": 2}, 1, 6, ("icarus",)),
     ("default", {}, 8, 3, ("icarus",)),
 ]
 
@@ -351,7 +355,7 @@ def test_accel(name, config, latency, shapes, sim):
 
 def test_accel_model_layer():
     """One layer of models/speqlm.npz through the 2x2 accelerator on Icarus."""
-    name, config = "2x2_model", CONFIGS[0][1]
+    name, config = "2x2_model", {**CONFIGS[0][1], "draft_lanes": SpeqConfig().draft_lanes}
     build_dir = runner.BUILD_ROOT / f"accel_{name}" / "icarus"
     (build_dir / "summary.json").unlink(missing_ok=True)
     runner.run(SpeqAccel(SpeqConfig(**config)), bench=f"accel_{name}", toplevel=TOPLEVEL,

@@ -26,7 +26,7 @@ from golden import arith, speq16
 from golden.schedule import schedule
 from hw.array import SpeqArray
 from hw.config import SpeqConfig
-from hw.decoder import DRAFT_LANES, Mode
+from hw.decoder import GROUP, Mode
 from tb import drive, payload, runner
 
 
@@ -63,10 +63,15 @@ def _steps(array, mode, x, w, enc, sched):
               "first": sched.first, "last": sched.last, "slot": sched.slot,
               "tag": np.arange(len(sched)) % (1 << TAG_BITS)}
     xb = x.view(np.uint16)
+    lanes = array.config.draft_lanes
     if mode == "draft":
-        for lane in range(DRAFT_LANES):
-            fields[("act", lane)] = xb[0, 4 * sched.k + lane]
-        words = enc.draft_plane[rows, sched.k[:, None]]
+        # Step k takes columns L k .. L k + L - 1: their nibbles go to the
+        # top of the word, lane j in nibble 4 - L + j.
+        for lane in range(lanes):
+            fields[("act", lane)] = xb[0, lanes * sched.k + lane]
+        group, first = divmod(lanes * sched.k, GROUP)
+        words = enc.draft_plane[rows, group[:, None]]
+        words = (words >> (4 * first[:, None])) << (4 * (GROUP - lanes)) & 0xFFFF
     else:
         fields[("act", 0)] = xb[sched.token, sched.k]
         words = (enc.words if mode == "verify" else w.view(np.uint16))[rows, sched.k[:, None]]
@@ -147,7 +152,7 @@ async def array_passes(dut):
     async def run_pass(mode, x, w, enc):
         t, k = x.shape
         n = w.shape[0]
-        sched = schedule(mode, n, k, t, array.pes, array.interleave)
+        sched = schedule(mode, n, k, t, array.pes, array.interleave, array.config.draft_lanes)
         await drive.load_table(dut, enc)
         out, cycles = await _run(dut, _steps(array, mode, x, w, enc, sched),
                                  int(sched.last.sum()), rng)
@@ -163,7 +168,8 @@ async def array_passes(dut):
         enc = speq16.encode(w)
         y = await run_pass(mode, x, w, enc)
         if mode == "draft":
-            want = arith.draft_gemm(x, enc, array.config.draft_frac_bits)
+            want = arith.draft_gemm(x, enc, array.config.draft_frac_bits,
+                                    array.config.draft_lanes)
         elif mode == "verify":
             want = arith.verify_gemm(x, speq16.decode(enc))
         else:
@@ -182,8 +188,11 @@ async def array_passes(dut):
 # ten minutes (gcc on the --public-flat-rw model cocotb asks for), against
 # seconds for one PE; to be found and fixed with the controller.
 CONFIGS = [
-    ("2x2", {"rows": 2, "cols": 2, "tmax": 4, "pe_stages": 4}, ("icarus",)),
-    ("1x3_s1", {"rows": 1, "cols": 3, "tmax": 3, "pe_stages": 1}, ("icarus",)),
+    ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 4, "pe_stages": 4, "draft_lanes": 4}, ("icarus",)),
+    ("1x3_s1_l1", {"rows": 1, "cols": 3, "tmax": 3, "pe_stages": 1, "draft_lanes": 1},
+     ("icarus",)),
+    ("2x1_s2_l2", {"rows": 2, "cols": 1, "tmax": 2, "pe_stages": 2, "draft_lanes": 2},
+     ("icarus",)),
 ]
 
 

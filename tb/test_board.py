@@ -143,7 +143,8 @@ async def board_uart(dut):
         x = rng.standard_normal((t, k)).astype(np.float16)
         enc = speq16.encode(w)
         result = await board.gemm("draft", x[:1], w, enc=enc)
-        check("draft", result, n, k, 1, arith.draft_gemm(x[:1], enc, config.draft_frac_bits))
+        check("draft", result, n, k, 1, arith.draft_gemm(x[:1], enc, config.draft_frac_bits,
+                                                             config.draft_lanes))
         result = await board.gemm("verify", x, w, enc=enc, fp16=number % 2 == 0, table=False)
         check("verify", result, n, k, t, arith.verify_gemm(x, speq16.decode(enc)))
         verify_y = result.y
@@ -193,12 +194,17 @@ async def board_uart(dut):
     Path("summary.json").write_text(json.dumps(summary))
 
 
-#: (name, board, shapes, simulators). The iCE40 board's configuration (see
-#: rtl_gen.bitstream.BOARDS), at 4 clock cycles per UART bit.
+#: (name, board, shapes, simulators). A small iCE40 board's configuration
+#: (see rtl_gen.bitstream.BOARDS) with four draft lanes and with one, at 4
+#: clock cycles per UART bit.
 CONFIGS = [
-    ("1x2", {"config": {"rows": 1, "cols": 2, "tmax": 2, "kmax": 64, "mem_bits": 16,
-                        "pe_stages": 4, "dsp_align": 1},
-             "weight_words": 2048, "divisor": 4},
+    ("1x2_l4", {"config": {"rows": 1, "cols": 2, "tmax": 2, "kmax": 64, "mem_bits": 16,
+                           "pe_stages": 4, "dsp_align": 1, "draft_lanes": 4},
+                "weight_words": 2048, "divisor": 4},
+     [[5, 16, 2], [9, 32, 2]], ("icarus",)),
+    ("1x2_l1", {"config": {"rows": 1, "cols": 2, "tmax": 2, "kmax": 64, "mem_bits": 16,
+                           "pe_stages": 4, "draft_lanes": 1},
+                "weight_words": 2048, "divisor": 4},
      [[5, 16, 2], [9, 32, 2]], ("icarus",)),
 ]
 

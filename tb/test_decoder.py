@@ -31,7 +31,7 @@ from amaranth.lib import data
 
 from golden import speq16
 from hw.decoder import (RemapDecoder, DecoderIn, DecoderOut, DraftOperand,
-                        Mode, NUM_CODES, DRAFT_LANES)
+                        Mode, NUM_CODES, GROUP)
 from tb import drive, runner
 
 
@@ -114,7 +114,7 @@ def _expected_outputs(words, modes, enc):
     payload |= put(speq16.decode_words(words, enc.base), "weight")
     payload |= put(speq16.invalid_words(words, enc.base), "invalid")
     sign, exp, half, zero = speq16.draft_fields(words, enc)
-    for lane in range(DRAFT_LANES):
+    for lane in range(GROUP):
         for name, value in (("sign", sign), ("exp", exp), ("half", half), ("zero", zero)):
             payload |= put(value[:, lane], "draft", lane, name)
     return payload
@@ -127,7 +127,7 @@ def _describe(payload):
         view[name] = (payload >> _offset(DecoderOut, name)) & ((1 << _width(DecoderOut, name)) - 1)
     view["weight"] = f"{view['weight']:#06x}"
     draft = []
-    for lane in range(DRAFT_LANES):
+    for lane in range(GROUP):
         lane_view = {}
         for name, field in data.Layout.cast(DraftOperand):
             value = ((payload >> _offset(DecoderOut, "draft", lane, name))
@@ -287,7 +287,7 @@ async def decoder_table_write_timing(dut):
     await drive.load_table(dut, old)
 
     word = 0x5A5A  # code 5 in the verify view, codes 2 and 5 in the draft view
-    codes = sorted({(word >> 12) & 7, *(((word >> 4 * lane) & 7) for lane in range(DRAFT_LANES))})
+    codes = sorted({(word >> 12) & 7, *(((word >> 4 * lane) & 7) for lane in range(GROUP))})
     payload = int(_pack_inputs(np.array([word]), np.array([Mode.VERIFY.value]))[0])
     want_old = int(_expected_outputs(np.array([word], np.uint16), np.array([0]), old)[0])
     want_new = int(_expected_outputs(np.array([word], np.uint16), np.array([0]), new)[0])

@@ -280,10 +280,10 @@ async def pe_stream(dut):
 # two lanes, the shallowest and deepest pipelines with the narrowest and
 # widest F, and the DSP aligners on the faster simulator.
 CONFIGS = [
-    ("speq_l1", {}, True, runner.SIMULATORS, DEFAULT_VECTORS),
+    ("speq_l1", {"draft_lanes": 1}, True, runner.SIMULATORS, DEFAULT_VECTORS),
     ("speq_l4", {"draft_lanes": 4}, True, runner.SIMULATORS, DEFAULT_VECTORS),
     ("fp16", {}, False, runner.SIMULATORS, DEFAULT_VECTORS),
-    ("speq_l1_s1", {"pe_stages": 1}, True, ("verilator",), 50_000),
+    ("speq_l1_s1", {"draft_lanes": 1, "pe_stages": 1}, True, ("verilator",), 50_000),
     ("speq_l2_s1_f23", {"draft_lanes": 2, "pe_stages": 1, "draft_frac_bits": 23}, True,
      ("verilator",), 50_000),
     # dsp_align: terms 1 to L-1 aligned by multipliers, with two coarse cases

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from hw.config import PARAM_RANGES, SpeqConfig
+from hw.config import PARAM_CHOICES, PARAM_RANGES, SpeqConfig
 from hw.decoder import RemapDecoder
 from rtl_gen import build
 
@@ -77,6 +77,8 @@ def test_config_options_reach_the_manifest(tmp_path, name):
     assert manifest["config"][name] == value
     if name == "draft_frac_bits":
         assert manifest["arithmetic"]["F"] == value
+    if name == "draft_lanes":
+        assert manifest["arithmetic"]["draft_lanes"] == value
 
 
 def _bad_values():
@@ -84,6 +86,9 @@ def _bad_values():
         lo, hi = PARAM_RANGES[field.name]
         for value in (str(lo - 1), str(hi + 1), "seven", "1.5"):
             yield field.name, value
+        if field.name in PARAM_CHOICES:
+            for value in sorted(set(range(lo, hi + 1)) - set(PARAM_CHOICES[field.name])):
+                yield field.name, str(value)
 
 
 @pytest.mark.parametrize("name,value", list(_bad_values()))
@@ -95,7 +100,39 @@ def test_bad_option_value_exits_2_naming_option_value_and_range(capsys, name, va
     lo, hi = PARAM_RANGES[name]
     assert build._option(name) in message
     assert repr(value) in message
-    assert f"from {lo} to {hi}" in message
+    if name in PARAM_CHOICES:
+        assert f"one of {', '.join(map(str, PARAM_CHOICES[name]))}" in message
+    else:
+        assert f"from {lo} to {hi}" in message
+
+
+def test_default_draft_lanes_are_the_fewest_that_keep_up():
+    # docs/array.md: P x L >= B / 4 keeps a draft pass memory-bound.
+    config = SpeqConfig()
+    assert config.draft_lanes == config.min_draft_lanes == 1
+    assert SpeqConfig(rows=1, cols=1, mem_bits=16).min_draft_lanes == 4
+    assert SpeqConfig(rows=1, cols=2, mem_bits=16).min_draft_lanes == 2
+    assert SpeqConfig(rows=1, cols=1, mem_bits=32).min_draft_lanes is None
+
+
+@pytest.mark.parametrize("argv,warning", [
+    (["--rows", "1", "--cols", "2", "--mem-bits", "16"],
+     "draft_lanes 1 makes a draft pass compute-bound: 2 PEs x 1 lane take 2 draft weights "
+     "per cycle, the 16-bit memory port delivers 4; draft_lanes 2 would not be"),
+    (["--rows", "1", "--cols", "1", "--mem-bits", "16", "--draft-lanes", "2"],
+     "draft_lanes 2 makes a draft pass compute-bound: 1 PE x 2 lanes take 2 draft weights "
+     "per cycle, the 16-bit memory port delivers 4; draft_lanes 4 would not be"),
+    (["--rows", "1", "--cols", "2", "--mem-bits", "16", "--draft-lanes", "2"], None),
+    ([], None),
+])
+def test_compute_bound_draft_lanes_warn_but_build(tmp_path, capsys, argv, warning):
+    assert build.main(["--top", "accel", "--out", str(tmp_path), *argv]) == 0
+    err = capsys.readouterr().err
+    if warning is None:
+        assert "warning" not in err
+    else:
+        assert err.strip() == f"warning: {warning}"
+    assert (tmp_path / "accel.v").exists()
 
 
 def test_bad_value_exit_status_from_the_shell():
@@ -125,7 +162,10 @@ def test_help_mentions_every_option(capsys):
     for field in fields(SpeqConfig):
         lo, hi = PARAM_RANGES[field.name]
         assert build._option(field.name) in text
-        assert f"Integer from {lo} to {hi}" in text
+        if field.name in PARAM_CHOICES:
+            assert f"One of {', '.join(map(str, PARAM_CHOICES[field.name]))}" in text
+        else:
+            assert f"Integer from {lo} to {hi}" in text
 
 
 @pytest.mark.parametrize("top", sorted(build.TOPS))

@@ -64,6 +64,21 @@ def test_speculative_output_equals_autoregressive(model, chunk):
     assert 0 < accepted < proposed
 
 
+def test_model_drafts_with_the_default_lanes(model):
+    from hw.config import SpeqConfig
+    assert (model.F, model.lanes) == (SpeqConfig().draft_frac_bits, SpeqConfig().draft_lanes)
+
+
+def test_speculative_output_equals_autoregressive_with_four_lanes():
+    # The verify pass decides the tokens, so any L keeps decoding lossless.
+    model = TinyLM(DEFAULT_WEIGHTS, draft_lanes=4)
+    for i in range(0, len(PROMPTS), len(PROMPTS) // 6):
+        prompt = list(PROMPTS[i].encode())
+        plain, _ = specdec.autoregressive(model, prompt, TOKENS)
+        spec, _ = specdec.speculative(model, prompt, TOKENS, 5)
+        assert spec == plain, f"prompt {i} ({PROMPTS[i]!r}): {spec} != {plain}"
+
+
 def test_passes_are_logged_for_the_cycle_model(model):
     prompt = list(PROMPTS[2].encode())
     _, stats = specdec.speculative(model, prompt, 6, 3)
