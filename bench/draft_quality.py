@@ -198,7 +198,10 @@ def gaussian_weights(rng, shape, sigma, outlier_frac=0.0, outlier_gain=1.0):
     """FP16 Gaussian weights; a fraction ``outlier_frac`` scaled by ``outlier_gain``."""
     w = rng.standard_normal(shape) * sigma
     w[rng.random(shape) < outlier_frac] *= outlier_gain
-    return w.astype(np.float16)
+    # Beyond FP16's range the cast gives infinities, which `run` refuses
+    # with a message naming the options; numpy's warning would come first.
+    with np.errstate(over="ignore"):
+        return w.astype(np.float16)
 
 
 def _minilm_problem():
