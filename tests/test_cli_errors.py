@@ -21,7 +21,6 @@ import functools
 import importlib.util
 import os
 from pathlib import Path
-import re
 import subprocess
 import sys
 
@@ -234,7 +233,8 @@ def _must_not_run(*args, **kwargs):
 
 
 class _NoPort:
-    """`host.board.SerialTransport` of a board that never answers."""
+    """Stands for `host.board.SerialTransport`: opens nothing (the fake board
+    of `test_host_board_limits` never uses it)."""
 
     def __init__(self, port, baud, timeout):
         pass
