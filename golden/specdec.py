@@ -225,13 +225,25 @@ def main(argv=None):
         p.error(f"--gamma must be at least 1, not {args.gamma}")
     if args.mem_latency < 1:
         p.error(f"--mem-latency must be at least 1, not {args.mem_latency}")
+    if args.tokens < 1:
+        p.error(f"--tokens must be at least 1, not {args.tokens}")
+    try:
+        prompt = list(args.prompt.encode())
+    except UnicodeEncodeError:
+        # Bytes of the command line that are not UTF-8 reach Python as
+        # lone surrogates.
+        p.error("argument --prompt: not UTF-8 text")
+    if not prompt:
+        p.error("argument --prompt: the prompt must hold at least one token")
     config = SpeqConfig() if args.draft_lanes is None else SpeqConfig(draft_lanes=args.draft_lanes)
     try:
         model = TinyLM(args.weights, draft_lanes=config.draft_lanes)
-        prompt = list(args.prompt.encode())
-        _check(model, prompt, args.tokens)
     except (OSError, ValueError) as error:
-        p.error(str(error))
+        p.error(f"argument --weights: {error}")
+    try:
+        _check(model, prompt, args.tokens)
+    except ValueError as error:
+        p.error(f"argument --tokens: {error}")
     out, stats = speculative(model, prompt, args.tokens, args.gamma,
                              progress=_progress_bar(args.tokens))
     sys.stdout.write(args.prompt + bytes(out).decode("utf-8", errors="replace") + "\n")

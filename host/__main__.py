@@ -10,26 +10,64 @@ Commands:
 
 import argparse
 import asyncio
+import math
 import sys
 
 import numpy as np
 
 from golden import arith, perf, speq16
+from hw.controller import N_BITS
 
 from .board import MODES, Board, BoardError, SerialTransport
 
 
-def _positive(text):
+#: The longest --timeout: beyond about 1e12 s pyserial's deadline overflows
+#: the platform's time_t; no board is waited for for more than days.
+TIMEOUT_MAX = 1e6
+
+
+def _int(lo, hi=None):
+    """An argparse type: an integer from ``lo`` (to ``hi``)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: not an integer") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"invalid value {value}: must be at least {lo}")
+        if hi is not None and value > hi:
+            raise argparse.ArgumentTypeError(f"invalid value {value}: must be at most {hi}")
+        return value
+    return parse
+
+
+_positive = _int(1)
+
+
+def _seconds(text):
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {value}: must be at least 1")
+        value = math.nan
+    # float() takes "nan" and "inf"; pyserial would wait forever (or never)
+    # and then fail deep inside a read.
+    if not (math.isfinite(value) and 0 < value <= TIMEOUT_MAX):
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: must be a number of seconds above 0 and at most "
+            f"{TIMEOUT_MAX:g}")
     return value
 
 
-def parser():
+def _multiple_of_4(text):
+    value = _positive(text)
+    if value % 4:
+        raise argparse.ArgumentTypeError(f"invalid value {value}: must be a multiple of 4")
+    return value
+
+
+def _parsers():
+    """The command-line parser and its ``gemm`` subparser (whose errors its
+    options report)."""
     p = argparse.ArgumentParser(
         prog="python -m host",
         description="Drive a SPEQ board (hw.board.SpeqBoard) over its UART; "
@@ -39,22 +77,29 @@ def parser():
                         "second FTDI interface, usually /dev/ttyUSB1)")
     p.add_argument("--baud", type=_positive, default=115200,
                    help="baud rate the bitstream was built for (default: 115200)")
-    p.add_argument("--timeout", type=float, default=10.0,
+    p.add_argument("--timeout", type=_seconds, default=10.0,
                    help="seconds to wait for an answer before giving up (default: 10)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print the board's configuration and sticky error flags")
     g = sub.add_parser("gemm", help="random GEMMs on the board, checked against the golden model")
     g.add_argument("--mode", choices=[*MODES, "all"], default="all",
                    help="pass to run (default: all three, over the same weights)")
-    g.add_argument("--n", type=_positive, default=32, help="output rows N (default: 32)")
-    g.add_argument("--k", type=_positive, default=64,
+    g.add_argument("--n", type=_int(1, (1 << N_BITS) - 1), default=32,
+                   help="output rows N (default: 32)")
+    g.add_argument("--k", type=_multiple_of_4, default=64,
                    help="reduction length K, a multiple of 4 up to the board's kmax (default: 64)")
     g.add_argument("--t", type=_positive, default=1,
                    help="tokens T of the verify pass, up to the board's tmax (default: 1)")
     g.add_argument("--fp16", action="store_true", help="also ask for FP16 results")
-    g.add_argument("--seed", type=int, default=0, help="seed of the random operands (default: 0)")
+    g.add_argument("--seed", type=_int(0), default=0,
+                   help="seed of the random operands (default: 0)")
     g.add_argument("--repeat", type=_positive, default=1, help="how many GEMMs (default: 1)")
-    return p
+    return p, g
+
+
+def parser():
+    """The command-line parser of ``python -m host``."""
+    return _parsers()[0]
 
 
 def _differ(got, want):
@@ -71,10 +116,15 @@ async def gemm_check(board, args):
                          f"not {args.k}")
     if args.t > config.tmax:
         raise ValueError(f"--t must be at most the board's tmax {config.tmax}, not {args.t}")
+    # The verify images hold all 16 bits of every weight: a lower bound on
+    # the words, checked before the images of a too large N are made.
+    if args.n * args.k * 16 > board.info["weight_words"] * config.mem_bits:
+        raise ValueError(f"--n {args.n} and --k {args.k} need more than the board's "
+                         f"{board.info['weight_words']} weight words")
     words = sum(len(image) for image in board.images(
         "verify", enc=speq16.encode(np.zeros((args.n, args.k), np.float16))))
     if words > board.info["weight_words"]:
-        raise ValueError(f"N={args.n} K={args.k} needs {words} weight words; the board has "
+        raise ValueError(f"--n {args.n} and --k {args.k} need {words} weight words; the board has "
                          f"{board.info['weight_words']}")
     rng = np.random.default_rng(args.seed)
     machine = perf.machine(config)
@@ -112,8 +162,7 @@ async def gemm_check(board, args):
     return failures
 
 
-async def _main(args):
-    transport = SerialTransport(args.port, args.baud, args.timeout)
+async def _main(args, transport):
     try:
         board = Board(transport)
         info = await board.connect()
@@ -127,12 +176,21 @@ async def _main(args):
 
 
 def main(argv=None):
-    p = parser()
+    p, g = _parsers()
     args = p.parse_args(argv)
     try:
-        return asyncio.run(_main(args))
-    except (BoardError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        transport = SerialTransport(args.port, args.baud, args.timeout)
+    except BoardError as error:
+        p.error(f"argument --port: {error}")
+    try:
+        return asyncio.run(_main(args, transport))
+    except ValueError as error:
+        # gemm_check's limits of --n, --k and --t, known once the board
+        # has said its configuration.
+        (g if args.command == "gemm" else p).error(str(error))
+    except BoardError as error:
+        # The board did not answer or broke the protocol: not a usage error.
+        print(f"{p.prog}: error: {error}", file=sys.stderr)
         return 2
 
 

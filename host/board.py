@@ -117,6 +117,11 @@ class SerialTransport:
         The board's baud rate (the bitstream's ``--baud``).
     timeout : float
         Seconds a read may wait for its bytes.
+
+    Raises
+    ------
+    BoardError
+        If the port cannot be opened at ``baud`` (the message says why).
     """
 
     def __init__(self, port, baud=115200, timeout=5.0):
@@ -126,6 +131,10 @@ class SerialTransport:
             self._serial = serial.serial_for_url(port, baudrate=baud, timeout=timeout)
         except serial.SerialException as error:
             raise BoardError(f"cannot open {port}: {error}") from None
+        except (ValueError, OverflowError) as error:
+            # pyserial's own checks (an unknown URL scheme, a baud rate or a
+            # timeout it cannot set) raise these instead.
+            raise BoardError(f"cannot open {port} at {baud} Bd: {error}") from None
         self._serial.reset_input_buffer()
 
     async def write(self, payload):

@@ -35,6 +35,7 @@ from amaranth.hdl import Elaboratable, Module
 from hw.board import SpeqBoard
 from hw.config import PARAM_RANGES, SpeqConfig
 from hw.uart import divisor_for
+from rtl_gen import cli
 from rtl_gen.build import _ranged_int
 
 
@@ -344,7 +345,7 @@ def parser():
                            help=f"{f.name}, {lo} to {hi} (default: the board's)")
     p.add_argument("--weight-words", type=int, metavar="N",
                    help="depth of the weight memory in mem_bits words (default: the board's)")
-    p.add_argument("--baud", type=int, default=115200,
+    p.add_argument("--baud", type=cli.integer(1), default=115200,
                    help="UART baud rate (default: 115200)")
     p.add_argument("--out", default="build/bitstream",
                    help="build directory; the board's files go to OUT/BOARD/ (default: build/bitstream)")
@@ -362,10 +363,29 @@ def main(argv=None):
              if getattr(args, f.name) is not None}
     try:
         config = SpeqConfig(**{**spec.config, **given})
-        weight_words = spec.weight_words if args.weight_words is None else args.weight_words
-        SpeqBoard.check(config, weight_words, divisor_for(spec.clock_hz, args.baud))
     except (TypeError, ValueError) as error:
         p.error(str(error))
+    try:
+        divisor = divisor_for(spec.clock_hz, args.baud)
+    except ValueError as error:
+        p.error(f"argument --baud: {error}")
+    try:
+        # With the board's own depth first, so that what fails here is the
+        # configuration (mem_bits against the array) ...
+        SpeqBoard.check(config, spec.weight_words, divisor)
+    except (TypeError, ValueError) as error:
+        p.error(str(error))
+    weight_words = spec.weight_words if args.weight_words is None else args.weight_words
+    try:
+        # ... and what fails here is --weight-words.
+        SpeqBoard.check(config, weight_words, divisor)
+    except (TypeError, ValueError) as error:
+        p.error(f"argument --weight-words: {error}")
+    # A build takes minutes: an --out that cannot be written fails now.
+    try:
+        cli.output_dir(Path(args.out) if args.search else Path(args.out) / args.board)
+    except ValueError as error:
+        p.error(f"argument --out: {error}")
     try:
         if args.search:
             results = search(args.board, config, out=args.out)

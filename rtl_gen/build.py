@@ -47,7 +47,7 @@ from hw.accel import SpeqAccel
 from hw.board import SpeqBoard
 from hw.array import SpeqArray
 from hw.pe import Fp16PE, SpeqPE
-from rtl_gen import synth
+from rtl_gen import cli, synth
 
 
 __all__ = ["TOPS", "Top", "elaborate", "ports", "manifest", "write", "main"]
@@ -279,19 +279,7 @@ def _allowed(name):
 
 
 def _ranged_int(name):
-    lo, hi = PARAM_RANGES[name]
-    choices = PARAM_CHOICES.get(name)
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not lo <= value <= hi or (choices and value not in choices):
-            raise argparse.ArgumentTypeError(
-                f"invalid value {text!r}: must be {_allowed(name)}")
-        return value
-    return parse
+    return cli.integer(*PARAM_RANGES[name], choices=PARAM_CHOICES.get(name))
 
 
 def draft_lanes_warning(config):
@@ -359,7 +347,7 @@ def parser():
                        help="skip place and route (no Fmax rows)")
     group.add_argument("--seed", type=int, metavar="N",
                        help=f"nextpnr placement seed (default {synth.SEED})")
-    group.add_argument("--jobs", type=_positive, metavar="N",
+    group.add_argument("--jobs", type=cli.integer(1), metavar="N",
                        help="tool runs at a time (default: the number of CPUs)")
     group.add_argument(
         "--write-docs", nargs="?", const="docs/results.md", metavar="PATH",
@@ -390,16 +378,6 @@ def _blocks(text):
             f"invalid blocks {text!r}: {why}; must be 'all' or a comma-separated list "
             f"of {','.join(TOPS)}")
     return tuple(dict.fromkeys(names))
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer")
-    return value
 
 
 class _BlockError(Exception):
@@ -435,9 +413,22 @@ def _report(args, blocks, config, argv):
               f"their rows", file=sys.stderr)
         return 1
     if args.write_docs:
-        synth.write_docs(args.write_docs, result, table, argv)
+        try:
+            synth.write_docs(args.write_docs, result, table, argv)
+        except OSError as error:
+            # Checked before the run; the file changed since.
+            print(f"error: --write-docs: {error}; the table above is the result",
+                  file=sys.stderr)
+            return 1
         print(f"wrote the '{synth.SECTION}' section of {args.write_docs}", file=sys.stderr)
     return 0
+
+
+def _check_path(p, option, check, path):
+    try:
+        check(path)
+    except ValueError as error:
+        p.error(f"argument {option}: {error}")
 
 
 def main(argv=None):
@@ -465,17 +456,27 @@ def main(argv=None):
         if args.write_docs and missing:
             p.error(f"--write-docs writes the table of every block, '{synth.SECTION}': "
                     f"use it with --blocks all (missing: {','.join(missing)})")
+        # The report takes minutes to hours: paths that cannot be written
+        # fail now, not when the tools are done.
+        _check_path(p, "--out", cli.output_dir, args.out)
+        _check_path(p, "--out", cli.output_dir, Path(args.out) / "area")
+        if args.write_docs:
+            _check_path(p, "--write-docs", cli.output_file, args.write_docs)
         _warn_draft_lanes(config, blocks)
         try:
             return _report(args, blocks, config, argv)
         except _BlockError as error:
             p.error(str(error))
     args.top = args.top or "decoder"
+    _check_path(p, "--out", cli.output_dir, args.out)
     try:
         paths = write(args.top, config, args.out)
     except ValueError as error:
         # Checks of one block across parameters (e.g. mem_bits against the array).
         p.error(str(error))
+    except OSError as error:
+        # What the check above cannot foresee, e.g. DIR/<top>.v a directory.
+        p.error(f"argument --out: {error}")
     for path in paths:
         print(f"wrote {path}")
     _warn_draft_lanes(config, [args.top])
