@@ -41,6 +41,7 @@ same generator without the draft mode.
 from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
 from .config import SpeqConfig
 from .decoder import DraftOperand, Mode
@@ -568,29 +569,35 @@ class SpeqPE(wiring.Component):
         neg = s4.total[-1]
         mag = Signal(width - 1)
         m.d.comb += mag.eq(Mux(neg, -s4.total, s4.total))
+        # Window bit p is worth 2**(E - G - 1 + p); the top bit (G + 4) is
+        # worth 2**(E + 3). The normalising shift stops where the top is
+        # worth 2**-126, after limit = E + 129 places: a one placed at bit
+        # G + 4 - limit of the leading-zero count's input (the *floor* bit)
+        # makes the count min(lz, limit) by itself, with no compare and
+        # select after it.
+        limit = Signal(_EXP)
+        floor_bit = Signal(width - 1)
+        m.d.comb += limit.eq(s4.e + 129)
+        with m.If(limit <= width - 2):
+            m.d.comb += floor_bit.eq(Const(1, width - 1) << (width - 2 - limit)[:bits_for(width - 2)])
         s44 = pipe.after(
-            "negate", valid=s4.valid, mag=mag, sign=neg,
-            # Window bit p is worth 2**(E - G - 1 + p); the top bit (G + 4) is
-            # worth 2**(E + 3). Shift at most until the top is worth 2**-126.
-            limit=s4.e + 129, e=s4.e,
+            "negate", valid=s4.valid, mag=mag, sign=neg, floor_bit=floor_bit, e=s4.e,
             nan=s4.nan, inf=s4.inf, inf_sign=s4.inf_sign, zero_sign=s4.zero_sign)
 
         # -- 8. leading zeros -------------------------------------------------
-        lz = Signal(range(width))
-        m.d.comb += lz.eq(leading_zeros(m, s44.mag, "sum_lz"))
+        k = Signal(range(width))
+        m.d.comb += k.eq(leading_zeros(m, s44.mag | s44.floor_bit, "sum_lz"))
         s45 = pipe.after(
-            "lzc", valid=s44.valid, mag=s44.mag, lz=lz, zero=s44.mag == 0, sign=s44.sign,
-            limit=s44.limit, e=s44.e, nan=s44.nan, inf=s44.inf, inf_sign=s44.inf_sign,
+            "lzc", valid=s44.valid, mag=s44.mag, k=k, zero=s44.mag == 0, sign=s44.sign,
+            e=s44.e, nan=s44.nan, inf=s44.inf, inf_sign=s44.inf_sign,
             zero_sign=s44.zero_sign)
 
         # -- 9. normalise -----------------------------------------------------
-        k = Signal(range(width))
-        m.d.comb += k.eq(Mux(s45.lz > s45.limit, s45.limit, s45.lz))
         norm = Signal(width - 1)
-        m.d.comb += norm.eq(s45.mag << k)
+        m.d.comb += norm.eq(s45.mag << s45.k)
         s5 = pipe.after(
             "normalise", valid=s45.valid, norm=norm, zero=s45.zero, sign=s45.sign,
-            exp=s45.e + 130 - k, nan=s45.nan, inf=s45.inf, inf_sign=s45.inf_sign,
+            exp=s45.e + 130 - s45.k, nan=s45.nan, inf=s45.inf, inf_sign=s45.inf_sign,
             zero_sign=s45.zero_sign)
 
         # -- 10. round ---------------------------------------------------------
@@ -603,18 +610,24 @@ class SpeqPE(wiring.Component):
         m.d.comb += rounded.eq(field + up)
         carry = rounded[24]
         sig = Mux(carry, rounded[1:24], rounded[:23])
-        biased = Signal(_EXP)
-        m.d.comb += biased.eq(Mux(carry, s5.exp + 1, Mux(rounded[23], s5.exp, 0)))
+        # The exponent is exp + 1 after a carry out of the significand, exp
+        # with the leading one, 0 (subnormal) without. Both candidates and
+        # their overflow tests are formed beside the significand's carry
+        # chain, which then only selects: the carry is this step's long path.
+        exp_up, huge, huge_up = Signal(_EXP), Signal(), Signal()
+        m.d.comb += [exp_up.eq(s5.exp + 1), huge.eq(s5.exp >= 255), huge_up.eq(s5.exp >= 254)]
+        biased = Mux(carry, exp_up[:8], Mux(rounded[23], s5.exp[:8], 0))
+        overflow = Mux(carry, huge_up, rounded[23] & huge)
         result = Signal(FP32)
         with m.If(s5.nan):
             m.d.comb += result.as_value().eq(FP32_QNAN)
-        with m.Elif(s5.inf | (biased >= 255)):
+        with m.Elif(s5.inf | overflow):
             m.d.comb += [result.sign.eq(Mux(s5.inf, s5.inf_sign, s5.sign)),
                          result.exp.eq(255), result.frac.eq(0)]
         with m.Elif(s5.zero):
             m.d.comb += result.sign.eq(s5.zero_sign)
         with m.Else():
-            m.d.comb += [result.sign.eq(s5.sign), result.exp.eq(biased[:8]),
+            m.d.comb += [result.sign.eq(s5.sign), result.exp.eq(biased),
                          result.frac.eq(sig)]
         s6 = pipe.after("round", valid=s5.valid, result=result)
         m.d.comb += [self.o.valid.eq(s6.valid), self.o.payload.acc.eq(s6.result)]
