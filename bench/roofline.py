@@ -4,10 +4,12 @@ For N, K in {256, 1024, 4096} it prints the cycles of a draft pass, a
 baseline pass and verify passes over T = 1 .. tmax tokens, as the cycle model
 (`golden.perf`) predicts them for the configuration, next to the roofline
 ``max(weight bits / B, MACs / MACs per cycle)``; then ``c`` (draft pass
-cycles / baseline pass cycles), which speculative decoding uses; then a sweep
-of the memory width B for the same array, to size one: a verify pass over
-Tmax tokens stays about as cheap as a single-token pass while
-``B <= 16 x R x C / Tmax`` (``docs/array.md``).
+cycles / baseline pass cycles), which speculative decoding uses; then the
+draft pass and ``c`` of the same array with each draft lane count ``L`` (1,
+2, 4); then a sweep of the memory width B for the same array, to size one: a
+verify pass over Tmax tokens stays about as cheap as a single-token pass
+while ``B <= 16 x R x C / Tmax``, and a draft pass keeps up with the port
+while ``L >= B / (4 x R x C)`` (``docs/array.md``).
 
 The model is the one ``tb/test_accel.py`` checks cycle for cycle against the
 RTL; with ``--rtl`` (the default in ``make bench``) this bench also runs the
@@ -29,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from golden import perf                         # noqa: E402
+from golden.arith import DRAFT_LANES            # noqa: E402
 from hw.config import PARAM_RANGES, SpeqConfig  # noqa: E402
 from rtl_gen import cli                          # noqa: E402
 from rtl_gen.docs import replace_section        # noqa: E402
@@ -64,9 +67,24 @@ def c_ratios(config, mem_latency):
             _cost("baseline", size, size, 1, config, mem_latency, machine) for size in SIZES}
 
 
+def lanes_table(config, mem_latency):
+    """Rows of the lanes table: (L, N=K, draft cycles, roofline, efficiency, c)."""
+    rows = []
+    for lanes in DRAFT_LANES:
+        c = replace(config, draft_lanes=lanes)
+        machine = perf.machine(c)
+        for size in SIZES:
+            draft = _cost("draft", size, size, 1, c, mem_latency, machine)
+            base = _cost("baseline", size, size, 1, c, mem_latency, machine)
+            bound = perf.roofline("draft", size, size, 1, pes=machine["pes"], lanes=lanes,
+                                  mem_bits=c.mem_bits)
+            rows.append((lanes, size, draft, bound, bound / draft, draft / base))
+    return rows
+
+
 def sweep(config, mem_latency, size=4096):
     """Rows of the B sweep at N = K = size: (B, draft, baseline, verify Tmax, c,
-    verify Tmax / baseline)."""
+    verify Tmax / baseline, fewest L that keeps a draft pass memory-bound)."""
     pes = config.rows * config.cols
     rows = []
     for bits in SWEEP_BITS:
@@ -77,14 +95,15 @@ def sweep(config, mem_latency, size=4096):
         draft = _cost("draft", size, size, 1, c, mem_latency, machine)
         base = _cost("baseline", size, size, 1, c, mem_latency, machine)
         verify = _cost("verify", size, size, config.tmax, c, mem_latency, machine)
-        rows.append((bits, draft, base, verify, draft / base, verify / base))
+        rows.append((bits, draft, base, verify, draft / base, verify / base, c.min_draft_lanes))
     return rows
 
 
 def format_report(config, mem_latency, rtl_note):
     pes = config.rows * config.cols
     out = [f"Configuration: {config.rows}x{config.cols} PEs, B = {config.mem_bits} bits per "
-           f"cycle, Tmax = {config.tmax}, pe_stages = {config.pe_stages}, memory latency "
+           f"cycle, Tmax = {config.tmax}, L = {config.draft_lanes} draft lanes, pe_stages = "
+           f"{config.pe_stages}, memory latency "
            f"{mem_latency} cycles. Cycles from `golden.perf` (the cycle model the RTL "
            f"bench checks exactly); roofline = max(weight bits / B, MACs / MACs per cycle). "
            + rtl_note, ""]
@@ -97,13 +116,23 @@ def format_report(config, mem_latency, rtl_note):
             "| N = K | c |", "|---:|---:|"]
     for size, c in c_ratios(config, mem_latency).items():
         out.append(f"| {size} | {c:.4f} |")
+    out += ["", f"Draft lanes: the same array with L = {', '.join(map(str, DRAFT_LANES))} draft "
+            f"weights per PE and draft step. A draft pass reads B / 4 = {config.mem_bits // 4} "
+            f"draft weights per cycle and the array takes {pes} L; it keeps up with the "
+            f"memory from L = {config.min_draft_lanes} on:", "",
+            "| L | N = K | draft cycles | roofline | roofline / cycles | c |",
+            "|---:|---:|---:|---:|---:|---:|"]
+    for lanes, size, draft, bound, eff, c in lanes_table(config, mem_latency):
+        out.append(f"| {lanes} | {size} | {draft:,} | {bound:,.0f} | {eff:.3f} | {c:.4f} |")
     out += ["", f"Sizing: the same {config.rows}x{config.cols} array with other memory "
             f"widths B (N = K = 4096). A verify pass over Tmax = {config.tmax} tokens costs "
-            f"about one baseline pass while B <= 16 x R x C / Tmax = {16 * pes // config.tmax}:",
-            "", "| B | draft | baseline | verify T=Tmax | c | verify(Tmax) / baseline |",
-            "|---:|---:|---:|---:|---:|---:|"]
-    for bits, draft, base, verify, c, ratio in sweep(config, mem_latency):
-        out.append(f"| {bits} | {draft:,} | {base:,} | {verify:,} | {c:.4f} | {ratio:.3f} |")
+            f"about one baseline pass while B <= 16 x R x C / Tmax = {16 * pes // config.tmax}; "
+            f"the draft pass (L = {config.draft_lanes}) keeps up while L >= B / (4 x R x C):",
+            "", "| B | draft | baseline | verify T=Tmax | c | verify(Tmax) / baseline | "
+            "fewest L that keeps up |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for bits, draft, base, verify, c, ratio, least in sweep(config, mem_latency):
+        out.append(f"| {bits} | {draft:,} | {base:,} | {verify:,} | {c:.4f} | {ratio:.3f} | "
+                   f"{least} |")
     return "\n".join(out) + "\n"
 
 

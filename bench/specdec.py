@@ -19,12 +19,15 @@ over the round's tokens; plain decoding is one FP16 baseline pass per token.
 The speedup is the ratio of the two cycle counts for the same tokens. It is
 compared with the bound ``(gamma + 1) / (gamma c + 1)`` (every proposal
 accepted, a verify pass as cheap as a baseline pass) and SPEQ's reported
-2.07x.
+2.07x. The draft arithmetic and the cycles are those of the default draft
+lanes ``L``; the bench runs again with ``L = 4`` (the fused four-term draft
+step) and prints the two side by side.
 
     python bench/specdec.py [--prompts 32] [--tokens 64] [--write-docs [PATH]] [--plots DIR]
 """
 
 import argparse
+from dataclasses import replace
 import importlib.util
 from pathlib import Path
 import sys
@@ -83,8 +86,10 @@ def round_costs(rounds, costs, per_layer):
     return cycles
 
 
-def run(model, prompts, tokens, check, progress=True):
-    costs = specdec.Costs(SpeqConfig())
+def run(model, prompts, tokens, check, config, progress=True):
+    """Acceptance and speedup per gamma for ``model`` (its draft lanes) on
+    ``config``'s accelerator: ``(rows, c, checked)``."""
+    costs = specdec.Costs(config)
     per_layer = [(n, k) for _, n, k in model.linear_shapes()]
     baseline_token = sum(costs.pass_cycles("baseline", n, k, 1) for n, k in per_layer)
     draft_token = sum(costs.pass_cycles("draft", n, k, 1) for n, k in per_layer)
@@ -115,7 +120,8 @@ def run(model, prompts, tokens, check, progress=True):
                 checked += 1
         if progress:
             done = i + 1
-            print(f"\r[specdec] {done}/{len(prompts)} prompts, {time.monotonic() - start:.0f} s",
+            print(f"\r[specdec] L = {model.lanes}: {done}/{len(prompts)} prompts, "
+                  f"{time.monotonic() - start:.0f} s",
                   end="" if done < len(prompts) else "\n", file=sys.stderr, flush=True)
     rows = []
     for g in GAMMAS:
@@ -172,17 +178,18 @@ def plots(rows, histogram, out):
     return [out / "specdec_acceptance.png", out / "specdec_speedup.png", out / "specdec_exponents.png"]
 
 
-def report(rows, c, histogram, model, args, checked):
+def report(rows, c, histogram, model, args, checked, others=()):
     best = max(rows, key=lambda r: r[3])
     cfg = model.config
     lines = [
-        f"Model: `models/speqlm.npz` ({cfg['n_layers']} layers, d = {cfg['d_model']}, "
+        f"Model: `{Path(args.weights).name}` ({cfg['n_layers']} layers, d = {cfg['d_model']}, "
         f"d_ff = {cfg['d_ff']}, byte vocabulary; validation loss "
         f"{cfg.get('val_loss_fp16', cfg.get('val_loss', float('nan'))):.3f} nats/byte with FP16 weights). "
         f"{args.prompts} prompts of `models/prompts.json`, {args.tokens} tokens each, greedy. "
-        f"Cycles: `golden.perf` on the default configuration (4x4 PEs, B = 32, memory latency 8), "
-        f"linear layers only; c = draft / baseline cycles per token = {c:.4f}. The replayed "
-        f"rounds were checked against the decoding loop on {checked} (prompt, gamma) runs.",
+        f"Cycles: `golden.perf` on the default configuration (4x4 PEs, B = 32, L = "
+        f"{model.lanes} draft lanes, memory latency 8), linear layers only; c = draft / "
+        f"baseline cycles per token = {c:.4f}. The replayed rounds were checked against the "
+        f"decoding loop on {checked} (prompt, gamma) runs.",
         "",
         "| gamma | acceptance | tokens per verify pass | speedup (cycles) | bound (gamma+1)/(gamma c+1) |",
         "|---:|---:|---:|---:|---:|",
@@ -192,6 +199,18 @@ def report(rows, c, histogram, model, args, checked):
     lines += ["", f"Best: gamma = {best[0]}, {best[3]:.2f}x over FP16 autoregressive decoding "
               f"(SPEQ reports {SPEQ_REPORTED}x). FP16 exponent fields of the model's linear "
               f"weights: {int(histogram[16:].sum())} of {int(histogram.sum())} above 15.", ""]
+    for lanes, other_rows, other_c in others:
+        lines += [f"Draft lanes: L = {model.lanes} (the default, above) beside L = {lanes}, the "
+                  f"same prompts and tokens (c = {c:.4f} and {other_c:.4f}). Only the draft "
+                  f"arithmetic differs: the fused {lanes}-term step floors each term at F bits "
+                  f"below the largest, L = 1 rounds each MAC.", "",
+                  f"| gamma | acceptance, L = {model.lanes} | acceptance, L = {lanes} | "
+                  f"speedup, L = {model.lanes} | speedup, L = {lanes} |",
+                  "|---:|---:|---:|---:|---:|"]
+        for mine, theirs in zip(rows, other_rows):
+            lines.append(f"| {mine[0]} | {mine[1]:.3f} | {theirs[1]:.3f} | {mine[3]:.2f}x | "
+                         f"{theirs[3]:.2f}x |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -221,8 +240,9 @@ def main(argv=None):
             cli.output_file(args.write_docs, must_exist=True)
         except ValueError as error:
             p.error(f"argument --write-docs: {error}")
+    config = SpeqConfig()
     try:
-        model = TinyLM(args.weights)
+        model = TinyLM(args.weights, draft_lanes=config.draft_lanes)
     except (OSError, ValueError) as error:
         p.error(f"argument --weights: {error}")
     prompts = json.loads((REPO / "models" / "prompts.json").read_text())["prompts"]
@@ -235,9 +255,15 @@ def main(argv=None):
     if importlib.util.find_spec("matplotlib") is None:
         p.error("argument --plots: the plots need matplotlib, which is not installed: "
                 ".venv/bin/pip install matplotlib (`make bench` installs it)")
-    rows, c, checked = run(model, prompts[:args.prompts], args.tokens, args.check)
+    rows, c, checked = run(model, prompts[:args.prompts], args.tokens, args.check, config)
+    others = []
+    for lanes in [lanes for lanes in (4,) if lanes != config.draft_lanes]:
+        other = replace(config, draft_lanes=lanes)
+        other_rows, other_c, _ = run(TinyLM(args.weights, draft_lanes=lanes),
+                                     prompts[:args.prompts], args.tokens, 0, other)
+        others.append((lanes, other_rows, other_c))
     histogram = exponent_histogram(model)
-    text = report(rows, c, histogram, model, args, checked)
+    text = report(rows, c, histogram, model, args, checked, others)
     print(text)
     for path in plots(rows, histogram, args.plots):
         print(f"wrote {path}", file=sys.stderr)

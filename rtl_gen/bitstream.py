@@ -92,7 +92,7 @@ BOARDS = {
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         clock_hz=12e6,
         config={"rows": 1, "cols": 1, "tmax": 2, "kmax": 64, "mem_bits": 16, "pe_stages": 4,
-                "draft_frac_bits": 23, "dsp_align": 1},
+                "draft_lanes": 4, "draft_frac_bits": 23, "dsp_align": 1},
         weight_words=16384, synth_opts="-dsp"),
     # LFE5U-85F: 83,640 LUT4s, 208 block RAMs (DP16KD), 156 multipliers.
     # 4x5: the largest that fits; 5x5 needs more LUT4s than the device has
@@ -101,7 +101,7 @@ BOARDS = {
     "ulx3s-85f": BoardSpec(
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clock_hz=25e6,
-        config={"rows": 4, "cols": 5, "tmax": 8, "kmax": 256, "mem_bits": 32},
+        config={"rows": 4, "cols": 5, "tmax": 8, "kmax": 256, "mem_bits": 32, "draft_lanes": 1},
         weight_words=32768, nextpnr_opts="--router router2",
         # The ULX3S platform asks for openFPGALoader even when it only builds.
         env={"OPENFPGALOADER": "true"}),
