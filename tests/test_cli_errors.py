@@ -266,8 +266,8 @@ def guarded(monkeypatch):
 
 
 @functools.cache
-def _cached_model(path):
-    return TinyLM(path)
+def _cached_model(path, draft_lanes=None):
+    return TinyLM(path, draft_lanes=draft_lanes)
 
 
 def _check_error(code, err, prog, names):
