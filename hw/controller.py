@@ -238,8 +238,12 @@ class PassController(wiring.Component):
         draft, verify, baseline = (p.op == Op.DRAFT), (p.op == Op.VERIFY), (p.op == Op.BASELINE)
         start = Signal()                     # a pass is taken this cycle
         cycles = Signal(32)
-        bits = Signal(COUNTER_BITS)
-        macs = Signal(COUNTER_BITS)
+        # The counters are as wide as the largest pass needs (N = 2**16 - 1
+        # rows padded to whole slots, K = kmax, T = tmax): the status
+        # carries them zero-extended to COUNTER_BITS.
+        rows_max = -(-(2 ** N_BITS - 1) // pes) * pes
+        bits = Signal(bits_for(rows_max * config.kmax * 16))
+        macs = Signal(bits_for(rows_max * config.kmax * config.tmax))
 
         c = cmd.payload
         error = Signal(Error)

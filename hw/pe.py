@@ -571,22 +571,21 @@ class SpeqPE(wiring.Component):
         m.d.comb += mag.eq(Mux(neg, -s4.total, s4.total))
         # Window bit p is worth 2**(E - G - 1 + p); the top bit (G + 4) is
         # worth 2**(E + 3). The normalising shift stops where the top is
-        # worth 2**-126, after limit = E + 129 places: a one placed at bit
-        # G + 4 - limit of the leading-zero count's input (the *floor* bit)
-        # makes the count min(lz, limit) by itself, with no compare and
-        # select after it.
+        # worth 2**-126, after limit = E + 129 places. Only a limit below the
+        # window's width can stop it: a flag and the limit's low bits are
+        # all the count's clamp needs.
         limit = Signal(_EXP)
-        floor_bit = Signal(width - 1)
         m.d.comb += limit.eq(s4.e + 129)
-        with m.If(limit <= width - 2):
-            m.d.comb += floor_bit.eq(Const(1, width - 1) << (width - 2 - limit)[:bits_for(width - 2)])
         s44 = pipe.after(
-            "negate", valid=s4.valid, mag=mag, sign=neg, floor_bit=floor_bit, e=s4.e,
+            "negate", valid=s4.valid, mag=mag, sign=neg, e=s4.e,
+            clamp=limit < width - 1, limit=limit[:bits_for(width - 2)],
             nan=s4.nan, inf=s4.inf, inf_sign=s4.inf_sign, zero_sign=s4.zero_sign)
 
         # -- 8. leading zeros -------------------------------------------------
+        lz = Signal(range(width))
+        m.d.comb += lz.eq(leading_zeros(m, s44.mag, "sum_lz"))
         k = Signal(range(width))
-        m.d.comb += k.eq(leading_zeros(m, s44.mag | s44.floor_bit, "sum_lz"))
+        m.d.comb += k.eq(Mux(s44.clamp & (lz > s44.limit), s44.limit, lz))
         s45 = pipe.after(
             "lzc", valid=s44.valid, mag=s44.mag, k=k, zero=s44.mag == 0, sign=s44.sign,
             e=s44.e, nan=s44.nan, inf=s44.inf, inf_sign=s44.inf_sign,
