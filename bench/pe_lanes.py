@@ -27,15 +27,19 @@ SECTION = "### SpeqPE area by draft lanes"
 
 
 def generic_area(component, name, workdir, yosys):
-    """``(cells, transistors)`` of ``component`` in the generic flow of
-    `rtl_gen.synth` (cells: simple gates and flip-flops)."""
+    """``(cells, transistors, ECP5 LUT4s, ECP5 CCU2Cs)`` of ``component``: the
+    generic flow of `rtl_gen.synth` (cells: simple gates and flip-flops) and
+    its ECP5 synthesis (``synth_ecp5``; LUT4s outside the carry cells)."""
     d = Path(workdir) / name
     d.mkdir(parents=True, exist_ok=True)
     il = d / f"{name}.il"
     il.write_text(rtlil.convert(component, name=name, emit_src=False))
     column = synth.Column(top=name, title=name)
     synth._generic(column, il, d, yosys)
-    return column.values["generic_cells"], column.values["generic_transistors"]
+    synth._fpga(column, il, d, yosys, "ecp5", None)
+    v = column.values
+    return (v["generic_cells"], v["generic_transistors"], v["ecp5:LUT4"],
+            v["ecp5:CCU2C (2-bit carry)"])
 
 
 def main(argv=None):
@@ -78,23 +82,26 @@ def main(argv=None):
                             args.out, yosys)
         rows.append((f"SpeqPE, L = {lanes}", area, area[1] - previous[1]))
         previous = area
-    lines = ["| PE | gates | / Fp16PE | transistors | / Fp16PE | transistors added |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name, (cells, count), added in rows:
+    lines = ["| PE | gates | / Fp16PE | transistors | / Fp16PE | transistors added | "
+             "ECP5 LUT4 | / Fp16PE | ECP5 CCU2C |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, (cells, count, luts, carries), added in rows:
         lines.append(f"| {name} | {cells} | {cells / base[0]:.3f} | {count} | "
-                     f"{count / base[1]:.3f} | {'' if added is None else f'+{added}'} |")
+                     f"{count / base[1]:.3f} | {'' if added is None else f'+{added}'} | "
+                     f"{luts} | {luts / base[2]:.3f} | {carries} |")
     table = "\n".join(lines)
-    print(f"Generic gate estimate (gates: cells with flip-flops; transistors: logic only), "
-          f"pe_stages={config.pe_stages}, F={config.draft_frac_bits}: "
-          f"`python bench/pe_lanes.py`")
+    print(f"Generic gate estimate (gates: cells with flip-flops; transistors: logic only) "
+          f"and ECP5 synthesis (synth_ecp5), pe_stages={config.pe_stages}, "
+          f"F={config.draft_frac_bits}: `python bench/pe_lanes.py`")
     print()
     print(table)
     if args.write_docs:
         one, two, four = (rows[1 + i][1][1] for i in range(3))
         body = (f"Produced by `.venv/bin/python bench/pe_lanes.py --write-docs` (run by "
                 f"`make area`; same tools and configuration as above): the generic gate "
-                f"estimate of the Fp16PE and of the SpeqPE with each draft lane count "
-                f"`L` (`SpeqConfig.draft_lanes`).\n\n{table}\n\nWith one lane the draft "
+                f"estimate and the ECP5 synthesis (`synth_ecp5`; LUT4s outside the carry "
+                f"cells) of the Fp16PE and of the SpeqPE with each draft lane count `L` "
+                f"(`SpeqConfig.draft_lanes`).\n\n{table}\n\nWith one lane the draft "
                 f"mode is a multiplexer in front of the weight operand: SpeqPE(L = 1) costs "
                 f"{100 * (one / base[1] - 1):.1f} % more than the Fp16PE. The fused draft "
                 f"sum of two lanes (the draft's F fraction bits in the aligners, the floor, "

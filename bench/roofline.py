@@ -139,14 +139,13 @@ def format_report(config, mem_latency, rtl_note):
 def check_rtl(config, mem_latency):
     """Run the N = K = 256 passes (draft, verify over Tmax, baseline) on Verilator
     through the accelerator bench, which asserts the model's cycle counts."""
-    from hw.accel import SpeqAccel
-    from tb import runner
+    from tb import runner, test_accel
     overrides = {f.name: getattr(config, f.name) for f in fields(SpeqConfig)
                  if getattr(config, f.name) != getattr(SpeqConfig(), f.name)}
     print("[roofline] RTL check: N = K = 256 passes on Verilator (C++ build first, "
           "a few minutes) ...", file=sys.stderr, flush=True)
     start = time.monotonic()
-    runner.run(SpeqAccel(config), bench="roofline_rtl", toplevel="accel",
+    runner.run(test_accel.harness(config, mem_latency), bench="roofline_rtl", toplevel="accel",
                test_module="tb.test_accel", sim="verilator", testcase="accel_passes",
                extra_env={"ACCEL_CONFIG": json.dumps(overrides), "MEM_LATENCY": str(mem_latency),
                           "SHAPES": json.dumps([[256, 256, config.tmax]]),

@@ -16,10 +16,10 @@ _START = time.time()
 
 def pytest_terminal_summary(terminalreporter):
     lines = []
-    for path in sorted(runner.BUILD_ROOT.glob("*/*/summary.json")):
+    for path in sorted(runner.BUILD_ROOT.glob("*/*/summary*.json")):
         if path.stat().st_mtime < _START:
             continue
-        bench, sim = path.parent.parent.name, path.parent.name
+        bench, sim = path.parent.parent.name + path.stem[len("summary"):], path.parent.name
         summary = json.loads(path.read_text())
         lines.append(f"{bench} [{sim}]: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
     if lines:

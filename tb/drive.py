@@ -2,13 +2,15 @@
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge
+from cocotb.triggers import FallingEdge, Timer
 
 
-__all__ = ["RESET_CYCLES", "reset", "table_entry", "load_table"]
+__all__ = ["RESET_CYCLES", "CLOCK_NS", "reset", "cycles", "table_entry", "load_table"]
 
 
 RESET_CYCLES = 4
+#: The benches' clock period.
+CLOCK_NS = 10
 
 
 async def reset(dut, inputs):
@@ -22,10 +24,16 @@ async def reset(dut, inputs):
     dut.rst.value = 1
     for name in inputs:
         getattr(dut, name).value = 0
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns", impl="gpi").start())
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start())
     for _ in range(RESET_CYCLES):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
+
+
+def cycles(count):
+    """A trigger ``count`` clock cycles from now: one simulator timer, where
+    `cocotb.triggers.ClockCycles` would run Python on every edge."""
+    return Timer(count * CLOCK_NS, unit="ns")
 
 
 def table_entry(dut, code, enc):

@@ -17,7 +17,6 @@ stalls it at random; the output is blocked at random. For every pass it checks:
   accelerator working.
 """
 
-import collections
 import json
 import os
 from pathlib import Path
@@ -25,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly
 
 import pytest
 
@@ -33,12 +31,22 @@ from golden import arith, perf, speq16
 from hw.accel import SpeqAccel
 from hw.config import SpeqConfig
 from hw.controller import Error, Op
-from tb import drive, payload, runner
+from tb import accel_harness, drive, payload, runner
 
 
 TOPLEVEL = "accel"
-INPUTS = ("cmd__valid", "cmd__payload", "act__valid", "act__payload", "mem__valid",
-          "mem__data", "mem__stall", "out__ready", "status__ready")
+INPUTS = ("go", "cmd", "act_count", "p_stall", "p_block", "seed")
+#: Words of the bench's weight memory (the images of a pass go anywhere in it).
+MEM_DEPTH = 1 << 16
+#: Result beats one command may send.
+OUT_DEPTH = 4096
+
+
+def harness(config, mem_latency):
+    """The bench's top: the accelerator of ``config`` in an `AccelHarness`."""
+    return accel_harness.AccelHarness(
+        SpeqAccel(config), mem_depth=MEM_DEPTH, mem_latency=mem_latency,
+        act_depth=config.tmax * config.kmax // 4, out_depth=OUT_DEPTH)
 
 
 def _accel():
@@ -46,17 +54,16 @@ def _accel():
 
 
 class Host:
-    """Drives commands, activations and the memory; collects outputs."""
+    """Plays the host through the bench's `tb.accel_harness.AccelHarness`:
+    commands, activations and the weight memory; collects outputs."""
 
-    def __init__(self, dut, accel, rng, mem_latency):
+    def __init__(self, dut, accel, rng):
         self.dut, self.accel, self.rng = dut, accel, rng
-        self.mem_latency = mem_latency
-        self.memory = {}
         self.cmd_layout = accel.cmd.payload.shape()
         self.act_layout = accel.act.payload.shape()
         self.out_layout = accel.out.payload.shape()
         self.status_layout = accel.status.payload.shape()
-        self.cycles = 0
+        self.commands = 0
 
     def command(self, op, **fields):
         values = {"op": [int(op.value) if isinstance(op, Op) else int(op)]}
@@ -67,63 +74,21 @@ class Host:
         return {name: payload.field(self.status_layout, [value], name)[0]
                 for name in ("op", "error", "cycles", "bits", "macs")}
 
+    def write_memory(self, addr, words):
+        """Weight memory words from word address ``addr`` on."""
+        wmem = self.dut.wmem
+        for index, word in enumerate(words):
+            wmem[addr + index].value = word
+
     async def run(self, cmd, acts=(), p_stall=0.0, p_block=0.0):
         """Send one command (and its activations); return (status, outputs,
         frozen cycles, busy cycles)."""
-        dut, rng, memory = self.dut, self.rng, self.memory
-        pipe = collections.deque([(0, 0)] * self.mem_latency)
-        falling, settled = FallingEdge(dut.clk), ReadOnly()
-        # Handles fetched once: a handle lookup per cycle costs more than the
-        # simulation of a small array.
-        cmd_valid, cmd_payload, cmd_ready = dut.cmd__valid, dut.cmd__payload, dut.cmd__ready
-        act_valid, act_payload, act_ready = dut.act__valid, dut.act__payload, dut.act__ready
-        mem_valid, mem_data, mem_stall = dut.mem__valid, dut.mem__data, dut.mem__stall
-        mem_en, mem_req, mem_addr = dut.mem__en, dut.mem__req, dut.mem__addr
-        out_valid, out_payload, out_ready = dut.out__valid, dut.out__payload, dut.out__ready
-        status_valid, status_payload = dut.status__valid, dut.status__payload
-        sent, act_i, frozen, busy, outs = False, 0, 0, 0, []
-        await falling
-        dut.status__ready.value = 1
-        cmd_payload.value = cmd
-        first = True
-        while True:
-            if not first:
-                await falling
-            first = False
-            cmd_valid.value = int(not sent)
-            has_act = sent and act_i < len(acts)
-            act_valid.value = int(has_act)
-            if has_act:
-                act_payload.value = acts[act_i]
-            valid, addr = pipe[0]
-            mem_valid.value = valid
-            mem_data.value = memory.get(addr, 0) if valid else 0
-            mem_stall.value = int(p_stall > 0 and rng.random() < p_stall)
-            block = p_block > 0 and rng.random() < p_block
-            out_ready.value = int(not block)
-            await settled
-            self.cycles += 1
-            en = int(mem_en.value)
-            if sent:
-                if status_valid.value:
-                    return self.status(status_payload.value.to_unsigned()), outs, frozen, busy
-                busy += 1
-                frozen += 1 - en
-            elif cmd_ready.value:
-                sent = True
-            if has_act and act_ready.value:
-                act_i += 1
-            if en:
-                pipe.popleft()
-                pipe.append((int(mem_req.value), mem_addr.value.to_unsigned()))
-            if out_valid.value and not block:
-                outs.append(out_payload.value.to_unsigned())
-            if busy > 100_000 + 200 * len(acts):
-                c = dut.controller
-                state = {name: int(getattr(c, name).value) for name in (
-                    "running", "issue_done", "outstanding", "finishing", "credit", "full",
-                    "acts_loaded", "g", "j", "t", "k4", "pad", "stepping")}
-                raise AssertionError(f"the accelerator hangs: {state}")
+        self.commands += 1
+        status, outs, frozen, busy = await accel_harness.run_command(
+            self.dut, cmd, acts, p_stall=p_stall, p_block=p_block,
+            seed=int(self.rng.integers(1, 1 << 32)), timeout=200_000 + 200 * len(acts))
+        assert len(outs) <= OUT_DEPTH, f"{len(outs)} result beats, the bench keeps {OUT_DEPTH}"
+        return self.status(status), outs, frozen, busy
 
     def gather(self, outs, t, n, fp16):
         """Y (T x N, float32) from output beats; every output exactly once.
@@ -179,7 +144,7 @@ class Bench:
     def __init__(self, dut, accel, rng, seed):
         self.accel, self.config, self.rng = accel, accel.config, rng
         self.mem_latency = int(os.environ["MEM_LATENCY"])
-        self.host = Host(dut, accel, rng, self.mem_latency)
+        self.host = Host(dut, accel, rng)
         self.machine = perf.machine(self.config)
         self.summary = {"passes": 0, "outputs": 0, "refused": 0, "frozen": 0, "seed": seed,
                         "modes": {mode: 0 for mode in perf.MODES}}
@@ -205,12 +170,14 @@ class Bench:
             images = [perf.draft_image(enc, pes, slots, bits)]
             if mode == "verify":
                 images.append(perf.residual_image(enc, pes, slots, bits))
-        host.memory.clear()
-        addrs, at = [], int(rng.integers(0, 1 << 20))
-        for image in images:
+        gaps = rng.integers(0, 100, len(images))
+        room = MEM_DEPTH - sum(map(len, images)) - int(gaps.sum())
+        assert room > 0, f"{mode} N={n} K={k}: the images do not fit the bench's memory"
+        addrs, at = [], int(rng.integers(0, room))
+        for image, gap in zip(images, gaps):
             addrs.append(at)
-            host.memory.update(zip(range(at, at + len(image)), image))
-            at += len(image) + int(rng.integers(0, 100))
+            host.write_memory(at, image)
+            at += len(image) + int(gap)
         addrs.append(0)
         acts = payload.pack(host.act_layout, {
             (lane,): x.view(np.uint16)[:, lane::4].ravel() for lane in range(4)})
@@ -320,48 +287,44 @@ async def accel_model_layer(dut):
     y, _ = await bench.run_pass("verify", x16, w, enc, fp16=True)
     _same(y, arith.verify_gemm(x16, w), f"{name} verify pass")
     dut._log.info("%s (%d x %d): draft and verify passes bit-exact", name, *w.shape)
-    Path("summary.json").write_text(json.dumps(bench.summary))
+    Path("summary_model.json").write_text(json.dumps(bench.summary))
 
 
-# (name, config, memory latency, random shapes, simulators). The default
-# configuration runs on Icarus only: Verilator's C++ build of 16 ten-stage PEs
-# takes a quarter of an hour on two cores; `make bench` (bench/roofline.py
-# --rtl) runs it there on N = K = 256 passes.
+# (name, config, memory latency, random shapes, simulators, model layer).
+# Verilator runs a pass in about a second once its model is built (a minute
+# at -O0, tb.runner); Icarus takes milliseconds per cycle of an array, so it
+# runs the small 2x2 array and the default configuration on a few shapes.
+# The 2x2 one-lane run also takes a layer of the shipped model.
 CONFIGS = [
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
-                "draft_lanes": 4}, 3, 6, ("icarus", "verilator")),
+                "draft_lanes": 4}, 3, 6, ("verilator", "icarus"), False),
     ("2x2_l1", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
-                "draft_lanes": 1}, 3, 6, ("verilator",)),
+                "draft_lanes": 1}, 3, 6, ("verilator",), True),
     ("1x3_s1_b48_l2", {"rows": 1, "cols": 3, "tmax": 3, "pe_stages": 1, "kmax": 128,
-                       "mem_bits": 48, "draft_lanes": 2}, 1, 6, ("icarus",)),
-    ("default", {}, 8, 3, ("icarus",)),
+                       "mem_bits": 48, "draft_lanes": 2}, 1, 6, ("verilator",), False),
+    ("default", {}, 8, 2, ("icarus",), False),
 ]
+#: The shipped model's layer that the model-layer test runs.
+MODEL_LAYER = "layer0.wq"
 
 
-@pytest.mark.parametrize("name,config,latency,shapes,sim", [
-    pytest.param(name, config, latency, shapes, sim, id=f"{name}-{sim}")
-    for name, config, latency, shapes, sims in CONFIGS for sim in sims])
-def test_accel(name, config, latency, shapes, sim):
+@pytest.mark.parametrize("name,config,latency,shapes,sim,model", [
+    pytest.param(name, config, latency, shapes, sim, model, id=f"{name}-{sim}")
+    for name, config, latency, shapes, sims, model in CONFIGS for sim in sims])
+def test_accel(name, config, latency, shapes, sim, model):
     build_dir = runner.BUILD_ROOT / f"accel_{name}" / sim
-    (build_dir / "summary.json").unlink(missing_ok=True)
-    runner.run(SpeqAccel(SpeqConfig(**config)), bench=f"accel_{name}", toplevel=TOPLEVEL,
-               test_module="tb.test_accel", sim=sim, testcase="accel_passes",
+    for summary in ("summary.json", "summary_model.json"):
+        (build_dir / summary).unlink(missing_ok=True)
+    shapes = int(os.environ.get("SHAPES", shapes)) if sim == "verilator" else shapes
+    runner.run(harness(SpeqConfig(**config), latency), bench=f"accel_{name}", toplevel=TOPLEVEL,
+               test_module="tb.test_accel", sim=sim,
+               testcase=["accel_passes"] + (["accel_model_layer"] if model else []),
                extra_env={"ACCEL_CONFIG": json.dumps(config), "MEM_LATENCY": str(latency),
-                          "SHAPES": os.environ.get("SHAPES", str(shapes))})
+                          "SHAPES": str(shapes), "MODEL_LAYER": MODEL_LAYER})
     summary = json.loads((build_dir / "summary.json").read_text())
     assert summary["passes"] >= 3 * shapes + 1 and summary["refused"] == 9
     print(f"accel {name} [{sim}]: {summary}")
-
-
-def test_accel_model_layer():
-    """One layer of models/speqlm.npz through the 2x2 accelerator on Icarus."""
-    name, config = "2x2_model", {**CONFIGS[0][1], "draft_lanes": SpeqConfig().draft_lanes}
-    build_dir = runner.BUILD_ROOT / f"accel_{name}" / "icarus"
-    (build_dir / "summary.json").unlink(missing_ok=True)
-    runner.run(SpeqAccel(SpeqConfig(**config)), bench=f"accel_{name}", toplevel=TOPLEVEL,
-               test_module="tb.test_accel", sim="icarus", testcase="accel_model_layer",
-               extra_env={"ACCEL_CONFIG": json.dumps(config), "MEM_LATENCY": "5",
-                          "MODEL_LAYER": "layer0.wq"})
-    summary = json.loads((build_dir / "summary.json").read_text())
-    assert summary["modes"]["draft"] == 1 and summary["modes"]["verify"] == 1
-    print(f"accel model layer0.wq [icarus]: {summary}")
+    if model:
+        summary = json.loads((build_dir / "summary_model.json").read_text())
+        assert summary["modes"]["draft"] == 1 and summary["modes"]["verify"] == 1
+        print(f"accel {name} [{sim}], {MODEL_LAYER} of the shipped model: {summary}")

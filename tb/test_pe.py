@@ -5,15 +5,17 @@ Every step the PE computes is compared bit for bit with the golden model
 (`golden.arith.verify_step` and `golden.arith.draft_step`; any NaN may stand
 for any NaN). The vectors are directed ones for every special class (±0,
 subnormals, the largest values, ±inf, NaN, exact cancellation, overflow,
-rounding ties) followed by random ones, one per cycle, with the mode chosen at
-random on every cycle and random output stalls, which freeze the pipeline.
-The bench also checks that each result appears exactly ``latency`` enabled
-cycles after its step entered.
+rounding ties) followed by random ones, with the mode chosen at random on
+every step, through a `tb.harness.StreamHarness` (batches of steps from a
+memory, random input gaps and output stalls, which freeze the pipeline; no
+Python per cycle). The bench also checks that each result appears exactly
+``latency`` enabled cycles after its step entered, and that a waiting
+result holds.
 
-The pytest functions at the bottom run the cocotb test on each simulator of
-`tb.runner.SIMULATORS`. ``SEED=<n>`` changes the random seed, ``WAVES=1``
-records waveforms, ``PE_VECTORS=<n>`` changes the number of random steps per
-mode (default 100,000).
+The pytest functions at the bottom run the cocotb test per configuration and
+simulator (`CONFIGS`). ``SEED=<n>`` changes the random seed, ``WAVES=1``
+records waveforms, ``PE_VECTORS=<n>`` sets the number of random steps per
+mode of every run (``make soak`` sets it high).
 """
 
 import json
@@ -23,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly
 
 import pytest
 
@@ -31,10 +32,13 @@ from golden import arith, speq16
 from hw.config import SpeqConfig
 from hw.decoder import Mode
 from hw.pe import Fp16PE, SpeqPE, pe_input_layout
-from tb import drive, payload, runner
+from tb import drive, harness, payload, runner
+from tb.harness import StreamHarness
 
 
 TOPLEVEL = "pe"
+#: Steps per harness batch (the depth of its memories).
+BATCH = 16384
 DEFAULT_VECTORS = 100_000
 
 
@@ -183,56 +187,32 @@ def _build(params):
 
 
 async def _reset(dut):
-    await drive.reset(dut, ("i__valid", "i__payload", "o__ready"))
+    await drive.reset(dut, ("go", "count_in", "count_out", "p_valid", "p_ready", "seed"))
 
 
-async def _stream(dut, payloads, rng, latency, p_valid=0.95, p_ready=0.9):
-    """Send every step, one per cycle under random gaps and stalls; return the results.
+async def _stream(dut, payloads, seed, latency, p_valid=0.95, p_ready=0.9):
+    """Send every step through the harness (`tb.harness`), a batch at a time,
+    under random gaps and stalls; return the results and the cycles taken.
 
-    Inputs change just after a falling edge; at ``ReadOnly`` everything has
-    settled to what the next rising edge samples. A rising edge is *enabled*
-    when ``o.ready`` is high (it freezes the whole pipeline otherwise); a step
-    taken before enabled edge ``e`` must appear after edge ``e + latency - 1``.
+    A rising edge with ``o.ready`` high is *enabled* (it advances the whole
+    pipeline); a step taken on enabled edge ``e`` must be accepted on enabled
+    edge ``e + latency`` (the output waits while ``o.ready`` is low), and a
+    waiting output must hold.
     """
-    i_valid, i_payload, i_ready = dut.i__valid, dut.i__payload, dut.i__ready
-    o_valid, o_payload, o_ready = dut.o__valid, dut.o__payload, dut.o__ready
-    falling, settled = FallingEdge(dut.clk), ReadOnly()
-    n = len(payloads)
-    results, taken_at = [], []
-    sent = edges = cycle = 0
-    chunk = 8192
-    driving = False
-    while len(results) < n:
-        if cycle % chunk == 0:
-            valid_draws = (rng.random(chunk) < p_valid).tolist()
-            ready_draws = (rng.random(chunk) < p_ready).astype(int).tolist()
-        await falling
-        if not driving and sent < n and valid_draws[cycle % chunk]:
-            i_payload.value = payloads[sent]
-            i_valid.value = 1
-            driving = True
-        elif not driving:
-            i_valid.value = 0
-        ready = ready_draws[cycle % chunk]
-        o_ready.value = ready
-        await settled
-        if o_valid.value:
-            j = len(results)
-            assert j < len(taken_at) and edges == taken_at[j] + latency, (
-                f"step {j} appeared after enabled edge {edges}; it entered before edge "
-                f"{taken_at[j] + 1 if j < len(taken_at) else '?'} and the latency is {latency}")
-            if ready:
-                results.append(o_payload.value.to_unsigned())
-        if ready:
-            if driving and i_ready.value:
-                taken_at.append(edges)
-                sent += 1
-                driving = False
-            edges += 1
-        else:
-            assert not i_ready.value, "i.ready must follow o.ready"
-        cycle += 1
-    return results, cycle
+    results, cycles = [], 0
+    for batch, start in enumerate(range(0, len(payloads), BATCH)):
+        chunk = payloads[start:start + BATCH]
+        out = await harness.run_batch(dut, chunk, len(chunk), p_valid=p_valid, p_ready=p_ready,
+                                      seed=seed * 7919 + batch)
+        assert out["violations"] == 0, \
+            f"batch {batch}: a waiting output changed or dropped {out['violations']} times"
+        late = np.flatnonzero(out["accept_edge"] != out["take_edge"] + latency)
+        assert not late.size, (
+            f"step {start + late[0]} entered on enabled edge {out['take_edge'][late[0]]} and "
+            f"left on {out['accept_edge'][late[0]]}; the latency is {latency}")
+        results += out["result"]
+        cycles += out["cycles"]
+    return results, cycles
 
 
 def _check(got, want, vectors):
@@ -263,7 +243,7 @@ async def pe_stream(dut):
                       random_vectors(rng, count, pe.has_draft, pe.lanes))
     want = expected(vectors, pe.config.draft_frac_bits)
     await _reset(dut)
-    got, cycles = await _stream(dut, pack(vectors, pe.has_draft, pe.lanes), rng, pe.latency)
+    got, cycles = await _stream(dut, pack(vectors, pe.has_draft, pe.lanes), seed, pe.latency)
     _check(got, want, vectors)
     draft_steps = int((vectors["mode"] == Mode.DRAFT.value).sum())
     summary = {"verify": int(len(got) - draft_steps), "draft": draft_steps,
@@ -275,35 +255,38 @@ async def pe_stream(dut):
 
 # --- pytest entry points ---------------------------------------------------------------------
 
-# (name, config, draft, simulators, random steps per mode): the default PE
-# (one lane), the four-lane PE and the baseline in full on both simulators;
-# two lanes, the shallowest and deepest pipelines with the narrowest and
-# widest F, and the DSP aligners on the faster simulator.
+# (name, config, draft, {simulator: random steps per mode}). Every
+# configuration runs 100,000 steps per mode on Verilator; the default PE (one
+# lane), the four-lane PE and the baseline also run 20,000 on Icarus, whose
+# simulation of a PE costs about 0.2 ms a cycle (`make soak` runs more).
+# Two lanes, the shallowest pipelines with the narrowest and widest F, and
+# the DSP aligners run on Verilator.
 CONFIGS = [
-    ("speq_l1", {"draft_lanes": 1}, True, runner.SIMULATORS, DEFAULT_VECTORS),
-    ("speq_l4", {"draft_lanes": 4}, True, runner.SIMULATORS, DEFAULT_VECTORS),
-    ("fp16", {}, False, runner.SIMULATORS, DEFAULT_VECTORS),
-    ("speq_l1_s1", {"draft_lanes": 1, "pe_stages": 1}, True, ("verilator",), 50_000),
+    ("speq_l1", {"draft_lanes": 1}, True, {"verilator": 100_000, "icarus": 20_000}),
+    ("speq_l4", {"draft_lanes": 4}, True, {"verilator": 100_000, "icarus": 20_000}),
+    ("fp16", {}, False, {"verilator": 100_000, "icarus": 20_000}),
+    ("speq_l1_s1", {"draft_lanes": 1, "pe_stages": 1}, True, {"verilator": 100_000}),
     ("speq_l2_s1_f23", {"draft_lanes": 2, "pe_stages": 1, "draft_frac_bits": 23}, True,
-     ("verilator",), 50_000),
+     {"verilator": 100_000}),
     # dsp_align: terms 1 to L-1 aligned by multipliers, with two coarse cases
     # (F 30) and four (F 48); the default shifters are in the cases above.
     ("speq_l4_s6_f48_dsp", {"draft_lanes": 4, "pe_stages": 6, "draft_frac_bits": 48,
-                            "dsp_align": 1}, True, ("verilator",), 50_000),
+                            "dsp_align": 1}, True, {"verilator": 100_000}),
     ("speq_l2_s4_dsp", {"draft_lanes": 2, "pe_stages": 4, "dsp_align": 1}, True,
-     ("verilator",), 50_000),
+     {"verilator": 100_000}),
 ]
 
 
 @pytest.mark.parametrize("name,config,draft,sim,count", [
     pytest.param(name, config, draft, sim, count, id=f"{name}-{sim}")
-    for name, config, draft, sims, count in CONFIGS for sim in sims])
+    for name, config, draft, counts in CONFIGS for sim, count in counts.items()])
 def test_pe(name, config, draft, sim, count):
     params = {"config": config, "draft": draft}
     count = int(os.environ.get("PE_VECTORS", count))
     build_dir = runner.BUILD_ROOT / f"pe_{name}" / sim
     (build_dir / "summary.json").unlink(missing_ok=True)
-    runner.run(_build(params), bench=f"pe_{name}", toplevel=TOPLEVEL, test_module="tb.test_pe",
+    runner.run(StreamHarness(_build(params), depth=BATCH), bench=f"pe_{name}", toplevel=TOPLEVEL,
+               test_module="tb.test_pe",
                sim=sim, extra_env={"PE_PARAMS": json.dumps(params), "PE_VECTORS": str(count)})
     summary = json.loads((build_dir / "summary.json").read_text())
     assert summary["verify"] >= count and summary["draft"] >= (count if draft else 0)
