@@ -7,11 +7,14 @@ OUT    ?= build
 # pytest workers: the benches are independent simulator runs.
 JOBS   ?= 2
 
-.PHONY: build verilog test bench area bitstream clean iverilog help
+.PHONY: build verilog test soak bench area bitstream clean iverilog help
 
 help:
 	@echo "make build    create .venv, install the project, emit the default accelerator Verilog into $(OUT)/"
 	@echo "make test     the whole suite (golden model, generator, cocotb benches on Icarus and Verilator)"
+	@echo "make soak [SEED=n]"
+	@echo "              the deep tier: the benches with 250k PE steps per mode and run, 40 random"
+	@echo "              pass shapes per accelerator run, 30 decoder tables; a new seed unless SEED="
 	@echo "make verilog  emit the default configuration's Verilog and manifest.json into $(OUT)/"
 	@echo "make bench    benchmarks that print tables (draft quality, pass costs vs roofline) into docs/results.md"
 	@echo "make area     area (Yosys: gates, iCE40, ECP5) and Fmax (nextpnr) of every block, one table in docs/results.md"
@@ -43,6 +46,14 @@ iverilog:
 
 test: $(STAMP) iverilog
 	$(PY) -m pytest -n $(JOBS) -q
+
+# The deep tier (docs/verification.md): the same benches with many more random
+# vectors, pass shapes and tables, from one seed that every failure names.
+SOAK_SEED := $(or $(SEED),$(shell date +%s))
+soak: $(STAMP) iverilog
+	@echo "make soak SEED=$(SOAK_SEED)"
+	SEED=$(SOAK_SEED) PE_VECTORS=250000 SHAPES=40 DECODER_RANDOM_TABLES=24 \
+	  $(PY) -m pytest -n $(JOBS) -q tb tests/test_specdec.py
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'

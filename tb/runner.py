@@ -207,15 +207,32 @@ def run(component, *, bench, toplevel, test_module, sim, extra_env=None, testcas
                 waves=waves,
             )
             stamp.write_text(key)
-        runner.test(
-            test_module=test_module,
-            hdl_toplevel=toplevel,
-            hdl_toplevel_lang="verilog",
-            build_dir=build_dir,
-            test_dir=build_dir,
-            testcase=testcase,
-            extra_env=test_env,
-            timescale=("1ns", "1ps"),
-            waves=waves,
-        )
+        try:
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=toplevel,
+                hdl_toplevel_lang="verilog",
+                build_dir=build_dir,
+                test_dir=build_dir,
+                testcase=testcase,
+                extra_env=test_env,
+                timescale=("1ns", "1ps"),
+                waves=waves,
+            )
+        except SystemExit as error:
+            # cocotb's runner exits when a test fails (its log above says
+            # which and why); say how to run the same case again.
+            raise AssertionError(_failure(bench, sim, test_env)) from error
     return build_dir
+
+
+#: The knobs of the benches (environment variables) a rerun must repeat.
+KNOBS = ("SEED", "PE_VECTORS", "SHAPES", "DECODER_RANDOM_TABLES", "VERILATOR_OPT")
+
+
+def _failure(bench, sim, env):
+    node = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+    knobs = " ".join(f"{name}={os.environ.get(name, env.get(name))}" for name in KNOBS
+                     if os.environ.get(name, env.get(name)) is not None)
+    return (f"bench {bench} [{sim}] failed with seed {env['SEED']}; the same case again: "
+            f"{knobs} .venv/bin/python -m pytest '{node}'")

@@ -79,6 +79,13 @@ def _tables(seed):
         ("extreme", table([0, 9, 30, 61, 100, 113, 120, 127],
                           [-32, 31, -1, 0, 5, -7, 15, -16],
                           [1, 0, 1, 0, 1, 1, 0, 0], [0, 0, 0, 1, 0, 1, 0, 0]), (0.8, 0.9)),
+    ] + [
+        # $DECODER_RANDOM_TABLES more (make soak): any bases, any draft values.
+        (f"random{n}", table(np.sort(rng.choice(128, NUM_CODES, replace=False)),
+                             rng.integers(-32, 32, NUM_CODES), rng.integers(0, 2, NUM_CODES),
+                             rng.random(NUM_CODES) < 0.2),
+         tuple(rng.uniform(0.5, 1.0, 2)))
+        for n in range(int(os.environ.get("DECODER_RANDOM_TABLES", 0)))
     ]
 
 
