@@ -84,10 +84,12 @@ class BoardSpec:
 #: The boards of ``make bitstream BOARD=...``.
 BOARDS = {
     # iCE40UP5K: 5,280 logic cells, 30 block RAMs, 4 SPRAMs, 8 DSPs. One
-    # SpeqPE (a 1x2 array does not fit) with the narrowest draft alignment
-    # the PE allows, draft terms aligned in DSPs, and the fewest pipeline
-    # registers that meet 12 MHz; the weights in one SPRAM (16,384 x 16
-    # bits). docs/board.md has the figures.
+    # SpeqPE (a 1x2 array does not fit, even with one lane) with four draft
+    # lanes, which keep a draft pass memory-bound behind the 16-bit port
+    # (one lane would make it cost as much as a baseline pass), the
+    # narrowest draft alignment the PE allows, draft terms aligned in DSPs,
+    # and the fewest pipeline registers that meet 12 MHz; the weights in one
+    # SPRAM (16,384 x 16 bits). docs/board.md has the figures.
     "icebreaker": BoardSpec(
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         clock_hz=12e6,
@@ -95,14 +97,17 @@ BOARDS = {
                 "draft_lanes": 4, "draft_frac_bits": 23, "dsp_align": 1},
         weight_words=16384, synth_opts="-dsp"),
     # LFE5U-85F: 83,640 LUT4s, 208 block RAMs (DP16KD), 156 multipliers.
-    # 4x5: the largest that fits; 5x5 needs more LUT4s than the device has
-    # (docs/board.md). nextpnr's router2 routes it in minutes where the
-    # default router1 had not finished after an hour.
+    # 6x6 one-lane PEs (84% of the LUT4s) behind a 64-bit port: a verify
+    # pass over tmax = 8 tokens stays memory-bound (36 >= 64 x 8 / 16 PEs)
+    # and so does a draft pass with one lane (36 x 1 >= 64 / 4); a faster
+    # port (B = 96) would need 48 PEs, which do not fit (docs/board.md).
+    # The same 1 Mbit of weights. nextpnr's router2 routes it in minutes
+    # where the default router1 had not finished an array of 20 after an hour.
     "ulx3s-85f": BoardSpec(
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clock_hz=25e6,
-        config={"rows": 4, "cols": 5, "tmax": 8, "kmax": 256, "mem_bits": 32, "draft_lanes": 1},
-        weight_words=32768, nextpnr_opts="--router router2",
+        config={"rows": 6, "cols": 6, "tmax": 8, "kmax": 256, "mem_bits": 64, "draft_lanes": 1},
+        weight_words=16384, nextpnr_opts="--router router2",
         # The ULX3S platform asks for openFPGALoader even when it only builds.
         env={"OPENFPGALOADER": "true"}),
 }
