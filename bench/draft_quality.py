@@ -44,8 +44,13 @@ from pathlib import Path
 import numpy as np
 
 from golden import arith, speq16
+from hw.config import SpeqConfig
 from rtl_gen import cli
 from rtl_gen.docs import replace_section
+
+
+#: The draft lanes of the default configuration: the draft the hardware computes.
+DRAFT_LANES = SpeqConfig().draft_lanes
 
 
 __all__ = [
@@ -154,7 +159,7 @@ def exponent_fields(w):
     return ((bits >> 10) & 0x1F).astype(np.int64)
 
 
-def draft_outputs(x, w, rows=None, F=30):
+def draft_outputs(x, w, rows=None, F=30, lanes=DRAFT_LANES):
     """The reference output, every draft's output and every draft's weights.
 
     Parameters
@@ -166,6 +171,9 @@ def draft_outputs(x, w, rows=None, F=30):
         SPEQ-16 tables are still chosen for the whole tensor.
     F : int
         Draft fraction bits of ``draft_gemm``.
+    lanes : int
+        Draft lanes ``L`` of ``draft_gemm`` (default: the default
+        configuration's, `hw.config.SpeqConfig`).
 
     Returns
     -------
@@ -181,7 +189,7 @@ def draft_outputs(x, w, rows=None, F=30):
         weights[key] = speq16.draft(enc).astype(np.float64)
         if rows is not None:
             enc = dataclasses.replace(enc, words=enc.words[:rows])
-        out[key] = arith.draft_gemm(x, enc, F=F).astype(np.float64)
+        out[key] = arith.draft_gemm(x, enc, F=F, lanes=lanes).astype(np.float64)
     top4 = top4_truncate(w)
     weights["top4"] = top4.astype(np.float64)
     out["top4"] = arith.verify_gemm(x, top4[:len(sub)]).astype(np.float64)
@@ -424,7 +432,8 @@ def format_report(results):
             f"FP16 verify pass. Aggregates pool the squared errors: "
             f"`sqrt(Σ ||y_draft - y||² / Σ ||y||²)` over the matrices of a column.",
             f"- GEMVs use {rows_note}.",
-            f"- SPEQ-16: `golden.arith.draft_gemm(x, speq16.encode(W), F={p['F']})`; "
+            f"- SPEQ-16: `golden.arith.draft_gemm(x, speq16.encode(W), F={p['F']}, "
+            f"lanes={DRAFT_LANES})` (the default configuration's draft lanes); "
             f"power-of-two only: `encode(W, allow_half=False)`. One 8-entry table per tensor.",
             "- Raw top 4 bits: `bits & 0xF000` (sign, top 3 exponent bits) read as FP16, "
             "through `verify_gemm`.",
