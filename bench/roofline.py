@@ -194,10 +194,7 @@ def main(argv=None):
         p.error(str(error))
     if args.write_docs:
         # Before the RTL check, which takes minutes.
-        try:
-            cli.output_file(args.write_docs)
-        except ValueError as error:
-            p.error(f"argument --write-docs: {error}")
+        cli.check_path(p, "--write-docs", cli.output_file, args.write_docs)
     note = "RTL not run (use --rtl)."
     if args.rtl:
         summary = check_rtl(config, args.mem_latency)

@@ -230,16 +230,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     # The plots and the docs are written after the whole run: their paths,
     # and matplotlib, are checked before it.
-    try:
-        cli.output_dir(args.plots)
-    except ValueError as error:
-        p.error(f"argument --plots: {error}")
+    cli.check_path(p, "--plots", cli.output_dir, args.plots)
     if args.write_docs:
-        try:
-            # It replaces a section of an existing document.
-            cli.output_file(args.write_docs, must_exist=True)
-        except ValueError as error:
-            p.error(f"argument --write-docs: {error}")
+        # It replaces a section of an existing document.
+        cli.check_path(p, "--write-docs", cli.output_file, args.write_docs, must_exist=True)
     config = SpeqConfig()
     try:
         model = TinyLM(args.weights, draft_lanes=config.draft_lanes)

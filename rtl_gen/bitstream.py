@@ -387,10 +387,8 @@ def main(argv=None):
     except (TypeError, ValueError) as error:
         p.error(f"argument --weight-words: {error}")
     # A build takes minutes: an --out that cannot be written fails now.
-    try:
-        cli.output_dir(Path(args.out) if args.search else Path(args.out) / args.board)
-    except ValueError as error:
-        p.error(f"argument --out: {error}")
+    cli.check_path(p, "--out", cli.output_dir,
+                   Path(args.out) if args.search else Path(args.out) / args.board)
     try:
         if args.search:
             results = search(args.board, config, out=args.out)

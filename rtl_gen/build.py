@@ -424,13 +424,6 @@ def _report(args, blocks, config, argv):
     return 0
 
 
-def _check_path(p, option, check, path):
-    try:
-        check(path)
-    except ValueError as error:
-        p.error(f"argument {option}: {error}")
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     p = parser()
@@ -458,17 +451,17 @@ def main(argv=None):
                     f"use it with --blocks all (missing: {','.join(missing)})")
         # The report takes minutes to hours: paths that cannot be written
         # fail now, not when the tools are done.
-        _check_path(p, "--out", cli.output_dir, args.out)
-        _check_path(p, "--out", cli.output_dir, Path(args.out) / "area")
+        cli.check_path(p, "--out", cli.output_dir, args.out)
+        cli.check_path(p, "--out", cli.output_dir, Path(args.out) / "area")
         if args.write_docs:
-            _check_path(p, "--write-docs", cli.output_file, args.write_docs)
+            cli.check_path(p, "--write-docs", cli.output_file, args.write_docs)
         _warn_draft_lanes(config, blocks)
         try:
             return _report(args, blocks, config, argv)
         except _BlockError as error:
             p.error(str(error))
     args.top = args.top or "decoder"
-    _check_path(p, "--out", cli.output_dir, args.out)
+    cli.check_path(p, "--out", cli.output_dir, args.out)
     try:
         paths = write(args.top, config, args.out)
     except ValueError as error:

@@ -19,7 +19,7 @@ from pathlib import Path
 import tempfile
 
 
-__all__ = ["integer", "real", "output_dir", "output_file"]
+__all__ = ["integer", "real", "output_dir", "output_file", "check_path"]
 
 
 def integer(lo=None, hi=None, choices=None):
@@ -164,3 +164,12 @@ def output_file(path, *, must_exist=False):
     else:
         _can_create_in(path, _existing_ancestor(path))
 
+
+def check_path(parser, option, check, path, **kwargs):
+    """Run the path check ``check(path, **kwargs)`` (`output_dir` or
+    `output_file`); if it finds a problem, stop as argparse does, with one
+    error line naming ``option``."""
+    try:
+        check(path, **kwargs)
+    except ValueError as error:
+        parser.error(f"argument {option}: {error}")

@@ -30,21 +30,10 @@ from amaranth.utils import ceil_log2
 
 from hw.controller import Command, Status
 from tb import drive
+from tb.harness import xorshift
 
 
 __all__ = ["AccelHarness", "run_command"]
-
-
-def _xorshift(m, name, load, seed):
-    state = Signal(32, name=name, init=1)
-    x1 = state ^ (state << 13)[:32]
-    x2 = x1 ^ (x1 >> 17)
-    x3 = x2 ^ (x2 << 5)[:32]
-    with m.If(load):
-        m.d.sync += state.eq(Mux(seed == 0, 1, seed))   # a zero state stays zero
-    with m.Else():
-        m.d.sync += state.eq(x3)
-    return state
 
 
 class AccelHarness(wiring.Component):
@@ -122,8 +111,8 @@ class AccelHarness(wiring.Component):
         running = Signal()
         sent = Signal()                       # the command was taken
         act_i = Signal(range(self._act_depth + 1))
-        stall_draw = _xorshift(m, "stall_rng", self.go, self.seed)[:8] < self.p_stall
-        block_draw = _xorshift(m, "block_rng", self.go, self.seed ^ 0x9E3779B9)[:8] < self.p_block
+        stall_draw = xorshift(m, "stall_rng", self.go, self.seed)[:8] < self.p_stall
+        block_draw = xorshift(m, "block_rng", self.go, self.seed ^ 0x9E3779B9)[:8] < self.p_block
         m.d.comb += self.done.eq(~running & ~self.go)
 
         with m.If(self.go):

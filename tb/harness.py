@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 from tb import drive
 
 
-__all__ = ["StreamHarness", "run_batch", "TIME_BITS"]
+__all__ = ["StreamHarness", "run_batch", "xorshift", "TIME_BITS"]
 
 
 #: Width of the cycle and edge counters the harness records.
@@ -47,7 +47,7 @@ _IN_RECORDS = ("offer_cycle", "take_cycle", "take_edge")
 _OUT_RECORDS = ("visible_cycle", "accept_edge")
 
 
-def _xorshift(m, name, load, seed):
+def xorshift(m, name, load, seed):
     """A 32-bit xorshift generator stepping every cycle, set to ``seed`` when
     ``load``; returns its state."""
     state = Signal(32, name=name, init=1)
@@ -137,8 +137,8 @@ class StreamHarness(wiring.Component):
         edges = Signal(TIME_BITS)
         sent = Signal(range(depth + 1))
         received = Signal(range(depth + 1))
-        valid_draw = _xorshift(m, "valid_rng", self.go, self.seed)[:8] < self.p_valid
-        ready_draw = _xorshift(m, "ready_rng", self.go, self.seed ^ 0x9E3779B9)[:8] < self.p_ready
+        valid_draw = xorshift(m, "valid_rng", self.go, self.seed)[:8] < self.p_valid
+        ready_draw = xorshift(m, "ready_rng", self.go, self.seed ^ 0x9E3779B9)[:8] < self.p_ready
 
         m.d.comb += [self.cycles.eq(cycle), self.done.eq(~running & ~self.go)]
         with m.If(self.go):
