@@ -20,7 +20,7 @@ help:
 	@echo "make area     area (Yosys: gates, iCE40, ECP5) and Fmax (nextpnr) of every block, one table in docs/results.md"
 	@echo "make bitstream BOARD=icebreaker|ulx3s-85f [BITSTREAM_ARGS=...]"
 	@echo "              bitstream of the board top (docs/board.md) with amaranth-boards and YoWASP"
-	@echo "              (icebreaker about 75 s; ulx3s-85f, a 4x5 array, about 37 min)"
+	@echo "              (icebreaker about 75 s; ulx3s-85f, a 6x6 array, about 26 min)"
 	@echo "make clean    remove build outputs (keeps .venv)"
 
 $(STAMP): pyproject.toml
@@ -71,7 +71,7 @@ area: $(STAMP)
 
 # The board top through Yosys, nextpnr and icepack/ecppack (docs/board.md);
 # BITSTREAM_ARGS passes more options (python -m rtl_gen.bitstream --help).
-# About 75 s for the icebreaker, 37 min for the ulx3s-85f (4x5 array) on two cores.
+# About 75 s for the icebreaker, 26 min for the ulx3s-85f (6x6 array) on two cores.
 BOARD ?= ulx3s-85f
 BITSTREAM_ARGS ?=
 bitstream: $(STAMP)
