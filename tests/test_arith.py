@@ -167,25 +167,6 @@ def test_draft_step_truncates_small_operands_by_floor():
     np.testing.assert_array_equal(got, np.float32([1.0, 0.75]))
 
 
-def test_draft_gemm_is_a_chain_of_draft_steps():
-    rng = np.random.default_rng(3)
-    w = (rng.standard_normal((5, 24)) * 0.05).astype(np.float16)
-    x = (rng.standard_normal((3, 24))).astype(np.float16)
-    x[0, 5] = np.inf                   # inf times a draft value: inf, or NaN on a zero code
-    enc = speq16.encode(w)
-    dw = speq16.draft(enc).astype(np.float64)
-    want = np.zeros((3, 5), dtype=np.float32)
-    for t in range(3):
-        for n in range(5):
-            acc = np.float32(0.0)
-            for g in range(6):
-                with np.errstate(all="ignore"):
-                    terms = x[t, 4 * g:4 * g + 4].astype(np.float64) * dw[n, 4 * g:4 * g + 4]
-                acc = reference_draft_step(acc, terms, 30)
-            want[t, n] = acc
-    same_bits(arith.draft_gemm(x, enc), want)
-
-
 @pytest.mark.parametrize("specials", [False, True])
 @pytest.mark.parametrize("F", [2, 23, 30, 48])
 def test_draft_gemm_equals_draft_steps_on_large_random_input(F, specials):
@@ -213,7 +194,7 @@ def test_draft_gemm_is_a_chain_of_rational_steps_of_L_terms(lanes):
     rng = np.random.default_rng(10 + lanes)
     w = (rng.standard_normal((4, 16)) * 0.05).astype(np.float16)
     x = (rng.standard_normal((2, 16)) * np.exp2(rng.integers(-16, 6, (2, 16)))).astype(np.float16)
-    x[1, 6] = -np.inf
+    x[1, 6] = -np.inf                 # -inf times a draft value: -inf, or NaN on a zero code
     enc = speq16.encode(w)
     dw = speq16.draft(enc).astype(np.float64)
     want = np.zeros((2, 4), dtype=np.float32)
