@@ -184,7 +184,11 @@ def run(component, *, bench, toplevel, test_module, sim, extra_env=None, testcas
     test_env = {"SEED": str(seed())}
     test_env.update(extra_env or {})
     waves = os.environ.get("WAVES", "0") == "1"
-    with _environ(env):
+    # cocotb's runner gives the simulation os.environ over its extra_env: the
+    # bench's own values (test_env) must be there too, or a knob set in the
+    # shell (SHAPES for the accelerator's Verilator runs, say) would reach
+    # every bench.
+    with _environ({**env, **test_env}):
         runner = get_runner(sim)
         # Verilator re-runs its C++ build every time and Icarus looks only at
         # timestamps: rebuild exactly when the design or the options changed.

@@ -136,7 +136,7 @@ async def board_uart(dut):
         summary["outputs"] += n * t
         summary["frozen"] += result.frozen
 
-    shapes = json.loads(os.environ["SHAPES"])
+    shapes = json.loads(os.environ["BOARD_SHAPES"])
     for number, (n, k, t) in enumerate(shapes):
         w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
         w[rng.random(w.shape) < 0.02] = 0
@@ -219,7 +219,7 @@ def test_board(name, board, shapes, sim):
     runner.run(SpeqBoard(SpeqConfig(**spec["config"]), weight_words=spec["weight_words"],
                          divisor=spec["divisor"]),
                bench=f"board_{name}", toplevel=TOPLEVEL, test_module="tb.test_board", sim=sim,
-               extra_env={"BOARD": json.dumps(board), "SHAPES": json.dumps(shapes)})
+               extra_env={"BOARD": json.dumps(board), "BOARD_SHAPES": json.dumps(shapes)})
     summary = json.loads((build_dir / "summary.json").read_text())
     assert summary["passes"] == sum(2 + t for _, _, t in shapes) + 1 + 3
     print(f"board {name} [{sim}]: {summary}")
