@@ -44,6 +44,7 @@ import numpy
 from hw.config import PARAM_CHOICES, PARAM_RANGES, SpeqConfig
 from hw.decoder import DRAFT_EXP_BITS, RemapDecoder
 from hw.accel import SpeqAccel
+from hw.controller import Error, Op
 from hw.board import SpeqBoard
 from hw.array import SpeqArray
 from hw.pe import Fp16PE, SpeqPE
@@ -188,6 +189,23 @@ def _array_figures(array):
             "accumulators_per_pe": array.depth}
 
 
+def _command_figures(config):
+    """What a user of the accelerator's command interface needs beyond the
+    ports: the codes, the order of the activation beats, and how long a
+    pass takes."""
+    return {
+        "ops": {op.name: op.value for op in Op},
+        "errors": {error.name: error.value for error in Error},
+        "activation_beats": "after a pass' command, T x K/4 beats of 4 FP16 values: "
+                            "beat t * K/4 + g holds X[t, 4g .. 4g+3] (t outer, g inner)",
+        "status": "one per command; cycles, bits and macs of a pass as golden.perf.pass_cost "
+                  "predicts them (plus the cycles the memory or the output stalled it)",
+        "pass_cycles": "golden.perf.pass_cost(mode, N, K, T, mem_latency=..., "
+                       "**golden.perf.machine(config)): no fixed latency; the memory's "
+                       "latency is the port's own (the controller counts responses)",
+    }
+
+
 def manifest(top, config, component, module_name, port_list):
     """The build manifest of one generated block, as a JSON-ready dict."""
     return {
@@ -214,6 +232,8 @@ def manifest(top, config, component, module_name, port_list):
             "board": {name: value for name, value in component.info().items()
                       if name in ("weight_words", "act_words", "divisor")}}
            if isinstance(component, SpeqBoard) else {}),
+        **({"commands": _command_figures(config)}
+           if isinstance(component, (SpeqAccel, SpeqBoard)) else {}),
         "ports": port_list,
         "tools": {
             "amaranth": _version("amaranth"),

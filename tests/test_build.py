@@ -188,6 +188,11 @@ def test_accel_manifest_and_bad_mem_bits(tmp_path, capsys):
     assert manifest["array"] == {"pes": 2, "interleave": 3, "latency": 3,
                                  "accumulators_per_pe": 3 * 8}
     assert manifest["latency"] is None
+    # What the command interface needs beyond the ports.
+    commands = manifest["commands"]
+    assert commands["ops"] == {"DRAFT": 0, "VERIFY": 1, "BASELINE": 2, "TABLE": 3}
+    assert commands["errors"]["BAD_K"] == 3 and len(commands["errors"]) == 5
+    assert "t outer, g inner" in commands["activation_beats"]
     with pytest.raises(SystemExit) as exit_info:
         build.main(["--top", "accel", "--rows", "1", "--cols", "1", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
