@@ -128,7 +128,7 @@ def pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, array_
     ----------
     mode : {"draft", "verify", "baseline"}
     n, k, t : int
-        Shape: N rows, K columns (a multiple of 4), T tokens (1 unless verify).
+        Shape: N rows, K columns (a multiple of 4), T tokens (1 in a draft pass).
     pes, slots : int
         PEs of the array and its ``interleave``.
     lanes : {1, 2, 4}

@@ -8,9 +8,9 @@ A pass computes ``Y[T x N] = X[T x K] . W[N x K]^T`` tile by tile. A tile is
   ``j``: ``L`` draft weights per PE and step (``L`` = draft lanes), columns
   ``4g + sL .. 4g + sL + L - 1``;
 - verify:   ``g``, ``k`` in ``4g .. 4g+3``, ``j``, token ``t``;
-- baseline: ``g``, ``k``, ``j`` (one token).
+- baseline: as verify (``T`` tokens; the FP16 decode step has one).
 
-Accumulator slot of a step: ``j * T + t`` (``t = 0`` for draft and baseline),
+Accumulator slot of a step: ``j * T + t`` (``t = 0`` for draft),
 so a slot comes back every ``interleave * T`` steps. Rows past ``N`` (the
 padding of the last tile) are marked ``-1``.
 """
@@ -53,16 +53,16 @@ class Schedule:
 
 def check_pass(mode, n, k, t):
     """Raise `ValueError` for a pass the array cannot run: an unknown mode,
-    N < 1, K not a positive multiple of 4, or T other than 1 outside verify
-    (or below 1)."""
+    N < 1, K not a positive multiple of 4, T below 1, or T other than 1 in a
+    draft pass."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if n < 1:
         raise ValueError(f"N must be at least 1, not {n}")
     if k < 4 or k % 4:
         raise ValueError(f"K must be a positive multiple of 4, not {k}")
-    if t < 1 or (mode != "verify" and t != 1):
-        raise ValueError(f"T must be 1 for a {mode} pass, not {t}" if mode != "verify"
+    if t < 1 or (mode == "draft" and t != 1):
+        raise ValueError(f"T must be 1 for a draft pass, not {t}" if t >= 1
                          else f"T must be at least 1, not {t}")
 
 
@@ -73,8 +73,8 @@ def schedule(mode, n, k, t, pes, interleave, lanes=4):
     ----------
     mode : {"draft", "verify", "baseline"}
     n, k, t : int
-        Output rows, reduction length (a multiple of 4) and tokens (1 unless
-        verify).
+        Output rows, reduction length (a multiple of 4) and tokens (1 in a
+        draft pass).
     pes, interleave : int
         PEs of the array and row slots per PE.
     lanes : {1, 2, 4}
@@ -83,8 +83,8 @@ def schedule(mode, n, k, t, pes, interleave, lanes=4):
     Raises
     ------
     ValueError
-        For an unknown mode, K not a positive multiple of 4, N < 1, or T other
-        than 1 outside verify.
+        For an unknown mode, K not a positive multiple of 4, N < 1, T < 1, or
+        T other than 1 in a draft pass.
     """
     check_pass(mode, n, k, t)
     tile_rows = pes * interleave

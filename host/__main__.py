@@ -89,7 +89,8 @@ def _parsers():
     g.add_argument("--k", type=_multiple_of_4, default=64,
                    help="reduction length K, a multiple of 4 up to the board's kmax (default: 64)")
     g.add_argument("--t", type=_positive, default=1,
-                   help="tokens T of the verify pass, up to the board's tmax (default: 1)")
+                   help="tokens T of the verify and baseline passes, up to the board's tmax "
+                        "(a draft pass takes the first; default: 1)")
     g.add_argument("--fp16", action="store_true", help="also ask for FP16 results")
     g.add_argument("--seed", type=_int(0), default=0,
                    help="seed of the random operands (default: 0)")
@@ -137,7 +138,7 @@ async def gemm_check(board, args):
         x = rng.standard_normal((args.t, args.k)).astype(np.float16)
         enc = speq16.encode(w)
         for mode in modes:
-            t = args.t if mode == "verify" else 1
+            t = 1 if mode == "draft" else args.t
             xs = x[:t]
             result = await board.gemm(mode, xs, w, enc=enc, fp16=args.fp16)
             if result.status["error"]:

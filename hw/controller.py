@@ -7,7 +7,9 @@ A pass computes ``Y[T x N] = X[T x K] . W[N x K]^T`` in one of three modes
   weights per PE and step (``L`` = `SpeqConfig.draft_lanes`);
 - verify: ``T = 1 .. tmax``, reads the draft and residual planes (16 bits per
   weight) and restores the exact FP16 weights through the remap tables;
-- baseline: ``T = 1``, reads plain FP16 weights.
+- baseline: ``T = 1 .. tmax``, reads plain FP16 weights (the FP16 decode
+  step's linear layers with T = 1; attention over a cached K or V with T
+  queries).
 
 Four engines run side by side during a pass, all frozen together by the
 global enable ``en`` (low while the memory stalls or the output is blocked):
@@ -63,7 +65,7 @@ class Error(enum.Enum, shape=3):
     BAD_OP = 1
     BAD_N = 2      # N = 0
     BAD_K = 3      # K = 0, not a multiple of 4, or above kmax
-    BAD_T = 4      # T = 0, above tmax, or not 1 outside verify
+    BAD_T = 4      # T = 0, above tmax, or not 1 in a draft pass
 
 
 class Command(data.Struct):
@@ -255,7 +257,7 @@ class PassController(wiring.Component):
             m.d.comb += error.eq(Error.BAD_N)
         with m.Elif((c.k == 0) | (c.k[:2] != 0) | (c.k > config.kmax)):
             m.d.comb += error.eq(Error.BAD_K)
-        with m.Elif((c.t == 0) | (c.t > config.tmax) | ((c.op != Op.VERIFY) & (c.t != 1))):
+        with m.Elif((c.t == 0) | (c.t > config.tmax) | ((c.op == Op.DRAFT) & (c.t != 1))):
             m.d.comb += error.eq(Error.BAD_T)
 
         table = self.table

@@ -130,6 +130,20 @@ def test_bad_lanes(lanes):
         perf.roofline("draft", 4, 4, 1, pes=1, lanes=lanes, mem_bits=16)
 
 
+@pytest.mark.parametrize("t", [1, 3, 8])
+def test_a_baseline_pass_over_t_tokens_walks_a_verify_pass(t):
+    # Attention runs as baseline passes over T queries (docs/projection.md):
+    # the same schedule, cycles, bits and MACs as a verify pass over T tokens.
+    from golden.schedule import schedule
+    base = perf.pass_cost("baseline", 100, 64, t, mem_latency=8, **MACHINE)
+    verify = perf.pass_cost("verify", 100, 64, t, mem_latency=8, **MACHINE)
+    assert base == verify and base.macs == 100 * 64 * t + (112 - 100) * 64 * t
+    a, b = (schedule(mode, 100, 64, t, MACHINE["pes"], MACHINE["slots"]) for mode in
+            ("baseline", "verify"))
+    for field in ("first", "last", "slot", "token", "k", "rows"):
+        assert (getattr(a, field) == getattr(b, field)).all(), field
+
+
 def test_latency_and_slowdowns_add_cycles():
     base = perf.pass_cost("verify", 100, 64, 3, mem_latency=1, **MACHINE)
     later = perf.pass_cost("verify", 100, 64, 3, mem_latency=40, **MACHINE)
@@ -145,6 +159,7 @@ def test_latency_and_slowdowns_add_cycles():
     (("draft", 4, 6, 1), "K must be a positive multiple of 4, not 6"),
     (("draft", 4, 8, 2), "T must be 1 for a draft pass, not 2"),
     (("verify", 4, 8, 0), "T must be at least 1, not 0"),
+    (("baseline", 4, 8, 0), "T must be at least 1, not 0"),
 ])
 def test_bad_pass_arguments(args, message):
     with pytest.raises(ValueError, match=message):
