@@ -1,0 +1,160 @@
+"""Whole decode steps and LLM-sized projections: tables and a plot (`golden.projection`).
+
+For the shipped model at its own context and for Llama-2-7B, Llama-2-13B and
+Llama-3.1-8B at contexts 256, 2k, 8k and 32k it prints, per machine (the
+default 4x4 array; arrays sized for one DDR4-3200 channel and one HBM2e
+stack), FP16 and SPEQ tokens/s and the speedup at the acceptance measured on
+the shipped model and at the assumed acceptances 0.9 and 0.976; then the
+energy per generated token; and it plots the speedup against the context.
+Every figure is the cycle model's (`golden.perf`) for the passes of a whole
+decode step: linear layers, attention over the KV cache, KV writes.
+
+    python bench/projection.py [--write-docs [PATH]] [--plots DIR]
+"""
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+import sys
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from golden import projection as proj              # noqa: E402
+from hw.config import SpeqConfig                   # noqa: E402
+from rtl_gen import cli                             # noqa: E402
+from rtl_gen.docs import replace_section           # noqa: E402
+
+
+SECTION = "## Whole decode steps and LLM projections"
+GAMMA = 4
+CONTEXTS = (256, 2048, 8192, 32768)
+LLMS = ("llama2-7b", "llama2-13b", "llama3.1-8b")
+ASSUMED = (0.9, 0.976)
+CLOCK_MHZ = 1000.0
+#: Memory energy per bit by machine (pJ): DRAM at Horowitz's low end for the
+#: default array and DDR4; about 4 pJ/bit for HBM2 (O'Connor et al., MICRO 2017).
+MACHINES = (
+    ("default array (4x4, B = 32)", None, proj.Energy()),
+    ("DDR4-3200 channel (25.6 GB/s)", 25.6, proj.Energy()),
+    ("HBM2e stack (460.8 GB/s)", 460.8, proj.Energy(mem_pj_per_bit=3.9)),
+)
+
+
+def machine_for(gbps, shape):
+    if gbps is None:
+        return proj.Machine.from_config(SpeqConfig(), CLOCK_MHZ)
+    return proj.Machine.sized_for(gbps, CLOCK_MHZ).best_lanes(shape)
+
+
+def shipped():
+    """The shipped model at its own context (256), gamma 7, on the default array."""
+    shape = proj.PRESETS["speqlm"]
+    return proj.project(shape, machine_for(None, shape), 256, 7, proj.measured_acceptance(7))
+
+
+def tables():
+    measured = proj.measured_acceptance(GAMMA)
+    out = []
+    s = shipped()
+    out += [
+        f"**The shipped model at its own context** (256, gamma 7, the default array at "
+        f"{CLOCK_MHZ:g} MHz, the i.i.d. acceptance {s['acceptance']:.3f} that yields the "
+        f"measured {proj.MEASURED_TOKENS_PER_ROUND[7]} tokens per round): whole-step speedup "
+        f"**{s['speedup']:.2f}x**; the linear layers alone {s['linear_only_speedup']:.2f}x "
+        f"(`bench/specdec.py` measures 2.20x for the linear layers on the real rounds). "
+        f"FP16 {s['fp16_tokens_per_s']:,.0f} and SPEQ {s['tokens_per_s']:,.0f} tokens/s.", ""]
+    energy_rows = []
+    for title, gbps, energy in MACHINES:
+        out += [f"**{title}**, {CLOCK_MHZ:g} MHz, gamma {GAMMA}. Measured acceptance: "
+                f"{measured:.3f}, the i.i.d. acceptance that yields the "
+                f"{proj.MEASURED_TOKENS_PER_ROUND[GAMMA]} tokens per round measured on the "
+                f"shipped model; 0.9 and 0.976 are **assumed**.", "",
+                "| model | machine | context | FP16 tok/s | SPEQ tok/s (measured) | speedup "
+                "(measured) | speedup (0.9, assumed) | speedup (0.976, assumed) | linear "
+                "layers alone (measured) |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for key in LLMS:
+            shape = proj.PRESETS[key]
+            machine = machine_for(gbps, shape)
+            what = f"{machine.pes} PEs, B = {machine.mem_bits}, L = {machine.lanes}"
+            for context in CONTEXTS:
+                r = proj.project(shape, machine, context, GAMMA, measured, energy)
+                assumed = [proj.project(shape, machine, context, GAMMA, a, energy)["speedup"]
+                           for a in ASSUMED]
+                out.append(f"| {shape.name} | {what} | {context:,} | {r['fp16_tokens_per_s']:,.2f} | "
+                           f"{r['tokens_per_s']:,.2f} | {r['speedup']:.2f}x | {assumed[0]:.2f}x | "
+                           f"{assumed[1]:.2f}x | {r['linear_only_speedup']:.2f}x |")
+                if context == 2048:
+                    energy_rows.append((shape.name, title, energy, r))
+        out.append("")
+    out += ["**Energy per generated token** (context 2,048, gamma 4, measured acceptance): "
+            "memory bits read and written times the energy per bit, plus MACs times 2.0 pJ "
+            "(Horowitz, ISSCC 2014, 45 nm: 16-bit float multiply 1.1 pJ, 32-bit float add "
+            "0.9 pJ). Memory: 20 pJ/bit (Horowitz: 1.3-2.6 nJ per 64-bit DRAM access, the "
+            "low end) for the default array and DDR4, 3.9 pJ/bit for HBM2e (about 4 pJ/bit "
+            "for HBM2, O'Connor et al., MICRO 2017). Both are inputs "
+            "(`--mem-pj-per-bit`, `--mac-pj`).", "",
+            "| model | machine | FP16 mJ/token | SPEQ mJ/token | SPEQ / FP16 |",
+            "|---|---|---:|---:|---:|"]
+    for name, title, energy, r in energy_rows:
+        e = r["energy_per_token_j"]
+        out.append(f"| {name} | {title} | {e['fp16'] * 1e3:,.1f} | {e['speq'] * 1e3:,.1f} | "
+                   f"{e['speq'] / e['fp16']:.2f} |")
+    return "\n".join(out) + "\n"
+
+
+def plot(out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    measured = proj.measured_acceptance(GAMMA)
+    contexts = [2 ** n for n in range(8, 16)]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for ax, (title, gbps, energy) in zip(axes, MACHINES[1:]):
+        for key in LLMS:
+            shape = proj.PRESETS[key]
+            machine = machine_for(gbps, shape)
+            ax.plot(contexts, [proj.project(shape, machine, c, GAMMA, measured)["speedup"]
+                               for c in contexts], "o-", label=shape.name)
+        ax.axhline(1.0, color="gray", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("context (cached tokens)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"speedup over FP16 (gamma {GAMMA})")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(out) / "projection_speedup.png"
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python bench/projection.py",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--plots", default=str(REPO / "docs"), metavar="DIR",
+                   help="where to write projection_speedup.png (default: docs/)")
+    p.add_argument("--write-docs", nargs="?", const=str(REPO / "docs" / "results.md"),
+                   metavar="PATH", help=f"write the tables into the '{SECTION}' section of PATH")
+    args = p.parse_args(argv)
+    cli.check_path(p, "--plots", cli.output_dir, args.plots)
+    if args.write_docs:
+        cli.check_path(p, "--write-docs", cli.output_file, args.write_docs, must_exist=True)
+    text = tables()
+    print(text)
+    path = plot(args.plots)
+    print(f"wrote {path}", file=sys.stderr)
+    if args.write_docs:
+        doc = Path(args.write_docs)
+        command = "python bench/projection.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+        body = (f"Command: `{command}` (the model: `golden.projection`, "
+                f"[projection.md](projection.md)).\n\n{text}\n"
+                f"![speedup against context](projection_speedup.png)\n")
+        doc.write_text(replace_section(doc.read_text(), SECTION, body))
+        print(f"wrote the '{SECTION}' section of {doc}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Whole decode steps from shapes (`golden.projection`): the model's relations and its CLI."""
+
+import json
+
+import pytest
+
+from golden import perf, projection
+from golden.projection import Machine, PRESETS, Shape, StepModel
+from hw.config import SpeqConfig
+
+
+DEFAULT = Machine.from_config(SpeqConfig(), 1000.0)
+
+
+def test_presets_have_the_published_shapes():
+    llama = PRESETS["llama2-7b"]
+    # 32 layers of 4 + 3 matrices of 4096 x 4096 and 11008 x 4096, and the head.
+    assert llama.weights() == 32 * (4 * 4096 ** 2 + 3 * 11008 * 4096) + 32000 * 4096
+    assert PRESETS["llama3.1-8b"].group == 4 and PRESETS["llama3.1-8b"].d_kv == 1024
+    assert PRESETS["speqlm"].linears()[:6] == [(128, 128)] * 4 + [(512, 128), (128, 512)]
+
+
+@pytest.mark.parametrize("sizes,message", [
+    (dict(heads=3), "heads (3) must divide d_model (64)"),
+    (dict(kv_heads=3), "kv_heads (3) must divide heads (4)"),
+    (dict(layers=0), "layers must be a positive integer, not 0"),
+    (dict(d_ff=-8), "d_ff must be a positive integer, not -8"),
+    (dict(d_model=24, heads=4), "the head dimension must be a multiple of 4"),
+])
+def test_impossible_shapes(sizes, message):
+    base = dict(name="x", layers=2, d_model=64, heads=4, kv_heads=4, d_ff=128, vocab=100)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Shape(**{**base, **sizes})
+
+
+def test_a_token_is_its_passes():
+    # One FP16 token at cache length c: every linear layer as a baseline
+    # pass, Q K^T and P V per layer and KV head over c + 1 keys, and the KV
+    # write; each pass as golden.perf.pass_cost counts it.
+    shape, c = PRESETS["speqlm"], 37
+    model = StepModel(shape, DEFAULT)
+    m = perf.machine(SpeqConfig())
+    cost = lambda mode, n, k, t: perf.pass_cost(mode, n, k, t, mem_latency=8, **m).cycles
+    want = sum(cost("baseline", n, k, 1) for n, k in shape.linears())
+    want += shape.layers * shape.kv_heads * (cost("verify", c + 1, 32, 1) + cost("verify", 32, 40, 1))
+    want += -(-2 * 128 * 16 * shape.layers // 32)
+    assert model.fp16_token(c).cycles == want
+
+
+def test_passes_over_more_tokens_than_tmax_split():
+    model = StepModel(PRESETS["speqlm"], DEFAULT)
+    assert model.pass_cost("verify", 64, 32, 20).cycles == \
+        2 * model.pass_cost("verify", 64, 32, 8).cycles + model.pass_cost("verify", 64, 32, 4).cycles
+
+
+def test_tokens_per_round_and_the_measured_acceptance():
+    assert projection.tokens_per_round(4, 0.0) == 1
+    assert projection.tokens_per_round(4, 1.0) == 5
+    assert projection.tokens_per_round(3, 0.5) == pytest.approx(1.875)
+    for gamma, tokens in projection.MEASURED_TOKENS_PER_ROUND.items():
+        a = projection.measured_acceptance(gamma)
+        assert projection.tokens_per_round(gamma, a) == pytest.approx(tokens, rel=1e-9)
+
+
+def test_speedup_falls_with_context_and_acceptance():
+    shape = PRESETS["llama2-7b"]
+    hbm = Machine.sized_for(460.8, 1000.0)
+    assert hbm.mem_bits == 3680 and hbm.pes == 1840
+    short, long = (projection.project(shape, hbm, c, 4, 0.9)["speedup"] for c in (256, 32768))
+    # The draft reads the whole FP16 KV cache for every token it drafts.
+    assert 0 < long < short and short > 1
+    # The draft's KV cache is FP16: at long contexts its reads dominate.
+    assert projection.project(shape, hbm, 256, 4, 0.0)["speedup"] < 1
+    r = projection.project(shape, hbm, 2048, 4, 0.976)
+    assert r["speedup"] <= r["linear_only_speedup"]
+    assert r["energy_per_token_j"]["speq"] < r["energy_per_token_j"]["fp16"]
+
+
+def test_gqa_reads_less_cache():
+    mha = PRESETS["llama2-7b"]
+    gqa = Shape("gqa", 32, 4096, 32, 8, 11008, 32000)
+    machine = Machine.sized_for(25.6, 1000.0)
+    assert StepModel(gqa, machine).attention(8192, 1).bits < \
+        StepModel(mha, machine).attention(8192, 1).bits / 3
+
+
+def test_cli_json(capsys):
+    assert projection.main(["--preset", "llama3.1-8b", "--context", "256", "--acceptance", "0.9",
+                            "--mem-gbps", "25.6", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["model"] == "Llama-3.1-8B" and r["acceptance_source"] == "given (assumed)"
+    assert r["tokens_per_s"] > r["fp16_tokens_per_s"] > 0
+    assert r["speedup"] == pytest.approx(r["tokens_per_s"] / r["fp16_tokens_per_s"])
+    assert set(r["energy_per_token_j"]) == {"fp16", "speq"}
+
+
+def test_cli_table_uses_the_measured_acceptance(capsys):
+    assert projection.main(["--preset", "speqlm", "--context", "256", "--gamma", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "6.38 tokens per round" in out and "measured" in out and "speedup" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--layers", "2", "--d-model", "64", "--heads", "3", "--kv-heads", "3", "--d-ff", "128",
+      "--vocab", "10"], "impossible shape: heads (3) must divide d_model (64)"),
+    (["--layers", "2", "--d-model", "64", "--heads", "4", "--kv-heads", "3", "--d-ff", "128",
+      "--vocab", "10"], "impossible shape: kv_heads (3) must divide heads (4)"),
+    (["--layers", "0", "--d-model", "64", "--heads", "4", "--kv-heads", "4", "--d-ff", "128",
+      "--vocab", "10"], "impossible shape: layers must be a positive integer, not 0"),
+    (["--layers", "2", "--d-model", "64"], "missing --heads, --kv-heads, --d-ff, --vocab"),
+    (["--preset", "speqlm", "--layers", "2"], "give a preset or the sizes"),
+    (["--acceptance", "1.5"], "argument --acceptance"),
+    (["--gamma", "9"], "nothing measured at gamma 9"),
+    (["--mem-gbps", "10", "--mem-bits", "64"], "give the bandwidth or the port width"),
+    (["--rows", "1", "--cols", "1", "--mem-bits", "32"], "mem_bits must divide 16 x rows x cols"),
+    (["--context", "-1"], "argument --context"),
+])
+def test_cli_refuses_bad_input(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        projection.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_the_shipped_preset_is_the_shipped_model():
+    from golden.model import TinyLM
+    model = TinyLM()
+    assert [(n, k) for _, n, k in model.linear_shapes()] == PRESETS["speqlm"].linears()
+    assert (model.layers, model.d, model.heads, model.vocab) == \
+        (PRESETS["speqlm"].layers, PRESETS["speqlm"].d_model, PRESETS["speqlm"].heads,
+         PRESETS["speqlm"].vocab)
