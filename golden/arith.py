@@ -83,19 +83,42 @@ def verify_gemm(x, w):
     return _mac_chain(x, w.astype(np.float32))
 
 
+#: Products a `_mac_chain` block holds at once (T x rows x K binary32), and
+#: the most chains (T x N) it runs as running sums; more go step by step.
+_CHAIN_BLOCK = 1 << 22
+_CHAIN_ACCUMULATE = 384
+
+
 def _mac_chain(x, wf):
     """``acc = fl32(acc + x[t, k] * wf[n, k])`` for ``k`` ascending from +0:
-    `verify_step` unrolled over ``k`` with the operands converted once. Every
-    product of an FP16 activation and a weight (FP16, or a draft value) is
-    exact in binary32, so each step is one rounding of acc + product."""
-    xf = x.astype(np.float32).T.copy()              # (K, T)
-    wf = np.ascontiguousarray(wf.T)                 # (K, N)
-    acc = np.zeros((x.shape[0], wf.shape[1]), dtype=np.float32)
-    product = np.empty_like(acc)
+    `verify_step` unrolled over ``k``. Every product of an FP16 activation and
+    a weight (FP16, or a draft value) is exact in binary32, so each step is
+    one rounding of acc + product. ``np.add.accumulate`` in binary32 is that
+    chain (a running sum, rounded at every step, in index order); it starts
+    from the first product instead of +0 + it, which differs only where that
+    product is -0 and the sum is still zero, and adding +0 at the end turns
+    such a -0 into the +0 the chain gives (a chain from +0 never ends in -0:
+    an exact cancellation rounds to +0)."""
+    xf = x.astype(np.float32)                       # (T, K)
+    t, k = xf.shape
+    n = wf.shape[0]
+    if t * n > _CHAIN_ACCUMULATE:
+        # Wide: one step of every chain at a time is faster.
+        xk, wk = xf.T.copy(), np.ascontiguousarray(wf.T)         # (K, T), (K, N)
+        acc = np.zeros((t, n), dtype=np.float32)
+        product = np.empty_like(acc)
+        with np.errstate(all="ignore"):
+            for i in range(k):
+                np.multiply(xk[i, :, None], wk[i, None, :], out=product)
+                np.add(acc, product, out=acc)
+        return acc
+    acc = np.empty((t, n), dtype=np.float32)
+    rows = max(1, _CHAIN_BLOCK // max(1, t * k))
     with np.errstate(all="ignore"):
-        for k in range(wf.shape[0]):
-            np.multiply(xf[k, :, None], wf[k, None, :], out=product)
-            np.add(acc, product, out=acc)
+        for start in range(0, n, rows):
+            products = xf[:, None, :] * wf[None, start:start + rows, :]    # (T, rows, K)
+            np.add.accumulate(products, axis=2, out=products)
+            acc[:, start:start + rows] = products[:, :, -1] + np.float32(0.0)
     return acc
 
 
@@ -188,7 +211,7 @@ def _draft_chain_finite(terms, F):
     return acc
 
 
-def draft_gemm(x, enc, F=30, lanes=4):
+def draft_gemm(x, enc, F=30, lanes=4, draft_weights=None):
     """Draft-pass GEMM with the SPEQ-16 draft weights of ``enc``.
 
     Parameters
@@ -200,6 +223,9 @@ def draft_gemm(x, enc, F=30, lanes=4):
         ``lanes`` is 1).
     lanes : {1, 2, 4}
         ``L``, the draft terms of one step (SPEC section 3; default 4).
+    draft_weights : numpy.ndarray of float32, shape (N, K), optional
+        ``speq16.draft(enc)``, when the caller keeps it (a model calling
+        the same weights many times); computed from ``enc`` otherwise.
 
     Returns
     -------
@@ -221,15 +247,20 @@ def draft_gemm(x, enc, F=30, lanes=4):
     if not lo <= F <= hi:
         raise ValueError(f"F must be between {lo} and {hi}, not {F}")
     check_lanes(lanes)
+    if draft_weights is None:
+        draft_weights = speq16.draft(enc)
+    elif draft_weights.shape != (n, k) or draft_weights.dtype != np.float32:
+        raise ValueError(f"draft_weights must be float32 {(n, k)}, not {draft_weights.dtype} "
+                         f"{draft_weights.shape}")
     if lanes == 1:
-        return _mac_chain(x, speq16.draft(enc))
+        return _mac_chain(x, draft_weights)
     # The draft steps of `draft_step`, with everything that does not depend
     # on the accumulator (the exact terms, their integer significands and
     # binades) computed for all steps at once; the chain over the steps
     # then only aligns the accumulator and sums. Same arithmetic, step for
     # step (tests/test_arith.py checks it against chains of draft_step).
     t, steps = x.shape[0], k // lanes
-    dw = speq16.draft(enc).astype(np.float64)        # (N, K), exact
+    dw = draft_weights.astype(np.float64)            # (N, K), exact
     with np.errstate(all="ignore"):
         terms = x.astype(np.float64)[:, None, :] * dw[None, :, :]     # (T, N, K), exact
     terms = np.ascontiguousarray(terms.reshape(t, n, steps, lanes).transpose(2, 0, 1, 3))

@@ -3,10 +3,25 @@
 Every linear layer is a pass on the array: the target model's through
 `golden.arith.verify_gemm` with its FP16 weights, the draft model's through
 `golden.arith.draft_gemm` with the SPEQ-16 encoding of the same weights.
-Everything else (embeddings, LayerNorm, attention, GELU) is plain float32 and
-the same in both models, and is computed row by row, so that a token's result
-never depends on how many tokens share a call: a verify pass over T tokens
-then gives each token exactly what a single-token pass gives it.
+
+Attention is on the array too (docs/projection.md). Each model (session)
+keeps its own KV cache in FP16, as the accelerator's memory holds it; per
+layer and head, over the ``n`` cached keys (the new tokens' included):
+
+- ``Q K^T``: a baseline pass whose weights are the cached keys (N = n, K =
+  the head dimension) over the new tokens' queries (T = the new tokens);
+- ``P V``: a baseline pass whose weights are the cached values transposed
+  (N = the head dimension, K = n padded with zeros to a multiple of 4) over
+  the attention weights ``P`` in FP16, zero past each token's own position
+  (causal) and in the padding.
+
+Both are `verify_gemm`, bit-exact with the RTL. The softmax (with its scale
+and causal mask), LayerNorm, GELU and the embeddings are float32 on the host,
+the same in both models, and computed row by row over each token's own keys,
+so that a token's result never depends on how many tokens share a call: a
+verify pass over T tokens gives each token exactly what a single-token pass
+gives it. (The zeros past a token's position add ``+-0`` products to an
+accumulator that started at +0 and holds the token's own sum: exact.)
 
 The architecture (``train/train_lm.py`` trains it): pre-LN transformer,
 byte vocabulary, learned position embeddings, no biases in linear layers,
@@ -132,6 +147,7 @@ class TinyLM:
         self.f32 = {key: value.astype(np.float32) for key, value in data.items()
                     if not self.is_linear(key)}
         self.enc = {key: speq16.encode(value) for key, value in data.items() if self.is_linear(key)}
+        self.draft_weights = {key: speq16.draft(enc) for key, enc in self.enc.items()}
 
     @staticmethod
     def is_linear(key):
@@ -144,12 +160,21 @@ class TinyLM:
 
 
 class Session:
-    """One model instance with its KV cache, running in one mode.
+    """One model instance with its FP16 KV cache, running in one mode.
 
     ``verify`` (target: FP16 weights through `verify_gemm`), ``baseline``
     (the same arithmetic: plain FP16 weights) or ``draft`` (SPEQ-16 draft
-    weights through `draft_gemm`). Every linear call is logged in `passes` as
-    ``(mode, N, K, T)`` for the cycle model.
+    weights through `draft_gemm`) for the linear layers; attention runs as
+    baseline passes over the cache in every mode. Every pass is logged in
+    `passes` as ``(mode, N, K, T)`` for the cycle model, and every layer's
+    cache write as ``("kv_write", values per token, 16, T)``.
+
+    Members
+    -------
+    trace : list or None
+        When a list, every attention pass appends ``(layer, head, kind, x,
+        w, y)``: ``kind`` "qk" or "pv", the pass' FP16 activations ``x`` (T x
+        K) and weights ``w`` (N x K), and its float32 result ``y`` (T x N).
     """
 
     def __init__(self, model, mode):
@@ -157,10 +182,11 @@ class Session:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.model, self.mode = model, mode
         d = model.d
-        self.k_cache = np.zeros((model.layers, model.context, d), dtype=np.float32)
-        self.v_cache = np.zeros((model.layers, model.context, d), dtype=np.float32)
+        self.k_cache = np.zeros((model.layers, model.context, d), dtype=np.float16)
+        self.v_cache = np.zeros((model.layers, model.context, d), dtype=np.float16)
         self.length = 0
         self.passes = []
+        self.trace = None
 
     def truncate(self, length):
         """Forget cache positions from ``length`` on."""
@@ -174,8 +200,41 @@ class Session:
         n, k = model.w[name].shape
         self.passes.append((self.mode, n, k, x.shape[0]))
         if self.mode == "draft":
-            return arith.draft_gemm(x16, model.enc[name], model.F, model.lanes)
+            return arith.draft_gemm(x16, model.enc[name], model.F, model.lanes,
+                                    draft_weights=model.draft_weights[name])
         return arith.verify_gemm(x16, model.w[name])
+
+    def _attention_pass(self, layer, head, kind, x16, w16):
+        self.passes.append(("baseline", *w16.shape, x16.shape[0]))
+        y = arith.verify_gemm(x16, w16)
+        if self.trace is not None:
+            self.trace.append((layer, head, kind, x16, w16, y))
+        return y
+
+    def _attention(self, layer, q, start):
+        """Attention of the ``T`` new tokens (queries ``q``, float32 T x d)
+        over the cache's first ``start + T`` positions (module docstring)."""
+        model = self.model
+        t = q.shape[0]
+        n = start + t
+        padded = -(-n // 4) * 4
+        dh = model.d // model.heads
+        scale = np.float32(1.0 / np.sqrt(dh))
+        q16 = q.astype(np.float16)
+        att = np.empty((t, model.d), dtype=np.float32)
+        for hd in range(model.heads):
+            cols = slice(hd * dh, (hd + 1) * dh)
+            keys = self.k_cache[layer, :n, cols]
+            scores = self._attention_pass(layer, hd, "qk", q16[:, cols], keys)
+            p16 = np.zeros((t, padded), dtype=np.float16)
+            for r in range(t):
+                own = scores[r, :start + r + 1] * scale          # causal: up to this token
+                e = np.exp(own - own.max())
+                p16[r, :start + r + 1] = e / e.sum(dtype=np.float32)
+            values = np.zeros((dh, padded), dtype=np.float16)
+            values[:, :n] = self.v_cache[layer, :n, cols].T
+            att[:, cols] = self._attention_pass(layer, hd, "pv", p16, values)
+        return att
 
     def forward(self, tokens):
         """Logits (T x vocab, float32) after each of ``tokens``, appended to the cache.
@@ -197,23 +256,15 @@ class Session:
             raise ValueError(f"tokens must be in 0..{model.vocab - 1}")
         start = self.length
         x = p["tok_emb"][tokens] + p["pos_emb"][start:start + t]
-        heads, dh = model.heads, model.d // model.heads
-        scale = np.float32(1.0 / np.sqrt(dh))
         for i in range(model.layers):
             pre = f"layer{i}."
             h = np.stack([_layer_norm(row, p[pre + "ln1.g"], p[pre + "ln1.b"]) for row in x])
             q = self._linear(h, pre + "wq")
+            # The cache holds the results in FP16, as the memory would.
             self.k_cache[i, start:start + t] = self._linear(h, pre + "wk")
             self.v_cache[i, start:start + t] = self._linear(h, pre + "wv")
-            att = np.empty_like(q)
-            for r in range(t):
-                end = start + r + 1                       # causal: up to this token
-                for hd in range(heads):
-                    cols = slice(hd * dh, (hd + 1) * dh)
-                    scores = self.k_cache[i, :end, cols] @ q[r, cols] * scale
-                    e = np.exp(scores - scores.max())
-                    att[r, cols] = (e / e.sum(dtype=np.float32)) @ self.v_cache[i, :end, cols]
-            x = x + self._linear(att, pre + "wo")
+            self.passes.append(("kv_write", 2 * model.d, 16, t))
+            x = x + self._linear(self._attention(i, q, start), pre + "wo")
             h = np.stack([_layer_norm(row, p[pre + "ln2.g"], p[pre + "ln2.b"]) for row in x])
             x = x + self._linear(_gelu(self._linear(h, pre + "w1")), pre + "w2")
         self.length += t

@@ -98,6 +98,13 @@ class Shape:
         if self.mlp not in ("swiglu", "gelu"):
             raise ValueError(f"mlp must be swiglu or gelu, not {self.mlp!r}")
 
+    @classmethod
+    def of(cls, model):
+        """The shape of a `golden.model.TinyLM` (GELU MLP, no GQA)."""
+        return cls("TinyLM", model.layers, model.d,
+                   model.heads, model.heads, model.w["layer0.w1"].shape[0], model.vocab,
+                   mlp="gelu")
+
     @property
     def head_dim(self):
         return self.d_model // self.heads
@@ -277,15 +284,16 @@ class StepModel:
 
     def pass_cost(self, mode, n, k, t):
         """One pass as `golden.perf.pass_cost` counts it; more than ``tmax``
-        tokens take several passes."""
+        tokens take several passes (a draft pass one per token)."""
         key = (mode, n, k, t)
         if key not in self._memo:
             m = self.machine
             kwargs = dict(pes=m.pes, slots=m.slots, lanes=m.lanes, mem_bits=m.mem_bits,
                           mem_latency=m.mem_latency, array_latency=m.slots)
             cost = Cost()
-            for start in range(0, t, m.tmax):
-                c = perf.pass_cost(mode, n, k, min(m.tmax, t - start), **kwargs)
+            most = 1 if mode == "draft" else m.tmax
+            for start in range(0, t, most):
+                c = perf.pass_cost(mode, n, k, min(most, t - start), **kwargs)
                 cost = cost + Cost(c.cycles, c.bits, c.macs)
             self._memo[key] = cost
         return self._memo[key]
@@ -308,10 +316,29 @@ class StepModel:
             self.pass_cost("verify", s.head_dim, _pad4(keys), queries)
         return per_head * (s.layers * s.kv_heads)
 
-    def kv_write(self, t):
-        """The keys and values of ``t`` tokens written to the cache."""
-        bits = 2 * self.shape.d_kv * 16 * self.shape.layers * t
+    def write_cost(self, values, t):
+        """``values`` FP16 values of each of ``t`` tokens written through the
+        memory port: their bits / B cycles."""
+        bits = values * 16 * t
         return Cost(cycles=math.ceil(bits / self.machine.mem_bits), bits=bits)
+
+    def kv_write(self, t):
+        """The keys and values of ``t`` tokens written to every layer's cache."""
+        return self.write_cost(2 * self.shape.d_kv, t) * self.shape.layers
+
+    def logged(self, entries, linear_mode=None):
+        """The cost of entries logged by `golden.model.Session`: passes
+        ``(mode, N, K, T)`` and cache writes ``("kv_write", values, 16, T)``.
+        ``linear_mode`` replaces the mode of the draft and verify passes
+        (``baseline``: what FP16 decoding of the same tokens costs)."""
+        cost = Cost()
+        for mode, n, k, t in entries:
+            if mode == "kv_write":
+                cost = cost + self.write_cost(n, t)
+            else:
+                mode = linear_mode if linear_mode and mode != "baseline" else mode
+                cost = cost + self.pass_cost(mode, n, k, t)
+        return cost
 
     def step(self, mode, cached, t):
         """One forward of ``t`` tokens after ``cached`` cached ones."""

@@ -12,10 +12,14 @@ verify passes (`verify_gemm`, exact FP16 weights). One round:
 The output is exactly the target's greedy output (`autoregressive`): the
 verify pass gives every token what a single-token pass gives it.
 
-Cost: every linear call is a pass on the accelerator, costed by the cycle
-model `golden.perf.pass_cost` (draft, verify over T tokens, or the FP16
-baseline for plain decoding). Only the linear layers are counted: they hold
-all the weights, which is what a decode step has to read.
+Cost: every pass the sessions log is costed by the cycle model
+`golden.perf.pass_cost` through `golden.projection.StepModel`: the linear
+layers (draft, verify over T tokens, or the FP16 baseline for plain
+decoding), attention over each model's own FP16 KV cache (baseline passes
+over the new tokens' queries: the verify round reads the target's cache once
+for all its tokens) and the cache writes. The host's softmax, LayerNorm, GELU
+and embeddings cost nothing here. The linear layers alone are reported
+beside the whole step.
 
 CLI::
 
@@ -29,8 +33,8 @@ import time
 
 import numpy as np
 
-from . import perf
 from .arith import DRAFT_LANES
+from .projection import Machine, Shape, StepModel
 from .model import DEFAULT_WEIGHTS, Session, TinyLM
 
 
@@ -150,34 +154,40 @@ def speculative(model, prompt, tokens, gamma, progress=None):
 
 
 class Costs:
-    """Accelerator cycles of passes, by the cycle model, memoised by shape.
+    """Accelerator cycles of logged passes and of FP16 decoding, by the cycle
+    model (a `golden.projection.StepModel` of the model on the configuration).
 
     Parameters
     ----------
     config : hw.config.SpeqConfig
+    model : golden.model.TinyLM
     mem_latency : int
     """
 
-    def __init__(self, config, mem_latency=8):
-        self.machine = perf.machine(config)
-        self.mem_latency = mem_latency
-        self._memo = {}
+    LINEAR = ("draft", "verify")
+
+    def __init__(self, config, model, mem_latency=8):
+        self.steps = StepModel(Shape.of(model),
+                               Machine.from_config(config, 1.0, mem_latency=mem_latency))
 
     def pass_cycles(self, mode, n, k, t):
-        key = (mode, n, k, t)
-        if key not in self._memo:
-            self._memo[key] = perf.pass_cost(mode, n, k, t, mem_latency=self.mem_latency,
-                                             **self.machine).cycles
-        return self._memo[key]
+        """One pass (more than tmax tokens: several)."""
+        return self.steps.pass_cost(mode, n, k, t).cycles
 
-    def cycles(self, passes, mode=None):
-        """Total cycles of logged passes (``mode`` overrides theirs: ``baseline``
-        for plain FP16 decoding)."""
-        return sum(self.pass_cycles(mode or m, n, k, t) for m, n, k, t in passes)
+    def cycles(self, passes, linear_only=False):
+        """Total cycles of logged passes and cache writes (``linear_only``:
+        the draft and verify passes of the linear layers alone)."""
+        if linear_only:
+            passes = [p for p in passes if p[0] in self.LINEAR]
+        return self.steps.logged(passes).cycles
 
-    def per_token(self, model, mode):
-        """Cycles of one single-token forward of every linear layer in ``mode``."""
-        return sum(self.pass_cycles(mode, n, k, 1) for _, n, k in model.linear_shapes())
+    def fp16(self, start, tokens, linear_only=False):
+        """Cycles of FP16 autoregressive decoding of ``tokens`` tokens, the
+        first at cache length ``start`` (``linear_only``: the baseline passes
+        of the linear layers alone)."""
+        if linear_only:
+            return tokens * self.steps.linear("baseline", 1).cycles
+        return sum(self.steps.fp16_token(start + i).cycles for i in range(tokens))
 
 
 def _progress_bar(total, stream=sys.stderr):
@@ -247,14 +257,17 @@ def main(argv=None):
     out, stats = speculative(model, prompt, args.tokens, args.gamma,
                              progress=_progress_bar(args.tokens))
     sys.stdout.write(args.prompt + bytes(out).decode("utf-8", errors="replace") + "\n")
-    costs = Costs(config, args.mem_latency)
-    spec = costs.cycles(stats.draft_passes) + costs.cycles(stats.verify_passes)
-    plain = costs.per_token(model, "baseline") * len(out)
+    costs = Costs(config, model, args.mem_latency)
     print(f"\ngamma {args.gamma}: {stats.rounds} verify passes, acceptance "
           f"{stats.acceptance:.3f}, {stats.tokens_per_round:.2f} tokens per verify pass")
     print(f"accelerator cycles (default configuration with L = {config.draft_lanes}, cycle "
-          f"model): speculative {spec:,}, "
-          f"FP16 autoregressive {plain:,}, speedup {plain / spec:.2f}x")
+          f"model):")
+    for what, linear_only in (("whole decode steps (linear layers, attention, KV writes)",
+                               False), ("linear layers alone", True)):
+        spec = costs.cycles(stats.draft_passes + stats.verify_passes, linear_only)
+        plain = costs.fp16(len(prompt) - 1, len(out), linear_only)
+        print(f"  {what}: speculative {spec:,}, FP16 autoregressive {plain:,}, "
+              f"speedup {plain / spec:.2f}x")
     if not args.no_check:
         ref, _ = autoregressive(model, prompt, args.tokens)
         same = ref == out

@@ -297,6 +297,37 @@ async def accel_model_layer(dut):
     Path("summary_model.json").write_text(json.dumps(bench.summary))
 
 
+@cocotb.test()
+async def accel_attention_head(dut):
+    """Attention heads of the shipped language model through the RTL: after a
+    6-token prompt, a forward of 3 tokens runs, per layer and head, ``Q K^T``
+    (N = 9 cached keys, K = 32, T = 3) and ``P V`` (N = 32, K = 12: 9 values
+    and zero padding, T = 3) as baseline passes over the session's FP16 KV
+    cache (`golden.model.Session`). Two heads, one of the target and one of
+    the draft, run on the accelerator: bit-exact with the golden passes and
+    cycle-exact with `golden.perf` (`Bench.run_pass`)."""
+    from golden.model import Session, TinyLM
+    bench = await _bench(dut)
+    model = TinyLM()
+    tokens = list(b"def speq(x):")[:9]
+    heads = 0
+    for mode, layer, head in (("verify", 0, 0), ("draft", model.layers - 1, model.heads - 1)):
+        session = Session(model, mode)
+        session.forward(tokens[:6])
+        session.trace = []
+        session.forward(tokens[6:])
+        for lay, hd, kind, x, w, want in session.trace:
+            if (lay, hd) != (layer, head):
+                continue
+            y, _ = await bench.run_pass("baseline", x, w, None, fp16=kind == "pv")
+            _same(y, want, f"{mode} session, layer {layer} head {head}, {kind} pass "
+                           f"N={w.shape[0]} K={w.shape[1]} T={x.shape[0]}")
+        heads += 1
+        dut._log.info("%s session, layer %d head %d: Q K^T and P V bit-exact and cycle-exact",
+                      mode, layer, head)
+    Path("summary_attention.json").write_text(json.dumps({**bench.summary, "heads": heads}))
+
+
 # (name, config, memory latency, random shapes, simulators, model layer).
 # Verilator runs a pass in about a second once its model is built (a minute
 # at -O0, tb.runner); Icarus takes milliseconds per cycle of an array, so it
@@ -323,12 +354,13 @@ MODEL_LAYER = "layer0.wq"
     for name, config, latency, shapes, sims, model in CONFIGS for sim in sims])
 def test_accel(name, config, latency, shapes, sim, model):
     build_dir = runner.BUILD_ROOT / f"accel_{name}" / sim
-    for summary in ("summary.json", "summary_model.json"):
+    for summary in ("summary.json", "summary_model.json", "summary_attention.json"):
         (build_dir / summary).unlink(missing_ok=True)
     shapes = int(os.environ.get("SHAPES", shapes)) if sim == "verilator" else shapes
     runner.run(harness(SpeqConfig(**config), latency), bench=f"accel_{name}", toplevel=TOPLEVEL,
                test_module="tb.test_accel", sim=sim,
-               testcase=["accel_passes"] + (["accel_model_layer"] if model else []),
+               testcase=["accel_passes"] + (["accel_model_layer", "accel_attention_head"]
+                                            if model else []),
                extra_env={"ACCEL_CONFIG": json.dumps(config), "MEM_LATENCY": str(latency),
                           "SHAPES": str(shapes), "MODEL_LAYER": MODEL_LAYER,
                           "LARGE_SHAPES": str(int(sim == "verilator")),
@@ -342,3 +374,6 @@ def test_accel(name, config, latency, shapes, sim, model):
         summary = json.loads((build_dir / "summary_model.json").read_text())
         assert summary["modes"]["draft"] == 1 and summary["modes"]["verify"] == 1
         print(f"accel {name} [{sim}], {MODEL_LAYER} of the shipped model: {summary}")
+        summary = json.loads((build_dir / "summary_attention.json").read_text())
+        assert summary["heads"] == 2 and summary["modes"]["baseline"] == 4
+        print(f"accel {name} [{sim}], attention heads of the shipped model: {summary}")

@@ -54,6 +54,33 @@ def test_verify_gemm_matches_a_sequential_loop_on_random_values():
     same_bits(arith.verify_gemm(x, w), sequential_verify(x, w))
 
 
+def test_verify_gemm_matches_a_sequential_loop_both_ways():
+    # Few chains (T x N) run as running sums, many step by step: both are
+    # the contract's loop, with -0 products first in some chains.
+    rng = np.random.default_rng(3)
+    for t, n in ((1, 3), (2, 300)):
+        assert (t * n > arith._CHAIN_ACCUMULATE) == (n == 300)
+        x = rng.standard_normal((t, 32)).astype(np.float16)
+        x[:, :3] = -0.0
+        w = (rng.standard_normal((n, 32)) * 0.05).astype(np.float16)
+        w[: n // 2, 5:] = 0
+        x[-1], w[0] = -0.0, np.abs(w[0])        # every product -0: the sum is +0
+        y = arith.verify_gemm(x, w)
+        assert y.view(np.uint32)[-1, 0] == 0
+        same_bits(y, sequential_verify(x, w))
+
+
+def test_draft_gemm_takes_the_callers_draft_weights():
+    rng = np.random.default_rng(4)
+    enc = speq16.encode((rng.standard_normal((6, 16)) * 0.05).astype(np.float16))
+    x = rng.standard_normal((1, 16)).astype(np.float16)
+    for lanes in (1, 4):
+        same_bits(arith.draft_gemm(x, enc, lanes=lanes, draft_weights=speq16.draft(enc)),
+                  arith.draft_gemm(x, enc, lanes=lanes))
+    with pytest.raises(ValueError, match="draft_weights must be float32"):
+        arith.draft_gemm(x, enc, draft_weights=speq16.draft(enc)[:3])
+
+
 def test_verify_exact_cancellation_is_positive_zero():
     x = np.array([[3.0, 3.0, -0.0, 0.0]], dtype=np.float16)
     w = np.array([[2.0, -2.0, 1.0, -1.0]], dtype=np.float16)

@@ -191,6 +191,8 @@ CASES = [
     ("bench_specdec", ["--prompts", "100000"], "--prompts"),
     ("bench_specdec", ["--tokens", "-4"], "--tokens"),
     ("bench_specdec", ["--check", "-1"], "--check"),
+    ("bench_specdec", ["--long", "-1"], "--long"),
+    ("bench_specdec", ["--long", "100000"], "--long"),
     ("bench_specdec", ["--plots", "{file}"], "--plots"),
     pytest.param("bench_specdec", ["--plots", PROC], "--plots", marks=proc),
     ("bench_specdec", ["--write-docs", "{dir}/missing.md"], "--write-docs"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golden import specdec
+from golden import arith, specdec
 from golden.model import DEFAULT_WEIGHTS, Session, TinyLM
 
 
@@ -82,10 +82,57 @@ def test_speculative_output_equals_autoregressive_with_four_lanes():
 def test_passes_are_logged_for_the_cycle_model(model):
     prompt = list(PROMPTS[2].encode())
     _, stats = specdec.speculative(model, prompt, 6, 3)
-    layers = len(model.linear_shapes())
-    assert len(stats.verify_passes) == stats.rounds * layers
-    assert {t for mode, _, _, t in stats.verify_passes} <= set(range(1, 5))
-    assert all(mode == "draft" and t == 1 for mode, _, _, t in stats.draft_passes)
+    linear = len(model.linear_shapes())
+    # Per forward: the linear passes, Q K^T and P V per layer and head, a
+    # cache write per layer.
+    per_forward = linear + 2 * model.layers * model.heads + model.layers
+    assert len(stats.verify_passes) == stats.rounds * per_forward
+    assert {t for _, _, _, t in stats.verify_passes} <= set(range(1, 5))
+    assert {mode for mode, *_ in stats.verify_passes} == {"verify", "baseline", "kv_write"}
+    assert {mode for mode, *_ in stats.draft_passes} == {"draft", "baseline", "kv_write"}
+    assert all(t == 1 for _, _, _, t in stats.draft_passes)
+
+
+def test_attention_passes_read_the_fp16_cache(model):
+    # A forward of 3 tokens after 6: per layer and head, Q K^T over the 9
+    # cached keys and P V over the 9 values padded to 12; the attention
+    # weights are zero past each token's own position and in the padding.
+    tokens = list(PROMPTS[3].encode())[:9]
+    s = Session(model, "draft")
+    s.forward(tokens[:6])
+    s.trace = []
+    s.forward(tokens[6:])
+    dh = model.d // model.heads
+    assert len(s.trace) == 2 * model.layers * model.heads
+    for layer, head, kind, x, w, y in s.trace:
+        assert x.dtype == w.dtype == np.float16 and y.dtype == np.float32
+        cols = slice(head * dh, (head + 1) * dh)
+        if kind == "qk":
+            assert x.shape == (3, dh) and w.shape == (9, dh) and y.shape == (3, 9)
+            assert w.view(np.uint16).tolist() == s.k_cache[layer, :9, cols].view(np.uint16).tolist()
+        else:
+            assert x.shape == (3, 12) and w.shape == (dh, 12) and y.shape == (3, dh)
+            assert not w[:, 9:].any() and (w[:, :9] == s.v_cache[layer, :9, cols].T).all()
+            for r in range(3):
+                assert not x[r, 7 + r:].any() and (x[r, :7 + r] > 0).any()
+                assert abs(float(x[r].astype(np.float32).sum()) - 1) < 0.01
+        assert y.view(np.uint32).tolist() == arith.verify_gemm(x, w).view(np.uint32).tolist()
+
+
+@pytest.mark.parametrize("mode", ["draft", "verify"])
+def test_a_forward_costs_what_the_step_model_says(model, mode):
+    # golden.projection's StepModel, from the shapes alone, and the passes a
+    # session logs give the same cycles, bits and MACs.
+    from golden.projection import Machine, Shape, StepModel
+    from hw.config import SpeqConfig
+    steps = StepModel(Shape.of(model), Machine.from_config(SpeqConfig(), 1.0))
+    s = Session(model, mode)
+    s.forward(list(b"hello, wor"))
+    s.passes.clear()
+    s.forward(list(b"ld!"))
+    assert steps.logged(s.passes) == steps.step(mode, 10, 3)
+    # A draft forward over 3 tokens is 3 draft passes per layer.
+    assert steps.pass_cost("draft", 128, 128, 3) == steps.pass_cost("draft", 128, 128, 1) * 3
 
 
 @pytest.mark.parametrize("argv,message", [
