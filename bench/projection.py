@@ -137,14 +137,9 @@ def plot(out):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python bench/projection.py",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--plots", default=str(REPO / "docs"), metavar="DIR",
-                   help="where to write projection_speedup.png (default: docs/)")
-    p.add_argument("--write-docs", nargs="?", const=str(REPO / "docs" / "results.md"),
-                   metavar="PATH", help=f"write the tables into the '{SECTION}' section of PATH")
+    cli.docs_arguments(p, SECTION, plots="projection_speedup.png")
     args = p.parse_args(argv)
-    cli.check_path(p, "--plots", cli.output_dir, args.plots)
-    if args.write_docs:
-        cli.check_path(p, "--write-docs", cli.output_file, args.write_docs, must_exist=True)
+    cli.check_docs_arguments(p, args)
     text = tables()
     print(text)
     path = plot(args.plots)

@@ -280,17 +280,11 @@ def main(argv=None):
                    help="prompts decoded again to the end of the model's context, for the "
                         "whole-step speedup at the model's own context (default: 8; 0 skips)")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="model file")
-    p.add_argument("--plots", default=str(REPO / "docs"), metavar="DIR",
-                   help="where to write the PNG plots (default: docs/)")
-    p.add_argument("--write-docs", nargs="?", const=str(REPO / "docs" / "results.md"),
-                   metavar="PATH", help=f"write the table into the '{SECTION}' section of PATH")
+    cli.docs_arguments(p, SECTION, plots="the PNG plots")
     args = p.parse_args(argv)
     # The plots and the docs are written after the whole run: their paths,
     # and matplotlib, are checked before it.
-    cli.check_path(p, "--plots", cli.output_dir, args.plots)
-    if args.write_docs:
-        # It replaces a section of an existing document.
-        cli.check_path(p, "--write-docs", cli.output_file, args.write_docs, must_exist=True)
+    cli.check_docs_arguments(p, args)
     config = SpeqConfig()
     try:
         model = TinyLM(args.weights, draft_lanes=config.draft_lanes)

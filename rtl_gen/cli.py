@@ -173,3 +173,26 @@ def check_path(parser, option, check, path, **kwargs):
         check(path, **kwargs)
     except ValueError as error:
         parser.error(f"argument {option}: {error}")
+
+
+def docs_arguments(parser, section, plots=None):
+    """Add a bench's ``--write-docs [PATH]`` (the ``section`` of
+    docs/results.md by default) and, with ``plots`` (what it draws),
+    ``--plots DIR`` (default docs/)."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    if plots:
+        parser.add_argument("--plots", default=str(docs), metavar="DIR",
+                            help=f"where to write {plots} (default: docs/)")
+    parser.add_argument("--write-docs", nargs="?", const=str(docs / "results.md"),
+                        metavar="PATH", help=f"write the tables into the '{section}' "
+                                             f"section of PATH (default: docs/results.md)")
+
+
+def check_docs_arguments(parser, args):
+    """Check the paths of `docs_arguments` before a long run: a writable
+    ``--plots`` directory, an existing ``--write-docs`` document."""
+    if getattr(args, "plots", None) is not None:
+        check_path(parser, "--plots", output_dir, args.plots)
+    if args.write_docs:
+        # It replaces a section of an existing document.
+        check_path(parser, "--write-docs", output_file, args.write_docs, must_exist=True)

@@ -45,7 +45,8 @@ def _load_bench(name):
     return module
 
 
-BENCH = {name: _load_bench(name) for name in ("draft_quality", "pe_lanes", "roofline", "specdec")}
+BENCH = {name: _load_bench(name) for name in ("draft_quality", "pe_lanes", "roofline", "specdec",
+                                                 "projection")}
 
 #: ``{command: (main, prog)}``; prog starts the error line.
 COMMANDS = {
@@ -58,6 +59,7 @@ COMMANDS = {
     "pe_lanes": (BENCH["pe_lanes"].main, "python bench/pe_lanes.py"),
     "roofline": (BENCH["roofline"].main, "python bench/roofline.py"),
     "bench_specdec": (BENCH["specdec"].main, "python bench/specdec.py"),
+    "bench_projection": (BENCH["projection"].main, "python bench/projection.py"),
 }
 
 #: A path no one can create: procfs takes no new entries, even from root.
@@ -197,6 +199,10 @@ CASES = [
     pytest.param("bench_specdec", ["--plots", PROC], "--plots", marks=proc),
     ("bench_specdec", ["--write-docs", "{dir}/missing.md"], "--write-docs"),
     ("bench_specdec", ["--write-docs", "{dir}"], "--write-docs"),
+    # --- bench/projection.py ---------------------------------------------------------------
+    ("bench_projection", ["--plots", "{file}"], "--plots"),
+    ("bench_projection", ["--write-docs", "{dir}/missing.md"], "--write-docs"),
+    ("bench_projection", ["--write-docs", "{dir}"], "--write-docs"),
 ]
 
 
@@ -259,6 +265,7 @@ def guarded(monkeypatch):
     monkeypatch.setattr(BENCH["roofline"], "check_rtl", _must_not_run)
     monkeypatch.setattr(BENCH["roofline"], "format_report", _must_not_run)
     monkeypatch.setattr(BENCH["specdec"], "run", _must_not_run)
+    monkeypatch.setattr(BENCH["projection"], "tables", _must_not_run)
     # One load of the shipped model for all cases (about a second each).
     monkeypatch.setattr(BENCH["specdec"], "TinyLM", _cached_model)
     # draft_quality's run() is where the Gaussian weights are checked; DQ keeps
