@@ -66,8 +66,10 @@ AXI_PARAM_RANGES = {
     "burst_beats": (1, 256),
     "max_outstanding": (1, 64),
     "fifo_depth": (4, 4096),
-    "act_depth": (2, 4096),
-    "out_depth": (2, 4096),
+    # amaranth.lib.fifo.SyncFIFOBuffered of depth 2 takes a beat every other
+    # cycle only; an activation FIFO that slow would make the pass late.
+    "act_depth": (4, 4096),
+    "out_depth": (4, 4096),
 }
 
 
@@ -88,7 +90,8 @@ class AxiConfig:
         A pass keeps the memory busy when it covers the read latency
         (``docs/axi.md``).
     act_depth, out_depth : int
-        Beats of the activation and result FIFOs.
+        Beats of the activation and result FIFOs (at least 4, so that they
+        take a beat every cycle).
 
     Raises
     ------

@@ -30,7 +30,7 @@ import numpy as np
 import cocotb
 from cocotb.clock import Clock
 from cocotb.queue import Queue
-from cocotb.triggers import FallingEdge, RisingEdge, Timer, with_timeout
+from cocotb.triggers import FallingEdge, RisingEdge, SimTimeoutError, Timer, with_timeout
 from cocotb.utils import get_sim_time
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiReadBus, AxiResp,
                            AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource)
@@ -62,6 +62,7 @@ class LatencyRam(AxiRamRead):
 
     def __init__(self, *args, latency, **kwargs):
         self._latency = latency
+        self.in_flight = self.most_in_flight = 0    # bursts asked for and not yet answered
         super().__init__(*args, **kwargs)
 
     async def _read(self, address, length):
@@ -79,6 +80,8 @@ class LatencyRam(AxiRamRead):
             now = get_sim_time("ns")
             due = max(due, now + CLOCK_NS * self._latency())
             queue.put_nowait((due, ar))
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
 
     async def _respond(self, queue):
         while True:
@@ -100,6 +103,7 @@ class LatencyRam(AxiRamRead):
                     data, r.rresp = bytes(size), AxiResp.SLVERR
                 r.rdata = int.from_bytes(data, "little")
                 await self.r_channel.send(r)
+            self.in_flight -= 1
 
 
 def _pauses(rng, p):
@@ -200,7 +204,11 @@ class Bench:
         wbase = self.place(images)
         self.source.send_nowait(AxiStreamFrame(activation_beats(x)))
         await self.driver.start(mode, n, k, t, wbase0=wbase[0], wbase1=wbase[1], fp16=fp16)
-        frame = await with_timeout(self.sink.recv(), 2_000_000 + 400 * n * k * t, "ns")
+        try:
+            frame = await with_timeout(self.sink.recv(), 2_000_000 + 400 * n * k * t, "ns")
+        except SimTimeoutError:
+            status = await self.driver.status()
+            raise AssertionError(self.fail(f"{what}: no last result beat in time; {status}"))
         status = await self.driver.wait(polls=1000)
         assert status["error"] == Error.OK.value, self.fail(f"{what} refused: {status}")
         counters = await self.driver.counters()
@@ -367,6 +375,11 @@ async def axi_passes(dut):
     except DriverError:
         summary["refused"] += 1
 
+    # The master keeps several bursts in flight, never more than it may.
+    summary["most_bursts_in_flight"] = bench.ram.most_in_flight
+    assert 2 <= bench.ram.most_in_flight <= axi.max_outstanding, bench.fail(
+        f"{bench.ram.most_in_flight} bursts in flight, max_outstanding {axi.max_outstanding}")
+
     dut._log.info("axi: %s", summary)
     Path("summary.json").write_text(json.dumps(summary))
 
@@ -376,8 +389,14 @@ async def axi_passes(dut):
 CONFIGS = [
     ("1x2", {"rows": 1, "cols": 2, "tmax": 4, "pe_stages": 1, "kmax": 64, "mem_bits": 32,
              "draft_lanes": 1},
-     {"burst_beats": 4, "max_outstanding": 3, "fifo_depth": 8, "act_depth": 4, "out_depth": 2},
+     {"burst_beats": 4, "max_outstanding": 3, "fifo_depth": 8, "act_depth": 4, "out_depth": 4},
      3, ("icarus", "verilator")),
+    # Two draft words per entry (a verify entry's 8 beats split 2 + 6
+    # between the planes), two draft lanes, bursts of 8.
+    ("2x2_l2", {"rows": 2, "cols": 2, "tmax": 3, "pe_stages": 2, "kmax": 64, "mem_bits": 32,
+                "draft_lanes": 2},
+     {"burst_beats": 8, "max_outstanding": 2, "fifo_depth": 16, "act_depth": 4, "out_depth": 4},
+     2, ("icarus",)),
 ]
 
 
