@@ -30,7 +30,8 @@ import operator
 
 import numpy as np
 
-from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Module, Mux, ResetSignal, Signal
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Module, Mux, ResetSignal, Signal,
+                          Value)
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2, exact_log2
@@ -39,7 +40,6 @@ from .accel import SpeqAccel
 from .config import SpeqConfig
 from .controller import COUNTER_BITS, N_BITS, Error, Op, result_layout
 from .decoder import NUM_CODES
-from .fp import FP16, FP32
 from .regmap import register_map
 
 
@@ -103,8 +103,8 @@ class AxiConfig:
     """
 
     burst_beats: int = 16
-    max_outstanding: int = 4
-    fifo_depth: int = 64
+    max_outstanding: int = 8
+    fifo_depth: int = 128
     act_depth: int = 8
     out_depth: int = 8
 
@@ -344,8 +344,7 @@ class SpeqAxi(wiring.Component):
         }
         for code in range(NUM_CODES):
             for name in ("base", "exp", "half", "zero"):
-                hw_values[(f"TABLE{code}", name.upper())] = table[code].as_value()[
-                    data.Layout.cast(table[code].shape())[name].offset:][:len(table[code][name])]
+                hw_values[(f"TABLE{code}", name.upper())] = Value.cast(table[code][name])
         values = {}
         for register in regmap:
             word = Signal(32, name=f"rd_{register.name.lower()}")

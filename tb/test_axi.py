@@ -122,12 +122,12 @@ def _same(got, want, what):
 
 
 class Bench:
-    def __init__(self, dut, config, axi, seed):
+    def __init__(self, dut, config, axi, seed, ram_bytes=RAM_BYTES):
         self.dut, self.config, self.axi, self.seed = dut, config, axi, seed
         self.rng = np.random.default_rng(seed)
         self.latency_range = (1, 24)
         self.ram = LatencyRam(AxiReadBus.from_prefix(dut, "m_axi"), dut.aclk, dut.aresetn,
-                              reset_active_level=False, size=RAM_BYTES,
+                              reset_active_level=False, size=ram_bytes,
                               latency=lambda: int(self.rng.integers(*self.latency_range)))
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.aclk, dut.aresetn,
                                   reset_active_level=False)
@@ -184,7 +184,7 @@ class Bench:
             self.rng.integers(1, 9))
         for image in images:
             raw = b"".join(word.to_bytes(bus_bytes, "little") for word in image)
-            assert at + len(raw) <= RAM_BYTES, self.fail("the images do not fit the RAM")
+            assert at + len(raw) <= self.ram.size, self.fail("the images do not fit the RAM")
             self.ram.write(at, raw)
             addrs.append(at)
             at += len(raw) + bus_bytes * int(self.rng.integers(0, 40))
@@ -416,12 +416,83 @@ CONFIGS = [
 def test_axi(name, config, axi, shapes, first_kind, sim):
     build_dir = runner.BUILD_ROOT / f"axi_{name}" / sim
     (build_dir / "summary.json").unlink(missing_ok=True)
-    shapes = os.environ.get("SHAPES", str(shapes))
+    # SHAPES (make soak) scales the Verilator run; Icarus, at a few seconds a
+    # shape, keeps its count unless SHAPES lists the shapes to rerun.
+    given = os.environ.get("SHAPES", str(shapes))
+    shapes = given if sim == "verilator" or given.startswith("[") else str(shapes)
     runner.run(_top(config, axi), bench=f"axi_{name}", toplevel=TOPLEVEL,
-               test_module="tb.test_axi", sim=sim,
+               test_module="tb.test_axi", sim=sim, testcase="axi_passes",
                extra_env={"ACCEL_CONFIG": json.dumps(config), "AXI_CONFIG": json.dumps(axi),
                           "SHAPES": shapes, "FIRST_KIND": str(first_kind)})
     summary = json.loads((build_dir / "summary.json").read_text())
     count = len(json.loads(shapes)) if shapes.startswith("[") else int(shapes)
     assert summary["passes"] == 3 * count and summary["refused"] == 7, summary
     print(f"axi {name} [{sim}]: {summary}")
+
+
+#: Read latencies (cycles from AR to the first R beat) of the latency sweep.
+SWEEP_LATENCIES = (8, 32, 100)
+#: Its pass shapes (N, K, T) per mode.
+SWEEP_SHAPES = {"draft": (256, 256, 1), "verify": (256, 256, 8), "baseline": (256, 256, 1)}
+
+
+@cocotb.test()
+async def axi_latency_sweep(dut):
+    """Pass cycles against the roofline at fixed read latencies, with no
+    pauses anywhere (``AXI_SWEEP=1``, docs/axi.md)."""
+    config = SpeqConfig(**json.loads(os.environ["ACCEL_CONFIG"]))
+    axi = AxiConfig(**json.loads(os.environ["AXI_CONFIG"]))
+    seed = runner.seed()
+    dut.aresetn.value = 0
+    for name in ("s_axil_awvalid", "s_axil_wvalid", "s_axil_bready", "s_axil_arvalid",
+                 "s_axil_rready", "m_axi_arready", "m_axi_rvalid", "s_axis_tvalid",
+                 "m_axis_tready"):
+        getattr(dut, name).value = 0
+    await Timer(1, "ns")
+    cocotb.start_soon(Clock(dut.aclk, CLOCK_NS, unit="ns", impl="gpi").start())
+    bench = Bench(dut, config, axi, seed, ram_bytes=1 << 20)
+    for _ in range(4):
+        await FallingEdge(dut.aclk)
+    dut.aresetn.value = 1
+    await RisingEdge(dut.aclk)
+    rng, rows = bench.rng, []
+    n, k, _ = SWEEP_SHAPES["verify"]
+    w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
+    x = rng.standard_normal((config.tmax, k)).astype(np.float16)
+    enc = speq16.encode(w)
+    await bench.driver.load_table(enc)
+    for latency in SWEEP_LATENCIES:
+        bench.latency_range = (latency, latency + 1)
+        for mode, (n, k, t) in SWEEP_SHAPES.items():
+            t = min(t, config.tmax)
+            _, counters = await bench.run_pass(mode, x[:t], w, enc if mode != "baseline" else None)
+            roof = perf.roofline(mode, n, k, t, pes=bench.pes, lanes=config.draft_lanes,
+                                 mem_bits=config.mem_bits)
+            floor = perf.pass_cost(mode, n, k, t, mem_latency=1, **bench.machine).cycles
+            rows.append({"latency": latency, "mode": mode, "n": n, "k": k, "t": t,
+                         "cycles": counters["cycles"], "wait_mem": counters["wait_mem"],
+                         "model_latency_1": floor, "roofline": roof,
+                         "of_roofline": round(roof / counters["cycles"], 4)})
+            dut._log.info("%s", rows[-1])
+    Path("summary_sweep.json").write_text(json.dumps(rows))
+
+
+def test_axi_latency_sweep():
+    """``AXI_SWEEP=1``: the latency sweep on the default configuration
+    (Verilator), a table for docs/axi.md."""
+    if os.environ.get("AXI_SWEEP") != "1":
+        pytest.skip("the latency sweep runs with AXI_SWEEP=1")
+    config, axi = {}, {}
+    build_dir = runner.run(_top(config, axi), bench="axi_sweep", toplevel=TOPLEVEL,
+                           test_module="tb.test_axi", sim="verilator",
+                           testcase="axi_latency_sweep",
+                           extra_env={"ACCEL_CONFIG": json.dumps(config),
+                                      "AXI_CONFIG": json.dumps(axi)})
+    rows = json.loads((build_dir / "summary_sweep.json").read_text())
+    print("\n| read latency | pass | N x K x T | cycles | waiting for weights | model at latency 1 "
+          "| roofline | roofline / cycles |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['latency']} | {r['mode']} | {r['n']} x {r['k']} x {r['t']} | {r['cycles']:,} "
+              f"| {r['wait_mem']:,} | {r['model_latency_1']:,} | {r['roofline']:,.0f} "
+              f"| {r['of_roofline']:.3f} |")
