@@ -66,6 +66,8 @@ class Error(enum.Enum, shape=3):
     BAD_N = 2      # N = 0
     BAD_K = 3      # K = 0, not a multiple of 4, or above kmax
     BAD_T = 4      # T = 0, above tmax, or not 1 in a draft pass
+    NO_TABLE = 5   # a draft or verify pass before every remap table entry was written
+    READ_ERROR = 6  # reported by the AXI top (hw/axi.py) only: a weight read answered an error
 
 
 class Command(data.Struct):
@@ -115,6 +117,8 @@ class MemPortSignature(wiring.Signature):
     -------
     req : Out(1)
         Read the ``mem_bits`` word at ``addr`` (only counted while ``en``).
+        It depends on no input of the port (not on ``en`` or ``stall``),
+        so a memory may raise ``stall`` because of it.
     addr : Out(ADDR_BITS)
     en : Out(1)
         The accelerator advances this cycle. The memory is a pipeline that
@@ -249,6 +253,9 @@ class PassController(wiring.Component):
 
         c = cmd.payload
         error = Signal(Error)
+        # Entries of the remap tables written since reset (the table memories
+        # are not cleared by reset): a draft or verify pass needs all of them.
+        tables_loaded = Signal(NUM_CODES)
         with m.If(~c.op.as_value().matches(Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.TABLE)):
             m.d.comb += error.eq(Error.BAD_OP)
         with m.Elif(c.op == Op.TABLE):
@@ -259,6 +266,8 @@ class PassController(wiring.Component):
             m.d.comb += error.eq(Error.BAD_K)
         with m.Elif((c.t == 0) | (c.t > config.tmax) | ((c.op == Op.DRAFT) & (c.t != 1))):
             m.d.comb += error.eq(Error.BAD_T)
+        with m.Elif((c.op != Op.BASELINE) & ~tables_loaded.all()):
+            m.d.comb += error.eq(Error.NO_TABLE)
 
         table = self.table
         m.d.comb += cmd.ready.eq(~running & ~self.status.valid & en)
@@ -278,6 +287,8 @@ class PassController(wiring.Component):
         ]
         with m.If(taken):
             m.d.sync += [cycles.eq(0), bits.eq(0), macs.eq(0)]
+        with m.If(table.en):
+            m.d.sync += tables_loaded.bit_select(c.code, 1).eq(1)
         with m.If(taken & ~start):
             m.d.sync += [
                 self.status.valid.eq(1),
@@ -368,13 +379,17 @@ class PassController(wiring.Component):
 
         # -- fetcher --------------------------------------------------------------
         req_done, in_group = Signal(), Signal()
+        want = Signal()                      # a request, counted on an advancing cycle
         req = Signal()
-        m.d.comb += req.eq(running & ~req_done & (in_group | (credit != 0)) & en)
+        m.d.comb += [
+            want.eq(running & ~req_done & (in_group | (credit != 0))),
+            req.eq(want & en),
+        ]
         _, f_beat, f_group_end, f_pass_end = beats_walker("fetch", req)
         addr0, addr1 = Signal(ADDR_BITS), Signal(ADDR_BITS)
         from_residual = verify & (f_beat >= draft_beats)
         m.d.comb += [
-            mem.req.eq(req),
+            mem.req.eq(want),
             mem.addr.eq(Mux(from_residual, addr1, addr0)),
         ]
         with m.If(start):

@@ -44,6 +44,8 @@ import numpy
 from hw.config import PARAM_CHOICES, PARAM_RANGES, SpeqConfig
 from hw.decoder import DRAFT_EXP_BITS, RemapDecoder
 from hw.accel import SpeqAccel
+from hw.axi import SpeqAxi
+from hw import regmap
 from hw.controller import Error, Op
 from hw.board import SpeqBoard
 from hw.array import SpeqArray
@@ -87,6 +89,10 @@ TOPS = {
     "accel": Top(lambda config: SpeqAccel(config),
                  "the accelerator: pass controller, remap tables, weight memory port, "
                  "PE array"),
+    "axi": Top(lambda config: SpeqAxi(config),
+               "the accelerator as an SoC block: AXI4 read master for the weights, AXI4-Lite "
+               "registers (hw/speq_axi.rdl), AXI4-Stream activations and results "
+               "(docs/axi.md); also writes the register map as a C header and a Python module"),
     "board": Top(lambda config: SpeqBoard(config, weight_words=BOARD_WEIGHT_WORDS,
                                           divisor=BOARD_DIVISOR),
                  f"board top: the accelerator with a {BOARD_WEIGHT_WORDS}-word weight memory, "
@@ -206,6 +212,24 @@ def _command_figures(config):
     }
 
 
+#: The register map files ``--top axi`` writes beside the Verilog.
+REGMAP_FILES = ("speq_axi_regs.h", "speq_axi_regs.py")
+
+
+def _axi_figures(component):
+    """The AXI top's parameters, interfaces and register map."""
+    return {
+        "axi": component.axi.to_dict(),
+        "interfaces": component.interfaces(),
+        "registers": {"source": "hw/speq_axi.rdl", "files": list(REGMAP_FILES),
+                      "size": component.regmap.size,
+                      "unmapped": "SLVERR (reads return 0); a write to a read-only "
+                                  "register also answers SLVERR",
+                      "map": component.regmap.to_dict()},
+        "memory_port_latency": component.mem_latency,
+    }
+
+
 def manifest(top, config, component, module_name, port_list):
     """The build manifest of one generated block, as a JSON-ready dict."""
     return {
@@ -232,8 +256,10 @@ def manifest(top, config, component, module_name, port_list):
             "board": {name: value for name, value in component.info().items()
                       if name in ("weight_words", "act_words", "divisor")}}
            if isinstance(component, SpeqBoard) else {}),
+        **({"array": _array_figures(component.accel.array), **_axi_figures(component)}
+           if isinstance(component, SpeqAxi) else {}),
         **({"commands": _command_figures(config)}
-           if isinstance(component, (SpeqAccel, SpeqBoard)) else {}),
+           if isinstance(component, (SpeqAccel, SpeqBoard, SpeqAxi)) else {}),
         "ports": port_list,
         "tools": {
             "amaranth": _version("amaranth"),
@@ -250,7 +276,8 @@ def write(top, config, out):
     Returns
     -------
     list of pathlib.Path
-        The files written: the Verilog, then the manifest.
+        The files written: the Verilog, the register map files of the AXI top
+        (`REGMAP_FILES`), then the manifest.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -259,10 +286,17 @@ def write(top, config, out):
     port_list = ports(component, top)
     verilog_path = out / f"{top}.v"
     verilog_path.write_text(text)
+    extra = []
+    if isinstance(component, SpeqAxi):
+        header, module = (out / name for name in REGMAP_FILES)
+        regmap.c_header(header)
+        module.write_text(regmap.python_source())
+        extra = [header, module]
+    info = manifest(top, config, component, top, port_list)
+    info["files"] += [path.name for path in extra]
     manifest_path = out / "manifest.json"
-    manifest_path.write_text(
-        json.dumps(manifest(top, config, component, top, port_list), indent=2) + "\n")
-    return [verilog_path, manifest_path]
+    manifest_path.write_text(json.dumps(info, indent=2) + "\n")
+    return [verilog_path, *extra, manifest_path]
 
 
 def _parameter_docs():
@@ -323,7 +357,7 @@ def draft_lanes_warning(config):
 def _warn_draft_lanes(config, blocks):
     # Only the blocks with a memory port have a draft pass to be bound by it.
     warning = draft_lanes_warning(config)
-    if warning and {"accel", "board"} & set(blocks):
+    if warning and {"accel", "board", "axi"} & set(blocks):
         print(f"warning: {warning}", file=sys.stderr)
 
 

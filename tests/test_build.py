@@ -171,14 +171,16 @@ def test_help_mentions_every_option(capsys):
 @pytest.mark.parametrize("top", sorted(build.TOPS))
 def test_every_top_elaborates_with_a_latency(top):
     component = build.elaborate(top, SpeqConfig())
-    if top in ("accel", "board"):
+    if top in ("accel", "board", "axi"):
         # Its passes take what golden.perf predicts; the manifest gives the
         # array figures that model needs.
         accel = component if top == "accel" else component.accel
         assert accel.array.latency == accel.array.interleave >= 2
     else:
         assert component.latency >= 0
-    assert any(port["name"] == "clk" for port in build.ports(component, top))
+    # The AXI top has AXI's clock and reset names.
+    clock = "aclk" if top == "axi" else "clk"
+    assert any(port["name"] == clock for port in build.ports(component, top))
 
 
 def test_accel_manifest_and_bad_mem_bits(tmp_path, capsys):
@@ -191,13 +193,122 @@ def test_accel_manifest_and_bad_mem_bits(tmp_path, capsys):
     # What the command interface needs beyond the ports.
     commands = manifest["commands"]
     assert commands["ops"] == {"DRAFT": 0, "VERIFY": 1, "BASELINE": 2, "TABLE": 3}
-    assert commands["errors"]["BAD_K"] == 3 and len(commands["errors"]) == 5
+    assert commands["errors"]["BAD_K"] == 3 and commands["errors"]["NO_TABLE"] == 5
+    assert len(commands["errors"]) == 7
     assert "t outer, g inner" in commands["activation_beats"]
     with pytest.raises(SystemExit) as exit_info:
         build.main(["--top", "accel", "--rows", "1", "--cols", "1", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "mem_bits must divide 16 x rows x cols = 16 (one draft word per PE), not 32" in \
         capsys.readouterr().err
+
+
+def test_axi_top_writes_verilog_register_map_and_manifest(tmp_path, capsys):
+    from hw.axi import ID, AxiConfig
+    from hw.regmap import register_map
+    assert build.main(["--top", "axi", "--rows", "1", "--cols", "2", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["files"] == ["axi.v", "speq_axi_regs.h", "speq_axi_regs.py"]
+    for name in manifest["files"] + ["manifest.json"]:
+        assert f"wrote {tmp_path / name}" in out
+
+    # AXI's port names, as a block-design tool infers the interfaces from them.
+    text = (tmp_path / "axi.v").read_text()
+    top = text[text.index("module axi("):]
+    ports = _verilog_ports(top[:top.index("endmodule")], "axi")
+    assert {p["name"]: (p["direction"], p["width"]) for p in manifest["ports"]} == ports
+    assert "clk" not in ports and "rst" not in ports
+    assert ports["aclk"] == ("input", 1) and ports["aresetn"] == ("input", 1)
+    for name in ("araddr", "arlen", "arsize", "arburst", "arvalid", "rdata", "rlast", "rready"):
+        assert f"m_axi_{name}" in ports, name
+    assert ports["m_axi_rdata"] == ("input", 32) and ports["m_axi_arlen"] == ("output", 8)
+    assert not any(name.startswith(("m_axi_aw", "m_axi_w", "m_axi_b")) for name in ports)
+    for channel in ("aw", "w", "b", "ar", "r"):
+        assert any(name.startswith(f"s_axil_{channel}") for name in ports), channel
+    assert ports["s_axil_wdata"] == ("input", 32) and ports["s_axis_tdata"] == ("input", 64)
+    assert ports["m_axis_tdata"] == ("output", 2 * 48) and "m_axis_tlast" in ports
+
+    # The interfaces and the register map, from hw/speq_axi.rdl.
+    assert [i["prefix"] for i in manifest["interfaces"]] == [
+        "s_axil_", "m_axi_", "s_axis_", "m_axis_", ""]
+    assert manifest["axi"] == AxiConfig().to_dict()
+    registers = manifest["registers"]
+    assert "SLVERR" in registers["unmapped"]
+    assert registers["map"] == register_map().to_dict()
+    assert registers["map"]["ID"]["offset"] == 0 and registers["map"]["TABLE7"]["offset"] == 0x9C
+    assert manifest["commands"]["errors"]["READ_ERROR"] == 6
+    assert manifest["array"]["pes"] == 2
+
+    # The C header and the Python map agree with the map.
+    header = (tmp_path / "speq_axi_regs.h").read_text()
+    assert "#define SPEQ_AXI__STATUS__DONE_bm 0x2" in header
+    namespace = {}
+    exec((tmp_path / "speq_axi_regs.py").read_text(), namespace)
+    assert namespace["OFFSETS"] == {r.name: r.offset for r in register_map()}
+    assert namespace["TABLE3"] == 0x8C and namespace["FIELDS"]["STATUS"]["ERROR"] == (4, 3, "r")
+    assert ID == int.from_bytes(b"SPEQ", "big")
+
+
+def test_axi_top_rejects_a_data_width_axi_has_not(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build.main(["--top", "axi", "--rows", "1", "--cols", "3", "--mem-bits", "48"])
+    assert exit_info.value.code == 2
+    assert "mem_bits must be a power of two from 16 to 1024 (an AXI data width), not 48" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"burst_beats": 3}, ValueError, "burst_beats must be a power of two, not 3"),
+    ({"burst_beats": 512}, ValueError, "burst_beats must be between 1 and 256, not 512"),
+    ({"burst_beats": 32, "fifo_depth": 16}, ValueError,
+     "burst_beats (32) must not exceed fifo_depth (16)"),
+    ({"max_outstanding": 0}, ValueError, "max_outstanding must be between 1 and 64, not 0"),
+    ({"fifo_depth": 2.5}, TypeError, "fifo_depth must be an integer, not 2.5"),
+])
+def test_axi_config_checks(kwargs, error, message):
+    from hw.axi import AxiConfig
+    with pytest.raises(error, match=re.escape(message)):
+        AxiConfig(**kwargs)
+
+
+def test_axi_top_checks_its_arguments():
+    from hw.axi import SpeqAxi
+    with pytest.raises(TypeError, match="config must be a SpeqConfig"):
+        SpeqAxi({"rows": 2})
+    with pytest.raises(TypeError, match="axi must be an AxiConfig"):
+        SpeqAxi(SpeqConfig(), {"burst_beats": 4})
+
+
+#: Verilator warning classes that mark a real defect (issue 15): none may appear.
+DEFECT_WARNINGS = ("LATCH", "MULTIDRIVEN", "UNOPTFLAT", "COMBDLY", "BLKANDNBLK")
+
+
+def test_axi_verilog_lints_without_defect_warnings(tmp_path):
+    import os
+    from tb import runner
+    build.main(["--top", "axi", "--rows", "1", "--cols", "2", "--pe-stages", "2",
+                "--out", str(tmp_path)])
+    env = {**os.environ, **runner._verilator_env()}
+    result = subprocess.run(
+        ["verilator", "--lint-only", "-Wall", "-Wno-fatal", "--top-module", "axi",
+         str(tmp_path / "axi.v")], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    classes = set(re.findall(r"%Warning-([A-Z0-9_]+)", result.stderr))
+    assert not classes & set(DEFECT_WARNINGS), sorted(classes)
+    # What remains comes from how Yosys writes Amaranth's netlist (docs/axi.md).
+    assert classes <= {"UNUSEDSIGNAL", "PROCASSINIT", "WIDTHEXPAND", "WIDTHTRUNC",
+                       "DECLFILENAME"}, sorted(classes)
+
+
+def test_axi_docs_list_every_register():
+    from pathlib import Path
+    from hw.regmap import register_map
+    text = (Path(__file__).resolve().parents[1] / "docs" / "axi.md").read_text()
+    for register in register_map():
+        if register.name in {f"TABLE{code}" for code in range(1, 8)}:
+            continue    # one row for TABLE1 .. TABLE7
+        assert f"| 0x{register.offset:03X} | {register.name} |" in text, register.name
 
 
 # --- hw.decoder parameter checks -----------------------------------------------------------

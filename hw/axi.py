@@ -1,0 +1,631 @@
+"""The SPEQ accelerator behind standard interfaces: AXI4, AXI4-Lite, AXI4-Stream.
+
+`SpeqAxi` wraps `hw.accel.SpeqAccel` for an SoC (``docs/axi.md``):
+
+- ``s_axil_*``, an AXI4-Lite slave: the register map of ``hw/speq_axi.rdl``
+  (`hw.regmap`): the command, the remap tables (readable), status and
+  counters;
+- ``m_axi_*``, an AXI4 read master: the weight planes, read with INCR bursts,
+  several in flight, into one FIFO per plane; it asks for a burst only when
+  its FIFO has room for all of it, so it takes every R beat at once
+  (``rready`` is always high) and the slave's pace is the only stall it sees;
+- ``s_axis_*``, AXI4-Stream in: the activations of a pass;
+- ``m_axis_*``, AXI4-Stream out: one beat of ``P`` results per step, its row
+  and token in ``tuser``, ``tlast`` on the pass' last beat;
+- ``irq``: high while STATUS.DONE and CONTROL.IRQ_EN.
+
+The accelerator's memory port wants its data a fixed number of cycles after
+a request and freezes as a whole on ``stall``. Here the port is served from
+the plane FIFOs with a latency of one cycle, and stalls only when the
+accelerator asks for a word that has not arrived yet; a full result FIFO
+freezes it as a blocked output does. Every output of the AXI side is a
+register (or a constant): none depends on an input of the same cycle.
+
+The clock is ``aclk`` and the reset ``aresetn``, active low and synchronous,
+as AXI has them.
+"""
+
+from dataclasses import asdict, dataclass, fields
+import operator
+
+import numpy as np
+
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Module, Mux, ResetSignal, Signal,
+                          Value)
+from amaranth.lib import data, fifo, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2, exact_log2
+
+from .accel import SpeqAccel
+from .config import SpeqConfig
+from .controller import COUNTER_BITS, N_BITS, Error, Op, result_layout
+from .decoder import NUM_CODES
+from .regmap import register_map
+
+
+__all__ = ["AxiConfig", "SpeqAxi", "ID", "VERSION", "AXI_ADDR_BITS", "AXIL_DATA_BITS",
+           "STREAM_ACT_BITS"]
+
+
+#: The ID register: ASCII "SPEQ".
+ID = 0x53504551
+#: The register map's version (major, minor).
+VERSION = (1, 0)
+#: Width of the read master's byte addresses.
+AXI_ADDR_BITS = 32
+#: Width of the AXI4-Lite data bus.
+AXIL_DATA_BITS = 32
+#: Width of the activation stream: four FP16 values a beat.
+STREAM_ACT_BITS = 64
+#: INCR bursts do not cross 4 KB (AXI4).
+_BOUNDARY = 4096
+
+
+#: Allowed range (inclusive) of every `AxiConfig` parameter.
+AXI_PARAM_RANGES = {
+    "burst_beats": (1, 256),
+    "max_outstanding": (1, 64),
+    "fifo_depth": (4, 4096),
+    # amaranth.lib.fifo.SyncFIFOBuffered of depth 2 takes a beat every other
+    # cycle only; an activation FIFO that slow would make the pass late.
+    "act_depth": (4, 4096),
+    "out_depth": (4, 4096),
+}
+
+
+@dataclass(frozen=True)
+class AxiConfig:
+    """Parameters of the AXI top (beside the accelerator's `SpeqConfig`).
+
+    Parameters
+    ----------
+    burst_beats : int
+        Most beats of one read burst (``arlen + 1``), a power of two up to
+        256; a burst is also cut where a plane ends and at 4 KB boundaries.
+    max_outstanding : int
+        Most read bursts in flight (issued and not yet ended by ``rlast``).
+    fifo_depth : int
+        Words of each weight plane's FIFO, at least ``burst_beats``: the data
+        the master may have asked for and not yet handed to the accelerator.
+        A pass keeps the memory busy when it covers the read latency
+        (``docs/axi.md``).
+    act_depth, out_depth : int
+        Beats of the activation and result FIFOs (at least 4, so that they
+        take a beat every cycle).
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If a parameter is out of its range, ``burst_beats`` is not a power of
+        two or exceeds ``fifo_depth``.
+    """
+
+    burst_beats: int = 16
+    max_outstanding: int = 8
+    fifo_depth: int = 128
+    act_depth: int = 8
+    out_depth: int = 8
+
+    def __post_init__(self):
+        for field in fields(self):
+            value = getattr(self, field.name)
+            try:
+                value = operator.index(value)
+            except TypeError:
+                raise TypeError(f"{field.name} must be an integer, not {value!r}") from None
+            lo, hi = AXI_PARAM_RANGES[field.name]
+            if not lo <= value <= hi:
+                raise ValueError(f"{field.name} must be between {lo} and {hi}, not {value}")
+            object.__setattr__(self, field.name, value)
+        if self.burst_beats & (self.burst_beats - 1):
+            raise ValueError(f"burst_beats must be a power of two, not {self.burst_beats}")
+        if self.burst_beats > self.fifo_depth:
+            raise ValueError(f"burst_beats ({self.burst_beats}) must not exceed fifo_depth "
+                             f"({self.fifo_depth}): a burst is asked for only when its "
+                             f"FIFO has room for all of it")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def _floor_div_const(value, divisor):
+    """``value // divisor`` for a constant ``divisor``: a shift, or a multiply
+    by the rounded-up reciprocal, checked here on every value of ``value``'s
+    width (at most 20 bits)."""
+    width = len(value)
+    if divisor & (divisor - 1) == 0:
+        return value >> exact_log2(divisor)
+    assert width <= 20, width
+    shift = width + ceil_log2(divisor)
+    factor = -(-(1 << shift) // divisor)
+    v = np.arange(1 << width, dtype=np.int64)
+    assert ((v * factor) >> shift == v // divisor).all(), (width, divisor)
+    return (value * factor) >> shift
+
+
+def result_stream_bits(config):
+    """``(tdata, tuser)`` widths of the result stream: ``P`` FP32 results then
+    ``P`` FP16 ones; the row of PE 0 then the token."""
+    pes = config.rows * config.cols
+    return 48 * pes, N_BITS + data.Layout.cast(result_layout(config))["token"].width
+
+
+class SpeqAxi(wiring.Component):
+    """`SpeqAccel` behind AXI4 (weights), AXI4-Lite (registers) and
+    AXI4-Stream (activations, results); module docstring and ``docs/axi.md``.
+
+    Parameters
+    ----------
+    config : SpeqConfig
+        The accelerator; its ``mem_bits`` is the read master's data width
+        (a power of two from 16 to 1024, as AXI has them).
+    axi : AxiConfig
+
+    Members
+    -------
+    aclk, aresetn : In(1)
+        Clock, and reset (active low, synchronous).
+    s_axil_* : AXI4-Lite slave (address ``ceil(log2(register map size))``
+        bits, data 32 bits).
+    m_axi_ar*, m_axi_r* : AXI4 read master (address 32 bits, data
+        ``mem_bits``, ID 1 bit: the plane).
+    s_axis_tdata, s_axis_tvalid, s_axis_tready
+        Activations: ``T x K/4`` beats of four FP16 values after a pass'
+        START, ``X[t, 4g .. 4g+3]`` for ``t`` then ``g`` ascending.
+    m_axis_tdata, m_axis_tuser, m_axis_tlast, m_axis_tvalid, m_axis_tready
+        Results: ``tdata`` holds ``Y[token, row + p]`` as FP32 at bit
+        ``32 p`` and, with OP.FP16, as FP16 at bit ``32 P + 16 p`` (else 0);
+        ``tuser`` the row of PE 0, then the token; ``tlast`` marks the
+        pass' last beat.
+    irq : Out(1)
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a `SpeqConfig` or ``axi`` not an `AxiConfig`.
+    ValueError
+        If ``mem_bits`` is not a power of two (AXI data widths are), or as
+        `SpeqAccel`.
+    """
+
+    def __init__(self, config=SpeqConfig(), axi=AxiConfig()):
+        if not isinstance(config, SpeqConfig):
+            raise TypeError(f"config must be a SpeqConfig, not {config!r}")
+        if not isinstance(axi, AxiConfig):
+            raise TypeError(f"axi must be an AxiConfig, not {axi!r}")
+        if config.mem_bits & (config.mem_bits - 1) or config.mem_bits > 1024:
+            raise ValueError(f"mem_bits must be a power of two from 16 to 1024 (an AXI data "
+                             f"width), not {config.mem_bits}")
+        self._config, self._axi = config, axi
+        self._accel = SpeqAccel(config)
+        self._regmap = register_map()
+        axil_addr = ceil_log2(self._regmap.size)
+        out_data, out_user = result_stream_bits(config)
+        super().__init__({
+            "aclk": In(1), "aresetn": In(1),
+            # AXI4-Lite slave.
+            "s_axil_awaddr": In(axil_addr), "s_axil_awprot": In(3),
+            "s_axil_awvalid": In(1), "s_axil_awready": Out(1),
+            "s_axil_wdata": In(AXIL_DATA_BITS), "s_axil_wstrb": In(AXIL_DATA_BITS // 8),
+            "s_axil_wvalid": In(1), "s_axil_wready": Out(1),
+            "s_axil_bresp": Out(2), "s_axil_bvalid": Out(1), "s_axil_bready": In(1),
+            "s_axil_araddr": In(axil_addr), "s_axil_arprot": In(3),
+            "s_axil_arvalid": In(1), "s_axil_arready": Out(1),
+            "s_axil_rdata": Out(AXIL_DATA_BITS), "s_axil_rresp": Out(2),
+            "s_axil_rvalid": Out(1), "s_axil_rready": In(1),
+            # AXI4 read master.
+            "m_axi_arid": Out(1), "m_axi_araddr": Out(AXI_ADDR_BITS), "m_axi_arlen": Out(8),
+            "m_axi_arsize": Out(3), "m_axi_arburst": Out(2), "m_axi_arlock": Out(1),
+            "m_axi_arcache": Out(4), "m_axi_arprot": Out(3),
+            "m_axi_arvalid": Out(1), "m_axi_arready": In(1),
+            "m_axi_rid": In(1), "m_axi_rdata": In(config.mem_bits), "m_axi_rresp": In(2),
+            "m_axi_rlast": In(1), "m_axi_rvalid": In(1), "m_axi_rready": Out(1),
+            # AXI4-Stream: activations in, results out.
+            "s_axis_tdata": In(STREAM_ACT_BITS), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "m_axis_tdata": Out(out_data), "m_axis_tuser": Out(out_user),
+            "m_axis_tlast": Out(1), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "irq": Out(1),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def axi(self):
+        return self._axi
+
+    @property
+    def accel(self):
+        return self._accel
+
+    @property
+    def regmap(self):
+        return self._regmap
+
+    @property
+    def mem_latency(self):
+        """The latency the accelerator's memory port sees (advancing cycles
+        from a request to its word): the cycle model's ``mem_latency``."""
+        return 1
+
+    def interfaces(self):
+        """The bus interfaces (port prefix, protocol, role) for the manifest."""
+        return [
+            {"prefix": "s_axil_", "protocol": "AXI4-Lite", "role": "slave",
+             "data_bits": AXIL_DATA_BITS, "addr_bits": len(self.s_axil_awaddr),
+             "what": "registers (hw/speq_axi.rdl)"},
+            {"prefix": "m_axi_", "protocol": "AXI4", "role": "master", "read_only": True,
+             "data_bits": self._config.mem_bits, "addr_bits": AXI_ADDR_BITS, "id_bits": 1,
+             "burst": "INCR", "max_burst_beats": self._axi.burst_beats,
+             "max_outstanding": self._axi.max_outstanding,
+             "what": "weight planes (ARID = plane: 0 draft or FP16, 1 residual)"},
+            {"prefix": "s_axis_", "protocol": "AXI4-Stream", "role": "slave",
+             "data_bits": STREAM_ACT_BITS, "what": "activations"},
+            {"prefix": "m_axis_", "protocol": "AXI4-Stream", "role": "master",
+             "data_bits": len(self.m_axis_tdata), "user_bits": len(self.m_axis_tuser),
+             "what": "results"},
+            {"prefix": "", "clock": "aclk", "reset": "aresetn", "reset_active": "low",
+             "interrupt": "irq"},
+        ]
+
+    def elaborate(self, platform):
+        m = Module()
+        config, axi, regmap = self._config, self._axi, self._regmap
+        pes = config.rows * config.cols
+        bus_bytes = config.mem_bits // 8
+        draft_words = 16 * pes // config.mem_bits      # words of the draft part of an entry
+
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += [ClockSignal("sync").eq(self.aclk), ResetSignal("sync").eq(~self.aresetn)]
+
+        m.submodules.accel = accel = self._accel
+        cmd, status, mem = accel.cmd, accel.status, accel.mem
+
+        # -- registers the CPU writes ----------------------------------------------------
+        reg_op = Signal(3)
+        reg_fp16 = Signal()
+        reg_n, reg_k, reg_t = Signal(N_BITS, name="reg_n"), Signal(16, name="reg_k"), \
+            Signal(5, name="reg_t")
+        reg_base = [Signal(AXI_ADDR_BITS, name=f"reg_wbase{p}") for p in range(2)]
+        irq_en = Signal()
+        table = [Signal(data.StructLayout({"base": 7, "exp": 6, "half": 1, "zero": 1}),
+                        name=f"reg_table{code}") for code in range(NUM_CODES)]
+        table_loaded = Signal(NUM_CODES)     # written since reset
+        table_dirty = Signal(NUM_CODES)      # written since the accelerator last took it
+
+        # -- registers the hardware writes ---------------------------------------------------
+        busy, done = Signal(name="busy"), Signal(name="done")
+        st_error, st_op = Signal(3, name="st_error"), Signal(3, name="st_op")
+        st_cycles = Signal(32)
+        st_bits, st_macs = Signal(COUNTER_BITS, name="st_bits"), Signal(COUNTER_BITS, name="st_macs")
+        wait_mem, wait_out = Signal(32, name="wait_mem"), Signal(32, name="wait_out")
+        m.d.comb += self.irq.eq(done & irq_en)
+
+        # -- AXI4-Lite slave: registered handshakes, one access at a time --------------------
+        write_hold = Signal()                # writes wait (while the tables are copied)
+        aw_take = Signal()
+        m.d.sync += [self.s_axil_awready.eq(0), self.s_axil_wready.eq(0),
+                     self.s_axil_arready.eq(0)]
+        with m.If(self.s_axil_awvalid & self.s_axil_wvalid & ~self.s_axil_awready &
+                  ~self.s_axil_bvalid & ~write_hold):
+            m.d.sync += [self.s_axil_awready.eq(1), self.s_axil_wready.eq(1)]
+        m.d.comb += aw_take.eq(self.s_axil_awready & self.s_axil_awvalid & self.s_axil_wvalid)
+        with m.If(self.s_axil_bvalid & self.s_axil_bready):
+            m.d.sync += self.s_axil_bvalid.eq(0)
+        with m.If(self.s_axil_arvalid & ~self.s_axil_arready & ~self.s_axil_rvalid):
+            m.d.sync += self.s_axil_arready.eq(1)
+        ar_take = self.s_axil_arready & self.s_axil_arvalid
+        with m.If(self.s_axil_rvalid & self.s_axil_rready):
+            m.d.sync += self.s_axil_rvalid.eq(0)
+
+        # What each register reads as (fields at their bits), from the map.
+        hw_values = {
+            ("ID", "ID"): Const(ID, 32),
+            ("VERSION", "MAJOR"): Const(VERSION[0], 16), ("VERSION", "MINOR"): Const(VERSION[1], 16),
+            ("CONFIG0", "ROWS"): Const(config.rows, 8), ("CONFIG0", "COLS"): Const(config.cols, 8),
+            ("CONFIG0", "TMAX"): Const(config.tmax, 8),
+            ("CONFIG0", "DRAFT_LANES"): Const(config.draft_lanes, 8),
+            ("CONFIG1", "KMAX"): Const(config.kmax, 16),
+            ("CONFIG1", "MEM_BITS"): Const(config.mem_bits, 16),
+            ("CONTROL", "START"): Const(0, 1), ("CONTROL", "IRQ_EN"): irq_en,
+            ("STATUS", "BUSY"): busy, ("STATUS", "DONE"): done,
+            ("STATUS", "ERROR"): st_error, ("STATUS", "OP"): st_op,
+            ("OP", "OP"): reg_op, ("OP", "FP16"): reg_fp16,
+            ("N", "N"): reg_n, ("K", "K"): reg_k, ("T", "T"): reg_t,
+            ("WBASE0", "ADDR"): reg_base[0], ("WBASE1", "ADDR"): reg_base[1],
+            ("CYCLES", "COUNT"): st_cycles,
+            ("BITS_LO", "COUNT"): st_bits[:32], ("BITS_HI", "COUNT"): st_bits[32:],
+            ("MACS_LO", "COUNT"): st_macs[:32], ("MACS_HI", "COUNT"): st_macs[32:],
+            ("WAIT_MEM", "COUNT"): wait_mem, ("WAIT_OUT", "COUNT"): wait_out,
+            ("TABLE_LOADED", "MASK"): table_loaded,
+        }
+        for code in range(NUM_CODES):
+            for name in ("base", "exp", "half", "zero"):
+                hw_values[(f"TABLE{code}", name.upper())] = Value.cast(table[code][name])
+        values = {}
+        for register in regmap:
+            word = Signal(32, name=f"rd_{register.name.lower()}")
+            for field in register.fields:
+                value = hw_values[(register.name, field.name)]
+                assert len(value) == field.width, (register.name, field.name, len(value))
+                if "r" in field.sw:
+                    m.d.comb += word[field.lsb:field.lsb + field.width].eq(value)
+            values[register.name] = word
+        assert set(hw_values) == {(r.name, f.name) for r in regmap for f in r.fields}
+
+        def decode(kind, addr, allowed):
+            """``(hit, {name: selected})`` of the registers ``allowed`` at ``addr``."""
+            hits = {r.name: addr[2:] == r.offset >> 2 for r in regmap if allowed(r)}
+            hit = Signal(name=f"{kind}_hit")
+            m.d.comb += hit.eq(Cat(*hits.values()).any() if hits else 0)
+            return hit, hits
+
+        # Reads: the register's value, or SLVERR and 0 off the map.
+        r_hit, r_sel = decode("read", self.s_axil_araddr,
+                              lambda r: any("r" in f.sw for f in r.fields))
+        with m.If(ar_take):
+            m.d.sync += [
+                self.s_axil_rvalid.eq(1),
+                self.s_axil_rresp.eq(Mux(r_hit, 0b00, 0b10)),
+                self.s_axil_rdata.eq(0),
+            ]
+            for name, sel in r_sel.items():
+                with m.If(sel):
+                    m.d.sync += self.s_axil_rdata.eq(values[name])
+
+        # Writes: byte strobes; SLVERR off the map and on read-only registers.
+        w_hit, w_sel = decode("write", self.s_axil_awaddr, lambda r: r.writable)
+        with m.If(aw_take):
+            m.d.sync += [self.s_axil_bvalid.eq(1),
+                         self.s_axil_bresp.eq(Mux(w_hit, 0b00, 0b10))]
+
+        def written(name):
+            """The register's value after the write (under the strobes)."""
+            old = values[name]
+            return Cat(*(Mux(self.s_axil_wstrb[i], self.s_axil_wdata.word_select(i, 8),
+                             old.word_select(i, 8)) for i in range(4)))
+
+        def field_of(name, field, word):
+            f = regmap[name].field(field)
+            return word[f.lsb:f.lsb + f.width]
+
+        start_write = Signal()
+        done_clear = Signal()
+        with m.If(aw_take):
+            for name, sel in w_sel.items():
+                new = written(name)
+                with m.If(sel):
+                    if name == "CONTROL":
+                        m.d.comb += start_write.eq(field_of(name, "START", new))
+                        m.d.sync += irq_en.eq(field_of(name, "IRQ_EN", new))
+                    elif name == "STATUS":
+                        m.d.comb += done_clear.eq(
+                            field_of(name, "DONE", self.s_axil_wdata) & self.s_axil_wstrb[0])
+                    elif name == "OP":
+                        m.d.sync += [reg_op.eq(field_of(name, "OP", new)),
+                                     reg_fp16.eq(field_of(name, "FP16", new))]
+                    elif name in ("N", "K", "T"):
+                        reg = {"N": reg_n, "K": reg_k, "T": reg_t}[name]
+                        m.d.sync += reg.eq(field_of(name, name, new))
+                    elif name.startswith("WBASE"):
+                        m.d.sync += reg_base[int(name[5:])].eq(field_of(name, "ADDR", new))
+                    elif name.startswith("TABLE"):
+                        code = int(name[5:])
+                        for f in ("base", "exp", "half", "zero"):
+                            m.d.sync += table[code][f].eq(field_of(name, f.upper(), new))
+                        m.d.sync += [table_loaded[code].eq(1), table_dirty[code].eq(1)]
+                    else:  # pragma: no cover - a writable register the hardware lacks
+                        raise AssertionError(f"no hardware for writable register {name}")
+
+        # -- the command sequencer -----------------------------------------------------------
+        # START latches the command; the table entries written since the last
+        # START go to the accelerator first (TABLE commands, whose statuses
+        # are dropped); then the pass; its status ends it.
+        c = Signal(cmd.payload.shape())     # the pass' command
+        m.d.comb += status.ready.eq(1)
+        ended = Signal()                    # the pass' status is in this cycle
+        # One-hot states (none: idle): copying tables, offering the pass, running.
+        state_sync, state_issue, state_run = (Signal(name=f"state_{name}")
+                                              for name in ("sync", "issue", "run"))
+        m.d.comb += [busy.eq(state_sync | state_issue | state_run),
+                     write_hold.eq(state_sync)]
+        with m.If(done_clear):
+            m.d.sync += done.eq(0)
+
+        # The lowest dirty entry, for the next TABLE command.
+        code = Signal(range(NUM_CODES))
+        for index in reversed(range(NUM_CODES)):
+            with m.If(table_dirty[index]):
+                m.d.comb += code.eq(index)
+        entry = Signal.like(table[0], name="sync_entry")
+        with m.Switch(code):
+            for index in range(NUM_CODES):
+                with m.Case(index):
+                    m.d.comb += entry.eq(table[index])
+
+        with m.If(start_write & ~busy):
+            m.d.sync += [done.eq(0), st_op.eq(reg_op)]
+            with m.If(reg_op.matches(Op.DRAFT, Op.VERIFY, Op.BASELINE)):
+                m.d.sync += [
+                    state_sync.eq(1),
+                    c.op.eq(reg_op), c.n.eq(reg_n), c.k.eq(reg_k), c.t.eq(reg_t),
+                    c.fp16.eq(reg_fp16),
+                    c.addr0.eq(reg_base[0] >> exact_log2(bus_bytes)),
+                    c.addr1.eq(reg_base[1] >> exact_log2(bus_bytes)),
+                ]
+            with m.Else():
+                # TABLE (3) comes through the table registers; 4..7 are no ops.
+                m.d.sync += [done.eq(1), st_error.eq(Error.BAD_OP), st_cycles.eq(0),
+                             st_bits.eq(0), st_macs.eq(0), wait_mem.eq(0), wait_out.eq(0)]
+
+        with m.If(state_sync):
+            m.d.comb += [
+                cmd.valid.eq(table_dirty.any()),
+                cmd.payload.op.eq(Op.TABLE),
+                cmd.payload.code.eq(code),
+                cmd.payload.base.eq(entry.base), cmd.payload.exp.eq(entry.exp),
+                cmd.payload.half.eq(entry.half), cmd.payload.zero.eq(entry.zero),
+            ]
+            with m.If(cmd.valid & cmd.ready):
+                m.d.sync += table_dirty.bit_select(code, 1).eq(0)
+            with m.If(~table_dirty.any()):
+                m.d.sync += [state_sync.eq(0), state_issue.eq(1)]
+        issued = Signal()
+        with m.If(state_issue):
+            m.d.comb += [cmd.valid.eq(1), cmd.payload.eq(c)]
+            m.d.comb += issued.eq(cmd.ready)
+            with m.If(cmd.ready):
+                m.d.sync += [state_issue.eq(0), state_run.eq(1),
+                             wait_mem.eq(0), wait_out.eq(0)]
+        read_error = Signal()
+        m.d.comb += ended.eq(state_run & status.valid)
+        with m.If(state_run & ~status.valid):
+            with m.If(mem.stall):
+                m.d.sync += wait_mem.eq(wait_mem + 1)
+            with m.Elif(~mem.en):
+                m.d.sync += wait_out.eq(wait_out + 1)
+        with m.If(ended):
+            m.d.sync += [
+                state_run.eq(0), done.eq(1),
+                st_error.eq(Mux((status.payload.error == Error.OK) & read_error,
+                                Error.READ_ERROR, status.payload.error)),
+                st_cycles.eq(status.payload.cycles),
+                st_bits.eq(status.payload.bits), st_macs.eq(status.payload.macs),
+            ]
+
+        # -- weight read master ------------------------------------------------------------
+        # Words of each plane in a pass: ceil(N / P) entries per group of K.
+        verify, baseline = c.op == Op.VERIFY, c.op == Op.BASELINE
+        entries = Signal(N_BITS + 14)
+        slots_used = _floor_div_const((c.n + (pes - 1))[:N_BITS + 1], pes)
+        m.d.sync += entries.eq(slots_used * c.k[2:])
+        words0 = entries * Mux(baseline, 4 * draft_words, draft_words)
+        words1 = Mux(verify, entries * (3 * draft_words), 0)
+
+        planes = [fifo.SyncFIFOBuffered(width=config.mem_bits, depth=axi.fifo_depth)
+                  for _ in range(2)]
+        m.submodules.plane0_fifo, m.submodules.plane1_fifo = planes
+        fill_bits = bits_for(axi.fifo_depth)
+        addr = [Signal(AXI_ADDR_BITS, name=f"rd_addr{p}") for p in range(2)]
+        left = [Signal(len(entries) + bits_for(4 * draft_words), name=f"rd_left{p}")
+                for p in range(2)]
+        # Words of the plane in its FIFO or asked for and not yet arrived.
+        reserved = [Signal(fill_bits, name=f"rd_reserved{p}") for p in range(2)]
+        outstanding = Signal(range(axi.max_outstanding + 1))
+        armed = Signal()                    # the pass' reads may go out
+        prefer1 = Signal()                  # round robin between the planes
+
+        with m.If(issued):
+            m.d.sync += [armed.eq(1), read_error.eq(0),
+                         addr[0].eq(reg_base[0] & ~(bus_bytes - 1)),
+                         addr[1].eq(reg_base[1] & ~(bus_bytes - 1)),
+                         left[0].eq(words0), left[1].eq(words1)]
+        with m.If(ended):
+            m.d.sync += armed.eq(0)
+
+        # A refused pass answers the cycle after it was taken: no read goes
+        # out while its status is there.
+        go = armed & ~status.valid & (outstanding != axi.max_outstanding)
+        lengths, can = [], []
+        for p in range(2):
+            to_boundary = (_BOUNDARY - addr[p][:12]) >> exact_log2(bus_bytes)
+            length = Signal(range(axi.burst_beats + 1), name=f"rd_len{p}")
+            cap = Mux(to_boundary < axi.burst_beats, to_boundary, axi.burst_beats)
+            m.d.comb += length.eq(Mux(left[p] < cap, left[p], cap))
+            lengths.append(length)
+            can.append((left[p] != 0) & (axi.fifo_depth - reserved[p] >= length))
+        slot_free = ~self.m_axi_arvalid | self.m_axi_arready
+        pick1 = can[1] & (prefer1 | ~can[0])
+        issue = [Signal(name=f"rd_issue{p}") for p in range(2)]
+        m.d.comb += [
+            issue[1].eq(go & slot_free & pick1),
+            issue[0].eq(go & slot_free & ~pick1 & can[0]),
+        ]
+        m.d.comb += [
+            self.m_axi_arsize.eq(exact_log2(bus_bytes)),
+            self.m_axi_arburst.eq(0b01),         # INCR
+            self.m_axi_arlock.eq(0),
+            self.m_axi_arcache.eq(0b0011),       # normal, non-cacheable, bufferable
+            self.m_axi_arprot.eq(0b000),         # unprivileged, secure, data
+            self.m_axi_rready.eq(1),             # room was reserved for every beat
+        ]
+        with m.If(self.m_axi_arready):
+            m.d.sync += self.m_axi_arvalid.eq(0)
+        for p in range(2):
+            with m.If(issue[p]):
+                m.d.sync += [
+                    self.m_axi_arvalid.eq(1), self.m_axi_arid.eq(p),
+                    self.m_axi_araddr.eq(addr[p]), self.m_axi_arlen.eq(lengths[p] - 1),
+                    addr[p].eq(addr[p] + lengths[p] * bus_bytes),
+                    left[p].eq(left[p] - lengths[p]),
+                    prefer1.eq(p == 0),
+                ]
+        burst_end = self.m_axi_rvalid & self.m_axi_rlast
+        m.d.sync += outstanding.eq(outstanding + (issue[0] | issue[1]) - burst_end)
+        with m.If(self.m_axi_rvalid & (self.m_axi_rresp != 0)):
+            m.d.sync += read_error.eq(1)
+        for p in range(2):
+            m.d.comb += [
+                planes[p].w_data.eq(self.m_axi_rdata),
+                planes[p].w_en.eq(self.m_axi_rvalid & (self.m_axi_rid == p)),
+            ]
+
+        # -- the accelerator's memory port, served from the planes ------------------------------
+        # A verify entry is draft_words of plane 0 then 3 x draft_words of
+        # plane 1; the beat counter follows the accelerator's requests.
+        beat = Signal(range(4 * draft_words))
+        plane1 = verify & (beat >= draft_words)
+        counted = mem.req & mem.en
+        with m.If(issued):
+            m.d.sync += beat.eq(0)
+        with m.Elif(counted & verify):
+            m.d.sync += beat.eq(Mux(beat == 4 * draft_words - 1, 0, beat + 1))
+        have = Mux(plane1, planes[1].r_rdy, planes[0].r_rdy)
+        m.d.comb += [
+            mem.stall.eq(mem.req & ~have),
+            planes[0].r_en.eq(counted & ~plane1),
+            planes[1].r_en.eq(counted & plane1),
+        ]
+        for p in range(2):
+            popped = counted & (plane1 if p else ~plane1)
+            m.d.sync += reserved[p].eq(reserved[p] + Mux(issue[p], lengths[p], 0) - popped)
+        resp_valid = Signal()
+        resp_data = Signal(config.mem_bits)
+        with m.If(mem.en):
+            m.d.sync += [resp_valid.eq(mem.req),
+                         resp_data.eq(Mux(plane1, planes[1].r_data, planes[0].r_data))]
+        m.d.comb += [mem.valid.eq(resp_valid), mem.data.eq(resp_data)]
+
+        # -- activations in -------------------------------------------------------------------
+        m.submodules.act_fifo = act_fifo = fifo.SyncFIFOBuffered(
+            width=STREAM_ACT_BITS, depth=axi.act_depth)
+        m.d.comb += [
+            act_fifo.w_data.eq(self.s_axis_tdata),
+            act_fifo.w_en.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(act_fifo.w_rdy),
+            accel.act.valid.eq(act_fifo.r_rdy),
+            accel.act.payload.eq(act_fifo.r_data),
+            act_fifo.r_en.eq(accel.act.ready),
+        ]
+
+        # -- results out ----------------------------------------------------------------------
+        out_data, out_user = len(self.m_axis_tdata), len(self.m_axis_tuser)
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
+            width=out_data + out_user + 1, depth=axi.out_depth)
+        beat_out = accel.out.payload
+        last = (beat_out.row + pes >= c.n) & (beat_out.token == c.t - 1)
+        m.d.comb += [
+            out_fifo.w_data.eq(Cat(beat_out.acc, beat_out.half, beat_out.row, beat_out.token,
+                                   last)),
+            out_fifo.w_en.eq(accel.out.valid),
+            accel.out.ready.eq(out_fifo.w_rdy),
+            self.m_axis_tdata.eq(out_fifo.r_data[:out_data]),
+            self.m_axis_tuser.eq(out_fifo.r_data[out_data:out_data + out_user]),
+            self.m_axis_tlast.eq(out_fifo.r_data[-1]),
+            self.m_axis_tvalid.eq(out_fifo.r_rdy),
+            out_fifo.r_en.eq(self.m_axis_tready),
+        ]
+        return m

@@ -1,0 +1,161 @@
+"""The AXI top's register map, read from its SystemRDL description.
+
+``hw/speq_axi.rdl`` is the one description of the registers: this module
+compiles it (with ``systemrdl-compiler``) into plain Python objects that the
+hardware (`hw.axi`), the host driver (`host.axi_driver`) and the generators
+of the C header and of the stand-alone Python map (`rtl_gen.build --top axi`)
+read. Arrays of registers (``TABLE[8]``) become one register per element,
+named ``TABLE0`` .. ``TABLE7``.
+"""
+
+from dataclasses import dataclass
+import functools
+from pathlib import Path
+
+
+__all__ = ["RDL_PATH", "Field", "Register", "RegisterMap", "register_map", "python_source",
+           "c_header"]
+
+
+#: The SystemRDL source of the register map.
+RDL_PATH = Path(__file__).with_name("speq_axi.rdl")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field: bits ``lsb .. lsb + width - 1`` of its register.
+
+    ``sw`` is the software access (``"r"``, ``"w"``, ``"rw"``); ``woclr``:
+    writing 1 clears it; ``singlepulse``: a written 1 lasts one cycle.
+    """
+
+    name: str
+    lsb: int
+    width: int
+    sw: str
+    reset: int
+    woclr: bool
+    singlepulse: bool
+    desc: str
+
+    @property
+    def mask(self):
+        return ((1 << self.width) - 1) << self.lsb
+
+
+@dataclass(frozen=True)
+class Register:
+    """One 32-bit register at byte ``offset``."""
+
+    name: str
+    offset: int
+    fields: tuple
+    desc: str
+
+    @property
+    def writable(self):
+        return any("w" in field.sw for field in self.fields)
+
+    def field(self, name):
+        return next(field for field in self.fields if field.name == name)
+
+
+@dataclass(frozen=True)
+class RegisterMap:
+    """Every register of the map, in address order."""
+
+    name: str
+    registers: tuple
+    width: int = 32
+
+    def __getitem__(self, name):
+        for register in self.registers:
+            if register.name == name:
+                return register
+        raise KeyError(name)
+
+    def __iter__(self):
+        return iter(self.registers)
+
+    @property
+    def size(self):
+        """Bytes of address space the map decodes (a power of two)."""
+        end = max(register.offset for register in self.registers) + self.width // 8
+        return 1 << (end - 1).bit_length()
+
+    def to_dict(self):
+        """The map as JSON-ready data (the manifest's ``registers``)."""
+        return {register.name: {
+            "offset": register.offset, "desc": register.desc,
+            "fields": {field.name: {"lsb": field.lsb, "width": field.width, "sw": field.sw,
+                                    "reset": field.reset, "woclr": field.woclr,
+                                    "singlepulse": field.singlepulse, "desc": field.desc}
+                       for field in register.fields}}
+            for register in self.registers}
+
+
+def _text(node, prop):
+    value = node.get_property(prop)
+    return " ".join(value.split()) if value else ""
+
+
+def _compile():
+    # Imported here: only what reads the map needs the compiler.
+    from systemrdl import RDLCompiler
+
+    compiler = RDLCompiler()
+    compiler.compile_file(str(RDL_PATH))
+    return compiler.elaborate()
+
+
+@functools.cache
+def register_map():
+    """The `RegisterMap` of ``hw/speq_axi.rdl`` (compiled once per process)."""
+    from systemrdl.node import RegNode
+    from systemrdl.rdltypes import OnWriteType
+
+    top = _compile().top
+    registers = []
+    for node in top.descendants(unroll=True):
+        if not isinstance(node, RegNode):
+            continue
+        name = node.inst_name + ("".join(map(str, node.current_idx)) if node.is_array else "")
+        fields = []
+        for field in node.fields():
+            sw = ("r" if field.is_sw_readable else "") + ("w" if field.is_sw_writable else "")
+            fields.append(Field(
+                name=field.inst_name, lsb=field.lsb, width=field.width, sw=sw,
+                reset=field.get_property("reset") or 0,
+                woclr=field.get_property("onwrite") == OnWriteType.woclr,
+                singlepulse=bool(field.get_property("singlepulse")),
+                desc=_text(field, "desc")))
+        registers.append(Register(name=name, offset=node.absolute_address, fields=tuple(fields),
+                                  desc=_text(node, "desc") or _text(node, "name")))
+    registers.sort(key=lambda register: register.offset)
+    return RegisterMap(name=top.inst_name, registers=tuple(registers))
+
+
+def python_source(regmap=None):
+    """A stand-alone Python module of the map (offsets, field masks and
+    shifts), for software outside this repository."""
+    regmap = regmap or register_map()
+    lines = [f'"""Register map of {regmap.name}, generated from hw/speq_axi.rdl by '
+             f'python -m rtl_gen.build --top axi."""', "",
+             "#: {name: byte offset}", "OFFSETS = {"]
+    lines += [f"    {register.name!r}: 0x{register.offset:03X}," for register in regmap]
+    lines += ["}", "", "#: {register: {field: (lsb, width, sw access)}}", "FIELDS = {"]
+    for register in regmap:
+        lines.append(f"    {register.name!r}: {{")
+        lines += [f"        {field.name!r}: ({field.lsb}, {field.width}, {field.sw!r}),"
+                  for field in register.fields]
+        lines.append("    },")
+    lines += ["}", ""]
+    for register in regmap:
+        lines.append(f"{register.name} = 0x{register.offset:03X}")
+    return "\n".join(lines) + "\n"
+
+
+def c_header(path):
+    """Write the C header of the map to ``path`` with PeakRDL's C header exporter."""
+    from peakrdl_cheader.exporter import CHeaderExporter
+    CHeaderExporter().export(_compile().top, str(path))

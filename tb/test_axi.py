@@ -1,0 +1,498 @@
+# amaranth: UnusedElaboratable=no
+"""Bench of the AXI top (`hw.axi.SpeqAxi`) with cocotbext-axi.
+
+The CPU is an ``AxiLiteMaster`` driven through the host driver
+(`host.axi_driver.AsyncAxiDriver`); the DRAM is an AXI4 read RAM holding the
+memory images of `golden.perf` at random addresses (some straddling 4 KB
+boundaries), answering every burst after a random latency; activations come
+from an ``AxiStreamSource`` and results go to an ``AxiStreamSink``. Every
+channel pauses at random (AR, R, the four AXI4-Lite channels, both streams).
+
+For every shape: a draft, a verify over T tokens and a baseline pass, each
+bit-exact against `golden.arith`, every output exactly once, ``tlast`` on
+the last beat only, bits and MACs equal to `golden.perf.pass_cost`, and the
+cycles equal to the model's at the port's one-cycle latency plus the cycles
+the top reported waiting (WAIT_MEM, WAIT_OUT) whenever the activations came
+without pauses. Also: the ID and configuration registers, tables read back,
+SLVERR on unmapped addresses and read-only registers, NO_TABLE before the
+tables, BAD_OP for a TABLE op, and READ_ERROR for a read the RAM fails.
+
+Knobs: ``SEED``; ``SHAPES`` (a count of random shapes, or a JSON list of
+[N, K, T]); every failure names the seed.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.queue import Queue
+from cocotb.triggers import FallingEdge, RisingEdge, SimTimeoutError, Timer, with_timeout
+from cocotb.utils import get_sim_time
+from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiReadBus, AxiResp,
+                           AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource)
+
+import pytest
+
+from golden import arith, perf, speq16
+from host.axi_driver import AsyncAxiDriver, DriverError, activation_beats, gather_results
+from hw.axi import ID, VERSION, AxiConfig, SpeqAxi
+from hw.config import SpeqConfig
+from hw.controller import Error, Op
+from hw.regmap import register_map
+from tb import runner
+
+
+TOPLEVEL = "speq_axi"
+CLOCK_NS = 10
+#: Bytes of the bench's RAM.
+RAM_BYTES = 1 << 16
+
+
+def _top(config, axi):
+    return SpeqAxi(SpeqConfig(**config), AxiConfig(**axi))
+
+
+class LatencyRam(AxiRamRead):
+    """cocotbext-axi's read RAM, answering each burst ``latency()`` cycles
+    after its AR (in order, pipelined: bursts overlap their latencies)."""
+
+    def __init__(self, *args, latency, **kwargs):
+        self._latency = latency
+        self.in_flight = self.most_in_flight = 0    # bursts asked for and not yet answered
+        super().__init__(*args, **kwargs)
+
+    async def _read(self, address, length):
+        # A read past the RAM fails (cocotbext-axi's RAM would wrap around).
+        if address + length > self.size:
+            raise ValueError(f"read of {length} bytes at {address:#x}, past the RAM")
+        return self.read(address, length)
+
+    async def _process_read(self):
+        queue = Queue()
+        cocotb.start_soon(self._respond(queue))
+        due = 0
+        while True:
+            ar = await self.ar_channel.recv()
+            now = get_sim_time("ns")
+            due = max(due, now + CLOCK_NS * self._latency())
+            queue.put_nowait((due, ar))
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+    async def _respond(self, queue):
+        while True:
+            due, ar = await queue.get()
+            now = get_sim_time("ns")
+            if due > now:
+                await Timer(due - now, "ns")
+            addr, length = int(ar.araddr), int(ar.arlen) + 1
+            size = 1 << int(ar.arsize)
+            assert size == self.byte_lanes, f"arsize {int(ar.arsize)}"
+            assert int(ar.arburst) == 1, "not an INCR burst"
+            assert (addr & 0xFFF) + size * length <= 0x1000, f"burst crosses 4 KB at {addr:#x}"
+            for beat in range(length):
+                r = self.r_channel._transaction_obj()
+                r.rid, r.rlast, r.rresp = int(ar.arid), beat == length - 1, AxiResp.OKAY
+                try:
+                    data = await self._read(addr + size * beat, size)
+                except Exception:
+                    data, r.rresp = bytes(size), AxiResp.SLVERR
+                r.rdata = int.from_bytes(data, "little")
+                await self.r_channel.send(r)
+            self.in_flight -= 1
+
+
+def _pauses(rng, p):
+    """A pause generator: True (pause) with probability ``p`` each cycle."""
+    while True:
+        yield bool(rng.random() < p)
+
+
+def _same(got, want, what):
+    nan = np.isnan(want)
+    bad = np.flatnonzero((np.isnan(got) != nan) |
+                         (~nan & (got.view(f"u{got.itemsize}") != want.view(f"u{want.itemsize}"))))
+    assert not bad.size, (f"{what}: {bad.size} of {want.size} results differ; first at "
+                          f"{np.unravel_index(bad[0], want.shape)}: got {got.flat[bad[0]]!r} "
+                          f"want {want.flat[bad[0]]!r}")
+
+
+class Bench:
+    def __init__(self, dut, config, axi, seed, ram_bytes=RAM_BYTES):
+        self.dut, self.config, self.axi, self.seed = dut, config, axi, seed
+        self.rng = np.random.default_rng(seed)
+        self.latency_range = (1, 24)
+        self.ram = LatencyRam(AxiReadBus.from_prefix(dut, "m_axi"), dut.aclk, dut.aresetn,
+                              reset_active_level=False, size=ram_bytes,
+                              latency=lambda: int(self.rng.integers(*self.latency_range)))
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.aclk, dut.aresetn,
+                                  reset_active_level=False)
+        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.aclk,
+                                      dut.aresetn, reset_active_level=False,
+                                      byte_size=len(dut.s_axis_tdata))
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.aclk, dut.aresetn,
+                                  reset_active_level=False, byte_size=len(dut.m_axis_tdata))
+        for logger in (self.ram.log, self.axil.write_if.log, self.axil.read_if.log,
+                       self.source.log, self.sink.log):
+            logger.setLevel("WARNING")
+        self.driver = AsyncAxiDriver(self.read, self.write)
+        self.machine = perf.machine(config)
+        self.pes = self.machine["pes"]
+        self.summary = {"seed": seed, "passes": 0, "outputs": 0, "refused": 0,
+                        "modes": {mode: 0 for mode in perf.MODES}, "wait_mem": 0,
+                        "wait_out": 0, "cycle_checks": 0}
+
+    def fail(self, what):
+        return f"{what} (seed {self.seed})"
+
+    async def read(self, offset):
+        resp = await with_timeout(self.axil.read(offset, 4), 100 * CLOCK_NS, "ns")
+        assert resp.resp == AxiResp.OKAY, self.fail(f"read of {offset:#x}: {resp.resp!r}")
+        return int.from_bytes(resp.data, "little")
+
+    async def write(self, offset, value):
+        resp = await with_timeout(self.axil.write(offset, value.to_bytes(4, "little")),
+                                  100 * CLOCK_NS, "ns")
+        assert resp.resp == AxiResp.OKAY, self.fail(f"write of {offset:#x}: {resp.resp!r}")
+
+    def pauses(self, p_bus, p_act, p_out):
+        """Pause probabilities: the AXI read channels and the AXI4-Lite
+        channels (``p_bus``), the activation source, the result sink."""
+        axil = self.axil
+        channels = [(channel, p_bus) for channel in (
+            self.ram.ar_channel, self.ram.r_channel, axil.write_if.aw_channel,
+            axil.write_if.w_channel, axil.write_if.b_channel, axil.read_if.ar_channel,
+            axil.read_if.r_channel)]
+        for channel, p in channels + [(self.source, p_act), (self.sink, p_out)]:
+            if p:
+                channel.set_pause_generator(
+                    _pauses(np.random.default_rng(self.rng.integers(1 << 32)), p))
+            else:
+                channel.set_pause_generator(None)
+                # cocotbext-axi leaves a channel as its last pause left it.
+                channel.pause = False
+
+    def place(self, images):
+        """Write the images to the RAM at random aligned addresses, the first
+        one a little before a 4 KB boundary; returns their byte addresses."""
+        bus_bytes = self.config.mem_bits // 8
+        addrs, at = [], 0x1000 * int(self.rng.integers(1, 4)) - bus_bytes * int(
+            self.rng.integers(1, 9))
+        for image in images:
+            raw = b"".join(word.to_bytes(bus_bytes, "little") for word in image)
+            assert at + len(raw) <= self.ram.size, self.fail("the images do not fit the RAM")
+            self.ram.write(at, raw)
+            addrs.append(at)
+            at += len(raw) + bus_bytes * int(self.rng.integers(0, 40))
+        return addrs + [0] * (2 - len(addrs))
+
+    async def run_pass(self, mode, x, w, enc, *, fp16=False, cycle_check=True):
+        t, k = x.shape
+        n = w.shape[0]
+        what = f"{mode} pass N={n} K={k} T={t}"
+        pes, slots, bits = self.pes, self.machine["slots"], self.config.mem_bits
+        if mode == "baseline":
+            images = [perf.baseline_image(w, pes, slots, bits)]
+        else:
+            images = [perf.draft_image(enc, pes, slots, bits)]
+            if mode == "verify":
+                images.append(perf.residual_image(enc, pes, slots, bits))
+        wbase = self.place(images)
+        self.source.send_nowait(AxiStreamFrame(activation_beats(x)))
+        await self.driver.start(mode, n, k, t, wbase0=wbase[0], wbase1=wbase[1], fp16=fp16)
+        try:
+            frame = await with_timeout(self.sink.recv(), 2_000_000 + 400 * n * k * t, "ns")
+        except SimTimeoutError:
+            status = await self.driver.status()
+            raise AssertionError(self.fail(f"{what}: no last result beat in time; {status}"))
+        status = await self.driver.wait(polls=1000)
+        assert status["error"] == Error.OK.value, self.fail(f"{what} refused: {status}")
+        counters = await self.driver.counters()
+
+        beats = list(frame.tdata)
+        users = frame.tuser if isinstance(frame.tuser, list) else [frame.tuser] * len(beats)
+        assert len(beats) == -(-n // pes) * t, self.fail(
+            f"{what}: {len(beats)} result beats up to tlast, want {-(-n // pes) * t}")
+        assert self.sink.empty(), self.fail(f"{what}: beats after tlast")
+        y, y16, seen = gather_results(beats, users, n=n, t=t, pes=pes)
+        assert (seen == 1).all(), self.fail(
+            f"{what}: outputs seen {seen.min()}..{seen.max()} times, not once")
+        if fp16:
+            with np.errstate(over="ignore"):
+                _same(y16, y.astype(np.float16), self.fail(f"{what}: FP16 results"))
+        else:
+            assert not y16.view(np.uint16).any(), self.fail(f"{what}: FP16 results unasked")
+
+        cost = perf.pass_cost(mode, n, k, t, mem_latency=1, **self.machine)
+        assert (counters["bits"], counters["macs"]) == (cost.bits, cost.macs), self.fail(
+            f"{what}: bits {counters['bits']} macs {counters['macs']}, model {cost.bits} "
+            f"{cost.macs}")
+        waited = counters["wait_mem"] + counters["wait_out"]
+        if cycle_check:
+            assert counters["cycles"] - waited == cost.cycles, self.fail(
+                f"{what}: {counters['cycles']} cycles with {waited} waiting "
+                f"({counters}), model {cost.cycles}")
+            self.summary["cycle_checks"] += 1
+        else:
+            assert counters["cycles"] - waited >= cost.cycles, self.fail(f"{what}: {counters}")
+        s = self.summary
+        s["passes"] += 1
+        s["modes"][mode] += 1
+        s["outputs"] += n * t
+        s["wait_mem"] += counters["wait_mem"]
+        s["wait_out"] += counters["wait_out"]
+        return y, counters
+
+    async def refused(self, mode, error, **fields):
+        await self.driver.start(mode, fields.get("n", 4), fields.get("k", 8), fields.get("t", 1),
+                                wbase0=0)
+        status = await self.driver.wait(polls=200)
+        assert status["error"] == error.value, self.fail(
+            f"op {mode} {fields}: {status}, want {error.name}")
+        self.summary["refused"] += 1
+
+
+def _shapes(rng, config, count):
+    shapes = []
+    while len(shapes) < count:
+        n = int(rng.integers(1, 33))
+        k = 4 * int(rng.integers(1, min(64, config.kmax) // 4 + 1))
+        # The second shape (pauses on every channel, the result stream's
+        # too) has the most tokens: its results come in runs that fill the
+        # result FIFO, so that WAIT_OUT is tested.
+        t = config.tmax if len(shapes) == 1 else int(rng.integers(1, config.tmax + 1))
+        if n * k * t <= 2_000:
+            shapes.append((n, k, t))
+    return shapes
+
+
+@cocotb.test()
+async def axi_passes(dut):
+    config = SpeqConfig(**json.loads(os.environ["ACCEL_CONFIG"]))
+    axi = AxiConfig(**json.loads(os.environ["AXI_CONFIG"]))
+    seed = runner.seed()
+    dut.aresetn.value = 0
+    for name in ("s_axil_awvalid", "s_axil_wvalid", "s_axil_bready", "s_axil_arvalid",
+                 "s_axil_rready", "m_axi_arready", "m_axi_rvalid", "s_axis_tvalid",
+                 "m_axis_tready"):
+        getattr(dut, name).value = 0
+    # The models look at the reset as they start: let it settle first.
+    await Timer(1, "ns")
+    cocotb.start_soon(Clock(dut.aclk, CLOCK_NS, unit="ns", impl="gpi").start())
+    bench = Bench(dut, config, axi, seed)
+    for _ in range(4):
+        await FallingEdge(dut.aclk)
+    dut.aresetn.value = 1
+    await RisingEdge(dut.aclk)
+    driver, rng, summary, regs = bench.driver, bench.rng, bench.summary, register_map()
+
+    # Identification and configuration.
+    info = await driver.info()
+    want = {"id": ID, "version": VERSION, "rows": config.rows, "cols": config.cols,
+            "tmax": config.tmax, "draft_lanes": config.draft_lanes, "kmax": config.kmax,
+            "mem_bits": config.mem_bits}
+    assert info == want, bench.fail(f"info {info}, want {want}")
+
+    # Off the map and read-only: SLVERR (reads give 0); the bus goes on.
+    mapped = {r.offset for r in regs}
+    for offset in (0x050, 0x07C, 0x0A0, regs.size - 4):
+        assert offset not in mapped
+        resp = await bench.axil.read(offset, 4)
+        assert resp.resp == AxiResp.SLVERR and resp.data == bytes(4), bench.fail(
+            f"read of unmapped {offset:#x}: {resp}")
+        resp = await bench.axil.write(offset, b"\xff" * 4)
+        assert resp.resp == AxiResp.SLVERR, bench.fail(f"write of unmapped {offset:#x}: {resp}")
+    for name in ("ID", "CYCLES", "TABLE_LOADED"):
+        resp = await bench.axil.write(regs[name].offset, b"\x00" * 4)
+        assert resp.resp == AxiResp.SLVERR, bench.fail(f"write of read-only {name}: {resp}")
+    assert await bench.read(regs["ID"].offset) == ID, bench.fail("ID changed by a write")
+
+    # Before any table: draft and verify are refused, a TABLE op is no op.
+    await bench.refused("draft", Error.NO_TABLE)
+    await bench.refused("verify", Error.NO_TABLE)
+    await bench.refused(Op.TABLE, Error.BAD_OP)
+    await bench.refused(5, Error.BAD_OP)
+    await bench.refused("baseline", Error.BAD_K, k=6)
+
+    # The tables read back as written, field by field, also under strobes.
+    entries = [{"base": int(rng.integers(0, 128)), "exp": int(rng.integers(-32, 32)),
+                "half": int(rng.integers(0, 2)), "zero": int(rng.integers(0, 2))}
+               for _ in range(8)]
+
+    class Enc:
+        base = [e["base"] for e in entries]
+        draft_exp = [e["exp"] for e in entries]
+        draft_half = [e["half"] for e in entries]
+        draft_zero = [e["zero"] for e in entries]
+    await driver.load_table(Enc)
+    assert await driver.read_table() == entries, bench.fail("tables do not read back")
+    resp = await bench.axil.write(regs["TABLE3"].offset + 2, b"\x03")   # HALF and ZERO only
+    assert resp.resp == AxiResp.OKAY
+    entries[3].update(half=1, zero=1)
+    assert await driver.read_table() == entries, bench.fail("a byte write spilled over")
+    assert await bench.read(regs["TABLE_LOADED"].offset) == 0xFF
+
+    # Passes: every other shape with pauses on every channel.
+    shapes = json.loads(os.environ.get("SHAPES", "3"))
+    shapes = _shapes(rng, config, shapes) if isinstance(shapes, int) else shapes
+    for number, (n, k, t) in enumerate(shapes):
+        w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
+        w[rng.random(w.shape) < 0.02] = 0
+        x = rng.standard_normal((t, k)).astype(np.float16)
+        enc = speq16.encode(w)
+        await driver.load_table(enc)
+        # Kind 0 (shapes 0, 3, ... from FIRST_KIND 0): no pauses and a fixed latency; 1:
+        # random latency and pauses on every channel but the activations; 2:
+        # on the activations too. Late activations make a pass longer by
+        # cycles no counter reports: the cycle check needs them on time.
+        kind = (number + int(os.environ.get("FIRST_KIND", "0"))) % 3
+        bench.pauses(0.2 if kind else 0.0, 0.2 if kind == 2 else 0.0, 0.8 if kind else 0.0)
+        bench.latency_range = (1, 40) if kind else (6, 7)
+        cycle_check = kind != 2
+        y, _ = await bench.run_pass("draft", x[:1], w, enc, cycle_check=cycle_check)
+        _same(y, arith.draft_gemm(x[:1], enc, config.draft_frac_bits, config.draft_lanes),
+              bench.fail(f"draft N={n} K={k}"))
+        y, _ = await bench.run_pass("verify", x, w, enc, fp16=number % 3 == 1,
+                                    cycle_check=cycle_check)
+        _same(y, arith.verify_gemm(x, speq16.decode(enc)), bench.fail(f"verify N={n} K={k} T={t}"))
+        alone, _ = await bench.run_pass("baseline", x[:1], w, None, fp16=number % 3 == 0,
+                                        cycle_check=cycle_check)
+        _same(y[:1], alone, bench.fail(f"verify token 0 vs its baseline pass, N={n} K={k}"))
+        dut._log.info("N=%d K=%d T=%d: draft, verify, baseline bit-exact", n, k, t)
+
+    # A weight read the RAM fails: the pass ends, with READ_ERROR.
+    bench.pauses(0.0, 0.0, 0.0)
+    bench.source.send_nowait(AxiStreamFrame(activation_beats(np.zeros((1, 4), np.float16))))
+    await driver.start("baseline", 1, 4, 1, wbase0=RAM_BYTES)
+    await with_timeout(bench.sink.recv(), 100_000, "ns")
+    status = await driver.wait(polls=200)
+    assert status["error"] == Error.READ_ERROR.value, bench.fail(f"failed read: {status}")
+    summary["refused"] += 1
+    try:
+        await driver.run_pass("draft", 0, 4, wbase0=0)
+        raise AssertionError(bench.fail("N = 0 not refused"))
+    except DriverError:
+        summary["refused"] += 1
+
+    if len(shapes) >= 2:
+        assert summary["wait_mem"] and summary["wait_out"], bench.fail(
+            f"no wait for weights or for the result stream: {summary}")
+
+    # The master keeps several bursts in flight, never more than it may.
+    summary["most_bursts_in_flight"] = bench.ram.most_in_flight
+    assert 2 <= bench.ram.most_in_flight <= axi.max_outstanding, bench.fail(
+        f"{bench.ram.most_in_flight} bursts in flight, max_outstanding {axi.max_outstanding}")
+
+    dut._log.info("axi: %s", summary)
+    Path("summary.json").write_text(json.dumps(summary))
+
+
+# (name, config, AXI config, random shapes, the first shape's kind (0: no
+# pauses, 1: pauses but the activations', 2: every channel), simulators).
+# Small: the bench's Python (cocotbext-axi's channels, pause generators) runs
+# every cycle, and Verilator's model takes about 30 s to build; so each
+# simulator runs its own configuration, as the accelerator bench does.
+CONFIGS = [
+    ("1x2", {"rows": 1, "cols": 2, "tmax": 4, "pe_stages": 1, "kmax": 64, "mem_bits": 32,
+             "draft_lanes": 1},
+     {"burst_beats": 4, "max_outstanding": 3, "fifo_depth": 8, "act_depth": 4, "out_depth": 4},
+     3, 0, ("verilator",)),
+    # Two draft words per entry (a verify entry's 8 beats split 2 + 6
+    # between the planes), two draft lanes, bursts of 8.
+    ("2x2_l2", {"rows": 2, "cols": 2, "tmax": 3, "pe_stages": 2, "kmax": 64, "mem_bits": 32,
+                "draft_lanes": 2},
+     {"burst_beats": 8, "max_outstanding": 2, "fifo_depth": 16, "act_depth": 4, "out_depth": 4},
+     2, 1, ("icarus",)),
+]
+
+
+@pytest.mark.parametrize("name,config,axi,shapes,first_kind,sim", [
+    pytest.param(name, config, axi, shapes, first_kind, sim, id=f"{name}-{sim}")
+    for name, config, axi, shapes, first_kind, sims in CONFIGS for sim in sims])
+def test_axi(name, config, axi, shapes, first_kind, sim):
+    build_dir = runner.BUILD_ROOT / f"axi_{name}" / sim
+    (build_dir / "summary.json").unlink(missing_ok=True)
+    # SHAPES (make soak) scales the Verilator run; Icarus, at a few seconds a
+    # shape, keeps its count unless SHAPES lists the shapes to rerun.
+    given = os.environ.get("SHAPES", str(shapes))
+    shapes = given if sim == "verilator" or given.startswith("[") else str(shapes)
+    runner.run(_top(config, axi), bench=f"axi_{name}", toplevel=TOPLEVEL,
+               test_module="tb.test_axi", sim=sim, testcase="axi_passes",
+               extra_env={"ACCEL_CONFIG": json.dumps(config), "AXI_CONFIG": json.dumps(axi),
+                          "SHAPES": shapes, "FIRST_KIND": str(first_kind)})
+    summary = json.loads((build_dir / "summary.json").read_text())
+    count = len(json.loads(shapes)) if shapes.startswith("[") else int(shapes)
+    assert summary["passes"] == 3 * count and summary["refused"] == 7, summary
+    print(f"axi {name} [{sim}]: {summary}")
+
+
+#: Read latencies (cycles from AR to the first R beat) of the latency sweep.
+SWEEP_LATENCIES = (8, 32, 100)
+#: Its pass shapes (N, K, T) per mode.
+SWEEP_SHAPES = {"draft": (256, 256, 1), "verify": (256, 256, 8), "baseline": (256, 256, 1)}
+
+
+@cocotb.test()
+async def axi_latency_sweep(dut):
+    """Pass cycles against the roofline at fixed read latencies, with no
+    pauses anywhere (``AXI_SWEEP=1``, docs/axi.md)."""
+    config = SpeqConfig(**json.loads(os.environ["ACCEL_CONFIG"]))
+    axi = AxiConfig(**json.loads(os.environ["AXI_CONFIG"]))
+    seed = runner.seed()
+    dut.aresetn.value = 0
+    for name in ("s_axil_awvalid", "s_axil_wvalid", "s_axil_bready", "s_axil_arvalid",
+                 "s_axil_rready", "m_axi_arready", "m_axi_rvalid", "s_axis_tvalid",
+                 "m_axis_tready"):
+        getattr(dut, name).value = 0
+    await Timer(1, "ns")
+    cocotb.start_soon(Clock(dut.aclk, CLOCK_NS, unit="ns", impl="gpi").start())
+    bench = Bench(dut, config, axi, seed, ram_bytes=1 << 20)
+    for _ in range(4):
+        await FallingEdge(dut.aclk)
+    dut.aresetn.value = 1
+    await RisingEdge(dut.aclk)
+    rng, rows = bench.rng, []
+    n, k, _ = SWEEP_SHAPES["verify"]
+    w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
+    x = rng.standard_normal((config.tmax, k)).astype(np.float16)
+    enc = speq16.encode(w)
+    await bench.driver.load_table(enc)
+    for latency in SWEEP_LATENCIES:
+        bench.latency_range = (latency, latency + 1)
+        for mode, (n, k, t) in SWEEP_SHAPES.items():
+            t = min(t, config.tmax)
+            _, counters = await bench.run_pass(mode, x[:t], w, enc if mode != "baseline" else None)
+            roof = perf.roofline(mode, n, k, t, pes=bench.pes, lanes=config.draft_lanes,
+                                 mem_bits=config.mem_bits)
+            floor = perf.pass_cost(mode, n, k, t, mem_latency=1, **bench.machine).cycles
+            rows.append({"latency": latency, "mode": mode, "n": n, "k": k, "t": t,
+                         "cycles": counters["cycles"], "wait_mem": counters["wait_mem"],
+                         "model_latency_1": floor, "roofline": roof,
+                         "of_roofline": round(roof / counters["cycles"], 4)})
+            dut._log.info("%s", rows[-1])
+    Path("summary_sweep.json").write_text(json.dumps(rows))
+
+
+def test_axi_latency_sweep():
+    """``AXI_SWEEP=1``: the latency sweep on the default configuration
+    (Verilator), a table for docs/axi.md."""
+    if os.environ.get("AXI_SWEEP") != "1":
+        pytest.skip("the latency sweep runs with AXI_SWEEP=1")
+    config, axi = {}, {}
+    build_dir = runner.run(_top(config, axi), bench="axi_sweep", toplevel=TOPLEVEL,
+                           test_module="tb.test_axi", sim="verilator",
+                           testcase="axi_latency_sweep",
+                           extra_env={"ACCEL_CONFIG": json.dumps(config),
+                                      "AXI_CONFIG": json.dumps(axi)})
+    rows = json.loads((build_dir / "summary_sweep.json").read_text())
+    print("\n| read latency | pass | N x K x T | cycles | waiting for weights | model at latency 1 "
+          "| roofline | roofline / cycles |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['latency']} | {r['mode']} | {r['n']} x {r['k']} x {r['t']} | {r['cycles']:,} "
+              f"| {r['wait_mem']:,} | {r['model_latency_1']:,} | {r['roofline']:,.0f} "
+              f"| {r['of_roofline']:.3f} |")
