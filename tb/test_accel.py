@@ -126,16 +126,26 @@ def _same(got, want, what):
                           f"want {want.flat[bad[0]]!r}")
 
 
+#: Most cycles of a random shape's verify pass on Icarus (by the cycle
+#: model): it takes milliseconds per cycle of an array.
+SHAPE_CYCLES = 800
+
+
 def _shapes(rng, config, count, large):
     """Random (N, K, T): N and K up to 256 (K up to kmax), T up to tmax, with a
-    bounded amount of work so that the bench stays quick; with ``large`` the
-    first two may be single-token passes up to 40,000 weights."""
+    bounded amount of work so that the bench stays quick (at most 12,000
+    MACs); with ``large`` (Verilator) the first two may be single-token passes
+    up to 40,000 weights, without it (Icarus) a verify pass takes at most
+    `SHAPE_CYCLES` cycles."""
+    machine = perf.machine(config)
     shapes = []
     while len(shapes) < count:
         n = int(rng.integers(1, 257))
         k = 4 * int(rng.integers(1, min(256, config.kmax) // 4 + 1))
         t = int(rng.integers(1, config.tmax + 1))
-        if n * k * t <= 12_000 or (large and len(shapes) < 2 and n * k <= 40_000 and t == 1):
+        small = n * k * t <= 12_000 and (large or perf.pass_cost(
+            "verify", n, k, t, mem_latency=8, **machine).cycles <= SHAPE_CYCLES)
+        if small or (large and len(shapes) < 2 and n * k <= 40_000 and t == 1):
             shapes.append((n, k, t))
     return shapes
 
@@ -248,11 +258,17 @@ async def accel_passes(dut):
         y, s_verify = await run_pass("verify", x, w, enc, p_stall, p_block, fp16=number % 3 == 1)
         _same(y, arith.verify_gemm(x, speq16.decode(enc)), f"verify N={n} K={k} T={t}")
         assert 4 * s_draft["bits"] == s_verify["bits"], "a draft pass must read 1/4 of the verify bits"
-        # A baseline pass over the T tokens (attention's passes are these),
-        # and for the first two shapes every token in a baseline pass of its
-        # own (env BASELINE_TOKENS=0: none of those, for long passes).
-        together, _ = await run_pass("baseline", x, w, enc, p_stall, p_block, fp16=number % 3 == 2)
-        _same(together, y, f"baseline N={n} K={k} T={t} vs verify")
+        # A baseline pass over the T tokens (attention's passes are these;
+        # env BASELINE_T_SHAPES: only for the first shapes, the others over
+        # their first token), and for the first two shapes every token in a
+        # baseline pass of its own (env BASELINE_TOKENS=0: none of those).
+        if number < int(os.environ.get("BASELINE_T_SHAPES", len(shapes))):
+            together, _ = await run_pass("baseline", x, w, enc, p_stall, p_block,
+                                         fp16=number % 3 == 2)
+            _same(together, y, f"baseline N={n} K={k} T={t} vs verify")
+        else:
+            first, _ = await run_pass("baseline", x[:1], w, enc, p_stall, p_block)
+            _same(first, y[:1], f"baseline N={n} K={k} T=1 vs verify token 0")
         tokens = t if number < 2 else 0
         for token in range(min(tokens, int(os.environ.get("BASELINE_TOKENS", tokens)))):
             alone, _ = await run_pass("baseline", x[token:token + 1], w, enc, p_stall, p_block,
@@ -345,7 +361,7 @@ async def accel_attention_head(dut):
 # Verilator runs a pass in about a second once its model is built (a minute
 # at -O0, tb.runner); Icarus takes milliseconds per cycle of an array, so it
 # runs the small 2x2 array and the default configuration on a few shapes of
-# at most 12,000 MACs (Verilator's first two shapes may be larger). The 2x2
+# at most 12,000 MACs and 800 verify cycles (Verilator's first two shapes may be larger). The 2x2
 # one-lane run also takes a layer of the shipped model.
 CONFIGS = [
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
@@ -377,8 +393,10 @@ def test_accel(name, config, latency, shapes, sim, model):
                extra_env={"ACCEL_CONFIG": json.dumps(config), "MEM_LATENCY": str(latency),
                           "SHAPES": str(shapes), "MODEL_LAYER": MODEL_LAYER,
                           "LARGE_SHAPES": str(int(sim == "verilator")),
-                          # Icarus: no single-token baseline passes.
-                          **({} if sim == "verilator" else {"BASELINE_TOKENS": "0"})})
+                          # Icarus: one baseline pass over T tokens, no
+                          # single-token ones beside it.
+                          **({} if sim == "verilator" else {"BASELINE_TOKENS": "0",
+                                                            "BASELINE_T_SHAPES": "1"})})
     summary = json.loads((build_dir / "summary.json").read_text())
     assert summary["passes"] >= 3 * shapes + 1 and summary["refused"] == 14
     assert min(summary["modes"].values()) >= shapes
