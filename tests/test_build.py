@@ -203,6 +203,18 @@ def test_accel_manifest_and_bad_mem_bits(tmp_path, capsys):
         capsys.readouterr().err
 
 
+def test_axi_options_reach_the_top_and_the_manifest(tmp_path):
+    from hw.axi import AxiConfig
+    assert build.main(["--top", "axi", "--rows", "1", "--cols", "2", "--axi-burst-beats", "8",
+                       "--axi-max-outstanding", "3", "--axi-fifo-depth", "32",
+                       "--out", str(tmp_path)]) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    want = AxiConfig(burst_beats=8, max_outstanding=3, fifo_depth=32)
+    assert manifest["axi"] == want.to_dict() != AxiConfig().to_dict()
+    interface = next(i for i in manifest["interfaces"] if i["prefix"] == "m_axi_")
+    assert (interface["max_burst_beats"], interface["max_outstanding"]) == (8, 3)
+
+
 def test_axi_top_writes_verilog_register_map_and_manifest(tmp_path, capsys):
     from hw.axi import ID, AxiConfig
     from hw.regmap import register_map

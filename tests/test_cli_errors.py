@@ -81,6 +81,12 @@ CASES = [
     # --- python -m rtl_gen.build ---------------------------------------------------------
     pytest.param("build", ["--top", "pe", "--out", PROC], "--out", marks=proc),
     ("build", ["--out", "{file}"], "--out"),
+    ("build", ["--top", "accel", "--axi-burst-beats", "8"], "--axi-burst-beats"),
+    ("build", ["--top", "axi", "--axi-burst-beats", "512"], "--axi-burst-beats"),
+    ("build", ["--top", "axi", "--axi-max-outstanding", "0"], "--axi-max-outstanding"),
+    ("build", ["--top", "axi", "--axi-burst-beats", "12"], "burst_beats must be a power of two"),
+    ("build", ["--top", "axi", "--axi-burst-beats", "64", "--axi-fifo-depth", "32"],
+     "must not exceed fifo_depth"),
     ("build", ["--out", "{file}/sub"], "--out"),
     pytest.param("build", ["--out", "{ro}/sub"], "--out", marks=not_root),
     ("build", ["--write-docs", "{dir}/r.md"], "--write-docs"),
