@@ -2,7 +2,8 @@
 
 ``python -m rtl_gen.build --report area --blocks all`` runs `report`: it
 synthesizes every block of `AREA_BLOCKS` (the decoder, the reconfigurable PE
-and its FP16-only baseline, the PE array, the board top), all from the same
+and its FP16-only baseline, the PE array, the accelerator bare and behind its
+AXI interfaces, the board top), all from the same
 `hw.config.SpeqConfig`, with Yosys for
 
 - the word level: ``synth -run begin:fine`` (after ``alumacc``), where the
@@ -44,7 +45,7 @@ import sys
 import time
 
 from amaranth.back import rtlil
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from .docs import replace_section
@@ -62,10 +63,10 @@ __all__ = [
 TARGETS = ("generic", "ice40", "ecp5")
 #: The blocks of the results table (``--blocks all``), in column order: keys
 #: of ``rtl_gen.build.TOPS``.
-AREA_BLOCKS = ("decoder", "pe", "fp16_pe", "array", "board")
+AREA_BLOCKS = ("decoder", "pe", "fp16_pe", "array", "accel", "axi", "board")
 #: The block each block is compared with (a ratio column when both are in
 #: the table).
-BASELINES = {"pe": "fp16_pe"}
+BASELINES = {"pe": "fp16_pe", "axi": "accel"}
 #: Heading of the results section `write_docs` replaces.
 SECTION = "## Area and Fmax of every block"
 #: The arguments of ``python -m rtl_gen.build`` that ``make area`` passes.
@@ -342,6 +343,8 @@ class PinHarness(wiring.Component):
     ----------
     block : wiring.Component
         In the ``sync`` domain; every member of its signature is connected.
+        A block with its own clock and reset ports (``aclk``, ``aresetn``:
+        the AXI top) gets the harness' clock and reset there.
 
     Members
     -------
@@ -360,10 +363,19 @@ class PinHarness(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.block = block = self._block
+        block = self._block
+        own_clock = "aclk" in block.signature.members
+        # A block that makes its own clock domain from its clock port gets it
+        # renamed, so that it is not the harness' own.
+        m.submodules.block = DomainRenamer("block")(block) if own_clock else block
         inputs, outputs = [], []
-        for _, member, value in block.signature.flatten(block):
-            (inputs if member.flow == In else outputs).append(value)
+        for path, member, value in block.signature.flatten(block):
+            if path == ("aclk",):
+                m.d.comb += value.eq(ClockSignal("sync"))
+            elif path == ("aresetn",):
+                m.d.comb += value.eq(~ResetSignal("sync"))
+            else:
+                (inputs if member.flow == In else outputs).append(value)
         loaded = Signal(sum(len(Cat(v)) for v in inputs))
         with m.If(self.shift):
             m.d.sync += loaded.eq(Cat(loaded[1:], self.sin))
