@@ -322,7 +322,7 @@ class Bench:
                     "bursts": model.bursts}
             assert got == want, self.fail(
                 f"{what} at read latency {self.ram.latency}: RTL {got}, axi_perf {want}")
-            counters["model"] = model
+            counters["model"], counters["wbase"] = model, wbase
             self.summary["exact_checks"] += 1
         s = self.summary
         s["passes"] += 1
@@ -548,7 +548,7 @@ async def axi_latency(dut):
         _, counters = await bench.run_pass(mode, x, w, enc if mode != "baseline" else None)
         rows.append({"latency": latency, "mode": mode, "n": n, "k": k, "t": t,
                      "cycles": counters["cycles"], "wait_mem": counters["wait_mem"],
-                     "model": counters["model"].cycles})
+                     "model": counters["model"].cycles, "wbase": counters["wbase"]})
         Path("summary_latency.json").write_text(json.dumps(rows))
         dut._log.warning("run %d of %d: read latency %d, %s %dx%dx%d: %d cycles (model %d), "
                          "%.0f s", number + 1, len(runs), latency, mode, n, k, t,
