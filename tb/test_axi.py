@@ -17,6 +17,11 @@ without pauses. Also: the ID and configuration registers, tables read back,
 SLVERR on unmapped addresses and read-only registers, NO_TABLE before the
 tables, BAD_OP for a TABLE op, and READ_ERROR for a read the RAM fails.
 
+``axi_exact`` (Verilator, in the same simulation as ``axi_passes``): behind
+`FixedLatencyRam`, a slave of exact timing, every pass' CYCLES, WAIT_MEM and
+burst count equal `golden.axi_perf.axi_pass_cost`'s, at read latencies 1, 8
+and 32. ``axi_latency`` runs ``bench/axi_latency.py``'s table.
+
 Knobs: ``SEED``; ``SHAPES`` (a count of random shapes, or a JSON list of
 [N, K, T]); every failure names the seed.
 """
