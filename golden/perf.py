@@ -32,7 +32,7 @@ from .schedule import MODES, check_pass
 
 
 __all__ = ["MODES", "tiles", "entry_rows", "draft_image", "residual_image",
-           "baseline_image", "PassCost", "pass_cost", "roofline", "machine"]
+           "baseline_image", "PassCost", "pass_cost", "fetch_schedule", "roofline", "machine"]
 
 
 def tiles(n, pes, slots):
@@ -138,6 +138,19 @@ def pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, array_
     array_latency : int
         `hw.array.SpeqArray.latency`.
     """
+    return fetch_schedule(mode, n, k, t, pes=pes, slots=slots, lanes=lanes, mem_bits=mem_bits,
+                          mem_latency=mem_latency, array_latency=array_latency)[0]
+
+
+def fetch_schedule(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, array_latency):
+    """`pass_cost`'s walk over the pass, with the fetcher's requests.
+
+    Returns ``(cost, requests)``: the `PassCost` and, per group in pass order,
+    ``(first, beats)``: its ``beats`` requests go out on the advancing cycles
+    ``first .. first + beats - 1`` (cycle 0 takes the command; frozen cycles
+    are not counted). `golden.axi_perf` replays the AXI top's master against
+    them.
+    """
     check_pass(mode, n, k, t)
     check_lanes(lanes)
     if mode != "draft":
@@ -154,12 +167,14 @@ def pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, array_
     req_end = 0
     bits = macs = steps = 0
     last_step = 0
+    requests = []
     for used in tiles(n, pes, slots):
         beats = used * entry_beats
         round_cycles = max(used * t, slots)
         for _ in range(groups):
             req_start = max(req_end + 1, cons[0] + 1)
             req_end = req_start + beats - 1
+            requests.append((req_start, beats))
             land_end = req_end + mem_latency
             iss_start = max(cons[1] + 1, land_end + 1, act_beats + 1)
             cons_end = iss_start + rounds * round_cycles - 1
@@ -170,7 +185,8 @@ def pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, array_
             steps += rounds * used * t
     # The last result leaves the array array_latency + 1 cycles after its
     # step, the output register a cycle later; the status follows.
-    return PassCost(cycles=last_step + 2 + array_latency, bits=bits, macs=macs, steps=steps)
+    cost = PassCost(cycles=last_step + 2 + array_latency, bits=bits, macs=macs, steps=steps)
+    return cost, requests
 
 
 def roofline(mode, n, k, t, *, pes, lanes, mem_bits):

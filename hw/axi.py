@@ -518,8 +518,10 @@ class SpeqAxi(wiring.Component):
         armed = Signal()                    # the pass' reads may go out
         prefer1 = Signal()                  # round robin between the planes
 
+        # Each pass starts its round robin at plane 0 (the one its first
+        # request reads), so that its timing does not depend on the last pass.
         with m.If(issued):
-            m.d.sync += [armed.eq(1), read_error.eq(0),
+            m.d.sync += [armed.eq(1), read_error.eq(0), prefer1.eq(0),
                          addr[0].eq(reg_base[0] & ~(bus_bytes - 1)),
                          addr[1].eq(reg_base[1] & ~(bus_bytes - 1)),
                          left[0].eq(words0), left[1].eq(words1)]

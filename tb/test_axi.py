@@ -17,13 +17,21 @@ without pauses. Also: the ID and configuration registers, tables read back,
 SLVERR on unmapped addresses and read-only registers, NO_TABLE before the
 tables, BAD_OP for a TABLE op, and READ_ERROR for a read the RAM fails.
 
+``axi_exact`` (Verilator, in the same simulation as ``axi_passes``): behind
+`FixedLatencyRam`, a slave of exact timing, every pass' CYCLES, WAIT_MEM and
+burst count equal `golden.axi_perf.axi_pass_cost`'s, at read latencies 1, 8
+and 32. ``axi_latency`` runs ``bench/axi_latency.py``'s table.
+
 Knobs: ``SEED``; ``SHAPES`` (a count of random shapes, or a JSON list of
 [N, K, T]); every failure names the seed.
 """
 
+from collections import deque
 import json
+import logging
 import os
 from pathlib import Path
+import time
 
 import numpy as np
 
@@ -37,7 +45,7 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiReadBus, Ax
 
 import pytest
 
-from golden import arith, perf, speq16
+from golden import arith, axi_perf, perf, speq16
 from host.axi_driver import AsyncAxiDriver, DriverError, activation_beats, gather_results
 from hw.axi import ID, VERSION, AxiConfig, SpeqAxi
 from hw.config import SpeqConfig
@@ -106,6 +114,67 @@ class LatencyRam(AxiRamRead):
             self.in_flight -= 1
 
 
+class FixedLatencyRam:
+    """An AXI4 read slave of exact timing, for the cycle model
+    (`golden.axi_perf`): ARREADY always high; a burst's first R beat
+    ``latency`` cycles after its AR handshake, or the cycle after the
+    previous burst's last beat if that is later; then one beat a cycle.
+
+    cocotbext-axi's RAM goes through queues and coroutines whose delays are
+    not exactly a given number of cycles; this one drives the channels
+    itself, at the falling edge, for the next rising one.
+    """
+
+    def __init__(self, dut, *, size, latency):
+        self.dut, self.size, self.latency = dut, size, latency
+        self.mem = bytearray(size)
+        self.bursts = 0
+        self.log = logging.getLogger("cocotb.fixed_latency_ram")
+        self.most_in_flight = 0
+        cocotb.start_soon(self._serve())
+
+    def write(self, address, data):
+        self.mem[address:address + len(data)] = data
+
+    async def _serve(self):
+        dut = self.dut
+        size = len(dut.m_axi_rdata) // 8
+        dut.m_axi_arready.value = 1
+        dut.m_axi_rvalid.value = 0
+        bursts, r_free, cycle = deque(), 0, 0
+        while True:
+            await FallingEdge(dut.aclk)
+            cycle += 1
+            # What the master shows now is handshaken at the next rising edge.
+            if dut.aresetn.value == 1 and dut.m_axi_arvalid.value == 1:
+                addr, length = int(dut.m_axi_araddr.value), int(dut.m_axi_arlen.value) + 1
+                assert 1 << int(dut.m_axi_arsize.value) == size, "arsize"
+                assert int(dut.m_axi_arburst.value) == 1, "not an INCR burst"
+                assert (addr & 0xFFF) + size * length <= 0x1000, f"burst crosses 4 KB at {addr:#x}"
+                first = max(cycle + self.latency, r_free)
+                r_free = first + length
+                bursts.append([first, addr, length, int(dut.m_axi_arid.value), 0])
+                self.bursts += 1
+                self.most_in_flight = max(self.most_in_flight, len(bursts))
+            if bursts and bursts[0][0] <= cycle:
+                first, addr, length, rid, beat = burst = bursts[0]
+                assert first + beat == cycle
+                at = addr + size * beat
+                assert at + size <= self.size, f"read at {at:#x}, past the RAM"
+                dut.m_axi_rdata.value = int.from_bytes(self.mem[at:at + size], "little")
+                dut.m_axi_rid.value = rid
+                dut.m_axi_rresp.value = 0
+                dut.m_axi_rlast.value = beat == length - 1
+                dut.m_axi_rvalid.value = 1
+                burst[4] += 1
+                if burst[4] == length:
+                    bursts.popleft()
+            else:
+                dut.m_axi_rvalid.value = 0
+                dut.m_axi_rlast.value = 0
+            assert dut.m_axi_rready.value == 1, "rready low"
+
+
 def _pauses(rng, p):
     """A pause generator: True (pause) with probability ``p`` each cycle."""
     while True:
@@ -122,13 +191,20 @@ def _same(got, want, what):
 
 
 class Bench:
-    def __init__(self, dut, config, axi, seed, ram_bytes=RAM_BYTES):
+    def __init__(self, dut, config, axi, seed, ram_bytes=RAM_BYTES, fixed_latency=None):
+        """``fixed_latency``: a `FixedLatencyRam` of that latency (settable
+        later through ``ram.latency``) instead of cocotbext-axi's RAM, and
+        every pass' cycles checked against `golden.axi_perf`."""
         self.dut, self.config, self.axi, self.seed = dut, config, axi, seed
         self.rng = np.random.default_rng(seed)
         self.latency_range = (1, 24)
-        self.ram = LatencyRam(AxiReadBus.from_prefix(dut, "m_axi"), dut.aclk, dut.aresetn,
-                              reset_active_level=False, size=ram_bytes,
-                              latency=lambda: int(self.rng.integers(*self.latency_range)))
+        if fixed_latency is None:
+            self.ram = LatencyRam(AxiReadBus.from_prefix(dut, "m_axi"), dut.aclk, dut.aresetn,
+                                  reset_active_level=False, size=ram_bytes,
+                                  latency=lambda: int(self.rng.integers(*self.latency_range)))
+        else:
+            self.ram = FixedLatencyRam(dut, size=ram_bytes, latency=fixed_latency)
+        self.exact = fixed_latency is not None
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.aclk, dut.aresetn,
                                   reset_active_level=False)
         self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.aclk,
@@ -144,7 +220,7 @@ class Bench:
         self.pes = self.machine["pes"]
         self.summary = {"seed": seed, "passes": 0, "outputs": 0, "refused": 0,
                         "modes": {mode: 0 for mode in perf.MODES}, "wait_mem": 0,
-                        "wait_out": 0, "cycle_checks": 0}
+                        "wait_out": 0, "cycle_checks": 0, "exact_checks": 0}
 
     def fail(self, what):
         return f"{what} (seed {self.seed})"
@@ -202,6 +278,7 @@ class Bench:
             if mode == "verify":
                 images.append(perf.residual_image(enc, pes, slots, bits))
         wbase = self.place(images)
+        bursts_before = self.ram.bursts if self.exact else 0
         self.source.send_nowait(AxiStreamFrame(activation_beats(x)))
         await self.driver.start(mode, n, k, t, wbase0=wbase[0], wbase1=wbase[1], fp16=fp16)
         try:
@@ -239,6 +316,19 @@ class Bench:
             self.summary["cycle_checks"] += 1
         else:
             assert counters["cycles"] - waited >= cost.cycles, self.fail(f"{what}: {counters}")
+        if self.exact:
+            model = axi_perf.axi_pass_cost(
+                mode, n, k, t, read_latency=self.ram.latency, wbase0=wbase[0], wbase1=wbase[1],
+                burst_beats=self.axi.burst_beats, max_outstanding=self.axi.max_outstanding,
+                fifo_depth=self.axi.fifo_depth, **self.machine)
+            got = {"cycles": counters["cycles"], "wait_mem": counters["wait_mem"],
+                   "wait_out": counters["wait_out"], "bursts": self.ram.bursts - bursts_before}
+            want = {"cycles": model.cycles, "wait_mem": model.wait_mem, "wait_out": 0,
+                    "bursts": model.bursts}
+            assert got == want, self.fail(
+                f"{what} at read latency {self.ram.latency}: RTL {got}, axi_perf {want}")
+            counters["model"], counters["wbase"] = model, wbase
+            self.summary["exact_checks"] += 1
         s = self.summary
         s["passes"] += 1
         s["modes"][mode] += 1
@@ -275,19 +365,7 @@ async def axi_passes(dut):
     config = SpeqConfig(**json.loads(os.environ["ACCEL_CONFIG"]))
     axi = AxiConfig(**json.loads(os.environ["AXI_CONFIG"]))
     seed = runner.seed()
-    dut.aresetn.value = 0
-    for name in ("s_axil_awvalid", "s_axil_wvalid", "s_axil_bready", "s_axil_arvalid",
-                 "s_axil_rready", "m_axi_arready", "m_axi_rvalid", "s_axis_tvalid",
-                 "m_axis_tready"):
-        getattr(dut, name).value = 0
-    # The models look at the reset as they start: let it settle first.
-    await Timer(1, "ns")
-    cocotb.start_soon(Clock(dut.aclk, CLOCK_NS, unit="ns", impl="gpi").start())
-    bench = Bench(dut, config, axi, seed)
-    for _ in range(4):
-        await FallingEdge(dut.aclk)
-    dut.aresetn.value = 1
-    await RisingEdge(dut.aclk)
+    bench = await _clock_and_reset(dut, lambda: Bench(dut, config, axi, seed))
     driver, rng, summary, regs = bench.driver, bench.rng, bench.summary, register_map()
 
     # Identification and configuration.
@@ -391,6 +469,97 @@ async def axi_passes(dut):
     Path("summary.json").write_text(json.dumps(summary))
 
 
+async def _clock_and_reset(dut, make_bench):
+    """Idle inputs, the clock, ``make_bench()`` during the reset, then out of reset."""
+    dut.aresetn.value = 0
+    for name in ("s_axil_awvalid", "s_axil_wvalid", "s_axil_bready", "s_axil_arvalid",
+                 "s_axil_rready", "m_axi_arready", "m_axi_rvalid", "s_axis_tvalid",
+                 "m_axis_tready"):
+        getattr(dut, name).value = 0
+    # The models look at the reset as they start: let it settle first.
+    await Timer(1, "ns")
+    cocotb.start_soon(Clock(dut.aclk, CLOCK_NS, unit="ns", impl="gpi").start())
+    bench = make_bench()
+    for _ in range(4):
+        await FallingEdge(dut.aclk)
+    dut.aresetn.value = 1
+    await RisingEdge(dut.aclk)
+    return bench
+
+
+#: Shapes (N, K, T) of the cycle model's exact check (1x2 array: tiles of 4
+#: rows): one tile, three tiles with a last one of one row, two tiles of
+#: T = 3; each in draft (T = 1), verify and baseline over T tokens.
+EXACT_SHAPES = [(4, 32, 1), (9, 64, 4), (7, 40, 3)]
+#: Its read latencies: the memory faster than, about, and far slower than
+#: the 1x2 configuration's FIFOs (8 words) cover.
+EXACT_LATENCIES = [1, 8, 32]
+
+
+@cocotb.test()
+async def axi_exact(dut):
+    """Fixed read latency, no pauses: STATUS.CYCLES, WAIT_MEM and the bursts
+    of every pass equal `golden.axi_perf.axi_pass_cost`'s."""
+    config = SpeqConfig(**json.loads(os.environ["ACCEL_CONFIG"]))
+    axi = AxiConfig(**json.loads(os.environ["AXI_CONFIG"]))
+    seed = runner.seed()
+    bench = await _clock_and_reset(dut, lambda: Bench(dut, config, axi, seed, fixed_latency=1))
+    rng, driver = bench.rng, bench.driver
+    for latency in json.loads(os.environ["EXACT_LATENCIES"]):
+        bench.ram.latency = latency
+        for n, k, t in json.loads(os.environ["EXACT_SHAPES"]):
+            w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
+            x = rng.standard_normal((t, k)).astype(np.float16)
+            enc = speq16.encode(w)
+            await driver.load_table(enc)
+            y, _ = await bench.run_pass("draft", x[:1], w, enc)
+            _same(y, arith.draft_gemm(x[:1], enc, config.draft_frac_bits, config.draft_lanes),
+                  bench.fail(f"draft N={n} K={k}"))
+            y, _ = await bench.run_pass("verify", x, w, enc)
+            _same(y, arith.verify_gemm(x, speq16.decode(enc)),
+                  bench.fail(f"verify N={n} K={k} T={t}"))
+            y, _ = await bench.run_pass("baseline", x, w, None)
+            _same(y, arith.verify_gemm(x, w), bench.fail(f"baseline N={n} K={k} T={t}"))
+    dut._log.info("axi exact: %s", bench.summary)
+    Path("summary_exact.json").write_text(json.dumps(bench.summary))
+
+
+@cocotb.test()
+async def axi_latency(dut):
+    """The latency table (``bench/axi_latency.py``): the passes of
+    ``LATENCY_RUNS`` ([read latency, mode, N, K, T] each), fixed latency and
+    no pauses, each checked against `golden.axi_perf`; their counters to
+    ``summary_latency.json``."""
+    config = SpeqConfig(**json.loads(os.environ["ACCEL_CONFIG"]))
+    axi = AxiConfig(**json.loads(os.environ["AXI_CONFIG"]))
+    runs = json.loads(os.environ["LATENCY_RUNS"])
+    seed = runner.seed()
+    bench = await _clock_and_reset(dut, lambda: Bench(dut, config, axi, seed,
+                                                      ram_bytes=1 << 23, fixed_latency=1))
+    rng, rows = bench.rng, []
+    n_max, k_max = max(r[2] for r in runs), max(r[3] for r in runs)
+    w_all = (rng.standard_normal((n_max, k_max)) * 0.05).astype(np.float16)
+    x_all = rng.standard_normal((config.tmax, k_max)).astype(np.float16)
+    encs = {}
+    for number, (latency, mode, n, k, t) in enumerate(runs):
+        began = time.monotonic()
+        bench.ram.latency = latency
+        w, x = w_all[:n, :k], x_all[:t, :k]
+        if mode != "baseline" and (n, k) not in encs:
+            encs[(n, k)] = speq16.encode(w)
+        enc = encs.get((n, k))
+        if enc is not None:
+            await bench.driver.load_table(enc)
+        _, counters = await bench.run_pass(mode, x, w, enc if mode != "baseline" else None)
+        rows.append({"latency": latency, "mode": mode, "n": n, "k": k, "t": t,
+                     "cycles": counters["cycles"], "wait_mem": counters["wait_mem"],
+                     "model": counters["model"].cycles, "wbase": counters["wbase"]})
+        Path("summary_latency.json").write_text(json.dumps(rows))
+        dut._log.warning("run %d of %d: read latency %d, %s %dx%dx%d: %d cycles (model %d), "
+                         "%.0f s", number + 1, len(runs), latency, mode, n, k, t,
+                         counters["cycles"], counters["model"].cycles, time.monotonic() - began)
+
+
 # (name, config, AXI config, random shapes, the first shape's kind (0: no
 # pauses, 1: pauses but the activations', 2: every channel), simulators).
 # Small: the bench's Python (cocotbext-axi's channels, pause generators) runs
@@ -420,79 +589,25 @@ def test_axi(name, config, axi, shapes, first_kind, sim):
     # shape, keeps its count unless SHAPES lists the shapes to rerun.
     given = os.environ.get("SHAPES", str(shapes))
     shapes = given if sim == "verilator" or given.startswith("[") else str(shapes)
+    (build_dir / "summary_exact.json").unlink(missing_ok=True)
+    # The cycle model's exact check runs on Verilator only (the faster one),
+    # in the same simulation: no second model to build.
+    exact = sim == "verilator"
     runner.run(_top(config, axi), bench=f"axi_{name}", toplevel=TOPLEVEL,
-               test_module="tb.test_axi", sim=sim, testcase="axi_passes",
+               test_module="tb.test_axi", sim=sim,
+               testcase=["axi_passes", "axi_exact"] if exact else "axi_passes",
                extra_env={"ACCEL_CONFIG": json.dumps(config), "AXI_CONFIG": json.dumps(axi),
-                          "SHAPES": shapes, "FIRST_KIND": str(first_kind)})
+                          "SHAPES": shapes, "FIRST_KIND": str(first_kind),
+                          "EXACT_SHAPES": json.dumps(EXACT_SHAPES),
+                          "EXACT_LATENCIES": json.dumps(EXACT_LATENCIES)})
     summary = json.loads((build_dir / "summary.json").read_text())
     count = len(json.loads(shapes)) if shapes.startswith("[") else int(shapes)
     assert summary["passes"] == 3 * count and summary["refused"] == 7, summary
     print(f"axi {name} [{sim}]: {summary}")
+    if exact:
+        summary = json.loads((build_dir / "summary_exact.json").read_text())
+        want = 3 * len(EXACT_SHAPES) * len(EXACT_LATENCIES)
+        assert summary["exact_checks"] == summary["passes"] == want, summary
+        print(f"axi {name} [{sim}] exact: {summary}")
 
 
-#: Read latencies (cycles from AR to the first R beat) of the latency sweep.
-SWEEP_LATENCIES = (8, 32, 100)
-#: Its pass shapes (N, K, T) per mode.
-SWEEP_SHAPES = {"draft": (256, 256, 1), "verify": (256, 256, 8), "baseline": (256, 256, 1)}
-
-
-@cocotb.test()
-async def axi_latency_sweep(dut):
-    """Pass cycles against the roofline at fixed read latencies, with no
-    pauses anywhere (``AXI_SWEEP=1``, docs/axi.md)."""
-    config = SpeqConfig(**json.loads(os.environ["ACCEL_CONFIG"]))
-    axi = AxiConfig(**json.loads(os.environ["AXI_CONFIG"]))
-    seed = runner.seed()
-    dut.aresetn.value = 0
-    for name in ("s_axil_awvalid", "s_axil_wvalid", "s_axil_bready", "s_axil_arvalid",
-                 "s_axil_rready", "m_axi_arready", "m_axi_rvalid", "s_axis_tvalid",
-                 "m_axis_tready"):
-        getattr(dut, name).value = 0
-    await Timer(1, "ns")
-    cocotb.start_soon(Clock(dut.aclk, CLOCK_NS, unit="ns", impl="gpi").start())
-    bench = Bench(dut, config, axi, seed, ram_bytes=1 << 20)
-    for _ in range(4):
-        await FallingEdge(dut.aclk)
-    dut.aresetn.value = 1
-    await RisingEdge(dut.aclk)
-    rng, rows = bench.rng, []
-    n, k, _ = SWEEP_SHAPES["verify"]
-    w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
-    x = rng.standard_normal((config.tmax, k)).astype(np.float16)
-    enc = speq16.encode(w)
-    await bench.driver.load_table(enc)
-    for latency in SWEEP_LATENCIES:
-        bench.latency_range = (latency, latency + 1)
-        for mode, (n, k, t) in SWEEP_SHAPES.items():
-            t = min(t, config.tmax)
-            _, counters = await bench.run_pass(mode, x[:t], w, enc if mode != "baseline" else None)
-            roof = perf.roofline(mode, n, k, t, pes=bench.pes, lanes=config.draft_lanes,
-                                 mem_bits=config.mem_bits)
-            floor = perf.pass_cost(mode, n, k, t, mem_latency=1, **bench.machine).cycles
-            rows.append({"latency": latency, "mode": mode, "n": n, "k": k, "t": t,
-                         "cycles": counters["cycles"], "wait_mem": counters["wait_mem"],
-                         "model_latency_1": floor, "roofline": roof,
-                         "of_roofline": round(roof / counters["cycles"], 4)})
-            dut._log.info("%s", rows[-1])
-    Path("summary_sweep.json").write_text(json.dumps(rows))
-
-
-def test_axi_latency_sweep():
-    """``AXI_SWEEP=1``: the latency sweep on the default configuration
-    (Verilator), a table for docs/axi.md."""
-    if os.environ.get("AXI_SWEEP") != "1":
-        pytest.skip("the latency sweep runs with AXI_SWEEP=1")
-    config, axi = {}, {}
-    build_dir = runner.run(_top(config, axi), bench="axi_sweep", toplevel=TOPLEVEL,
-                           test_module="tb.test_axi", sim="verilator",
-                           testcase="axi_latency_sweep",
-                           extra_env={"ACCEL_CONFIG": json.dumps(config),
-                                      "AXI_CONFIG": json.dumps(axi)})
-    rows = json.loads((build_dir / "summary_sweep.json").read_text())
-    print("\n| read latency | pass | N x K x T | cycles | waiting for weights | model at latency 1 "
-          "| roofline | roofline / cycles |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['latency']} | {r['mode']} | {r['n']} x {r['k']} x {r['t']} | {r['cycles']:,} "
-              f"| {r['wait_mem']:,} | {r['model_latency_1']:,} | {r['roofline']:,.0f} "
-              f"| {r['of_roofline']:.3f} |")

@@ -1,0 +1,209 @@
+"""Cycle model of a pass on the AXI top (`hw.axi.SpeqAxi`, ``docs/axi.md``).
+
+The accelerator behind the AXI top sees a memory of latency one: every cycle
+it advances is a cycle of `golden.perf.pass_cost` with ``mem_latency=1``,
+and it freezes (WAIT_MEM) in a cycle in which it asks for a word that is not
+yet at the head of its plane's FIFO. So a pass takes ``pass_cost`` plus
+WAIT_MEM, and WAIT_MEM follows from when each weight word arrives, which
+follows from when the read master asks for its burst, which follows (through
+the FIFOs' room) from when the accelerator took earlier words. This module
+replays that loop burst by burst.
+
+The memory it assumes (what ``tb/test_axi.py``'s ``FixedLatencyRam`` does):
+
+- ARREADY is always high, so a burst the master decides on in cycle ``c``
+  is handed over in cycle ``c + 1``;
+- the first R beat of a burst comes ``read_latency`` cycles (>= 1) after its
+  AR handshake, or the cycle after the previous burst's last beat if that is
+  later (one R channel, bursts answered in the order asked, whatever the
+  plane); its other beats follow one a cycle;
+- the activations are in the activation FIFO when the accelerator wants them
+  (the bench sends them before START, without pauses) and the result stream
+  never blocks (WAIT_OUT is 0).
+
+The master (as `hw.axi.SpeqAxi` has it, cycle 0 being the cycle the
+accelerator takes the command): from cycle 1 it decides on at most one burst
+a cycle, for plane ``p`` when the plane has words left, fewer than
+``max_outstanding`` bursts are in flight (decided, and their last beat not
+before this cycle) and the FIFO has room for the whole burst, counting the
+words asked for and not taken by the accelerator before this cycle; with
+both planes ready it alternates, starting at plane 0. A burst is
+``min(burst_beats, words left, words to the next 4 KB boundary)`` long. A
+word written into an empty plane FIFO in cycle ``w`` is at its head in
+cycle ``w + 2`` (`amaranth.lib.fifo.SyncFIFOBuffered`).
+
+The accelerator: its ``g``-th request goes out on its advancing cycle
+``A[g]`` (`golden.perf.fetch_schedule`); in real time it is served (the word
+taken) in cycle ``R[g] = max(A[g] + S, W[g] + 2)`` with ``S`` the cycles
+frozen before it and ``W[g]`` the cycle the word was written into its FIFO;
+``R[g] - A[g]`` is then the frozen cycles so far.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import perf
+
+
+__all__ = ["AxiPassCost", "axi_pass_cost", "bursts", "BOUNDARY"]
+
+
+#: INCR bursts do not cross 4 KB (AXI4).
+BOUNDARY = 4096
+
+
+@dataclass(frozen=True)
+class AxiPassCost:
+    """What one pass on the AXI top costs.
+
+    Members
+    -------
+    cycles : int
+        STATUS.CYCLES: ``pass_cost(mem_latency=1).cycles + wait_mem``.
+    bits, macs, steps : int
+        As `golden.perf.PassCost`.
+    wait_mem : int
+        WAIT_MEM: cycles frozen for a weight word not yet arrived.
+    bursts : int
+        Read bursts of the pass.
+    most_in_flight : int
+        Most bursts decided on and not yet ended at once.
+    """
+
+    cycles: int
+    bits: int
+    macs: int
+    steps: int
+    wait_mem: int
+    bursts: int
+    most_in_flight: int
+
+
+def bursts(base, words, *, mem_bits, burst_beats):
+    """``(first word, length)`` of the bursts reading ``words`` words from
+    byte address ``base`` (its low bits below the bus width ignored)."""
+    bus_bytes = mem_bits // 8
+    addr = base & ~(bus_bytes - 1)
+    out, at = [], 0
+    while at < words:
+        to_boundary = (BOUNDARY - addr % BOUNDARY) // bus_bytes
+        length = min(burst_beats, words - at, to_boundary)
+        out.append((at, length))
+        at += length
+        addr += length * bus_bytes
+    return out
+
+
+def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, array_latency, read_latency,
+                  burst_beats, max_outstanding, fifo_depth, wbase0=0, wbase1=0):
+    """Cycles (and bits, MACs, WAIT_MEM) of one pass on `hw.axi.SpeqAxi`
+    behind the memory of the module docstring.
+
+    Parameters
+    ----------
+    mode : {"draft", "verify", "baseline"}
+    n, k, t : int
+        The pass' shape.
+    pes, slots, lanes, mem_bits, array_latency : int
+        The accelerator, as `golden.perf.machine` gives them.
+    read_latency : int
+        Cycles from a burst's AR handshake to its first R beat (>= 1).
+    burst_beats, max_outstanding, fifo_depth : int
+        The `hw.axi.AxiConfig`.
+    wbase0, wbase1 : int
+        Byte addresses of the planes (WBASE0, WBASE1): they place the 4 KB
+        boundaries that cut bursts.
+
+    Raises
+    ------
+    ValueError
+        If ``read_latency`` is below 1.
+    """
+    if read_latency < 1:
+        raise ValueError(f"read_latency must be at least 1, not {read_latency}")
+    cost, groups = perf.fetch_schedule(mode, n, k, t, pes=pes, slots=slots, lanes=lanes,
+                                       mem_bits=mem_bits, mem_latency=1,
+                                       array_latency=array_latency)
+    # Advancing cycle of every request, and its plane.
+    starts = np.array([first for first, _ in groups], dtype=np.int64)
+    counts = np.array([beats for _, beats in groups], dtype=np.int64)
+    total = int(counts.sum())
+    offsets = np.cumsum(counts) - counts
+    a = (np.repeat(starts - offsets, counts) + np.arange(total)).tolist()
+    draft_words = 16 * pes // mem_bits
+    if mode == "verify":
+        plane = np.arange(total) % (4 * draft_words) >= draft_words
+    else:
+        plane = np.zeros(total, dtype=bool)
+    where = [np.flatnonzero(~plane).tolist(), np.flatnonzero(plane).tolist()]
+    todo = [bursts(base, len(where[p]), mem_bits=mem_bits, burst_beats=burst_beats)
+            for p, base in enumerate((wbase0, wbase1))]
+
+    written = [0] * total       # cycle each word is written into its FIFO
+    taken = [0] * total         # cycle the accelerator takes it
+    frozen = 0                  # cycles frozen before the next request
+    known = 0                   # `taken` is known for requests below this
+    nxt = [0, 0]                # next burst of each plane
+    issued = [0, 0]             # words of each plane asked for
+    ends = []                   # cycle of each burst's last beat, in issue order
+    last_issue = 0              # the master decides from cycle 1 on
+    r_free = 0                  # first cycle the R channel is free
+    prefer1 = False
+    most = 0
+    inf = float("inf")
+
+    def take(upto):
+        nonlocal frozen, known
+        for g in range(known, upto):
+            served = max(a[g] + frozen, written[g] + 2)
+            frozen = served - a[g]
+            taken[g] = served
+        known = max(known, upto)
+
+    while nxt[0] < len(todo[0]) or nxt[1] < len(todo[1]):
+        # Requests below `limit` have all their words asked for.
+        limit = min(where[p][issued[p]] if issued[p] < len(where[p]) else total
+                    for p in range(2))
+        earliest = [inf, inf]
+        for p in range(2):
+            if nxt[p] == len(todo[p]):
+                continue
+            first, length = todo[p][nxt[p]]
+            cycle = last_issue + 1
+            if len(ends) >= max_outstanding:
+                cycle = max(cycle, ends[len(ends) - max_outstanding] + 1)
+            # Room: the plane word `first + length - fifo_depth - 1` taken.
+            j = first + length - fifo_depth - 1
+            if j >= 0:
+                g = where[p][j]
+                if g >= limit:
+                    # Taken only after words of the other plane not yet asked
+                    # for: the other plane goes first.
+                    continue
+                take(g + 1)
+                cycle = max(cycle, taken[g] + 1)
+            earliest[p] = cycle
+        if earliest[0] == earliest[1] == inf:      # pragma: no cover - a model bug
+            raise AssertionError(f"the master cannot go on: {nxt}, {issued}")
+        if earliest[0] == earliest[1]:
+            p = 1 if prefer1 else 0
+        else:
+            p = 0 if earliest[0] < earliest[1] else 1
+        cycle = earliest[p]
+        first, length = todo[p][nxt[p]]
+        beat = max(cycle + 1 + read_latency, r_free)
+        for i, g in enumerate(where[p][first:first + length]):
+            written[g] = beat + i
+        r_free = beat + length
+        ends.append(r_free - 1)
+        # Bursts in flight just after this decision: decided ones whose last
+        # beat is not before the next cycle.
+        most = max(most, sum(1 for end in ends[-max_outstanding:] if end > cycle))
+        nxt[p] += 1
+        issued[p] += length
+        prefer1 = p == 0
+        last_issue = cycle
+    take(total)
+    return AxiPassCost(cycles=cost.cycles + frozen, bits=cost.bits, macs=cost.macs,
+                       steps=cost.steps, wait_mem=frozen, bursts=len(ends), most_in_flight=most)
