@@ -231,6 +231,12 @@ def _axi_figures(component):
                                   "register also answers SLVERR",
                       "map": component.regmap.to_dict()},
         "memory_port_latency": component.mem_latency,
+        "pass_cycles": "golden.axi_perf.axi_pass_cost(mode, N, K, T, read_latency=..., "
+                       "**golden.perf.machine(config), burst_beats=..., max_outstanding=..., "
+                       "fifo_depth=..., wbase0=..., wbase1=...): exact for a slave with a "
+                       "fixed first-beat latency, ARREADY high and an unblocked result "
+                       "stream (docs/axi.md); CYCLES = the pass, WAIT_MEM and WAIT_OUT the "
+                       "cycles it waited for weights and for the result stream",
     }
 
 
