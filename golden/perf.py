@@ -32,7 +32,7 @@ from .schedule import MODES, check_pass
 
 
 __all__ = ["MODES", "tiles", "entry_rows", "draft_image", "residual_image",
-           "baseline_image", "PassCost", "pass_cost", "fetch_schedule", "roofline", "machine"]
+           "baseline_image", "pass_images", "PassCost", "pass_cost", "fetch_schedule", "roofline", "machine"]
 
 
 def tiles(n, pes, slots):
@@ -97,6 +97,18 @@ def baseline_image(w, pes, slots, mem_bits):
     cols = 4 * groups[:, None, None] + np.arange(4)[None, None, :]
     words = _gather(np.ascontiguousarray(w).view(np.uint16), rows, cols)  # (E, pes, 4)
     return _image(words.astype("<u2"), mem_bits)
+
+
+def pass_images(mode, w, enc, pes, slots, mem_bits):
+    """The memory images a pass reads: ``[plane]`` for a draft pass (``enc``)
+    or a baseline pass (plain FP16 ``w``), ``[draft plane, residual plane]``
+    for a verify pass (``enc``)."""
+    if mode == "baseline":
+        return [baseline_image(w, pes, slots, mem_bits)]
+    images = [draft_image(enc, pes, slots, mem_bits)]
+    if mode == "verify":
+        images.append(residual_image(enc, pes, slots, mem_bits))
+    return images
 
 
 @dataclass(frozen=True)

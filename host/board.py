@@ -286,13 +286,7 @@ class Board:
         ``[draft plane, residual plane]`` (verify)."""
         self._check_connected()
         m = perf.machine(self.config)
-        args = (m["pes"], m["slots"], self.config.mem_bits)
-        if mode == "baseline":
-            return [perf.baseline_image(w, *args)]
-        images = [perf.draft_image(enc, *args)]
-        if mode == "verify":
-            images.append(perf.residual_image(enc, *args))
-        return images
+        return perf.pass_images(mode, w, enc, m["pes"], m["slots"], self.config.mem_bits)
 
     async def run_pass(self, mode, x, n, addrs, fp16=False):
         """Load ``x`` and run one pass over weights already at word addresses

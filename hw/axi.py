@@ -25,8 +25,7 @@ The clock is ``aclk`` and the reset ``aresetn``, active low and synchronous,
 as AXI has them.
 """
 
-from dataclasses import asdict, dataclass, fields
-import operator
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -37,7 +36,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2, exact_log2
 
 from .accel import SpeqAccel
-from .config import SpeqConfig
+from .config import SpeqConfig, check_integer_fields
 from .controller import COUNTER_BITS, N_BITS, Error, Op, result_layout
 from .decoder import NUM_CODES
 from .regmap import register_map
@@ -109,16 +108,7 @@ class AxiConfig:
     out_depth: int = 8
 
     def __post_init__(self):
-        for field in fields(self):
-            value = getattr(self, field.name)
-            try:
-                value = operator.index(value)
-            except TypeError:
-                raise TypeError(f"{field.name} must be an integer, not {value!r}") from None
-            lo, hi = AXI_PARAM_RANGES[field.name]
-            if not lo <= value <= hi:
-                raise ValueError(f"{field.name} must be between {lo} and {hi}, not {value}")
-            object.__setattr__(self, field.name, value)
+        check_integer_fields(self, AXI_PARAM_RANGES)
         if self.burst_beats & (self.burst_beats - 1):
             raise ValueError(f"burst_beats must be a power of two, not {self.burst_beats}")
         if self.burst_beats > self.fifo_depth:

@@ -11,7 +11,35 @@ import operator
 from golden.arith import DRAFT_LANES
 
 
-__all__ = ["SpeqConfig", "PARAM_RANGES", "PARAM_CHOICES"]
+__all__ = ["SpeqConfig", "PARAM_RANGES", "PARAM_CHOICES", "check_integer_fields"]
+
+
+def check_integer_fields(config, ranges, choices={}):
+    """Check and normalise the integer fields of a frozen dataclass: each an
+    integer (`operator.index`) within ``ranges[name]`` (inclusive) and, where
+    ``choices`` names it, one of those.
+
+    Raises
+    ------
+    TypeError
+        If a field is not an integer.
+    ValueError
+        If a field is out of its range or not one of its choices.
+    """
+    for field in fields(config):
+        value = getattr(config, field.name)
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{field.name} must be an integer, not {value!r}") from None
+        lo, hi = ranges[field.name]
+        if not lo <= value <= hi:
+            raise ValueError(f"{field.name} must be between {lo} and {hi}, not {value}")
+        allowed = choices.get(field.name)
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"{field.name} must be one of "
+                             f"{', '.join(map(str, allowed))}, not {value}")
+        object.__setattr__(config, field.name, value)
 
 
 #: Allowed range (inclusive) of every integer parameter, used by the checks
@@ -93,21 +121,7 @@ class SpeqConfig:
     dsp_align: int = 0
 
     def __post_init__(self):
-        for field in fields(self):
-            value = getattr(self, field.name)
-            try:
-                value = operator.index(value)
-            except TypeError:
-                raise TypeError(f"{field.name} must be an integer, not {value!r}") from None
-            lo, hi = PARAM_RANGES[field.name]
-            if not lo <= value <= hi:
-                raise ValueError(
-                    f"{field.name} must be between {lo} and {hi}, not {value}")
-            choices = PARAM_CHOICES.get(field.name)
-            if choices is not None and value not in choices:
-                raise ValueError(f"{field.name} must be one of "
-                                 f"{', '.join(map(str, choices))}, not {value}")
-            object.__setattr__(self, field.name, value)
+        check_integer_fields(self, PARAM_RANGES, PARAM_CHOICES)
         if self.kmax % 4:
             raise ValueError(f"kmax must be a multiple of 4, not {self.kmax}")
         if self.mem_bits % 16:

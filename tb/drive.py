@@ -1,11 +1,25 @@
 """Shared pieces of the cocotb benches."""
 
+import numpy as np
+
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
 
 
-__all__ = ["RESET_CYCLES", "CLOCK_NS", "reset", "cycles", "table_entry", "load_table"]
+__all__ = ["RESET_CYCLES", "CLOCK_NS", "reset", "cycles", "table_entry", "load_table",
+           "same_bits"]
+
+
+def same_bits(got, want, what):
+    """Assert that results ``got`` equal ``want`` bit for bit (any NaN
+    matching a NaN), naming ``what``, how many differ and the first."""
+    nan = np.isnan(want)
+    bad = np.flatnonzero((np.isnan(got) != nan) |
+                         (~nan & (got.view(f"u{got.itemsize}") != want.view(f"u{want.itemsize}"))))
+    assert not bad.size, (f"{what}: {bad.size} of {want.size} results differ; first at "
+                          f"{np.unravel_index(bad[0], want.shape)}: got {got.flat[bad[0]]!r} "
+                          f"want {want.flat[bad[0]]!r}")
 
 
 RESET_CYCLES = 4

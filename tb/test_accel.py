@@ -117,13 +117,7 @@ class Host:
         return y
 
 
-def _same(got, want, what):
-    nan = np.isnan(want)
-    bad = np.flatnonzero((np.isnan(got) != nan) |
-                         (~nan & (got.view(f"u{got.itemsize}") != want.view(f"u{want.itemsize}"))))
-    assert not bad.size, (f"{what}: {bad.size} of {want.size} results differ; first at "
-                          f"{np.unravel_index(bad[0], want.shape)}: got {got.flat[bad[0]]!r} "
-                          f"want {want.flat[bad[0]]!r}")
+_same = drive.same_bits
 
 
 #: Most cycles of a random shape's verify pass on Icarus (by the cycle
@@ -176,12 +170,7 @@ class Bench:
         t, k = x.shape
         n = w.shape[0]
         # Place the planes at random word addresses, one after the other.
-        if mode == "baseline":
-            images = [perf.baseline_image(w, pes, slots, bits)]
-        else:
-            images = [perf.draft_image(enc, pes, slots, bits)]
-            if mode == "verify":
-                images.append(perf.residual_image(enc, pes, slots, bits))
+        images = perf.pass_images(mode, w, enc, pes, slots, bits)
         gaps = rng.integers(0, 100, len(images))
         room = MEM_DEPTH - sum(map(len, images)) - int(gaps.sum())
         assert room > 0, f"{mode} N={n} K={k}: the images do not fit the bench's memory"

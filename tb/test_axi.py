@@ -51,7 +51,7 @@ from hw.axi import ID, VERSION, AxiConfig, SpeqAxi
 from hw.config import SpeqConfig
 from hw.controller import Error, Op
 from hw.regmap import register_map
-from tb import runner
+from tb import drive, runner
 
 
 TOPLEVEL = "speq_axi"
@@ -181,13 +181,7 @@ def _pauses(rng, p):
         yield bool(rng.random() < p)
 
 
-def _same(got, want, what):
-    nan = np.isnan(want)
-    bad = np.flatnonzero((np.isnan(got) != nan) |
-                         (~nan & (got.view(f"u{got.itemsize}") != want.view(f"u{want.itemsize}"))))
-    assert not bad.size, (f"{what}: {bad.size} of {want.size} results differ; first at "
-                          f"{np.unravel_index(bad[0], want.shape)}: got {got.flat[bad[0]]!r} "
-                          f"want {want.flat[bad[0]]!r}")
+_same = drive.same_bits
 
 
 class Bench:
@@ -271,12 +265,7 @@ class Bench:
         n = w.shape[0]
         what = f"{mode} pass N={n} K={k} T={t}"
         pes, slots, bits = self.pes, self.machine["slots"], self.config.mem_bits
-        if mode == "baseline":
-            images = [perf.baseline_image(w, pes, slots, bits)]
-        else:
-            images = [perf.draft_image(enc, pes, slots, bits)]
-            if mode == "verify":
-                images.append(perf.residual_image(enc, pes, slots, bits))
+        images = perf.pass_images(mode, w, enc, pes, slots, bits)
         wbase = self.place(images)
         bursts_before = self.ram.bursts if self.exact else 0
         self.source.send_nowait(AxiStreamFrame(activation_beats(x)))

@@ -181,3 +181,15 @@ def test_config_checks(kwargs, message):
 def test_accel_needs_mem_bits_to_divide_the_draft_row():
     with pytest.raises(ValueError, match=r"mem_bits must divide 16 x rows x cols = 48 .*not 32"):
         SpeqAccel(SpeqConfig(rows=1, cols=3, mem_bits=32))
+
+
+def test_pass_images_are_the_planes_a_pass_reads():
+    rng = np.random.default_rng(5)
+    w = (rng.standard_normal((9, 8)) * 0.05).astype(np.float16)
+    enc = speq16.encode(w)
+    args = (4, 3, 32)
+    same = lambda a, b: len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert same(perf.pass_images("baseline", w, None, *args), [perf.baseline_image(w, *args)])
+    assert same(perf.pass_images("draft", None, enc, *args), [perf.draft_image(enc, *args)])
+    assert same(perf.pass_images("verify", None, enc, *args),
+                [perf.draft_image(enc, *args), perf.residual_image(enc, *args)])
