@@ -2,8 +2,8 @@
 
 The accelerator behind the AXI top sees a memory of latency one: every cycle
 it advances is a cycle of `golden.perf.pass_cost` with ``mem_latency=1``,
-and it freezes (WAIT_MEM) in a cycle in which it asks for a word that is not
-yet at the head of its plane's FIFO. So a pass takes ``pass_cost`` plus
+and it freezes (WAIT_MEM) in the cycle after it asked for a word (the
+answer's cycle) while that word is not yet at the head of its plane's FIFO. So a pass takes ``pass_cost`` plus
 WAIT_MEM, and WAIT_MEM follows from when each weight word arrives, which
 follows from when the read master asks for its burst, which follows (through
 the FIFOs' room) from when the accelerator took earlier words. This module
@@ -33,10 +33,11 @@ word written into an empty plane FIFO in cycle ``w`` is at its head in
 cycle ``w + 2`` (`amaranth.lib.fifo.SyncFIFOBuffered`).
 
 The accelerator: its ``g``-th request goes out on its advancing cycle
-``A[g]`` (`golden.perf.fetch_schedule`); in real time it is served (the word
-taken) in cycle ``R[g] = max(A[g] + S, W[g] + 2)`` with ``S`` the cycles
-frozen before it and ``W[g]`` the cycle the word was written into its FIFO;
-``R[g] - A[g]`` is then the frozen cycles so far.
+``A[g]`` (`golden.perf.fetch_schedule`), in real time in cycle ``A[g] + S``
+with ``S`` the cycles frozen before it; it is answered (the word taken from
+its FIFO) in cycle ``R[g] = max(A[g] + S + 1, W[g] + 2)`` with ``W[g]`` the
+cycle the word was written into its FIFO; ``R[g] - A[g] - 1`` is then the
+frozen cycles so far.
 """
 
 from dataclasses import dataclass
@@ -156,8 +157,8 @@ def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, array_latency, 
     def take(upto):
         nonlocal frozen, known
         for g in range(known, upto):
-            served = max(a[g] + frozen, written[g] + 2)
-            frozen = served - a[g]
+            served = max(a[g] + frozen + 1, written[g] + 2)
+            frozen = served - a[g] - 1
             taken[g] = served
         known = max(known, upto)
 

@@ -16,8 +16,8 @@
 
 The accelerator's memory port wants its data a fixed number of cycles after
 a request and freezes as a whole on ``stall``. Here the port is served from
-the plane FIFOs with a latency of one cycle, and stalls only when the
-accelerator asks for a word that has not arrived yet; a full result FIFO
+the plane FIFOs with a latency of one cycle, and stalls only in the cycle
+after it asked for a word that has not arrived yet; a full result FIFO
 freezes it as a blocked output does. Every output of the AXI side is a
 register (or a constant): none depends on an input of the same cycle.
 
@@ -575,21 +575,27 @@ class SpeqAxi(wiring.Component):
             m.d.sync += beat.eq(0)
         with m.Elif(counted & verify):
             m.d.sync += beat.eq(Mux(beat == 4 * draft_words - 1, 0, beat + 1))
-        have = Mux(plane1, planes[1].r_rdy, planes[0].r_rdy)
+        # A request taken in cycle c is answered in cycle c + 1 from the head
+        # of its plane's FIFO; the accelerator stalls in that answer cycle
+        # while the word is not there yet. The stall so depends on registers
+        # only (the pending request, the FIFO's level), not on the request
+        # the controller forms in the same cycle: it drives the global
+        # enable, the clock enable of the whole accelerator.
+        pending, pending_plane1 = Signal(), Signal()
+        with m.If(mem.en):
+            m.d.sync += [pending.eq(mem.req), pending_plane1.eq(plane1)]
+        have = Mux(pending_plane1, planes[1].r_rdy, planes[0].r_rdy)
+        answered = pending & mem.en
         m.d.comb += [
-            mem.stall.eq(mem.req & ~have),
-            planes[0].r_en.eq(counted & ~plane1),
-            planes[1].r_en.eq(counted & plane1),
+            mem.stall.eq(pending & ~have),
+            mem.valid.eq(pending),
+            mem.data.eq(Mux(pending_plane1, planes[1].r_data, planes[0].r_data)),
+            planes[0].r_en.eq(answered & ~pending_plane1),
+            planes[1].r_en.eq(answered & pending_plane1),
         ]
         for p in range(2):
-            popped = counted & (plane1 if p else ~plane1)
+            popped = answered & (pending_plane1 if p else ~pending_plane1)
             m.d.sync += reserved[p].eq(reserved[p] + Mux(issue[p], lengths[p], 0) - popped)
-        resp_valid = Signal()
-        resp_data = Signal(config.mem_bits)
-        with m.If(mem.en):
-            m.d.sync += [resp_valid.eq(mem.req),
-                         resp_data.eq(Mux(plane1, planes[1].r_data, planes[0].r_data))]
-        m.d.comb += [mem.valid.eq(resp_valid), mem.data.eq(resp_data)]
 
         # -- activations in -------------------------------------------------------------------
         m.submodules.act_fifo = act_fifo = fifo.SyncFIFOBuffered(
