@@ -208,7 +208,7 @@ class Session:
         self.passes.append(("baseline", *w16.shape, x16.shape[0]))
         y = arith.verify_gemm(x16, w16)
         if self.trace is not None:
-            self.trace.append((layer, head, kind, x16, w16, y))
+            self.trace.append((layer, head, kind, x16, w16.copy(), y))   # w16 views the cache
         return y
 
     def _attention(self, layer, q, start):
