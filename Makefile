@@ -66,7 +66,7 @@ bench: $(STAMP)
 	$(PY) bench/projection.py --write-docs
 
 # Synthesis, place and route of every block (rtl_gen.synth.AREA_BLOCKS),
-# as many runs at a time as CPUs (--jobs): about 25 min on two; the PE array
+# as many runs at a time as CPUs (--jobs): about 10 min on two; the PE array
 # is 2 x 2 there (rtl_gen.synth.MAKE_ARGS). Scripts and logs in build/area/.
 area: $(STAMP)
 	$(PY) -m rtl_gen.build --report area --blocks all --rows 2 --cols 2 --write-docs
