@@ -420,6 +420,10 @@ class SpeqAxi(wiring.Component):
         # One-hot states (none: idle): copying tables, offering the pass, running.
         state_sync, state_issue, state_run = (Signal(name=f"state_{name}")
                                               for name in ("sync", "issue", "run"))
+        # The read master's word counts are two registers away from the
+        # command (below): the pass is offered two cycles after START at
+        # the earliest. STATUS.CYCLES counts from the offer and does not see it.
+        settled = Signal()
         m.d.comb += [busy.eq(state_sync | state_issue | state_run),
                      write_hold.eq(state_sync)]
         with m.If(done_clear):
@@ -440,7 +444,7 @@ class SpeqAxi(wiring.Component):
             m.d.sync += [done.eq(0), st_op.eq(reg_op)]
             with m.If(reg_op.matches(Op.DRAFT, Op.VERIFY, Op.BASELINE)):
                 m.d.sync += [
-                    state_sync.eq(1),
+                    state_sync.eq(1), settled.eq(0),
                     c.op.eq(reg_op), c.n.eq(reg_n), c.k.eq(reg_k), c.t.eq(reg_t),
                     c.fp16.eq(reg_fp16),
                     c.addr0.eq(reg_base[0] >> exact_log2(bus_bytes)),
@@ -461,7 +465,8 @@ class SpeqAxi(wiring.Component):
             ]
             with m.If(cmd.valid & cmd.ready):
                 m.d.sync += table_dirty.bit_select(code, 1).eq(0)
-            with m.If(~table_dirty.any()):
+            m.d.sync += settled.eq(1)
+            with m.If(~table_dirty.any() & settled):
                 m.d.sync += [state_sync.eq(0), state_issue.eq(1)]
         issued = Signal()
         with m.If(state_issue):
@@ -489,46 +494,65 @@ class SpeqAxi(wiring.Component):
         # -- weight read master ------------------------------------------------------------
         # Words of each plane in a pass: ceil(N / P) entries per group of K.
         verify, baseline = c.op == Op.VERIFY, c.op == Op.BASELINE
-        entries = Signal(N_BITS + 14)
+        # Registered twice from the command (latched at START, two cycles at
+        # least before the pass is offered): the product, then the plane
+        # words, so that the pass' start only copies them.
         slots_used = _floor_div_const((c.n + (pes - 1))[:N_BITS + 1], pes)
+        entries = Signal(N_BITS + 14)
         m.d.sync += entries.eq(slots_used * c.k[2:])
-        words0 = entries * Mux(baseline, 4 * draft_words, draft_words)
-        words1 = Mux(verify, entries * (3 * draft_words), 0)
+        words_bits = len(entries) + bits_for(4 * draft_words)
+        words0, words1 = Signal(words_bits), Signal(words_bits)
+        m.d.sync += [
+            words0.eq(Mux(baseline, entries * (4 * draft_words), entries * draft_words)),
+            words1.eq(Mux(verify, entries * (3 * draft_words), 0)),
+        ]
 
         planes = [fifo.SyncFIFOBuffered(width=config.mem_bits, depth=axi.fifo_depth)
                   for _ in range(2)]
         m.submodules.plane0_fifo, m.submodules.plane1_fifo = planes
         fill_bits = bits_for(axi.fifo_depth)
+        bases = [reg_base[p] & ~(bus_bytes - 1) for p in range(2)]
         addr = [Signal(AXI_ADDR_BITS, name=f"rd_addr{p}") for p in range(2)]
-        left = [Signal(len(entries) + bits_for(4 * draft_words), name=f"rd_left{p}")
-                for p in range(2)]
-        # Words of the plane in its FIFO or asked for and not yet arrived.
-        reserved = [Signal(fill_bits, name=f"rd_reserved{p}") for p in range(2)]
+        left = [Signal(words_bits, name=f"rd_left{p}") for p in range(2)]
+        # The length of each plane's next burst, kept in a register: it is
+        # worked out when the pass starts and when the plane's burst before
+        # it goes out, so that the choice of a burst does not wait for the
+        # address arithmetic (the AXI top's critical path when it did).
+        length = [Signal(range(axi.burst_beats + 1), name=f"rd_len{p}") for p in range(2)]
+        # Words of each plane's FIFO neither filled nor asked for.
+        free = [Signal(fill_bits, init=axi.fifo_depth, name=f"rd_free{p}") for p in range(2)]
         outstanding = Signal(range(axi.max_outstanding + 1))
         armed = Signal()                    # the pass' reads may go out
         prefer1 = Signal()                  # round robin between the planes
 
+        def burst_cap(at):
+            """Most beats of a burst from byte address ``at``: at most
+            ``burst_beats``, and not across a 4 KB boundary."""
+            to_boundary = (_BOUNDARY - at[:12]) >> exact_log2(bus_bytes)
+            return Mux(to_boundary < axi.burst_beats, to_boundary, axi.burst_beats)
+
+        def burst_length(cap, words):
+            return Mux(words < cap, words, cap)
+
+        # The first burst's cap, registered from the base addresses.
+        first_cap = [Signal(range(axi.burst_beats + 1), name=f"rd_first_cap{p}")
+                     for p in range(2)]
+        m.d.sync += [first_cap[p].eq(burst_cap(bases[p])) for p in range(2)]
+
         # Each pass starts its round robin at plane 0 (the one its first
         # request reads), so that its timing does not depend on the last pass.
         with m.If(issued):
-            m.d.sync += [armed.eq(1), read_error.eq(0), prefer1.eq(0),
-                         addr[0].eq(reg_base[0] & ~(bus_bytes - 1)),
-                         addr[1].eq(reg_base[1] & ~(bus_bytes - 1)),
-                         left[0].eq(words0), left[1].eq(words1)]
+            m.d.sync += [armed.eq(1), read_error.eq(0), prefer1.eq(0)]
+            for p, words in enumerate((words0, words1)):
+                m.d.sync += [addr[p].eq(bases[p]), left[p].eq(words),
+                             length[p].eq(burst_length(first_cap[p], words))]
         with m.If(ended):
             m.d.sync += armed.eq(0)
 
         # A refused pass answers the cycle after it was taken: no read goes
         # out while its status is there.
         go = armed & ~status.valid & (outstanding != axi.max_outstanding)
-        lengths, can = [], []
-        for p in range(2):
-            to_boundary = (_BOUNDARY - addr[p][:12]) >> exact_log2(bus_bytes)
-            length = Signal(range(axi.burst_beats + 1), name=f"rd_len{p}")
-            cap = Mux(to_boundary < axi.burst_beats, to_boundary, axi.burst_beats)
-            m.d.comb += length.eq(Mux(left[p] < cap, left[p], cap))
-            lengths.append(length)
-            can.append((left[p] != 0) & (axi.fifo_depth - reserved[p] >= length))
+        can = [(left[p] != 0) & (free[p] >= length[p]) for p in range(2)]
         slot_free = ~self.m_axi_arvalid | self.m_axi_arready
         pick1 = can[1] & (prefer1 | ~can[0])
         issue = [Signal(name=f"rd_issue{p}") for p in range(2)]
@@ -547,12 +571,14 @@ class SpeqAxi(wiring.Component):
         with m.If(self.m_axi_arready):
             m.d.sync += self.m_axi_arvalid.eq(0)
         for p in range(2):
+            next_addr = addr[p] + length[p] * bus_bytes
+            next_left = left[p] - length[p]
             with m.If(issue[p]):
                 m.d.sync += [
                     self.m_axi_arvalid.eq(1), self.m_axi_arid.eq(p),
-                    self.m_axi_araddr.eq(addr[p]), self.m_axi_arlen.eq(lengths[p] - 1),
-                    addr[p].eq(addr[p] + lengths[p] * bus_bytes),
-                    left[p].eq(left[p] - lengths[p]),
+                    self.m_axi_araddr.eq(addr[p]), self.m_axi_arlen.eq(length[p] - 1),
+                    addr[p].eq(next_addr), left[p].eq(next_left),
+                    length[p].eq(burst_length(burst_cap(next_addr), next_left)),
                     prefer1.eq(p == 0),
                 ]
         burst_end = self.m_axi_rvalid & self.m_axi_rlast
@@ -595,7 +621,7 @@ class SpeqAxi(wiring.Component):
         ]
         for p in range(2):
             popped = answered & (pending_plane1 if p else ~pending_plane1)
-            m.d.sync += reserved[p].eq(reserved[p] + Mux(issue[p], lengths[p], 0) - popped)
+            m.d.sync += free[p].eq(free[p] - Mux(issue[p], length[p], 0) + popped)
 
         # -- activations in -------------------------------------------------------------------
         m.submodules.act_fifo = act_fifo = fifo.SyncFIFOBuffered(
