@@ -27,7 +27,7 @@ from golden import axi_perf, perf                   # noqa: E402
 from hw.axi import AxiConfig                        # noqa: E402
 from hw.config import SpeqConfig                    # noqa: E402
 from rtl_gen import cli                             # noqa: E402
-from rtl_gen.docs import replace_section           # noqa: E402
+from rtl_gen.docs import bench_command, write_section  # noqa: E402
 
 
 SECTION = "## The AXI top: pass cycles against read latency"
@@ -118,7 +118,7 @@ def main(argv=None):
     print(f"{time.monotonic() - began:.0f} s", file=sys.stderr)
     if args.write_docs:
         doc = Path(args.write_docs)
-        command = "python bench/axi_latency.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+        command = bench_command("bench/axi_latency.py", argv)
         what = ("the model (`golden.axi_perf`) only" if args.no_rtl else
                 "the RTL on Verilator, equal to the model (`golden.axi_perf`) on every pass")
         body = (f"Command: `{command}`: {what}. The default configuration (4x4 one-lane "
@@ -126,8 +126,7 @@ def main(argv=None):
                 f"words); the memory answers a burst's first beat a fixed read latency after "
                 f"its AR, then a beat a cycle, with no pauses anywhere "
                 f"([axi.md](axi.md#latency-behaviour)).\n\n{text}")
-        doc.write_text(replace_section(doc.read_text(), SECTION, body))
-        print(f"wrote the '{SECTION}' section of {doc}", file=sys.stderr)
+        write_section(doc, SECTION, body)
     return 0
 
 

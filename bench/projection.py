@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 from golden import projection as proj              # noqa: E402
 from hw.config import SpeqConfig                   # noqa: E402
 from rtl_gen import cli                             # noqa: E402
-from rtl_gen.docs import replace_section           # noqa: E402
+from rtl_gen.docs import bench_command, write_section  # noqa: E402
 
 
 SECTION = "## Whole decode steps and LLM projections"
@@ -146,12 +146,11 @@ def main(argv=None):
     print(f"wrote {path}", file=sys.stderr)
     if args.write_docs:
         doc = Path(args.write_docs)
-        command = "python bench/projection.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+        command = bench_command("bench/projection.py", argv)
         body = (f"Command: `{command}` (the model: `golden.projection`, "
                 f"[projection.md](projection.md)).\n\n{text}\n"
                 f"![speedup against context](projection_speedup.png)\n")
-        doc.write_text(replace_section(doc.read_text(), SECTION, body))
-        print(f"wrote the '{SECTION}' section of {doc}", file=sys.stderr)
+        write_section(doc, SECTION, body)
     return 0
 
 

@@ -34,7 +34,7 @@ from golden import perf                         # noqa: E402
 from golden.arith import DRAFT_LANES            # noqa: E402
 from hw.config import PARAM_RANGES, SpeqConfig  # noqa: E402
 from rtl_gen import cli                          # noqa: E402
-from rtl_gen.docs import replace_section        # noqa: E402
+from rtl_gen.docs import bench_command, replace_section  # noqa: E402
 
 
 SECTION = "## Pass costs and the roofline"
@@ -205,7 +205,7 @@ def main(argv=None):
     print(report)
     if args.write_docs:
         path = Path(args.write_docs)
-        command = "python bench/roofline.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+        command = bench_command("bench/roofline.py", argv)
         text = path.read_text() if path.exists() else "# Results\n"
         path.write_text(replace_section(text, SECTION, f"Command: `{command}`\n\n" + report))
         print(f"wrote the '{SECTION}' section of {path}", file=sys.stderr)

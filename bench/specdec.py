@@ -45,7 +45,7 @@ from golden import specdec                          # noqa: E402
 from golden.model import DEFAULT_WEIGHTS, Session, TinyLM  # noqa: E402
 from hw.config import SpeqConfig                    # noqa: E402
 from rtl_gen import cli                              # noqa: E402
-from rtl_gen.docs import replace_section            # noqa: E402
+from rtl_gen.docs import bench_command, write_section  # noqa: E402
 
 
 SECTION = "## Speculative decoding with the SPEQ draft"
@@ -322,12 +322,11 @@ def main(argv=None):
         print(f"wrote {path}", file=sys.stderr)
     if args.write_docs:
         path = Path(args.write_docs)
-        command = "python bench/specdec.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+        command = bench_command("bench/specdec.py", argv)
         body = (f"Command: `{command}`\n\n" + text +
                 "\n![acceptance](specdec_acceptance.png) ![speedup](specdec_speedup.png) "
                 "![exponents](specdec_exponents.png)\n")
-        path.write_text(replace_section(path.read_text(), SECTION, body))
-        print(f"wrote the '{SECTION}' section of {path}", file=sys.stderr)
+        write_section(path, SECTION, body)
     return 0
 
 

@@ -1,6 +1,11 @@
 """Writing result tables into the Markdown notes of ``docs/``."""
 
-__all__ = ["replace_section"]
+import shlex
+import sys
+from pathlib import Path
+
+
+__all__ = ["replace_section", "bench_command", "write_section"]
 
 
 def replace_section(text, heading, body):
@@ -26,3 +31,18 @@ def replace_section(text, heading, body):
             break
         end += 1
     return "\n".join(lines[:start] + new + lines[end:]).rstrip("\n") + "\n"
+
+
+def bench_command(script, argv=None):
+    """The command line that ran ``script`` with ``argv`` (default: this
+    process' arguments), as results.md quotes it: ``python bench/x.py --a 1``."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", script] + [shlex.quote(str(a)) for a in args])
+
+
+def write_section(path, heading, body):
+    """Replace (or append) the ``heading`` section of the Markdown file
+    ``path`` with ``body`` and say so on stderr."""
+    path = Path(path)
+    path.write_text(replace_section(path.read_text(), heading, body))
+    print(f"wrote the '{heading}' section of {path}", file=sys.stderr)
