@@ -131,6 +131,18 @@ class _Programs:
             out[name.lower()] = low | high << 32
         return out
 
+    def flush(self, polls=1000):
+        """Drop the activation beats waiting in the AXI top (CONTROL.FLUSH),
+        such as those sent for a pass that was then refused; returns when
+        they are gone. CONTROL.IRQ_EN is kept."""
+        control = _fields(self.regs["CONTROL"], (yield from self._read("CONTROL")))
+        yield from self._write("CONTROL", FLUSH=1, IRQ_EN=control["IRQ_EN"])
+        for _ in range(polls):
+            status = yield from self.status()
+            if not status["busy"]:
+                return
+        raise DriverError(f"still BUSY after {polls} status reads (a pass running?)")
+
     def clear_done(self):
         yield from self._write("STATUS", DONE=1)
 
@@ -143,7 +155,8 @@ class _Programs:
         yield from self.start(mode, n, k, t, wbase0=wbase0, wbase1=wbase1, fp16=fp16)
         status = yield from self.wait(polls)
         if status["error"] != Error.OK.value:
-            raise DriverError(f"{mode} N={n} K={k} T={t}: {Error(status['error']).name}")
+            raise DriverError(f"{mode} N={n} K={k} T={t}: {Error(status['error']).name} "
+                              f"(activations sent for it wait in the AXI top: flush())")
         counters = yield from self.counters()
         return {**status, **counters}
 
@@ -177,7 +190,7 @@ def _async(program):
 
 
 _PUBLIC = ("info", "load_table", "read_table", "start", "status", "wait", "counters",
-           "clear_done", "run_pass")
+           "flush", "clear_done", "run_pass")
 
 
 class AxiDriver:
@@ -186,7 +199,7 @@ class AxiDriver:
 
     Methods: ``info``, ``load_table(enc)``, ``read_table``, ``start(mode, n,
     k, t, wbase0=, wbase1=, fp16=)``, ``status``, ``wait``, ``counters``,
-    ``clear_done``, ``run_pass``.
+    ``flush``, ``clear_done``, ``run_pass``.
     """
 
     def __init__(self, read, write):

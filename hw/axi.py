@@ -49,7 +49,7 @@ __all__ = ["AxiConfig", "SpeqAxi", "ID", "VERSION", "AXI_ADDR_BITS", "AXIL_DATA_
 #: The ID register: ASCII "SPEQ".
 ID = 0x53504551
 #: The register map's version (major, minor).
-VERSION = (1, 0)
+VERSION = (1, 1)
 #: Width of the read master's byte addresses.
 AXI_ADDR_BITS = 32
 #: Width of the AXI4-Lite data bus.
@@ -321,6 +321,7 @@ class SpeqAxi(wiring.Component):
             ("CONFIG1", "KMAX"): Const(config.kmax, 16),
             ("CONFIG1", "MEM_BITS"): Const(config.mem_bits, 16),
             ("CONTROL", "START"): Const(0, 1), ("CONTROL", "IRQ_EN"): irq_en,
+            ("CONTROL", "FLUSH"): Const(0, 1),
             ("STATUS", "BUSY"): busy, ("STATUS", "DONE"): done,
             ("STATUS", "ERROR"): st_error, ("STATUS", "OP"): st_op,
             ("OP", "OP"): reg_op, ("OP", "FP16"): reg_fp16,
@@ -383,13 +384,15 @@ class SpeqAxi(wiring.Component):
             return word[f.lsb:f.lsb + f.width]
 
         start_write = Signal()
+        flush_write = Signal()
         done_clear = Signal()
         with m.If(aw_take):
             for name, sel in w_sel.items():
                 new = written(name)
                 with m.If(sel):
                     if name == "CONTROL":
-                        m.d.comb += start_write.eq(field_of(name, "START", new))
+                        m.d.comb += [start_write.eq(field_of(name, "START", new)),
+                                     flush_write.eq(field_of(name, "FLUSH", new))]
                         m.d.sync += irq_en.eq(field_of(name, "IRQ_EN", new))
                     elif name == "STATUS":
                         m.d.comb += done_clear.eq(
@@ -424,7 +427,8 @@ class SpeqAxi(wiring.Component):
         # command (below): the pass is offered two cycles after START at
         # the earliest. STATUS.CYCLES counts from the offer and does not see it.
         settled = Signal()
-        m.d.comb += [busy.eq(state_sync | state_issue | state_run),
+        flushing = Signal()                 # dropping the waiting activation beats
+        m.d.comb += [busy.eq(state_sync | state_issue | state_run | flushing),
                      write_hold.eq(state_sync)]
         with m.If(done_clear):
             m.d.sync += done.eq(0)
@@ -628,12 +632,18 @@ class SpeqAxi(wiring.Component):
             width=STREAM_ACT_BITS, depth=axi.act_depth)
         m.d.comb += [
             act_fifo.w_data.eq(self.s_axis_tdata),
-            act_fifo.w_en.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(act_fifo.w_rdy),
-            accel.act.valid.eq(act_fifo.r_rdy),
+            act_fifo.w_en.eq(self.s_axis_tvalid & self.s_axis_tready),
+            self.s_axis_tready.eq(act_fifo.w_rdy & ~flushing),
+            accel.act.valid.eq(act_fifo.r_rdy & ~flushing),
             accel.act.payload.eq(act_fifo.r_data),
-            act_fifo.r_en.eq(accel.act.ready),
+            act_fifo.r_en.eq(accel.act.ready | flushing),
         ]
+        # CONTROL.FLUSH (while idle): the FIFO takes no beat and drops one a
+        # cycle until it is empty.
+        with m.If(flush_write & ~start_write & ~busy):
+            m.d.sync += flushing.eq(1)
+        with m.Elif(act_fifo.level == 0):
+            m.d.sync += flushing.eq(0)
 
         # -- results out ----------------------------------------------------------------------
         out_data, out_user = len(self.m_axis_tdata), len(self.m_axis_tuser)
