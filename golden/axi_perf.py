@@ -103,7 +103,7 @@ def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, array_latency, 
 
     Parameters
     ----------
-    mode : {"draft", "verify", "baseline"}
+    mode : {"draft", "verify", "baseline", "kv", "kv_draft"}
     n, k, t : int
         The pass' shape.
     pes, slots, lanes, mem_bits, array_latency : int
@@ -132,11 +132,9 @@ def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, array_latency, 
     total = int(counts.sum())
     offsets = np.cumsum(counts) - counts
     a = (np.repeat(starts - offsets, counts) + np.arange(total)).tolist()
-    draft_words = 16 * pes // mem_bits
-    if mode == "verify":
-        plane = np.arange(total) % (4 * draft_words) >= draft_words
-    else:
-        plane = np.zeros(total, dtype=bool)
+    # Each entry reads PLANE_WORDS[mode] words (x 16 P / B) from plane 0, then plane 1.
+    words0, words1 = (16 * words * pes // mem_bits for words in perf.PLANE_WORDS[mode])
+    plane = np.arange(total) % (words0 + words1) >= words0
     where = [np.flatnonzero(~plane).tolist(), np.flatnonzero(plane).tolist()]
     todo = [bursts(base, len(where[p]), mem_bits=mem_bits, burst_beats=burst_beats)
             for p, base in enumerate((wbase0, wbase1))]

@@ -8,7 +8,10 @@ interleave ``slots`` rows (the array's ``interleave``). Rows are cut into
 
 - draft: ``pes`` draft-plane words (16 bits each);
 - verify: the same ``pes`` draft words, then ``pes`` 48-bit residual groups;
-- baseline: ``pes x 4`` plain FP16 weights.
+- baseline: ``pes x 4`` plain FP16 weights;
+- kv: ``pes x 4`` high bytes of cached FP16 values, then their ``pes x 4``
+  low bytes (the KV cache's two byte planes, SPEC section 2a);
+- kv_draft: the ``pes x 4`` high bytes alone.
 
 Memory images hold the entries in pass order (tile, group, slot), each cut
 into ``mem_bits``-wide words, low bits first. Rows past ``N`` in the last
@@ -28,11 +31,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arith import check_lanes
-from .schedule import MODES, check_pass
+from .schedule import MODES, PLANE_WORDS, check_pass
+from .speq16 import kv_planes
 
 
-__all__ = ["MODES", "tiles", "entry_rows", "draft_image", "residual_image",
-           "baseline_image", "pass_images", "PassCost", "pass_cost", "fetch_schedule", "roofline", "machine"]
+__all__ = ["MODES", "PLANE_WORDS", "tiles", "entry_rows", "draft_image", "residual_image",
+           "baseline_image", "kv_images", "pass_images", "PassCost", "pass_cost", "fetch_schedule", "roofline", "machine"]
 
 
 def tiles(n, pes, slots):
@@ -99,12 +103,28 @@ def baseline_image(w, pes, slots, mem_bits):
     return _image(words.astype("<u2"), mem_bits)
 
 
+def kv_images(u, pes, slots, mem_bits):
+    """Memory words of the two byte planes of cached FP16 values ``u`` (N x
+    K), the weights of a ``kv`` pass: ``[high plane, low plane]``, 4 bytes
+    per row and entry (column ``4g + j`` in byte ``j``)."""
+    n, k = u.shape
+    rows, groups = entry_rows(n, k, pes, slots)
+    cols = 4 * groups[:, None, None] + np.arange(4)[None, None, :]
+    return [_image(_gather(plane, rows, cols), mem_bits) for plane in kv_planes(u)]
+
+
 def pass_images(mode, w, enc, pes, slots, mem_bits):
     """The memory images a pass reads: ``[plane]`` for a draft pass (``enc``)
     or a baseline pass (plain FP16 ``w``), ``[draft plane, residual plane]``
-    for a verify pass (``enc``)."""
+    for a verify pass (``enc``), ``[high plane, low plane]`` of the cached
+    values ``w`` for a kv pass and ``[high plane]`` for a kv_draft pass (``w``
+    may then be the values as the draft reads them: their high bytes are the
+    stored ones)."""
     if mode == "baseline":
         return [baseline_image(w, pes, slots, mem_bits)]
+    if mode in ("kv", "kv_draft"):
+        return kv_images(w, pes, slots, mem_bits)[:sum(1 for words in PLANE_WORDS[mode]
+                                                       if words)]
     images = [draft_image(enc, pes, slots, mem_bits)]
     if mode == "verify":
         images.append(residual_image(enc, pes, slots, mem_bits))
@@ -138,7 +158,7 @@ def pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, array_
 
     Parameters
     ----------
-    mode : {"draft", "verify", "baseline"}
+    mode : {"draft", "verify", "baseline", "kv", "kv_draft"}
     n, k, t : int
         Shape: N rows, K columns (a multiple of 4), T tokens (1 in a draft pass).
     pes, slots : int
@@ -168,7 +188,7 @@ def fetch_schedule(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, a
     if mode != "draft":
         lanes = 1
     rounds = 4 // lanes
-    entry_beats = (16 if mode == "draft" else 64) * pes // mem_bits
+    entry_beats = 16 * sum(PLANE_WORDS[mode]) * pes // mem_bits
     act_beats = t * k // 4
     groups = k // 4
 
@@ -207,7 +227,7 @@ def roofline(mode, n, k, t, *, pes, lanes, mem_bits):
     does ``lanes`` MACs per draft step, one per verify or baseline step."""
     check_pass(mode, n, k, t)
     check_lanes(lanes)
-    bits = n * k * (4 if mode == "draft" else 16)
+    bits = n * k * 4 * sum(PLANE_WORDS[mode])
     macs_per_cycle = pes * (lanes if mode == "draft" else 1)
     return max(bits / mem_bits, n * k * t / macs_per_cycle)
 

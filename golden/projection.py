@@ -47,7 +47,7 @@ import sys
 from . import perf
 
 
-__all__ = ["Shape", "PRESETS", "Machine", "Energy", "Cost", "StepModel", "project",
+__all__ = ["Shape", "PRESETS", "Machine", "Energy", "Cost", "StepModel", "KV_DESIGNS", "project",
            "MEASURED_TOKENS_PER_ROUND", "tokens_per_round", "measured_acceptance", "main"]
 
 
@@ -269,6 +269,18 @@ def _pad4(n):
     return -(-n // 4) * 4
 
 
+#: The KV-cache designs of a SPEQ round (`golden.model.KV_DESIGNS`): the
+#: draft reads the target's cache at half width (``half``, the default) or
+#: full width (``shared``), or keeps a full FP16 cache of its own (``own``).
+KV_DESIGNS = ("half", "shared", "own")
+
+
+#: One line on each KV design, for tables.
+KV_TEXT = {"half": "one cache, the draft reads its high byte plane",
+           "shared": "one cache, the draft reads it at full width",
+           "own": "the draft keeps a full FP16 cache of its own"}
+
+
 class StepModel:
     """Costs of decode steps of ``shape`` on ``machine`` (module docstring).
 
@@ -276,10 +288,14 @@ class StepModel:
     ----------
     shape : Shape
     machine : Machine
+    kv : {"half", "shared", "own"}
+        How a SPEQ draft gets its keys and values (`KV_DESIGNS`).
     """
 
-    def __init__(self, shape, machine):
-        self.shape, self.machine = shape, machine
+    def __init__(self, shape, machine, kv="half"):
+        if kv not in KV_DESIGNS:
+            raise ValueError(f"kv must be one of {', '.join(KV_DESIGNS)}, not {kv!r}")
+        self.shape, self.machine, self.kv = shape, machine, kv
         self._memo = {}
 
     def pass_cost(self, mode, n, k, t):
@@ -305,43 +321,49 @@ class StepModel:
             cost = cost + self.pass_cost(mode, n, k, t)
         return cost
 
-    def attention(self, keys, t):
+    def attention(self, keys, t, mode="kv"):
         """Attention of ``t`` new tokens over ``keys`` cached keys (theirs
-        included): Q K^T and P V of every layer and KV head, baseline passes
+        included): Q K^T and P V of every layer and KV head, ``mode`` passes
+        (``kv``: the cache's two byte planes; ``kv_draft``: its high plane)
         over the queries of the KV head's query heads."""
         s = self.shape
         queries = s.group * t
-        # A baseline pass over T tokens costs what a verify pass does.
-        per_head = self.pass_cost("verify", keys, s.head_dim, queries) + \
-            self.pass_cost("verify", s.head_dim, _pad4(keys), queries)
+        per_head = self.pass_cost(mode, keys, s.head_dim, queries) + \
+            self.pass_cost(mode, s.head_dim, _pad4(keys), queries)
         return per_head * (s.layers * s.kv_heads)
 
-    def write_cost(self, values, t):
-        """``values`` FP16 values of each of ``t`` tokens written through the
-        memory port: their bits / B cycles."""
-        bits = values * 16 * t
+    def write_cost(self, values, t, bits=16):
+        """``values`` values of ``bits`` bits for each of ``t`` tokens written
+        through the memory port: their bits / B cycles."""
+        bits = values * bits * t
         return Cost(cycles=math.ceil(bits / self.machine.mem_bits), bits=bits)
 
-    def kv_write(self, t):
-        """The keys and values of ``t`` tokens written to every layer's cache."""
-        return self.write_cost(2 * self.shape.d_kv, t) * self.shape.layers
+    def kv_write(self, t, bits=16):
+        """The keys and values of ``t`` tokens written to every layer's cache
+        (``bits`` = 8: only the high plane, a half-width draft's scratch)."""
+        return self.write_cost(2 * self.shape.d_kv, t, bits) * self.shape.layers
 
     def logged(self, entries, linear_mode=None):
         """The cost of entries logged by `golden.model.Session`: passes
-        ``(mode, N, K, T)`` and cache writes ``("kv_write", values, 16, T)``.
+        ``(mode, N, K, T)`` and cache writes ``("kv_write", values, bits, T)``.
         ``linear_mode`` replaces the mode of the draft and verify passes
         (``baseline``: what FP16 decoding of the same tokens costs)."""
         cost = Cost()
         for mode, n, k, t in entries:
             if mode == "kv_write":
-                cost = cost + self.write_cost(n, t)
+                cost = cost + self.write_cost(n, t, k)
             else:
-                mode = linear_mode if linear_mode and mode != "baseline" else mode
+                mode = linear_mode if linear_mode and mode in ("draft", "verify") else mode
                 cost = cost + self.pass_cost(mode, n, k, t)
         return cost
 
     def step(self, mode, cached, t):
-        """One forward of ``t`` tokens after ``cached`` cached ones."""
+        """One forward of ``t`` tokens after ``cached`` cached ones: the
+        linear layers in ``mode``; a draft step's attention and cache writes
+        as the KV design has them."""
+        if mode == "draft" and self.kv == "half":
+            return self.linear(mode, t) + self.attention(cached + t, t, "kv_draft") + \
+                self.kv_write(t, 8)
         return self.linear(mode, t) + self.attention(cached + t, t) + self.kv_write(t)
 
     def fp16_token(self, context):
@@ -355,21 +377,38 @@ class StepModel:
         for i in range(gamma):
             cost = cost + self.step("draft", context + i, 1)
         cost = cost + self.step("verify", context, gamma + 1)
-        # All accepted: the draft's cache lacks the last proposal.
-        cost = cost + self.step("draft", context + gamma, 1) * acceptance ** gamma
+        if self.kv == "own":
+            # All accepted: the draft's own cache lacks the last proposal.
+            cost = cost + self.step("draft", context + gamma, 1) * acceptance ** gamma
         return cost, tokens_per_round(gamma, acceptance)
 
+    def kv_bytes(self, context, gamma=None):
+        """Bytes of KV memory at cache length ``context``: FP16 decoding's
+        cache (``gamma`` None), or a SPEQ round's at its largest: the target's
+        cache with the round's ``gamma + 1`` tokens, and the draft's scratch
+        of ``gamma`` positions (its high plane alone at half width) or its own
+        cache (``own``)."""
+        per_position = 2 * self.shape.d_kv * self.shape.layers        # values
+        if gamma is None:
+            return 2 * per_position * (context + 1)
+        target = 2 * per_position * (context + gamma + 1)
+        draft = {"half": per_position * gamma, "shared": 2 * per_position * gamma,
+                 "own": 2 * per_position * (context + gamma)}[self.kv]
+        return target + draft
 
-def project(shape, machine, context, gamma, acceptance, energy=Energy()):
-    """FP16 and SPEQ decoding of ``shape`` at cache length ``context``.
+
+def project(shape, machine, context, gamma, acceptance, energy=Energy(), kv="half"):
+    """FP16 and SPEQ decoding of ``shape`` at cache length ``context``, the
+    SPEQ draft getting its keys and values as ``kv`` says (`KV_DESIGNS`).
 
     Returns
     -------
     dict
         ``fp16`` and ``speq`` (each ``cycles_per_token``, ``tokens_per_s``,
         ``energy_per_token_j``, ``bits_per_token``, ``macs_per_token``),
-        ``speedup``, ``tokens_per_round`` and, for the check of the linear
-        layers alone, ``linear_only_speedup``.
+        ``speedup``, ``tokens_per_round``, ``kv_bytes`` (``fp16`` and
+        ``speq``: the KV memory each holds, `StepModel.kv_bytes`) and, for
+        the check of the linear layers alone, ``linear_only_speedup``.
     """
     if context < 0:
         raise ValueError(f"context must be at least 0, not {context}")
@@ -377,7 +416,7 @@ def project(shape, machine, context, gamma, acceptance, energy=Energy()):
         raise ValueError(f"gamma must be at least 1, not {gamma}")
     if not 0 <= acceptance <= 1:
         raise ValueError(f"acceptance must be between 0 and 1, not {acceptance}")
-    model = StepModel(shape, machine)
+    model = StepModel(shape, machine, kv)
     hz = machine.clock_mhz * 1e6
 
     def figures(cost, tokens):
@@ -389,16 +428,18 @@ def project(shape, machine, context, gamma, acceptance, energy=Energy()):
     fp16 = figures(model.fp16_token(context), 1)
     round_cost, tokens = model.speq_round(context, gamma, acceptance)
     speq = figures(round_cost, tokens)
-    linear_round = model.linear("draft", 1) * (gamma + acceptance ** gamma) + \
+    catch_up = acceptance ** gamma if kv == "own" else 0
+    linear_round = model.linear("draft", 1) * (gamma + catch_up) + \
         model.linear("verify", gamma + 1)
     return {
         "model": shape.name, "context": context, "gamma": gamma, "acceptance": acceptance,
-        "tokens_per_round": tokens, "fp16": fp16, "speq": speq,
+        "kv": kv, "tokens_per_round": tokens, "fp16": fp16, "speq": speq,
         "speedup": speq["tokens_per_s"] / fp16["tokens_per_s"],
         "linear_only_speedup": model.linear("baseline", 1).cycles * tokens / linear_round.cycles,
         "tokens_per_s": speq["tokens_per_s"], "fp16_tokens_per_s": fp16["tokens_per_s"],
         "energy_per_token_j": {"fp16": fp16["energy_per_token_j"],
                                "speq": speq["energy_per_token_j"]},
+        "kv_bytes": {"fp16": model.kv_bytes(context), "speq": model.kv_bytes(context, gamma)},
         "machine": asdict(machine), "energy_inputs": asdict(energy),
     }
 
@@ -429,6 +470,12 @@ def parser():
     r.add_argument("--gamma", type=cli.integer(1, 15), default=4, metavar="G",
                    help="draft tokens per round, 1 to 15 (a verify pass takes gamma + 1 "
                         "tokens; default: 4)")
+    r.add_argument("--kv", choices=KV_DESIGNS, default="half",
+                   help="how the SPEQ draft gets its keys and values: half (default: it "
+                        "reads the target's KV cache through its high byte plane, SPEC "
+                        "section 2a), shared (the target's cache at full width) or own (a "
+                        "full FP16 cache of its own, with a catch-up step after a fully "
+                        "accepted round: the earlier design)")
     r.add_argument("--acceptance", type=cli.real(0, 1), metavar="A",
                    help="i.i.d. per-token acceptance probability, 0 to 1 (default: the one "
                         "that yields the tokens per round measured on the shipped model at "
@@ -511,13 +558,16 @@ def format_result(r):
         f"machine: {m['pes']} PEs, B = {m['mem_bits']} bits at {m['clock_mhz']:g} MHz "
         f"({m['mem_bits'] * m['clock_mhz'] / 8e3:.1f} GB/s), L = {m['lanes']}, tmax {m['tmax']}",
         "",
-        "| decoding | tokens/s | cycles/token | MB read+written/token | energy/token |",
-        "|---|---:|---:|---:|---:|",
+        f"SPEQ's KV cache: {r['kv']} ({KV_TEXT[r['kv']]})",
+        "",
+        "| decoding | tokens/s | cycles/token | MB read+written/token | energy/token | KV cache MB |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name in ("fp16", "speq"):
         f = r[name]
         lines.append(f"| {name.upper()} | {f['tokens_per_s']:,.2f} | {f['cycles_per_token']:,.0f} | "
-                     f"{f['bits_per_token'] / 8e6:,.2f} | {f['energy_per_token_j'] * 1e3:,.3f} mJ |")
+                     f"{f['bits_per_token'] / 8e6:,.2f} | {f['energy_per_token_j'] * 1e3:,.3f} mJ | "
+                     f"{r['kv_bytes'][name] / 1e6:,.2f} |")
     lines += ["", f"speedup {r['speedup']:.2f}x (linear layers alone: "
               f"{r['linear_only_speedup']:.2f}x)"]
     return "\n".join(lines)
@@ -540,7 +590,7 @@ def main(argv=None):
                     f"{max(MEASURED_TOKENS_PER_ROUND)}); give one")
         acceptance = measured_acceptance(args.gamma)
     result = project(shape, machine, args.context, args.gamma, acceptance,
-                     Energy(args.mem_pj_per_bit, args.mac_pj))
+                     Energy(args.mem_pj_per_bit, args.mac_pj), kv=args.kv)
     result["acceptance_source"] = (
         "given (assumed)" if args.acceptance is not None else
         f"measured: the i.i.d. acceptance that yields the shipped model's "

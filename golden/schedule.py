@@ -8,7 +8,9 @@ A pass computes ``Y[T x N] = X[T x K] . W[N x K]^T`` tile by tile. A tile is
   ``j``: ``L`` draft weights per PE and step (``L`` = draft lanes), columns
   ``4g + sL .. 4g + sL + L - 1``;
 - verify:   ``g``, ``k`` in ``4g .. 4g+3``, ``j``, token ``t``;
-- baseline: as verify (``T`` tokens; the FP16 decode step has one).
+- baseline: as verify (``T`` tokens; the FP16 decode step has one);
+- kv, kv_draft: as verify, over a cached K or V^T held in two byte planes
+  (SPEC section 2a; attention passes: ``T`` queries).
 
 Accumulator slot of a step: ``j * T + t`` (``t = 0`` for draft),
 so a slot comes back every ``interleave * T`` steps. Rows past ``N`` (the
@@ -20,10 +22,20 @@ import numpy as np
 from .arith import check_lanes
 
 
-__all__ = ["MODES", "Schedule", "check_pass", "schedule"]
+__all__ = ["MODES", "PLANE_WORDS", "Schedule", "check_pass", "schedule"]
 
 
-MODES = ("draft", "verify", "baseline")
+#: The pass modes: the linear layers' draft, verify and FP16 baseline passes;
+#: attention over the KV cache's two byte planes, exact (``kv``) or through
+#: the high plane alone as the draft reads it (``kv_draft``, SPEC section 2a).
+MODES = ("draft", "verify", "baseline", "kv", "kv_draft")
+#: What one entry (four columns of K for each of the array's PEs) reads from
+#: each of a pass' two memory planes, in 16-bit words per PE: the draft plane
+#: (a nibble per weight) and the residual plane (12 bits per weight) of a
+#: verify pass, the plain FP16 weights of a baseline pass, the high and the
+#: low byte plane of the KV cache. Plane 0 is read first.
+PLANE_WORDS = {"draft": (1, 0), "verify": (1, 3), "baseline": (4, 0), "kv": (2, 2),
+               "kv_draft": (2, 0)}
 
 
 class Schedule:

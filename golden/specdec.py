@@ -35,7 +35,7 @@ import numpy as np
 
 from .arith import DRAFT_LANES
 from .projection import Machine, Shape, StepModel
-from .model import DEFAULT_WEIGHTS, Session, TinyLM
+from .model import DEFAULT_WEIGHTS, KV_DESIGNS, Session, TinyLM
 
 
 __all__ = ["Stats", "autoregressive", "speculative", "Costs", "main"]
@@ -55,8 +55,15 @@ class Stats:
         Tokens each round produced (accepted + 1).
     round_proposals : list of int
         Tokens each round proposed (gamma, or fewer at the end).
+    round_starts : list of int
+        The target's cache length at each round's verify pass.
     draft_passes, verify_passes : list of tuple
-        ``(mode, N, K, T)`` of every linear call after the prompt.
+        ``(mode, N, K, T)`` of every pass and cache write after the prompt.
+    kv : str
+        The draft's KV design (`golden.model.KV_DESIGNS`).
+    target_kv_bytes, draft_kv_bytes : int
+        Bytes of KV memory the target and the draft hold (their arrays): the
+        target's cache, and the draft's own cache or its scratch.
     """
 
     rounds: int = 0
@@ -64,8 +71,12 @@ class Stats:
     accepted: int = 0
     per_round: list = field(default_factory=list)
     round_proposals: list = field(default_factory=list)
+    round_starts: list = field(default_factory=list)
     draft_passes: list = field(default_factory=list)
     verify_passes: list = field(default_factory=list)
+    kv: str = "half"
+    target_kv_bytes: int = 0
+    draft_kv_bytes: int = 0
 
     @property
     def acceptance(self):
@@ -108,26 +119,42 @@ def autoregressive(model, prompt, tokens, mode="verify", progress=None):
     return out, s.passes
 
 
-def speculative(model, prompt, tokens, gamma, progress=None):
+def speculative(model, prompt, tokens, gamma, kv="half", progress=None):
     """Greedy speculative decoding (module docstring).
+
+    ``kv`` is how the draft gets its keys and values (`golden.model.KV_DESIGNS`):
+    ``half`` (default) and ``shared`` read the target's cache (at half and at
+    full width) and keep the round's own K/V in a scratch of ``gamma``
+    positions; ``own`` gives the draft a full FP16 cache of its own, filled
+    by a prefill of the prompt and, after a fully accepted round, a catch-up
+    step.
 
     Returns ``(generated tokens, Stats)``.
     """
     if gamma < 1:
         raise ValueError(f"gamma must be at least 1, not {gamma}")
+    if kv not in KV_DESIGNS:
+        raise ValueError(f"kv must be one of {', '.join(KV_DESIGNS)}, not {kv!r}")
     prompt = _check(model, prompt, tokens)
-    target, draft = Session(model, "verify"), Session(model, "draft")
+    target = Session(model, "verify")
+    if kv == "own":
+        draft = Session(model, "draft")
+    else:
+        draft = Session(model, "draft", target=target, half=kv == "half", scratch=gamma)
     seq = list(prompt)
     target.forward(seq[:-1])
-    draft.forward(seq[:-1])
+    if kv == "own":
+        draft.forward(seq[:-1])
     target.passes.clear()
     draft.passes.clear()
-    stats = Stats()
+    stats = Stats(kv=kv, target_kv_bytes=target.kv_bytes, draft_kv_bytes=draft.kv_bytes)
     end = len(prompt) + tokens
     while len(seq) < end:
-        # The target has cached everything but the last token; so must the
-        # draft (after a fully accepted round it lacks the last proposal).
-        draft.forward(seq[draft.length:-1])
+        if kv == "own":
+            # The target has cached everything but the last token; so must
+            # the draft (after a fully accepted round it lacks the last
+            # proposal).
+            draft.forward(seq[draft.length:-1])
         g = min(gamma, end - len(seq), model.context - len(seq))
         proposals, last = [], seq[-1]
         for _ in range(g):
@@ -141,12 +168,16 @@ def speculative(model, prompt, tokens, gamma, progress=None):
         new = proposals[:n_ok] + [int(choice[n_ok])]
         seq += new
         target.truncate(base + 1 + n_ok)
-        draft.truncate(min(draft.length, len(seq) - 1))
+        if kv == "own":
+            draft.truncate(min(draft.length, len(seq) - 1))
+        else:
+            draft.drop_scratch()
         stats.rounds += 1
         stats.proposed += g
         stats.accepted += n_ok
         stats.per_round.append(len(new))
         stats.round_proposals.append(g)
+        stats.round_starts.append(base)
         if progress:
             progress(min(len(seq), end) - len(prompt))
     stats.draft_passes, stats.verify_passes = draft.passes, target.passes
@@ -162,13 +193,15 @@ class Costs:
     config : hw.config.SpeqConfig
     model : golden.model.TinyLM
     mem_latency : int
+    kv : {"half", "shared", "own"}
+        The KV design of the speculative runs costed (`golden.model.KV_DESIGNS`).
     """
 
     LINEAR = ("draft", "verify")
 
-    def __init__(self, config, model, mem_latency=8):
+    def __init__(self, config, model, mem_latency=8, kv="half"):
         self.steps = StepModel(Shape.of(model),
-                               Machine.from_config(config, 1.0, mem_latency=mem_latency))
+                               Machine.from_config(config, 1.0, mem_latency=mem_latency), kv)
 
     def pass_cycles(self, mode, n, k, t):
         """One pass (more than tmax tokens: several)."""
@@ -214,6 +247,11 @@ def parser():
     p.add_argument("--prompt", required=True, help="prompt text (UTF-8 bytes are the tokens)")
     p.add_argument("--gamma", type=int, default=4, help="draft tokens per round (default: 4)")
     p.add_argument("--tokens", type=int, default=200, help="tokens to generate (default: 200)")
+    p.add_argument("--kv", choices=KV_DESIGNS, default="half",
+                   help="how the draft gets its keys and values: half (default: it reads the "
+                        "target's KV cache through its high byte plane, SPEC section 2a), "
+                        "shared (the target's cache at full width) or own (a full FP16 cache "
+                        "of its own, the earlier design)")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
                    help="model file (default: models/speqlm.npz)")
     p.add_argument("--mem-latency", type=int, default=8,
@@ -254,12 +292,15 @@ def main(argv=None):
         _check(model, prompt, args.tokens)
     except ValueError as error:
         p.error(f"argument --tokens: {error}")
-    out, stats = speculative(model, prompt, args.tokens, args.gamma,
+    out, stats = speculative(model, prompt, args.tokens, args.gamma, kv=args.kv,
                              progress=_progress_bar(args.tokens))
     sys.stdout.write(args.prompt + bytes(out).decode("utf-8", errors="replace") + "\n")
-    costs = Costs(config, model, args.mem_latency)
+    costs = Costs(config, model, args.mem_latency, kv=args.kv)
     print(f"\ngamma {args.gamma}: {stats.rounds} verify passes, acceptance "
           f"{stats.acceptance:.3f}, {stats.tokens_per_round:.2f} tokens per verify pass")
+    print(f"KV memory: the target's cache {stats.target_kv_bytes:,} bytes, the draft's "
+          f"{'scratch' if args.kv != 'own' else 'own cache'} {stats.draft_kv_bytes:,} bytes "
+          f"(kv {args.kv})")
     print(f"accelerator cycles (default configuration with L = {config.draft_lanes}, cycle "
           f"model):")
     for what, linear_only in (("whole decode steps (linear layers, attention, KV writes)",

@@ -24,6 +24,7 @@ __all__ = [
     "DRAFT_EXP_MIN", "DRAFT_EXP_MAX", "INVALID_WORD_VALUE",
     "Encoded", "encode", "decode", "draft", "decode_words", "invalid_words",
     "draft_fields", "draft_values", "draft_weight", "classes", "pack_planes", "unpack_planes",
+    "kv_draft", "kv_draft_high", "kv_planes", "kv_join",
 ]
 
 
@@ -331,3 +332,63 @@ def unpack_planes(draft_plane, residual_plane):
     group = (triples << (np.uint64(16) * np.arange(3, dtype=np.uint64))).sum(axis=2)
     residuals = (group[..., None] >> (np.uint64(12) * shifts)) & np.uint64(0xFFF)
     return ((nibbles << np.uint64(12)) | residuals).reshape(n, 4 * g).astype(np.uint16)
+
+
+# -- the KV cache (SPEC section 2a) ----------------------------------------------
+
+def _check_fp16(u, what):
+    u = np.asarray(u)
+    if u.dtype != np.float16:
+        raise ValueError(f"{what} must have dtype float16, not {u.dtype}")
+    return u
+
+
+def kv_planes(u):
+    """The two byte planes of cached FP16 values ``u`` (any shape): ``(high,
+    low)``, uint8 arrays of ``u``'s shape holding ``bits >> 8`` (sign, the
+    exponent field, fraction bits 9..8) and ``bits & 0xFF``."""
+    bits = _check_fp16(u, "cached values").view(np.uint16)   # same item size: any strides
+    return (bits >> 8).astype(np.uint8), (bits & 0xFF).astype(np.uint8)
+
+
+def kv_join(high, low):
+    """The exact FP16 values of two byte planes (the inverse of `kv_planes`)."""
+    high, low = np.asarray(high), np.asarray(low)
+    if high.dtype != np.uint8 or low.dtype != np.uint8 or high.shape != low.shape:
+        raise ValueError(f"the planes must be uint8 arrays of one shape, not {high.dtype} "
+                         f"{high.shape} and {low.dtype} {low.shape}")
+    return ((high.astype(np.uint16) << 8) | low).view(np.float16)
+
+
+def kv_draft(u):
+    """The draft's value of each cached K/V value (SPEC section 2a).
+
+    The draft reads the high byte plane only. Its value of ``u`` is the high
+    byte with the low byte at its midpoint, ``(u & 0xFF00) | 0x80``, when the
+    exponent field is below 31; with the exponent field 31 the low byte reads
+    as zero (``inf`` stays ``inf``; a NaN with payload bits in fraction bits
+    9..8 stays NaN, one with payload only in the low byte reads as ``inf``).
+
+    Parameters
+    ----------
+    u : numpy.ndarray of float16 (any shape)
+
+    Returns
+    -------
+    numpy.ndarray of float16, ``u``'s shape
+
+    Raises
+    ------
+    ValueError
+        If ``u`` is not float16.
+    """
+    high, _ = kv_planes(u)
+    return kv_draft_high(high)
+
+
+def kv_draft_high(high):
+    """`kv_draft` from the high plane itself (uint8): the draft's value of
+    each byte it reads."""
+    high = np.asarray(high, dtype=np.uint8).astype(np.uint16)
+    fill = np.where((high & 0x7C) == 0x7C, 0, 0x80).astype(np.uint16)
+    return np.asarray((high << 8) | fill).view(np.float16)

@@ -29,7 +29,8 @@ __all__ = ["AxiDriver", "AsyncAxiDriver", "DriverError", "activation_beats", "ga
 
 
 #: Pass modes and their op codes.
-MODES = {"draft": Op.DRAFT, "verify": Op.VERIFY, "baseline": Op.BASELINE}
+MODES = {"draft": Op.DRAFT, "verify": Op.VERIFY, "baseline": Op.BASELINE, "kv": Op.KV,
+         "kv_draft": Op.KV_DRAFT}
 
 
 class DriverError(RuntimeError):

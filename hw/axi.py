@@ -40,6 +40,7 @@ from .config import SpeqConfig, check_integer_fields
 from .controller import COUNTER_BITS, N_BITS, Error, Op, result_layout
 from .decoder import NUM_CODES
 from .regmap import register_map
+from golden.schedule import PLANE_WORDS
 
 
 __all__ = ["AxiConfig", "SpeqAxi", "ID", "VERSION", "AXI_ADDR_BITS", "AXIL_DATA_BITS",
@@ -49,7 +50,7 @@ __all__ = ["AxiConfig", "SpeqAxi", "ID", "VERSION", "AXI_ADDR_BITS", "AXIL_DATA_
 #: The ID register: ASCII "SPEQ".
 ID = 0x53504551
 #: The register map's version (major, minor).
-VERSION = (1, 1)
+VERSION = (1, 2)
 #: Width of the read master's byte addresses.
 AXI_ADDR_BITS = 32
 #: Width of the AXI4-Lite data bus.
@@ -446,7 +447,7 @@ class SpeqAxi(wiring.Component):
 
         with m.If(start_write & ~busy):
             m.d.sync += [done.eq(0), st_op.eq(reg_op)]
-            with m.If(reg_op.matches(Op.DRAFT, Op.VERIFY, Op.BASELINE)):
+            with m.If(reg_op.matches(Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.KV, Op.KV_DRAFT)):
                 m.d.sync += [
                     state_sync.eq(1), settled.eq(0),
                     c.op.eq(reg_op), c.n.eq(reg_n), c.k.eq(reg_k), c.t.eq(reg_t),
@@ -455,7 +456,7 @@ class SpeqAxi(wiring.Component):
                     c.addr1.eq(reg_base[1] >> exact_log2(bus_bytes)),
                 ]
             with m.Else():
-                # TABLE (3) comes through the table registers; 4..7 are no ops.
+                # TABLE (3) comes through the table registers; 6 and 7 are no ops.
                 m.d.sync += [done.eq(1), st_error.eq(Error.BAD_OP), st_cycles.eq(0),
                              st_bits.eq(0), st_macs.eq(0), wait_mem.eq(0), wait_out.eq(0)]
 
@@ -496,8 +497,17 @@ class SpeqAxi(wiring.Component):
             ]
 
         # -- weight read master ------------------------------------------------------------
-        # Words of each plane in a pass: ceil(N / P) entries per group of K.
-        verify, baseline = c.op == Op.VERIFY, c.op == Op.BASELINE
+        # Words of each plane in a pass: ceil(N / P) entries per group of K,
+        # each of PLANE_WORDS[mode] x draft_words words from the two planes.
+        two_planes = c.op.as_value().matches(Op.VERIFY, Op.KV)
+        plane_words = [Signal(range(5), name=f"plane{p}_entry_words") for p in range(2)]
+        with m.Switch(c.op):
+            for op in (Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.KV, Op.KV_DRAFT):
+                with m.Case(op):
+                    m.d.comb += [plane_words[p].eq(PLANE_WORDS[op.name.lower()][p])
+                                 for p in range(2)]
+            with m.Default():                   # refused before a pass starts
+                m.d.comb += [plane_words[p].eq(0) for p in range(2)]
         # Registered twice from the command (latched at START, two cycles at
         # least before the pass is offered): the product, then the plane
         # words, so that the pass' start only copies them.
@@ -507,8 +517,8 @@ class SpeqAxi(wiring.Component):
         words_bits = len(entries) + bits_for(4 * draft_words)
         words0, words1 = Signal(words_bits), Signal(words_bits)
         m.d.sync += [
-            words0.eq(Mux(baseline, entries * (4 * draft_words), entries * draft_words)),
-            words1.eq(Mux(verify, entries * (3 * draft_words), 0)),
+            words0.eq(entries * plane_words[0] * draft_words),
+            words1.eq(entries * plane_words[1] * draft_words),
         ]
 
         planes = [fifo.SyncFIFOBuffered(width=config.mem_bits, depth=axi.fifo_depth)
@@ -596,14 +606,18 @@ class SpeqAxi(wiring.Component):
             ]
 
         # -- the accelerator's memory port, served from the planes ------------------------------
-        # A verify entry is draft_words of plane 0 then 3 x draft_words of
-        # plane 1; the beat counter follows the accelerator's requests.
+        # An entry of a two-plane pass is words of plane 0 then of plane 1:
+        # verify 1 then 3 x draft_words, kv 2 then 2 x draft_words; the beat
+        # counter follows the accelerator's requests.
         beat = Signal(range(4 * draft_words))
-        plane1 = verify & (beat >= draft_words)
+        plane0_end = Signal(range(4 * draft_words + 1))
+        with m.If(issued):
+            m.d.sync += plane0_end.eq(plane_words[0] * draft_words)
+        plane1 = two_planes & (beat >= plane0_end)
         counted = mem.req & mem.en
         with m.If(issued):
             m.d.sync += beat.eq(0)
-        with m.Elif(counted & verify):
+        with m.Elif(counted & two_planes):
             m.d.sync += beat.eq(Mux(beat == 4 * draft_words - 1, 0, beat + 1))
         # A request taken in cycle c is answered in cycle c + 1 from the head
         # of its plane's FIFO; the accelerator stalls in that answer cycle

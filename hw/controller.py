@@ -8,8 +8,13 @@ A pass computes ``Y[T x N] = X[T x K] . W[N x K]^T`` in one of three modes
 - verify: ``T = 1 .. tmax``, reads the draft and residual planes (16 bits per
   weight) and restores the exact FP16 weights through the remap tables;
 - baseline: ``T = 1 .. tmax``, reads plain FP16 weights (the FP16 decode
-  step's linear layers with T = 1; attention over a cached K or V with T
-  queries).
+  step's linear layers with T = 1);
+- kv: ``T = 1 .. tmax``, attention over a cached K or V^T held in the KV
+  cache's two byte planes (SPEC section 2a): reads the high and the low plane
+  and joins them into the exact FP16 values;
+- kv_draft: the same over the high plane alone (8 bits per value), each
+  value read as the draft's value of it (`golden.speq16.kv_draft`: the low
+  byte at its midpoint ``0x80``, or ``0x00`` under exponent field 31).
 
 Four engines run side by side during a pass, all frozen together by the
 global enable ``en`` (low while the memory stalls or the output is blocked):
@@ -35,6 +40,7 @@ from amaranth.utils import bits_for, exact_log2
 
 from .decoder import DRAFT_EXP_BITS, GROUP, Mode, NUM_CODES, TableWriteSignature
 from .fp import FP16, FP32, fp32_to_fp16
+from golden.schedule import PLANE_WORDS
 
 
 __all__ = ["Op", "Error", "Command", "Status", "MemPortSignature", "result_layout",
@@ -50,12 +56,14 @@ COUNTER_BITS = 48
 
 
 class Op(enum.Enum, shape=3):
-    """What a command asks for. Codes 4 to 7 are refused with `Error.BAD_OP`."""
+    """What a command asks for. Codes 6 and 7 are refused with `Error.BAD_OP`."""
 
     DRAFT = 0
     VERIFY = 1
     BASELINE = 2
     TABLE = 3
+    KV = 4          # attention over the KV cache's two byte planes (exact)
+    KV_DRAFT = 5    # attention over its high plane, as the draft reads it
 
 
 class Error(enum.Enum, shape=3):
@@ -74,8 +82,9 @@ class Command(data.Struct):
     """One command.
 
     Passes use ``n``, ``k``, ``t``, the word addresses ``addr0`` (draft
-    plane, or the plain FP16 weights of a baseline pass) and ``addr1``
-    (residual plane, verify only), and ``fp16``: also send every result
+    plane, the plain FP16 weights of a baseline pass, or the KV cache's high
+    byte plane) and ``addr1`` (residual plane of a verify pass, low byte
+    plane of a kv pass), and ``fp16``: also send every result
     rounded to FP16 (``fl16``, for the next layer). ``TABLE`` writes entry ``code`` of the
     remap tables: ``base``, and the draft value ``exp``/``half``/``zero``.
     """
@@ -220,8 +229,14 @@ class PassController(wiring.Component):
         pes = config.rows * config.cols
         lanes = config.draft_lanes
         slots = array.interleave                     # row slots per PE and tile
-        draft_beats = 16 * pes // config.mem_bits    # beats of the draft part of an entry
-        entry_beats = 64 * pes // config.mem_bits    # beats of a whole entry
+        # Beats of an entry (4 columns of K for every PE) in each mode, and of
+        # its part from the first plane (golden.schedule.PLANE_WORDS).
+        plane0_beats, beats = {}, {}
+        for op in (Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.KV, Op.KV_DRAFT):
+            words = PLANE_WORDS[op.name.lower()]
+            plane0_beats[op] = 16 * words[0] * pes // config.mem_bits
+            beats[op] = 16 * sum(words) * pes // config.mem_bits
+        entry_beats = beats[Op.VERIFY]               # the largest: the buffer's entry
         group_bits = bits_for(config.kmax // 4 - 1)
 
         cmd, act, mem = self.cmd, self.act, self.mem
@@ -242,6 +257,7 @@ class PassController(wiring.Component):
         running = Signal()
         p = Signal(Command)                  # the running pass' command
         draft, verify, baseline = (p.op == Op.DRAFT), (p.op == Op.VERIFY), (p.op == Op.BASELINE)
+        kv, kv_draft = (p.op == Op.KV), (p.op == Op.KV_DRAFT)
         start = Signal()                     # a pass is taken this cycle
         cycles = Signal(32)
         # The counters are as wide as the largest pass needs (N = 2**16 - 1
@@ -256,7 +272,8 @@ class PassController(wiring.Component):
         # Entries of the remap tables written since reset (the table memories
         # are not cleared by reset): a draft or verify pass needs all of them.
         tables_loaded = Signal(NUM_CODES)
-        with m.If(~c.op.as_value().matches(Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.TABLE)):
+        with m.If(~c.op.as_value().matches(Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.TABLE, Op.KV,
+                                           Op.KV_DRAFT)):
             m.d.comb += error.eq(Error.BAD_OP)
         with m.Elif(c.op == Op.TABLE):
             m.d.comb += error.eq(Error.OK)
@@ -266,7 +283,7 @@ class PassController(wiring.Component):
             m.d.comb += error.eq(Error.BAD_K)
         with m.Elif((c.t == 0) | (c.t > config.tmax) | ((c.op == Op.DRAFT) & (c.t != 1))):
             m.d.comb += error.eq(Error.BAD_T)
-        with m.Elif((c.op != Op.BASELINE) & ~tables_loaded.all()):
+        with m.Elif(c.op.as_value().matches(Op.DRAFT, Op.VERIFY) & ~tables_loaded.all()):
             m.d.comb += error.eq(Error.NO_TABLE)
 
         table = self.table
@@ -359,7 +376,8 @@ class PassController(wiring.Component):
             # and last-tile tests are then comparisons with constants.
             rows_left = Signal(N_BITS + 1, name=f"{name}_rows_left")
             tile_left = Signal(N_BITS + 1, name=f"{name}_tile_left")
-            beat_last = b == Mux(draft, draft_beats - 1, entry_beats - 1)
+            beat_last = b == Mux(draft, beats[Op.DRAFT] - 1,
+                                 Mux(kv_draft, beats[Op.KV_DRAFT] - 1, entry_beats - 1))
             tile_last = tile_left <= tile_rows
             slot_last = (j == slots - 1) | (rows_left <= pes)
             group_end = beat_last & slot_last
@@ -387,7 +405,9 @@ class PassController(wiring.Component):
         ]
         _, f_beat, f_group_end, f_pass_end = beats_walker("fetch", req)
         addr0, addr1 = Signal(ADDR_BITS), Signal(ADDR_BITS)
-        from_residual = verify & (f_beat >= draft_beats)
+        # The second plane: the residuals of a verify pass, the low bytes of a kv pass.
+        from_residual = (verify & (f_beat >= plane0_beats[Op.VERIFY])) | \
+            (kv & (f_beat >= plane0_beats[Op.KV]))
         m.d.comb += [
             mem.req.eq(want),
             mem.addr.eq(Mux(from_residual, addr1, addr0)),
@@ -506,7 +526,7 @@ class PassController(wiring.Component):
         m.d.comb += [
             self.step.valid.eq(s.valid),
             step.mode.eq(Mux(draft, Mode.DRAFT, Mode.VERIFY)),
-            step.plain.eq(baseline),
+            step.plain.eq(baseline | kv | kv_draft),
             step.first.eq(s.first),
             step.last.eq(s.last),
             step.slot.eq(s.slot),
@@ -524,12 +544,20 @@ class PassController(wiring.Component):
             speq_word = Cat(residuals[48 * pe:48 * pe + 48].word_select(s.lane, 12),
                             draft_word.word_select(s.lane, 4))
             plain = entry[64 * pe:64 * pe + 64].word_select(s.lane, 16)
+            # The KV cache's planes: PE pe's 4 high bytes, then (kv) its low ones.
+            high = entry[32 * pe:32 * pe + 32].word_select(s.lane, 8)
+            low = entry[32 * (pes + pe):32 * (pes + pe) + 32].word_select(s.lane, 8)
+            # The draft's value: the low byte at its midpoint, or 0 under
+            # exponent field 31 (SPEC section 2a).
+            midpoint = Mux(high[2:7] == 0b11111, 0x00, 0x80)
+            cached = Cat(Mux(kv, low, midpoint), high)
             # The round's L nibbles go to the top of the word (the array's
             # lane j reads nibble 4 - L + j).
             nibbles = draft_word.word_select(s.lane[:rounds_bits], 4 * lanes) if rounds_bits \
                 else draft_word
             draft_step = Cat(Const(0, 16 - 4 * lanes), nibbles)
-            m.d.comb += step.word[pe].eq(Mux(draft, draft_step, Mux(baseline, plain, speq_word)))
+            m.d.comb += step.word[pe].eq(Mux(draft, draft_step, Mux(
+                baseline, plain, Mux(kv | kv_draft, cached, speq_word))))
 
         # -- results and the end of the pass ---------------------------------------
         outstanding = Signal(8)        # `last` steps issued whose results are still due

@@ -47,6 +47,7 @@ from hw.accel import SpeqAccel
 from hw.axi import AXI_PARAM_RANGES, AxiConfig, SpeqAxi
 from hw import regmap
 from hw.controller import Error, Op
+from golden.schedule import PLANE_WORDS
 from hw.board import SpeqBoard
 from hw.array import SpeqArray
 from hw.pe import Fp16PE, SpeqPE
@@ -213,7 +214,44 @@ def _command_figures(config):
         "pass_cycles": "golden.perf.pass_cost(mode, N, K, T, mem_latency=..., "
                        "**golden.perf.machine(config)): no fixed latency; the memory's "
                        "latency is the port's own (the controller counts responses)",
+        "memory_planes": _plane_figures(),
+        "kv_cache": KV_CACHE_LAYOUT,
     }
+
+
+#: The KV cache in the accelerator's memory (SPEC section 2a, docs/array.md).
+KV_CACHE_LAYOUT = {
+    "planes": "every cached FP16 value u is stored as two byte planes: high = u >> 8 (sign, "
+              "exponent field, fraction bits 9..8), low = u & 0xFF (golden.speq16.kv_planes)",
+    "images": "per layer and KV head, the keys as the weights of a Q K^T pass (N = positions, "
+              "K = head dimension) and the values transposed as the weights of a P V pass (N "
+              "= head dimension, K = positions, padded to a multiple of 4), each in the entry "
+              "order of golden.perf (tile, group, slot; PE p's 4 bytes at byte 4p of the "
+              "entry, column 4g + j in byte j): golden.perf.kv_images",
+    "passes": "KV (op 4) reads the high plane image at addr0 and the low plane image at "
+              "addr1 and uses the exact values; KV_DRAFT (op 5) reads the high plane alone "
+              "and uses the draft's value of each byte: (high << 8) | 0x80, or high << 8 "
+              "under exponent field 31 (golden.speq16.kv_draft)",
+    "draft_scratch": "the draft keeps no cache of its own: it reads the target's and, for "
+                     "the round's proposals, a scratch of at most gamma positions of which "
+                     "it writes and reads the high plane only (golden.model.Session)",
+    "writes": "a new position's keys and values are split into the two planes where they "
+              "are written (the host writes the results of the K and V projection passes "
+              "into the images; the draft writes the high plane of its scratch)",
+}
+
+
+def _plane_figures():
+    """What each pass mode reads from the memory planes at addr0 and addr1,
+    per entry: 16-bit words per PE (golden.schedule.PLANE_WORDS)."""
+    what = {"draft": ("draft plane (a nibble per weight)", None),
+            "verify": ("draft plane", "residual plane (12 bits per weight)"),
+            "baseline": ("plain FP16 weights", None),
+            "kv": ("KV cache high byte plane", "KV cache low byte plane"),
+            "kv_draft": ("KV cache high byte plane", None)}
+    return {mode: {"op": Op[mode.upper()].value, "addr0": what[mode][0], "addr1": what[mode][1],
+                   "words_per_pe_and_entry": list(PLANE_WORDS[mode])}
+            for mode in PLANE_WORDS}
 
 
 #: The register map files ``--top axi`` writes beside the Verilog.

@@ -182,7 +182,7 @@ class Bench:
         addrs.append(0)
         acts = payload.pack(host.act_layout, {
             (lane,): x.view(np.uint16)[:, lane::4].ravel() for lane in range(4)})
-        op = {"draft": Op.DRAFT, "verify": Op.VERIFY, "baseline": Op.BASELINE}[mode]
+        op = Op[mode.upper()]
         status, outs, frozen, busy = await host.run(
             host.command(op, n=n, k=k, t=t, addr0=addrs[0], addr1=addrs[1], fp16=int(fp16)), acts,
             p_stall=p_stall, p_block=p_block)
@@ -263,7 +263,20 @@ async def accel_passes(dut):
             alone, _ = await run_pass("baseline", x[token:token + 1], w, enc, p_stall, p_block,
                                       fp16=token == 0)
             _same(y[token:token + 1], alone, f"verify token {token} vs its baseline pass")
-        dut._log.info("N=%d K=%d T=%d: draft, verify, baseline bit-exact and cycle-exact", n, k, t)
+        # The same weights as a KV cache's byte planes (attention's passes): the
+        # exact values, and the draft's values from the high plane alone.
+        u = w.copy()
+        if number == 0:
+            # Specials in the cache: every exponent-31 case of kv_draft.
+            u.view(np.uint16).ravel()[:4] = [0x7C00, 0xFC00, 0x7D00, 0x7C01]
+        y_kv, s_kv = await run_pass("kv", x, u, None, p_stall, p_block, fp16=number % 3 == 0)
+        _same(y_kv, arith.verify_gemm(x, u), f"kv N={n} K={k} T={t}")
+        y_kd, s_kd = await run_pass("kv_draft", x, u, None, p_stall, p_block)
+        _same(y_kd, arith.verify_gemm(x, speq16.kv_draft(u)), f"kv_draft N={n} K={k} T={t}")
+        assert 2 * s_kd["bits"] == s_kv["bits"] == s_verify["bits"], \
+            "a kv_draft pass must read half the bits of a kv pass, which reads what verify does"
+        dut._log.info("N=%d K=%d T=%d: draft, verify, baseline, kv, kv_draft bit-exact and "
+                      "cycle-exact", n, k, t)
 
     # Refused commands answer at once with their error; the next pass works.
     bad = [(Op.DRAFT, dict(n=0, k=4, t=1), Error.BAD_N),
@@ -274,7 +287,8 @@ async def accel_passes(dut):
            (Op.VERIFY, dict(n=4, k=8, t=config.tmax + 1), Error.BAD_T),
            (Op.DRAFT, dict(n=4, k=8, t=2), Error.BAD_T),
            (Op.BASELINE, dict(n=4, k=8, t=config.tmax + 1), Error.BAD_T),
-           (5, dict(n=4, k=8, t=1), Error.BAD_OP),
+           (Op.KV_DRAFT, dict(n=4, k=8, t=config.tmax + 1), Error.BAD_T),
+           (6, dict(n=4, k=8, t=1), Error.BAD_OP),
            (7, dict(), Error.BAD_OP)]
     for op, fields, error in bad:
         status, outs, _, busy = await host.run(host.command(op, **fields))
@@ -317,68 +331,78 @@ async def accel_model_layer(dut):
 
 @cocotb.test()
 async def accel_attention_head(dut):
-    """Attention heads of the shipped language model through the RTL: after a
-    6-token prompt, a forward of 3 tokens runs, per layer and head, ``Q K^T``
-    (N = 9 cached keys, K = 32, T = 3) and ``P V`` (N = 32, K = 12: 9 values
-    and zero padding, T = 3) as baseline passes over the session's FP16 KV
-    cache (`golden.model.Session`). Two heads, one of the target and one of
-    the draft, run on the accelerator: bit-exact with the golden passes and
-    cycle-exact with `golden.perf` (`Bench.run_pass`)."""
+    """Attention heads of the shipped language model through the RTL, over
+    one KV cache shared by target and draft (SPEC section 2a). After a
+    6-token prompt, the draft proposes 3 tokens (3 single-token forwards that
+    read the target's cache through its high plane and their own scratch: per
+    layer and head ``Q K^T`` over 7, 8, 9 keys and ``P V`` over as many
+    values padded to a multiple of 4, as kv_draft passes), then the target's
+    verify forward over the 3 tokens reads both planes (``Q K^T``: N = 9, K
+    = 32, T = 3; ``P V``: N = 32, K = 12, T = 3; kv passes)
+    (`golden.model.Session`). One head of the draft and one of the target run
+    on the accelerator: bit-exact with the golden passes and cycle-exact with
+    `golden.perf` (`Bench.run_pass`)."""
     from golden.model import Session, TinyLM
     bench = await _bench(dut)
     model = TinyLM()
     tokens = list(b"def speq(x):")[:9]
+    target = Session(model, "verify")
+    target.forward(tokens[:6])
+    draft = Session(model, "draft", target=target, half=True, scratch=3)
+    draft.trace = []
+    for token in tokens[6:]:
+        draft.forward([token])
+    target.trace = []
+    target.forward(tokens[6:])
     heads = 0
-    for mode, layer, head in (("verify", 0, 0), ("draft", model.layers - 1, model.heads - 1)):
-        session = Session(model, mode)
-        session.forward(tokens[:6])
-        session.trace = []
-        session.forward(tokens[6:])
+    for session, layer, head in ((draft, model.layers - 1, model.heads - 1), (target, 0, 0)):
         for lay, hd, kind, x, w, want in session.trace:
             if (lay, hd) != (layer, head):
                 continue
-            y, _ = await bench.run_pass("baseline", x, w, None, fp16=kind == "pv")
-            _same(y, want, f"{mode} session, layer {layer} head {head}, {kind} pass "
+            y, _ = await bench.run_pass(session.attention_mode, x, w, None, fp16=kind == "pv")
+            _same(y, want, f"{session.mode} session, layer {layer} head {head}, {kind} pass "
                            f"N={w.shape[0]} K={w.shape[1]} T={x.shape[0]}")
         heads += 1
-        dut._log.info("%s session, layer %d head %d: Q K^T and P V bit-exact and cycle-exact",
-                      mode, layer, head)
+        dut._log.info("%s session, layer %d head %d: Q K^T and P V (%s passes) bit-exact and "
+                      "cycle-exact", session.mode, layer, head, session.attention_mode)
     Path("summary_attention.json").write_text(json.dumps({**bench.summary, "heads": heads}))
 
 
-# (name, config, memory latency, random shapes, simulators, model layer).
-# Verilator runs a pass in about a second once its model is built (a minute
-# at -O0, tb.runner); Icarus takes milliseconds per cycle of an array, so it
-# runs the small 2x2 array and the default configuration on a few shapes of
-# at most 12,000 MACs and 800 verify cycles (Verilator's first two shapes may be larger). The 2x2
-# one-lane run also takes a layer of the shipped model.
+# (name, config, memory latency, random shapes, simulators, tests beside
+# accel_passes). Verilator runs a pass in about a second once its model is
+# built (a minute at -O0, tb.runner); Icarus takes milliseconds per cycle of
+# an array, so it runs the small 2x2 array and the default configuration on a
+# few shapes of at most 12,000 MACs and 800 verify cycles (Verilator's first
+# two shapes may be larger). The 2x2 one-lane run also takes a layer of the
+# shipped model and its attention heads; the 2x2 four-lane Icarus run the
+# attention heads.
+MODEL, ATTENTION = "accel_model_layer", "accel_attention_head"
 CONFIGS = [
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
-                "draft_lanes": 4}, 3, 6, ("verilator",), False),
+                "draft_lanes": 4}, 3, 6, ("verilator",), ()),
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
-                "draft_lanes": 4}, 3, 3, ("icarus",), False),
+                "draft_lanes": 4}, 3, 3, ("icarus",), (ATTENTION,)),
     ("2x2_l1", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
-                "draft_lanes": 1}, 3, 6, ("verilator",), True),
+                "draft_lanes": 1}, 3, 6, ("verilator",), (MODEL, ATTENTION)),
     ("1x3_s1_b48_l2", {"rows": 1, "cols": 3, "tmax": 3, "pe_stages": 1, "kmax": 128,
-                       "mem_bits": 48, "draft_lanes": 2}, 1, 6, ("verilator",), False),
-    ("default", {}, 8, 2, ("icarus",), False),
+                       "mem_bits": 48, "draft_lanes": 2}, 1, 6, ("verilator",), ()),
+    ("default", {}, 8, 2, ("icarus",), ()),
 ]
 #: The shipped model's layer that the model-layer test runs.
 MODEL_LAYER = "layer0.wq"
 
 
-@pytest.mark.parametrize("name,config,latency,shapes,sim,model", [
-    pytest.param(name, config, latency, shapes, sim, model, id=f"{name}-{sim}")
-    for name, config, latency, shapes, sims, model in CONFIGS for sim in sims])
-def test_accel(name, config, latency, shapes, sim, model):
+@pytest.mark.parametrize("name,config,latency,shapes,sim,extra", [
+    pytest.param(name, config, latency, shapes, sim, extra, id=f"{name}-{sim}")
+    for name, config, latency, shapes, sims, extra in CONFIGS for sim in sims])
+def test_accel(name, config, latency, shapes, sim, extra):
     build_dir = runner.BUILD_ROOT / f"accel_{name}" / sim
     for summary in ("summary.json", "summary_model.json", "summary_attention.json"):
         (build_dir / summary).unlink(missing_ok=True)
     shapes = int(os.environ.get("SHAPES", shapes)) if sim == "verilator" else shapes
     runner.run(harness(SpeqConfig(**config), latency), bench=f"accel_{name}", toplevel=TOPLEVEL,
                test_module="tb.test_accel", sim=sim,
-               testcase=["accel_passes"] + (["accel_model_layer", "accel_attention_head"]
-                                            if model else []),
+               testcase=["accel_passes", *extra],
                extra_env={"ACCEL_CONFIG": json.dumps(config), "MEM_LATENCY": str(latency),
                           "SHAPES": str(shapes), "MODEL_LAYER": MODEL_LAYER,
                           "LARGE_SHAPES": str(int(sim == "verilator")),
@@ -387,13 +411,15 @@ def test_accel(name, config, latency, shapes, sim, model):
                           **({} if sim == "verilator" else {"BASELINE_TOKENS": "0",
                                                             "BASELINE_T_SHAPES": "1"})})
     summary = json.loads((build_dir / "summary.json").read_text())
-    assert summary["passes"] >= 3 * shapes + 1 and summary["refused"] == 14
+    assert summary["passes"] >= 5 * shapes + 1 and summary["refused"] == 15
     assert min(summary["modes"].values()) >= shapes
     print(f"accel {name} [{sim}]: {summary}")
-    if model:
+    if MODEL in extra:
         summary = json.loads((build_dir / "summary_model.json").read_text())
         assert summary["modes"]["draft"] == 1 and summary["modes"]["verify"] == 1
         print(f"accel {name} [{sim}], {MODEL_LAYER} of the shipped model: {summary}")
+    if ATTENTION in extra:
         summary = json.loads((build_dir / "summary_attention.json").read_text())
-        assert summary["heads"] == 2 and summary["modes"]["baseline"] == 4
+        assert summary["heads"] == 2 and summary["modes"]["kv"] == 2
+        assert summary["modes"]["kv_draft"] == 6
         print(f"accel {name} [{sim}], attention heads of the shipped model: {summary}")

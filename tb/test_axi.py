@@ -385,7 +385,7 @@ async def axi_passes(dut):
     await bench.refused("draft", Error.NO_TABLE)
     await bench.refused("verify", Error.NO_TABLE)
     await bench.refused(Op.TABLE, Error.BAD_OP)
-    await bench.refused(5, Error.BAD_OP)
+    await bench.refused(6, Error.BAD_OP)
     await bench.refused("baseline", Error.BAD_K, k=6)
 
     # The tables read back as written, field by field, also under strobes.
@@ -432,7 +432,12 @@ async def axi_passes(dut):
         alone, _ = await bench.run_pass("baseline", x[:1], w, None, fp16=number % 3 == 0,
                                         cycle_check=cycle_check)
         _same(y[:1], alone, bench.fail(f"verify token 0 vs its baseline pass, N={n} K={k}"))
-        dut._log.info("N=%d K=%d T=%d: draft, verify, baseline bit-exact", n, k, t)
+        # The same weights as the KV cache's byte planes (attention's passes).
+        y, _ = await bench.run_pass("kv", x, w, None, cycle_check=cycle_check)
+        _same(y, arith.verify_gemm(x, w), bench.fail(f"kv N={n} K={k} T={t}"))
+        y, _ = await bench.run_pass("kv_draft", x, w, None, cycle_check=cycle_check)
+        _same(y, arith.verify_gemm(x, speq16.kv_draft(w)), bench.fail(f"kv_draft N={n} K={k} T={t}"))
+        dut._log.info("N=%d K=%d T=%d: draft, verify, baseline, kv, kv_draft bit-exact", n, k, t)
 
     # A weight read the RAM fails: the pass ends, with READ_ERROR.
     bench.pauses(0.0, 0.0, 0.0)
@@ -493,7 +498,7 @@ async def _clock_and_reset(dut, make_bench):
 
 #: Shapes (N, K, T) of the cycle model's exact check (1x2 array: tiles of 4
 #: rows): one tile, three tiles with a last one of one row, two tiles of
-#: T = 3; each in draft (T = 1), verify and baseline over T tokens.
+#: T = 3; each in draft (T = 1), verify, baseline, kv and kv_draft over T tokens.
 EXACT_SHAPES = [(4, 32, 1), (9, 64, 4), (7, 40, 3)]
 #: Its read latencies: the memory faster than, about, and far slower than
 #: the 1x2 configuration's FIFOs (8 words) cover.
@@ -524,6 +529,11 @@ async def axi_exact(dut):
                   bench.fail(f"verify N={n} K={k} T={t}"))
             y, _ = await bench.run_pass("baseline", x, w, None)
             _same(y, arith.verify_gemm(x, w), bench.fail(f"baseline N={n} K={k} T={t}"))
+            y, _ = await bench.run_pass("kv", x, w, None)
+            _same(y, arith.verify_gemm(x, w), bench.fail(f"kv N={n} K={k} T={t}"))
+            y, _ = await bench.run_pass("kv_draft", x, w, None)
+            _same(y, arith.verify_gemm(x, speq16.kv_draft(w)),
+                  bench.fail(f"kv_draft N={n} K={k} T={t}"))
     dut._log.info("axi exact: %s", bench.summary)
     Path("summary_exact.json").write_text(json.dumps(bench.summary))
 
@@ -606,11 +616,11 @@ def test_axi(name, config, axi, shapes, first_kind, sim):
                           "EXACT_LATENCIES": json.dumps(EXACT_LATENCIES)})
     summary = json.loads((build_dir / "summary.json").read_text())
     count = len(json.loads(shapes)) if shapes.startswith("[") else int(shapes)
-    assert summary["passes"] == 3 * count + 1 and summary["refused"] == 8, summary
+    assert summary["passes"] == 5 * count + 1 and summary["refused"] == 8, summary
     print(f"axi {name} [{sim}]: {summary}")
     if exact:
         summary = json.loads((build_dir / "summary_exact.json").read_text())
-        want = 3 * len(EXACT_SHAPES) * len(EXACT_LATENCIES)
+        want = 5 * len(EXACT_SHAPES) * len(EXACT_LATENCIES)
         assert summary["exact_checks"] == summary["passes"] == want, summary
         print(f"axi {name} [{sim}] exact: {summary}")
 

@@ -192,7 +192,12 @@ def test_accel_manifest_and_bad_mem_bits(tmp_path, capsys):
     assert manifest["latency"] is None
     # What the command interface needs beyond the ports.
     commands = manifest["commands"]
-    assert commands["ops"] == {"DRAFT": 0, "VERIFY": 1, "BASELINE": 2, "TABLE": 3}
+    assert commands["ops"] == {"DRAFT": 0, "VERIFY": 1, "BASELINE": 2, "TABLE": 3, "KV": 4,
+                               "KV_DRAFT": 5}
+    planes = commands["memory_planes"]
+    assert planes["kv"]["words_per_pe_and_entry"] == [2, 2] and planes["kv"]["op"] == 4
+    assert planes["kv_draft"]["addr1"] is None and planes["verify"]["words_per_pe_and_entry"] == [1, 3]
+    assert "0x80" in commands["kv_cache"]["passes"] and "high = u >> 8" in commands["kv_cache"]["planes"]
     assert commands["errors"]["BAD_K"] == 3 and commands["errors"]["NO_TABLE"] == 5
     assert len(commands["errors"]) == 7
     assert "t outer, g inner" in commands["activation_beats"]

@@ -42,7 +42,9 @@ def test_images_place_every_weight(n, k, pes, slots, mem_bits):
     draft = perf.draft_image(enc, pes, slots, mem_bits)
     resid = perf.residual_image(enc, pes, slots, mem_bits)
     base = perf.baseline_image(w, pes, slots, mem_bits)
+    kv = perf.kv_images(w, pes, slots, mem_bits)
     entries = sum(perf.tiles(n, pes, slots)) * (k // 4)
+    assert len(kv[0]) == len(kv[1]) == 2 * len(draft)
     assert len(draft) * mem_bits == entries * 16 * pes
     assert len(resid) == 3 * len(draft) and len(base) == 4 * len(draft)
     plain = w.view(np.uint16)
@@ -55,6 +57,10 @@ def test_images_place_every_weight(n, k, pes, slots, mem_bits):
                 assert got == enc.words[r, 4 * g + lane] & 0xFFF
                 got = _bits(base, mem_bits, e * 64 * pes + 64 * p + 16 * lane, 16)
                 assert got == plain[r, 4 * g + lane]
+                # The KV cache's planes: byte `lane` of the row's 4 bytes.
+                for plane, part in zip(kv, (plain >> 8, plain & 0xFF)):
+                    got = _bits(plane, mem_bits, e * 32 * pes + 32 * p + 8 * lane, 8)
+                    assert got == part[r, 4 * g + lane]
     # Rows past N in the last slot are zero.
     for r in range(n, -(-n // pes) * pes):
         for g in range(k // 4):
@@ -130,6 +136,23 @@ def test_bad_lanes(lanes):
         perf.roofline("draft", 4, 4, 1, pes=1, lanes=lanes, mem_bits=16)
 
 
+@pytest.mark.parametrize("lanes", [1, 4])
+@pytest.mark.parametrize("n,k,t", [(9, 32, 3), (300, 256, 8), (32, 1024, 1)])
+def test_kv_passes_read_the_cache_planes(n, k, t, lanes):
+    # A kv pass reads what a baseline pass reads (two byte planes instead of
+    # one FP16 image) and costs the same; a kv_draft pass reads half of it
+    # and walks the same steps.
+    machine = {**MACHINE, "lanes": lanes}
+    base = perf.pass_cost("baseline", n, k, t, mem_latency=8, **machine)
+    kv = perf.pass_cost("kv", n, k, t, mem_latency=8, **machine)
+    half = perf.pass_cost("kv_draft", n, k, t, mem_latency=8, **machine)
+    assert kv == base
+    assert 2 * half.bits == kv.bits and (half.macs, half.steps) == (kv.macs, kv.steps)
+    assert half.cycles <= kv.cycles
+    assert perf.roofline("kv_draft", n, k, t, pes=16, lanes=lanes, mem_bits=32) == \
+        max(n * k * 8 / 32, n * k * t / 16)
+
+
 @pytest.mark.parametrize("t", [1, 3, 8])
 def test_a_baseline_pass_over_t_tokens_walks_a_verify_pass(t):
     # Attention runs as baseline passes over T queries (docs/projection.md):
@@ -160,6 +183,7 @@ def test_latency_and_slowdowns_add_cycles():
     (("draft", 4, 8, 2), "T must be 1 for a draft pass, not 2"),
     (("verify", 4, 8, 0), "T must be at least 1, not 0"),
     (("baseline", 4, 8, 0), "T must be at least 1, not 0"),
+    (("kv_draft", 4, 8, 0), "T must be at least 1, not 0"),
 ])
 def test_bad_pass_arguments(args, message):
     with pytest.raises(ValueError, match=message):
@@ -193,3 +217,6 @@ def test_pass_images_are_the_planes_a_pass_reads():
     assert same(perf.pass_images("draft", None, enc, *args), [perf.draft_image(enc, *args)])
     assert same(perf.pass_images("verify", None, enc, *args),
                 [perf.draft_image(enc, *args), perf.residual_image(enc, *args)])
+    assert same(perf.pass_images("kv", w, None, *args), perf.kv_images(w, *args))
+    assert same(perf.pass_images("kv_draft", speq16.kv_draft(w), None, *args),
+                perf.kv_images(w, *args)[:1])

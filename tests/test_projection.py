@@ -42,7 +42,7 @@ def test_a_token_is_its_passes():
     m = perf.machine(SpeqConfig())
     cost = lambda mode, n, k, t: perf.pass_cost(mode, n, k, t, mem_latency=8, **m).cycles
     want = sum(cost("baseline", n, k, 1) for n, k in shape.linears())
-    want += shape.layers * shape.kv_heads * (cost("verify", c + 1, 32, 1) + cost("verify", 32, 40, 1))
+    want += shape.layers * shape.kv_heads * (cost("kv", c + 1, 32, 1) + cost("kv", 32, 40, 1))
     want += -(-2 * 128 * 16 * shape.layers // 32)
     assert model.fp16_token(c).cycles == want
 
@@ -76,6 +76,54 @@ def test_speedup_falls_with_context_and_acceptance():
     assert r["energy_per_token_j"]["speq"] < r["energy_per_token_j"]["fp16"]
 
 
+def test_a_half_width_draft_step_reads_the_high_plane():
+    # SPEC section 2a: the draft's attention reads 8 bits per cached value
+    # and its scratch writes 8; the linear layers are the draft's either way.
+    shape, c = PRESETS["llama2-7b"], 4096
+    half, own = (StepModel(shape, DEFAULT, kv) for kv in ("half", "own"))
+    a, b = half.step("draft", c, 1), own.step("draft", c, 1)
+    linear = half.linear("draft", 1)
+    assert 2 * (a.bits - linear.bits) == b.bits - linear.bits
+    assert half.attention(c + 1, 1, "kv_draft").bits * 2 == half.attention(c + 1, 1).bits
+    # The target's steps are the same in every design.
+    assert half.step("verify", c, 5) == own.step("verify", c, 5)
+
+
+def test_only_the_own_cache_design_catches_up():
+    shape, c, a = PRESETS["llama2-7b"], 2048, 0.9
+    for kv in projection.KV_DESIGNS:
+        model = StepModel(shape, DEFAULT, kv)
+        cost, tokens = model.speq_round(c, 4, a)
+        want = sum((model.step("draft", c + i, 1) for i in range(4)), projection.Cost())
+        want = want + model.step("verify", c, 5)
+        if kv == "own":
+            want = want + model.step("draft", c + 4, 1) * a ** 4
+        assert cost == want and tokens == projection.tokens_per_round(4, a)
+
+
+def test_kv_storage_is_the_fp16_cache_plus_the_scratch():
+    shape, c = PRESETS["llama3.1-8b"], 8192
+    per_position = 2 * 2 * shape.d_kv * shape.layers          # K and V, FP16, every layer
+    assert per_position == 131072                              # 128 KiB per token
+    fp16 = StepModel(shape, DEFAULT).kv_bytes(c)
+    assert fp16 == per_position * (c + 1)
+    for kv, scratch in (("half", per_position // 2 * 4), ("shared", per_position * 4),
+                        ("own", per_position * (c + 4))):
+        # The round's target holds c + gamma + 1 positions at its largest.
+        assert StepModel(shape, DEFAULT, kv).kv_bytes(c, 4) == fp16 + 4 * per_position + scratch
+    r = projection.project(shape, DEFAULT, c, 4, 0.9)
+    assert r["kv_bytes"] == {"fp16": fp16, "speq": fp16 + 4 * per_position + per_position * 2}
+
+
+def test_the_shared_half_width_cache_holds_the_speedup_with_context():
+    # Issue 19's figures at the measured acceptance (gamma 4), default array.
+    shape, a = PRESETS["llama2-7b"], projection.measured_acceptance(4)
+    own, half = ([projection.project(shape, DEFAULT, c, 4, a, kv=kv)["speedup"]
+                  for c in (256, 2048, 8192, 32768)] for kv in ("own", "half"))
+    assert all(h > o for h, o in zip(half, own))
+    assert half[3] / half[0] > own[3] / own[0]
+
+
 def test_gqa_reads_less_cache():
     mha = PRESETS["llama2-7b"]
     gqa = Shape("gqa", 32, 4096, 32, 8, 11008, 32000)
@@ -92,6 +140,7 @@ def test_cli_json(capsys):
     assert r["tokens_per_s"] > r["fp16_tokens_per_s"] > 0
     assert r["speedup"] == pytest.approx(r["tokens_per_s"] / r["fp16_tokens_per_s"])
     assert set(r["energy_per_token_j"]) == {"fp16", "speq"}
+    assert r["kv"] == "half" and r["kv_bytes"]["speq"] > r["kv_bytes"]["fp16"] > 0
 
 
 def test_cli_table_uses_the_measured_acceptance(capsys):
@@ -114,6 +163,7 @@ def test_cli_table_uses_the_measured_acceptance(capsys):
     (["--mem-gbps", "10", "--mem-bits", "64"], "give the bandwidth or the port width"),
     (["--rows", "1", "--cols", "1", "--mem-bits", "32"], "mem_bits must divide 16 x rows x cols"),
     (["--context", "-1"], "argument --context"),
+    (["--kv", "mine"], "argument --kv: invalid choice"),
 ])
 def test_cli_refuses_bad_input(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:

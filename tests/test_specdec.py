@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golden import arith, specdec
+from golden import arith, specdec, speq16
 from golden.model import DEFAULT_WEIGHTS, Session, TinyLM
 
 
@@ -88,9 +88,117 @@ def test_passes_are_logged_for_the_cycle_model(model):
     per_forward = linear + 2 * model.layers * model.heads + model.layers
     assert len(stats.verify_passes) == stats.rounds * per_forward
     assert {t for _, _, _, t in stats.verify_passes} <= set(range(1, 5))
-    assert {mode for mode, *_ in stats.verify_passes} == {"verify", "baseline", "kv_write"}
-    assert {mode for mode, *_ in stats.draft_passes} == {"draft", "baseline", "kv_write"}
+    assert {mode for mode, *_ in stats.verify_passes} == {"verify", "kv", "kv_write"}
+    assert {mode for mode, *_ in stats.draft_passes} == {"draft", "kv_draft", "kv_write"}
     assert all(t == 1 for _, _, _, t in stats.draft_passes)
+    # No draft prefill and no catch-up step: one draft forward per proposal.
+    assert len(stats.draft_passes) == stats.proposed * per_forward
+    # The target writes 16 bits per value, the half-width draft's scratch 8.
+    assert {(n, b) for mode, n, b, _ in stats.verify_passes if mode == "kv_write"} == \
+        {(2 * model.d, 16)}
+    assert {(n, b) for mode, n, b, _ in stats.draft_passes if mode == "kv_write"} == \
+        {(2 * model.d, 8)}
+
+
+def test_the_own_cache_design_prefills_and_catches_up(model):
+    # The earlier design, kept for comparison: the draft's own FP16 cache is
+    # filled by a prefill (not logged) and, after a fully accepted round, a
+    # catch-up forward of the last proposal.
+    prompt = list(PROMPTS[0].encode())
+    _, stats = specdec.speculative(model, prompt, 12, 2, kv="own")
+    linear = len(model.linear_shapes())
+    per_forward = linear + 2 * model.layers * model.heads + model.layers
+    full = sum(1 for g, n in zip(stats.round_proposals, stats.per_round) if n == g + 1)
+    catch_up = full - (stats.per_round[-1] == stats.round_proposals[-1] + 1)
+    assert full >= 2
+    assert len(stats.draft_passes) == (stats.proposed + catch_up) * per_forward
+    assert {mode for mode, *_ in stats.draft_passes} == {"draft", "kv", "kv_write"}
+    assert stats.draft_kv_bytes == stats.target_kv_bytes
+
+
+@pytest.mark.parametrize("kv", ["own", "shared"])
+def test_every_kv_design_is_lossless(model, kv):
+    for i in range(5, len(PROMPTS), len(PROMPTS) // 5):
+        prompt = list(PROMPTS[i].encode())
+        gamma = 2 + i % 6
+        plain, _ = specdec.autoregressive(model, prompt, TOKENS)
+        spec, _ = specdec.speculative(model, prompt, TOKENS, gamma, kv=kv)
+        assert spec == plain, f"prompt {i}, gamma {gamma}, kv {kv}: {spec} != {plain}"
+
+
+def test_kv_storage_is_the_fp16_cache_plus_the_scratch(model):
+    # SPEC section 2a: one cache; the draft adds gamma positions of its high
+    # plane (1 byte per value) and nothing else.
+    prompt = list(PROMPTS[4].encode())
+    _, plain = specdec.autoregressive(model, prompt, 4)
+    fp16 = Session(model, "verify").kv_bytes
+    assert fp16 == 2 * model.layers * model.context * model.d * 2
+    for gamma in (1, 4, 7):
+        _, stats = specdec.speculative(model, prompt, 8, gamma)
+        assert stats.target_kv_bytes == fp16
+        assert stats.draft_kv_bytes == 2 * model.layers * gamma * model.d * 1
+        _, stats = specdec.speculative(model, prompt, 8, gamma, kv="shared")
+        assert stats.draft_kv_bytes == 2 * model.layers * gamma * model.d * 2
+        _, stats = specdec.speculative(model, prompt, 8, gamma, kv="own")
+        assert stats.draft_kv_bytes == fp16
+
+
+def test_the_draft_reads_the_targets_cache_at_half_width(model):
+    # After a prompt of 7 tokens the target caches 7 positions; the draft's
+    # first forward reads them through kv_draft (the high plane, midpoint
+    # fill) and its own new position from its scratch, the same way; its
+    # second forward reads both scratch positions.
+    tokens = list(PROMPTS[6].encode())[:9]
+    target = Session(model, "verify")
+    target.forward(tokens[:7])
+    draft = Session(model, "draft", target=target, half=True, scratch=2)
+    draft.trace = []
+    draft.forward(tokens[7:8])
+    draft.forward(tokens[8:9])
+    dh = model.d // model.heads
+    assert draft.length == 9 and target.length == 7
+    for layer, head, kind, x, w, y in draft.trace:
+        cols = slice(head * dh, (head + 1) * dh)
+        n = w.shape[0] if kind == "qk" else (x[0] != 0).sum()
+        assert n in (8, 9)
+        cached = (target.k_cache if kind == "qk" else target.v_cache)[layer, :7, cols]
+        read = w[:7] if kind == "qk" else w[:, :7].T
+        assert read.view(np.uint16).tolist() == speq16.kv_draft(cached).view(np.uint16).tolist()
+        # Every value read, the scratch's too, carries the midpoint fill (or
+        # 0 under exponent 31): the low plane is never read.
+        low = (w.view(np.uint16) & 0xFF)[:, :n] if kind == "pv" else w.view(np.uint16) & 0xFF
+        assert set(np.unique(low).tolist()) <= {0x80, 0x00}
+        assert y.view(np.uint32).tolist() == arith.verify_gemm(x, w).view(np.uint32).tolist()
+    # The scratch holds at most its positions; it is dropped after the round.
+    with pytest.raises(ValueError, match="scratch of 2 positions"):
+        draft.forward(tokens[:1])
+    draft.drop_scratch()
+    assert draft.length == 7
+
+
+def test_the_shared_draft_differs_from_the_own_cache_draft(model):
+    # Reading the target's cache (at half width) changes the draft's logits:
+    # the design is not a renaming of the earlier one.
+    tokens = list(PROMPTS[7].encode())[:12]
+    target = Session(model, "verify")
+    target.forward(tokens[:11])
+    shared = Session(model, "draft", target=target, half=True, scratch=1)
+    own = Session(model, "draft")
+    own.forward(tokens[:11])
+    assert not np.array_equal(shared.forward(tokens[11:]), own.forward(tokens[11:]))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(mode="verify", target=True, scratch=1), "only a draft session shares"),
+    (dict(mode="draft", target=True, scratch=0), "scratch must be at least 1"),
+    (dict(mode="draft", half=True), "need a target"),
+])
+def test_session_errors(model, kwargs, message):
+    if kwargs.get("target"):
+        kwargs["target"] = Session(model, "verify")
+    mode = kwargs.pop("mode")
+    with pytest.raises(ValueError, match=message):
+        Session(model, mode, **kwargs)
 
 
 def test_attention_passes_read_the_fp16_cache(model):
@@ -119,16 +227,22 @@ def test_attention_passes_read_the_fp16_cache(model):
         assert y.view(np.uint32).tolist() == arith.verify_gemm(x, w).view(np.uint32).tolist()
 
 
-@pytest.mark.parametrize("mode", ["draft", "verify"])
-def test_a_forward_costs_what_the_step_model_says(model, mode):
+@pytest.mark.parametrize("mode,kv", [("draft", "half"), ("draft", "own"), ("verify", "half")])
+def test_a_forward_costs_what_the_step_model_says(model, mode, kv):
     # golden.projection's StepModel, from the shapes alone, and the passes a
-    # session logs give the same cycles, bits and MACs.
+    # session logs give the same cycles, bits and MACs: a draft sharing the
+    # target's cache at half width, a draft with its own cache, the target.
     from golden.projection import Machine, Shape, StepModel
     from hw.config import SpeqConfig
-    steps = StepModel(Shape.of(model), Machine.from_config(SpeqConfig(), 1.0))
-    s = Session(model, mode)
-    s.forward(list(b"hello, wor"))
-    s.passes.clear()
+    steps = StepModel(Shape.of(model), Machine.from_config(SpeqConfig(), 1.0), kv)
+    if mode == "draft" and kv == "half":
+        target = Session(model, "verify")
+        target.forward(list(b"hello, wor"))
+        s = Session(model, "draft", target=target, half=True, scratch=3)
+    else:
+        s = Session(model, mode)
+        s.forward(list(b"hello, wor"))
+        s.passes.clear()
     s.forward(list(b"ld!"))
     assert steps.logged(s.passes) == steps.step(mode, 10, 3)
     # A draft forward over 3 tokens is 3 draft passes per layer.

@@ -207,3 +207,58 @@ def test_words_outside_the_table_decode_to_nan():
     out = speq16.decode_words(words, base)
     assert out[0] == speq16.INVALID_WORD_VALUE and out[2] == speq16.INVALID_WORD_VALUE
     assert out[1] == 0x7B00 and out[3] == 0
+
+
+# -- the KV cache's byte planes and the draft's value (SPEC section 2a) ----------
+
+def every_fp16():
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+
+
+def test_kv_planes_split_every_value_and_join_exactly():
+    u = every_fp16()
+    high, low = speq16.kv_planes(u)
+    assert high.dtype == low.dtype == np.uint8
+    bits = u.view(np.uint16).astype(np.int64)
+    assert (high.astype(np.int64) * 256 + low == bits).all()
+    assert (speq16.kv_join(high, low).view(np.uint16) == u.view(np.uint16)).all()
+
+
+def test_kv_draft_is_the_middle_of_the_high_bytes_interval():
+    u = every_fp16()
+    d = speq16.kv_draft(u)
+    assert d.dtype == np.float16 and d.shape == u.shape
+    finite = np.isfinite(u)
+    assert finite.sum() == 63488
+    # Same sign, exponent field and fraction bits 9..8: the high byte is read.
+    assert (d.view(np.uint16) >> 8 == u.view(np.uint16) >> 8).all()
+    # Finite: the value lies within half an interval (128 units of the last
+    # place) of u, in the middle of the 256 values that share its high byte.
+    uf, df = u[finite].astype(np.float64), d[finite].astype(np.float64)
+    exp = (u[finite].view(np.uint16) >> 10) & 31
+    ulp = np.ldexp(1.0, np.maximum(exp.astype(np.int64), 1) - 25)
+    assert (np.abs(df - uf) <= 128 * ulp).all()
+    assert (np.abs(df - uf) == 128 * ulp).sum() == finite.sum() // 256   # low byte 0x00 only
+    # Exponent 31: inf stays inf; NaN stays NaN when fraction bits 9..8 hold
+    # payload, and reads as inf when only the low byte does.
+    special = u[~finite].view(np.uint16)
+    dd = d[~finite]
+    assert (np.isinf(dd) == ((special & 0x300) == 0)).all()
+    assert (np.isnan(dd) == ((special & 0x300) != 0)).all()
+    assert (np.signbit(dd) == (special >> 15).astype(bool)).all()
+
+
+def test_kv_draft_of_a_few_values():
+    u = np.array([1.0, -2.5, 0.0, -0.0, np.inf, -np.inf], dtype=np.float16)
+    assert speq16.kv_draft(u).view(np.uint16).tolist() == \
+        [0x3C80, 0xC180, 0x0080, 0x8080, 0x7C00, 0xFC00]
+    assert speq16.kv_draft(u.reshape(2, 3)).shape == (2, 3)
+    assert speq16.kv_draft(np.float16(1.0)).view(np.uint16) == 0x3C80
+    assert (speq16.kv_draft_high(np.array([0x3C, 0x7E], np.uint8)).view(np.uint16)
+            .tolist() == [0x3C80, 0x7E00])
+
+
+@pytest.mark.parametrize("bad", [np.ones(3, np.float32), [1.0, 2.0]])
+def test_kv_draft_rejects_what_is_not_float16(bad):
+    with pytest.raises(ValueError, match="float16"):
+        speq16.kv_draft(bad)
