@@ -4,10 +4,13 @@ For the shipped model at its own context and for Llama-2-7B, Llama-2-13B and
 Llama-3.1-8B at contexts 256, 2k, 8k and 32k it prints, per machine (the
 default 4x4 array; arrays sized for one DDR4-3200 channel and one HBM2e
 stack), FP16 and SPEQ tokens/s and the speedup at the acceptance measured on
-the shipped model and at the assumed acceptances 0.9 and 0.976; then the
-energy per generated token; and it plots the speedup against the context.
-Every figure is the cycle model's (`golden.perf`) for the passes of a whole
-decode step: linear layers, attention over the KV cache, KV writes.
+the shipped model and at the assumed acceptances 0.9 and 0.976, for the
+design (one KV cache, read by the draft at half width: SPEC section 2a) and,
+labelled, the earlier design (the draft's own FP16 cache); the KV memory
+each holds; then the energy per generated token; and it plots the speedup
+against the context. Every figure is the cycle model's (`golden.perf`) for
+the passes of a whole decode step: linear layers, attention over the KV
+cache, KV writes.
 
     python bench/projection.py [--write-docs [PATH]] [--plots DIR]
 """
@@ -42,55 +45,73 @@ MACHINES = (
 
 
 def machine_for(gbps, shape):
+    """The default array as built, or an array sized for ``gbps`` with the
+    draft lanes and the tmax that suit ``shape`` (tmax: a verify round's
+    attention over a KV head in one pass)."""
     if gbps is None:
         return proj.Machine.from_config(SpeqConfig(), CLOCK_MHZ)
-    return proj.Machine.sized_for(gbps, CLOCK_MHZ).best_lanes(shape)
+    return proj.Machine.sized_for(gbps, CLOCK_MHZ).best_lanes(shape).round_tmax(shape, GAMMA)
 
 
-def shipped():
+def shipped(kv="half"):
     """The shipped model at its own context (256), gamma 7, on the default array."""
     shape = proj.PRESETS["speqlm"]
-    return proj.project(shape, machine_for(None, shape), 256, 7, proj.measured_acceptance(7))
+    return proj.project(shape, machine_for(None, shape), 256, 7,
+                        proj.measured_acceptance(7, kv), kv=kv)
 
 
 def tables():
     measured = proj.measured_acceptance(GAMMA)
+    measured_own = proj.measured_acceptance(GAMMA, "own")
+    tokens = proj.MEASURED_TOKENS_PER_ROUND_BY_KV
     out = []
-    s = shipped()
+    s, s_own = shipped(), shipped("own")
     out += [
         f"**The shipped model at its own context** (256, gamma 7, the default array at "
         f"{CLOCK_MHZ:g} MHz, the i.i.d. acceptance {s['acceptance']:.3f} that yields the "
-        f"measured {proj.MEASURED_TOKENS_PER_ROUND[7]} tokens per round): whole-step speedup "
-        f"**{s['speedup']:.2f}x**; the linear layers alone {s['linear_only_speedup']:.2f}x. "
-        f"FP16 {s['fp16_tokens_per_s']:,.0f} and SPEQ {s['tokens_per_s']:,.0f} tokens/s. "
-        f"This is the model's estimate from shapes and an i.i.d. acceptance; the section "
-        f"'Speculative decoding with the SPEQ draft' above replays the real rounds of the "
-        f"same model and costs their passes (`bench/specdec.py`), whole steps and linear "
-        f"layers alone, also to the end of the context, where the greedy text repeats "
-        f"itself and the acceptance is higher than in the 64-token runs used here.", ""]
+        f"measured {tokens['half'][7]} tokens per round): whole-step speedup "
+        f"**{s['speedup']:.2f}x** with one KV cache read at half width (the draft's own "
+        f"cache: {s_own['speedup']:.2f}x at its {tokens['own'][7]} tokens per round); the "
+        f"linear layers alone {s['linear_only_speedup']:.2f}x. FP16 "
+        f"{s['fp16_tokens_per_s']:,.0f} and SPEQ {s['tokens_per_s']:,.0f} tokens/s. This is "
+        f"the model's estimate from shapes and an i.i.d. acceptance; the section "
+        f"'Speculative decoding with the SPEQ draft' above costs the passes of the real "
+        f"rounds of the same model (`bench/specdec.py`), also to the end of the context, "
+        f"where the greedy text repeats itself and the acceptance is higher than in the "
+        f"64-token runs used here.", ""]
     energy_rows = []
     for title, gbps, energy in MACHINES:
         out += [f"**{title}**, {CLOCK_MHZ:g} MHz, gamma {GAMMA}. Measured acceptance: "
-                f"{measured:.3f}, the i.i.d. acceptance that yields the "
-                f"{proj.MEASURED_TOKENS_PER_ROUND[GAMMA]} tokens per round measured on the "
-                f"shipped model; 0.9 and 0.976 are **assumed**.", "",
+                f"{measured:.3f}, the i.i.d. acceptance that yields the {tokens['half'][GAMMA]} "
+                f"tokens per round measured on the shipped model with one KV cache read at "
+                f"half width (the design); the earlier design (the draft's own FP16 cache, "
+                f"a catch-up step after a fully accepted round) at its own measured "
+                f"{measured_own:.3f} ({tokens['own'][GAMMA]} tokens per round); 0.9 and "
+                f"0.976 are **assumed**. KV memory: the cache FP16 decoding holds at the "
+                f"context, and SPEQ's at its largest in a round (the round's gamma + 1 "
+                f"tokens and the draft's scratch of gamma positions, high plane only).", "",
                 "| model | machine | context | FP16 tok/s | SPEQ tok/s (measured) | speedup "
-                "(measured) | speedup (0.9, assumed) | speedup (0.976, assumed) | linear "
-                "layers alone (measured) |",
-                "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "(measured) | earlier design: own draft cache (measured) | speedup (0.9, "
+                "assumed) | speedup (0.976, assumed) | linear layers alone (measured) | KV "
+                "cache, FP16 decoding | KV memory, SPEQ (own cache) |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for key in LLMS:
             shape = proj.PRESETS[key]
             machine = machine_for(gbps, shape)
-            what = f"{machine.pes} PEs, B = {machine.mem_bits}, L = {machine.lanes}"
+            what = f"{machine.pes} PEs, B = {machine.mem_bits}, L = {machine.lanes}, tmax {machine.tmax}"
             for context in CONTEXTS:
                 r = proj.project(shape, machine, context, GAMMA, measured, energy)
+                own = proj.project(shape, machine, context, GAMMA, measured_own, energy, kv="own")
                 assumed = [proj.project(shape, machine, context, GAMMA, a, energy)["speedup"]
                            for a in ASSUMED]
+                kv = r["kv_bytes"]
                 out.append(f"| {shape.name} | {what} | {context:,} | {r['fp16_tokens_per_s']:,.2f} | "
-                           f"{r['tokens_per_s']:,.2f} | {r['speedup']:.2f}x | {assumed[0]:.2f}x | "
-                           f"{assumed[1]:.2f}x | {r['linear_only_speedup']:.2f}x |")
+                           f"{r['tokens_per_s']:,.2f} | **{r['speedup']:.2f}x** | "
+                           f"{own['speedup']:.2f}x | {assumed[0]:.2f}x | {assumed[1]:.2f}x | "
+                           f"{r['linear_only_speedup']:.2f}x | {kv['fp16'] / 2 ** 30:,.3f} GiB | "
+                           f"{kv['speq'] / 2 ** 30:,.3f} GiB ({own['kv_bytes']['speq'] / 2 ** 30:,.3f}) |")
                 if context == 2048:
-                    energy_rows.append((shape.name, title, energy, r))
+                    energy_rows.append((shape.name, title, energy, r, own))
         out.append("")
     out += ["**Energy per generated token** (context 2,048, gamma 4, measured acceptance): "
             "memory bits read and written times the energy per bit, plus MACs times 2.0 pJ "
@@ -99,12 +120,14 @@ def tables():
             "low end) for the default array and DDR4, 3.9 pJ/bit for HBM2e (about 4 pJ/bit "
             "for HBM2, O'Connor et al., MICRO 2017). Both are inputs "
             "(`--mem-pj-per-bit`, `--mac-pj`).", "",
-            "| model | machine | FP16 mJ/token | SPEQ mJ/token | SPEQ / FP16 |",
-            "|---|---|---:|---:|---:|"]
-    for name, title, energy, r in energy_rows:
+            "| model | machine | FP16 mJ/token | SPEQ mJ/token | SPEQ / FP16 | earlier design "
+            "(own draft cache) mJ/token |",
+            "|---|---|---:|---:|---:|---:|"]
+    for name, title, energy, r, own in energy_rows:
         e = r["energy_per_token_j"]
         out.append(f"| {name} | {title} | {e['fp16'] * 1e3:,.1f} | {e['speq'] * 1e3:,.1f} | "
-                   f"{e['speq'] / e['fp16']:.2f} |")
+                   f"{e['speq'] / e['fp16']:.2f} | "
+                   f"{own['energy_per_token_j']['speq'] * 1e3:,.1f} |")
     return "\n".join(out) + "\n"
 
 
@@ -116,11 +139,16 @@ def plot(out):
     contexts = [2 ** n for n in range(8, 16)]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
     for ax, (title, gbps, energy) in zip(axes, MACHINES[1:]):
-        for key in LLMS:
+        measured_own = proj.measured_acceptance(GAMMA, "own")
+        for index, key in enumerate(LLMS):
             shape = proj.PRESETS[key]
             machine = machine_for(gbps, shape)
-            ax.plot(contexts, [proj.project(shape, machine, c, GAMMA, measured)["speedup"]
-                               for c in contexts], "o-", label=shape.name)
+            line, = ax.plot(contexts, [proj.project(shape, machine, c, GAMMA, measured)["speedup"]
+                                       for c in contexts], "o-", label=shape.name)
+            ax.plot(contexts, [proj.project(shape, machine, c, GAMMA, measured_own,
+                                            kv="own")["speedup"] for c in contexts],
+                    ":", color=line.get_color(),
+                    label="dotted: the draft's own cache" if index == 0 else None)
         ax.axhline(1.0, color="gray", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("context (cached tokens)")

@@ -48,7 +48,8 @@ from . import perf
 
 
 __all__ = ["Shape", "PRESETS", "Machine", "Energy", "Cost", "StepModel", "KV_DESIGNS", "project",
-           "MEASURED_TOKENS_PER_ROUND", "tokens_per_round", "measured_acceptance", "main"]
+           "MEASURED_TOKENS_PER_ROUND", "MEASURED_TOKENS_PER_ROUND_BY_KV", "tokens_per_round",
+           "measured_acceptance", "main"]
 
 
 @dataclass(frozen=True)
@@ -139,15 +140,21 @@ PRESETS = {
     "speqlm": Shape("speqlm (shipped)", 4, 128, 4, 4, 512, 256, mlp="gelu"),
 }
 
-#: Tokens per verify round measured on the shipped model at each gamma
-#: (`python bench/specdec.py`, docs/results.md, default configuration, 32
-#: prompts x 64 tokens). Its acceptance (accepted / proposed: 0.809 at gamma
-#: 7) is not an i.i.d. per-token probability: agreements come in runs, so a
-#: round yields more tokens than that probability would give. The projection
-#: uses the *effective* i.i.d. acceptance that yields the measured tokens per
+#: Tokens per verify round measured on the shipped model at each gamma, by
+#: KV design (`python bench/specdec.py`: the real decoding loop, default
+#: configuration, 32 prompts x 64 tokens; docs/results.md). Its acceptance
+#: (accepted / proposed: 0.771 at gamma 7 with the half-width cache) is not
+#: an i.i.d. per-token probability: agreements come in runs, so a round
+#: yields more tokens than that probability would give. The projection uses
+#: the *effective* i.i.d. acceptance that yields the measured tokens per
 #: round (`measured_acceptance`).
-MEASURED_TOKENS_PER_ROUND = {1: 1.94, 2: 2.81, 3: 3.65, 4: 4.46, 5: 5.17, 6: 5.66, 7: 6.38,
-                             8: 6.90}
+MEASURED_TOKENS_PER_ROUND_BY_KV = {
+    "half": {1: 1.94, 2: 2.75, 3: 3.61, 4: 4.29, 5: 4.95, 6: 5.45, 7: 6.13, 8: 6.59},
+    "shared": {1: 1.95, 2: 2.76, 3: 3.68, 4: 4.41, 5: 5.12, 6: 5.58, 7: 6.34, 8: 6.69},
+    "own": {1: 1.94, 2: 2.81, 3: 3.65, 4: 4.46, 5: 5.17, 6: 5.66, 7: 6.38, 8: 6.90},
+}
+#: The design's (one cache, read by the draft at half width).
+MEASURED_TOKENS_PER_ROUND = MEASURED_TOKENS_PER_ROUND_BY_KV["half"]
 
 
 def tokens_per_round(gamma, acceptance):
@@ -157,10 +164,11 @@ def tokens_per_round(gamma, acceptance):
     return gamma + 1 if a >= 1 else (1 - a ** (gamma + 1)) / (1 - a)
 
 
-def measured_acceptance(gamma):
+def measured_acceptance(gamma, kv="half"):
     """The i.i.d. acceptance whose rounds yield the tokens measured on the
-    shipped model at ``gamma`` (`MEASURED_TOKENS_PER_ROUND`), by bisection."""
-    want = MEASURED_TOKENS_PER_ROUND[gamma]
+    shipped model at ``gamma`` with KV design ``kv``
+    (`MEASURED_TOKENS_PER_ROUND_BY_KV`), by bisection."""
+    want = MEASURED_TOKENS_PER_ROUND_BY_KV[kv][gamma]
     lo, hi = 0.0, 1.0
     for _ in range(60):
         mid = (lo + hi) / 2
@@ -198,18 +206,28 @@ class Machine:
                    tmax=config.tmax, clock_mhz=clock_mhz, mem_latency=mem_latency)
 
     @classmethod
-    def sized_for(cls, mem_gbps, clock_mhz, *, tmax=8, pe_stages=10, lanes=1, mem_latency=8):
+    def sized_for(cls, mem_gbps, clock_mhz, *, tmax=8, balance=8, pe_stages=10, lanes=1,
+                  mem_latency=8):
         """An array sized by the rule of docs/array.md for a memory of
         ``mem_gbps`` GB/s at ``clock_mhz``: B = the bits per cycle (down to a
-        multiple of 16), P = B x tmax / 16 PEs (a verify pass over tmax
-        tokens stays memory-bound). One lane keeps up with the port by that
-        rule, but a wide array holds few rows per PE, and a round of a tile
-        still takes ``slots`` cycles: `best_lanes` picks L for a shape."""
+        multiple of 16), P = B x ``balance`` / 16 PEs (a verify pass over
+        ``balance`` tokens stays memory-bound). One lane keeps up with the
+        port by that rule, but a wide array holds few rows per PE, and a
+        round of a tile still takes ``slots`` cycles: `best_lanes` picks L
+        for a shape; `round_tmax` picks tmax."""
         bits = int(mem_gbps * 8e9 / (clock_mhz * 1e6)) // 16 * 16
         if bits < 16:
             raise ValueError(f"{mem_gbps} GB/s at {clock_mhz} MHz is below 16 bits per cycle")
-        return cls(pes=bits * tmax // 16, slots=1 + pe_stages, lanes=lanes, mem_bits=bits,
+        return cls(pes=bits * balance // 16, slots=1 + pe_stages, lanes=lanes, mem_bits=bits,
                    tmax=tmax, clock_mhz=clock_mhz, mem_latency=mem_latency)
+
+    def round_tmax(self, shape, gamma):
+        """This machine with tmax raised, to at most `TMAX_LIMIT`, so that a
+        verify round's attention over a KV head (its ``heads / kv_heads``
+        query heads times ``gamma + 1`` tokens) is one pass: one read of the
+        cache (the accumulators per PE grow with tmax; the PEs do not)."""
+        want = min(TMAX_LIMIT, shape.group * (gamma + 1))
+        return replace(self, tmax=max(self.tmax, want))
 
     def best_lanes(self, shape):
         """This machine with the fewest draft lanes (1, 2 or 4) that make the
@@ -279,6 +297,10 @@ KV_DESIGNS = ("half", "shared", "own")
 KV_TEXT = {"half": "one cache, the draft reads its high byte plane",
            "shared": "one cache, the draft reads it at full width",
            "own": "the draft keeps a full FP16 cache of its own"}
+
+
+#: The most tokens a pass takes (`hw.config.PARAM_RANGES`: the command's T field).
+TMAX_LIMIT = 31
 
 
 class StepModel:
@@ -588,14 +610,14 @@ def main(argv=None):
             p.error(f"argument --acceptance: nothing measured at gamma {args.gamma} "
                     f"(measured: gamma {min(MEASURED_TOKENS_PER_ROUND)} to "
                     f"{max(MEASURED_TOKENS_PER_ROUND)}); give one")
-        acceptance = measured_acceptance(args.gamma)
+        acceptance = measured_acceptance(args.gamma, args.kv)
     result = project(shape, machine, args.context, args.gamma, acceptance,
                      Energy(args.mem_pj_per_bit, args.mac_pj), kv=args.kv)
     result["acceptance_source"] = (
         "given (assumed)" if args.acceptance is not None else
         f"measured: the i.i.d. acceptance that yields the shipped model's "
-        f"{MEASURED_TOKENS_PER_ROUND[args.gamma]} tokens per round at gamma {args.gamma} "
-        f"(bench/specdec.py)")
+        f"{MEASURED_TOKENS_PER_ROUND_BY_KV[args.kv][args.gamma]} tokens per round at gamma "
+        f"{args.gamma} with the {args.kv} KV design (bench/specdec.py)")
     if args.json:
         print(json.dumps(result, indent=1))
     else:

@@ -52,7 +52,10 @@ PARAM_RANGES = {
     "pe_stages": (1, 10),
     "rows": (1, 16),
     "cols": (1, 16),
-    "tmax": (1, 16),
+    # The command's T field has 5 bits. More than 8 serves attention passes
+    # over grouped-query heads: a KV head's query heads times a round's
+    # tokens in one read of the cache (docs/projection.md).
+    "tmax": (1, 31),
     "kmax": (4, 16384),
     "mem_bits": (16, 4096),
     "dsp_align": (0, 1),

@@ -384,7 +384,9 @@ CONFIGS = [
                 "draft_lanes": 4}, 3, 3, ("icarus",), (ATTENTION,)),
     ("2x2_l1", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
                 "draft_lanes": 1}, 3, 6, ("verilator",), (MODEL, ATTENTION)),
-    ("1x3_s1_b48_l2", {"rows": 1, "cols": 3, "tmax": 3, "pe_stages": 1, "kmax": 128,
+    # tmax 20: passes of more tokens than the 16 tmax once allowed (attention
+    # over grouped-query heads: a KV head's query heads x a round's tokens).
+    ("1x3_s1_b48_l2", {"rows": 1, "cols": 3, "tmax": 20, "pe_stages": 1, "kmax": 128,
                        "mem_bits": 48, "draft_lanes": 2}, 1, 6, ("verilator",), ()),
     ("default", {}, 8, 2, ("icarus",), ()),
 ]
