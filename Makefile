@@ -46,7 +46,7 @@ iverilog:
 	  fi; }
 
 test: $(STAMP) iverilog
-	$(PY) -m pytest -n $(JOBS) -q
+	$(PY) -m pytest -n $(JOBS) --dist worksteal -q
 
 # The deep tier (docs/verification.md): the same benches with many more random
 # vectors, pass shapes and tables, from one seed that every failure names.
@@ -54,7 +54,7 @@ SOAK_SEED := $(or $(SEED),$(shell date +%s))
 soak: $(STAMP) iverilog
 	@echo "make soak SEED=$(SOAK_SEED)"
 	SEED=$(SOAK_SEED) PE_VECTORS=250000 SHAPES=40 DECODER_RANDOM_TABLES=24 \
-	  $(PY) -m pytest -n $(JOBS) -q tb tests/test_specdec.py
+	  $(PY) -m pytest -n $(JOBS) --dist worksteal -q -m "" tb tests/test_specdec.py tests/test_bitstream.py
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'

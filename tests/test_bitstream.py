@@ -71,6 +71,7 @@ def test_bad_options_are_refused_before_any_tool_runs(args, message):
     assert message in run.stderr
 
 
+@pytest.mark.soak   # two minutes of Yosys; make soak runs it
 def test_ice40_did_not_fit(tmp_path):
     """A 1x2 array on the iCEBreaker: synthesized, then refused with the
     resource, its use and the device's count."""
