@@ -373,7 +373,7 @@ async def accel_attention_head(dut):
 # built (a minute at -O0, tb.runner); Icarus takes milliseconds per cycle of
 # an array, so it runs the small 2x2 array and the default configuration on a
 # few shapes of at most 12,000 MACs and 800 verify cycles (Verilator's first
-# two shapes may be larger). The 2x2 one-lane run also takes a layer of the
+# two shapes may be larger; make soak runs more on both). The 2x2 one-lane run also takes a layer of the
 # shipped model and its attention heads; the 2x2 four-lane Icarus run the
 # attention heads.
 MODEL, ATTENTION = "accel_model_layer", "accel_attention_head"
@@ -381,14 +381,14 @@ CONFIGS = [
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
                 "draft_lanes": 4}, 3, 6, ("verilator",), ()),
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
-                "draft_lanes": 4}, 3, 3, ("icarus",), (ATTENTION,)),
+                "draft_lanes": 4}, 3, 2, ("icarus",), (ATTENTION,)),
     ("2x2_l1", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
                 "draft_lanes": 1}, 3, 6, ("verilator",), (MODEL, ATTENTION)),
     # tmax 20: passes of more tokens than the 16 tmax once allowed (attention
     # over grouped-query heads: a KV head's query heads x a round's tokens).
     ("1x3_s1_b48_l2", {"rows": 1, "cols": 3, "tmax": 20, "pe_stages": 1, "kmax": 128,
                        "mem_bits": 48, "draft_lanes": 2}, 1, 6, ("verilator",), ()),
-    ("default", {}, 8, 2, ("icarus",), ()),
+    ("default", {}, 8, 1, ("icarus",), ()),
 ]
 #: The shipped model's layer that the model-layer test runs.
 MODEL_LAYER = "layer0.wq"
@@ -401,7 +401,8 @@ def test_accel(name, config, latency, shapes, sim, extra):
     build_dir = runner.BUILD_ROOT / f"accel_{name}" / sim
     for summary in ("summary.json", "summary_model.json", "summary_attention.json"):
         (build_dir / summary).unlink(missing_ok=True)
-    shapes = int(os.environ.get("SHAPES", shapes)) if sim == "verilator" else shapes
+    # make soak: SHAPES random shapes per Verilator run, ICARUS_SHAPES per Icarus run.
+    shapes = int(os.environ.get("SHAPES" if sim == "verilator" else "ICARUS_SHAPES", shapes))
     runner.run(harness(SpeqConfig(**config), latency), bench=f"accel_{name}", toplevel=TOPLEVEL,
                test_module="tb.test_accel", sim=sim,
                testcase=["accel_passes", *extra],

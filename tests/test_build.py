@@ -113,6 +113,8 @@ def test_default_draft_lanes_are_the_fewest_that_keep_up():
     assert SpeqConfig(rows=1, cols=1, mem_bits=16).min_draft_lanes == 4
     assert SpeqConfig(rows=1, cols=2, mem_bits=16).min_draft_lanes == 2
     assert SpeqConfig(rows=1, cols=1, mem_bits=32).min_draft_lanes is None
+    # The default configuration builds without the compute-bound warning.
+    assert build.draft_lanes_warning(config) is None
 
 
 @pytest.mark.parametrize("argv,warning", [
@@ -123,7 +125,6 @@ def test_default_draft_lanes_are_the_fewest_that_keep_up():
      "draft_lanes 2 makes a draft pass compute-bound: 1 PE x 2 lanes take 2 draft weights "
      "per cycle, the 16-bit memory port delivers 4; draft_lanes 4 would not be"),
     (["--rows", "1", "--cols", "2", "--mem-bits", "16", "--draft-lanes", "2"], None),
-    ([], None),
 ])
 def test_compute_bound_draft_lanes_warn_but_build(tmp_path, capsys, argv, warning):
     assert build.main(["--top", "accel", "--out", str(tmp_path), *argv]) == 0

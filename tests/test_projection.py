@@ -123,9 +123,9 @@ def test_the_shared_half_width_cache_holds_the_speedup_with_context():
     shape = PRESETS["llama2-7b"]
     own, half = ([projection.project(shape, DEFAULT, c, 4, projection.measured_acceptance(4, kv),
                                      kv=kv)["speedup"]
-                  for c in (256, 2048, 8192, 32768)] for kv in ("own", "half"))
+                  for c in (256, 32768)] for kv in ("own", "half"))
     assert all(h > o for h, o in zip(half, own))
-    assert half[3] / half[0] > own[3] / own[0]
+    assert half[1] / half[0] > own[1] / own[0]
 
 
 def test_gqa_reads_less_cache():
