@@ -14,6 +14,7 @@ FIRST = {
     "tb/test_pe.py": 60,
     "tb/test_axi.py": 45,
     "tests/test_specdec.py": 40,
+    "tests/test_fusesoc.py::test_fusesoc_synthesises_the_core_with_yosys": 30,
     "tb/test_decoder.py": 40,
     "tb/test_board.py": 26,
     "tb/test_array.py": 20,

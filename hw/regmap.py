@@ -111,10 +111,13 @@ def _compile():
 @functools.cache
 def register_map():
     """The `RegisterMap` of ``hw/speq_axi.rdl`` (compiled once per process)."""
+    return _register_map(_compile().top)
+
+
+def _register_map(top):
     from systemrdl.node import RegNode
     from systemrdl.rdltypes import OnWriteType
 
-    top = _compile().top
     registers = []
     for node in top.descendants(unroll=True):
         if not isinstance(node, RegNode):
@@ -153,6 +156,32 @@ def python_source(regmap=None):
     for register in regmap:
         lines.append(f"{register.name} = 0x{register.offset:03X}")
     return "\n".join(lines) + "\n"
+
+
+def ipxact(path):
+    """Write the map as an IP-XACT (IEEE 1685-2014) component to ``path``
+    with PeakRDL's IP-XACT exporter."""
+    from peakrdl_ipxact import IPXACTExporter
+    IPXACTExporter(vendor="speq", library="speq", version=_version()).export(
+        _compile().top, str(path), component_name="speq_axi")
+
+
+def read_ipxact(path):
+    """The `RegisterMap` of an IP-XACT file (PeakRDL's IP-XACT importer into
+    the SystemRDL compiler): to check an exported file against the source."""
+    from systemrdl import RDLCompiler
+    from peakrdl_ipxact import IPXACTImporter
+    compiler = RDLCompiler()
+    IPXACTImporter(compiler).import_file(str(path))
+    return _register_map(compiler.elaborate().top)
+
+
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("speq")
+    except PackageNotFoundError:        # pragma: no cover - an uninstalled checkout
+        return "0"
 
 
 def c_header(path):

@@ -254,8 +254,79 @@ def _plane_figures():
             for mode in PLANE_WORDS}
 
 
-#: The register map files ``--top axi`` writes beside the Verilog.
-REGMAP_FILES = ("speq_axi_regs.h", "speq_axi_regs.py")
+#: The register map files ``--top axi`` writes beside the Verilog: the C
+#: header (PeakRDL), a Python module, and IP-XACT (PeakRDL).
+REGMAP_FILES = ("speq_axi_regs.h", "speq_axi_regs.py", "speq_axi_regs.xml")
+
+
+def core_name(top):
+    """The FuseSoC core file name of a block."""
+    return f"speq_{top}.core"
+
+
+def core_text(top, files, config, axi=None):
+    """A FuseSoC (CAPI2) core for the Verilog of ``top`` and the files beside
+    it: an ``rtl`` fileset (the Verilog), a ``regmap`` fileset (the AXI top's
+    C header as an include file, its IP-XACT and Python map), and targets
+    ``lint`` (Verilator, lint only), ``sim`` (Icarus: the design compiled,
+    for a testbench of the integrator's to add) and ``synth`` (Yosys, an
+    ECP5 netlist in JSON) through edalize. The VLNV is
+    ``speq:speq:<top>:<generator version>``."""
+    q = json.dumps                       # a JSON string is a YAML string
+    described = ", ".join(f"{name} {value}" for name, value in config.to_dict().items())
+    if axi is not None:
+        described += "; " + ", ".join(f"{name} {value}" for name, value in axi.to_dict().items())
+    version = _version("speq") or "0"
+    lines = [
+        "CAPI=2:",
+        f"name: {q(f'speq:speq:{top}:{version}')}",
+        f"description: {q(f'SPEQ {top} (python -m rtl_gen.build --top {top}): {described}')}",
+        "",
+        "filesets:",
+        "  rtl:",
+        "    files:",
+        f"      - {q(f'{top}.v')}",
+        "    file_type: verilogSource",
+    ]
+    regmap_files = [name for name in REGMAP_FILES if name in files]
+    if regmap_files:
+        types = {".h": "cSource", ".py": "user", ".xml": "user"}
+        lines += ["  regmap:", "    files:"]
+        for name in regmap_files:
+            kind = types[Path(name).suffix]
+            extra = ", is_include_file: true" if kind == "cSource" else ""
+            lines.append(f"      - {q(name)}: {{file_type: {kind}{extra}}}")
+    filesets = "[rtl, regmap]" if regmap_files else "[rtl]"
+    lines += [
+        "",
+        "targets:",
+        "  default: &default",
+        f"    filesets: {filesets}",
+        f"    toplevel: {q(top)}",
+        "  lint:",
+        "    <<: *default",
+        "    description: Verilator lint of the Verilog",
+        "    default_tool: verilator",
+        "    tools:",
+        "      verilator:",
+        "        mode: lint-only",
+        # Amaranth's Verilog trips width and style warnings (docs/axi.md
+        # counts them); lint still fails on errors.
+        "        verilator_options: [-Wno-fatal]",
+        "  sim:",
+        "    <<: *default",
+        "    description: Icarus Verilog, the design compiled (add your testbench)",
+        "    default_tool: icarus",
+        "  synth:",
+        "    <<: *default",
+        "    description: Yosys synthesis for the ECP5, a JSON netlist",
+        "    default_tool: yosys",
+        "    tools:",
+        "      yosys:",
+        "        arch: ecp5",
+        "        output_format: json",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _axi_figures(component):
@@ -326,7 +397,7 @@ def write(top, config, out, axi=None):
     -------
     list of pathlib.Path
         The files written: the Verilog, the register map files of the AXI top
-        (`REGMAP_FILES`), then the manifest.
+        (`REGMAP_FILES`), the FuseSoC core (`core_name`), then the manifest.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -337,10 +408,15 @@ def write(top, config, out, axi=None):
     verilog_path.write_text(text)
     extra = []
     if isinstance(component, SpeqAxi):
-        header, module = (out / name for name in REGMAP_FILES)
+        header, module, ipxact = (out / name for name in REGMAP_FILES)
         regmap.c_header(header)
         module.write_text(regmap.python_source())
-        extra = [header, module]
+        regmap.ipxact(ipxact)
+        extra = [header, module, ipxact]
+    core = out / core_name(top)
+    core.write_text(core_text(top, [path.name for path in extra], config, axi if
+                              isinstance(component, SpeqAxi) else None))
+    extra.append(core)
     info = manifest(top, config, component, top, port_list)
     info["files"] += [path.name for path in extra]
     manifest_path = out / "manifest.json"

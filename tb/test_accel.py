@@ -379,7 +379,7 @@ async def accel_attention_head(dut):
 MODEL, ATTENTION = "accel_model_layer", "accel_attention_head"
 CONFIGS = [
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
-                "draft_lanes": 4}, 3, 6, ("verilator",), ()),
+                "draft_lanes": 4}, 3, 4, ("verilator",), ()),
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
                 "draft_lanes": 4}, 3, 2, ("icarus",), (ATTENTION,)),
     ("2x2_l1", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,

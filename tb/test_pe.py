@@ -257,16 +257,16 @@ async def pe_stream(dut):
 
 # (name, config, draft, {simulator: random steps per mode}). The default PE
 # (one lane), the four-lane PE and the baseline run 100,000 steps per mode on
-# Verilator and 10,000 on Icarus, whose simulation of a PE costs about 0.2 ms
+# Verilator and 4,000 on Icarus, whose simulation of a PE costs about 0.2 ms
 # a cycle (Icarus shows that the Verilog means the same to a second
 # simulator; the volume is Verilator's); the other configurations 50,000 on
 # Verilator (`make soak` runs more).
 # Two lanes, the shallowest pipelines with the narrowest and widest F, and
 # the DSP aligners run on Verilator.
 CONFIGS = [
-    ("speq_l1", {"draft_lanes": 1}, True, {"verilator": 100_000, "icarus": 10_000}),
-    ("speq_l4", {"draft_lanes": 4}, True, {"verilator": 100_000, "icarus": 10_000}),
-    ("fp16", {}, False, {"verilator": 100_000, "icarus": 10_000}),
+    ("speq_l1", {"draft_lanes": 1}, True, {"verilator": 100_000, "icarus": 4_000}),
+    ("speq_l4", {"draft_lanes": 4}, True, {"verilator": 100_000, "icarus": 4_000}),
+    ("fp16", {}, False, {"verilator": 100_000, "icarus": 4_000}),
     ("speq_l1_s1", {"draft_lanes": 1, "pe_stages": 1}, True, {"verilator": 50_000}),
     ("speq_l2_s1_f23", {"draft_lanes": 2, "pe_stages": 1, "draft_frac_bits": 23}, True,
      {"verilator": 50_000}),

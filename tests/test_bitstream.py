@@ -84,6 +84,7 @@ def test_ice40_did_not_fit(tmp_path):
     assert "[bitstream]" in run.stderr and "yosys" in run.stderr      # progress lines
 
 
+@pytest.mark.soak   # 40 s of the ECP5 flow; make soak runs it (test_fusesoc synthesises for the ECP5 in make test)
 def test_ecp5_bitstream(tmp_path):
     """A small board top through the whole ECP5 flow to a bitstream."""
     run = _cli("--board", "ulx3s-85f", "--rows", "1", "--cols", "1", "--pe-stages", "4",

@@ -43,7 +43,7 @@ def test_cli_writes_verilog_and_manifest(tmp_path):
     assert {"clk", "rst", "i__payload", "o__payload", "table__en"} <= set(ports)
 
     assert manifest["top"] == "decoder"
-    assert manifest["files"] == ["decoder.v"]
+    assert manifest["files"] == ["decoder.v", "speq_decoder.core"]
     assert manifest["config"] == SpeqConfig().to_dict()
     assert manifest["arithmetic"]["F"] == SpeqConfig().draft_frac_bits
     assert manifest["latency"] == RemapDecoder().latency
@@ -227,7 +227,8 @@ def test_axi_top_writes_verilog_register_map_and_manifest(tmp_path, capsys):
     assert build.main(["--top", "axi", "--rows", "1", "--cols", "2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["files"] == ["axi.v", "speq_axi_regs.h", "speq_axi_regs.py"]
+    assert manifest["files"] == ["axi.v", "speq_axi_regs.h", "speq_axi_regs.py", "speq_axi_regs.xml",
+                                 "speq_axi.core"]
     for name in manifest["files"] + ["manifest.json"]:
         assert f"wrote {tmp_path / name}" in out
 
