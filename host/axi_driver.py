@@ -96,9 +96,10 @@ class _Programs:
                             "zero": raw["ZERO"]})
         return entries
 
-    def start(self, mode, n, k, t=1, *, wbase0, wbase1=0, fp16=False, irq=False):
+    def start(self, mode, n, k, t=1, *, wbase0, wbase1=0, fp16=False):
         """Write a pass' command and start it (the activations follow on
-        ``s_axis``). ``mode``: a key of `MODES` or an op code."""
+        ``s_axis``). ``mode``: a key of `MODES` or an op code. Interrupts
+        are `irq_enable`'s, in a register of their own."""
         op = MODES[mode] if isinstance(mode, str) else mode
         yield from self._write("OP", OP=int(getattr(op, "value", op)), FP16=int(fp16))
         yield from self._write("N", N=n)
@@ -106,7 +107,22 @@ class _Programs:
         yield from self._write("T", T=t)
         yield from self._write("WBASE0", ADDR=wbase0)
         yield from self._write("WBASE1", ADDR=wbase1)
-        yield from self._write("CONTROL", START=1, IRQ_EN=int(irq))
+        yield from self._write("CONTROL", START=1)
+
+    def irq_enable(self, on=True):
+        """Raise ``irq`` while STATUS.DONE (IRQ_ENABLE.DONE); kept across commands."""
+        yield from self._write("IRQ_ENABLE", DONE=int(on))
+
+    def abort(self, polls=100_000):
+        """Stop the running command (CONTROL.ABORT) and wait until it is
+        over; returns STATUS (ERROR 7, ABORTED, when a command was running).
+        Stop the activation and result DMAs first (docs/axi.md)."""
+        yield from self._write("CONTROL", ABORT=1)
+        for _ in range(polls):
+            status = yield from self.status()
+            if not status["busy"]:
+                return status
+        raise DriverError(f"still BUSY {polls} status reads after ABORT")
 
     def status(self):
         """STATUS: ``{"busy", "done", "error", "op"}``."""
@@ -135,9 +151,8 @@ class _Programs:
     def flush(self, polls=1000):
         """Drop the activation beats waiting in the AXI top (CONTROL.FLUSH),
         such as those sent for a pass that was then refused; returns when
-        they are gone. CONTROL.IRQ_EN is kept."""
-        control = _fields(self.regs["CONTROL"], (yield from self._read("CONTROL")))
-        yield from self._write("CONTROL", FLUSH=1, IRQ_EN=control["IRQ_EN"])
+        they are gone."""
+        yield from self._write("CONTROL", FLUSH=1)
         for _ in range(polls):
             status = yield from self.status()
             if not status["busy"]:
@@ -190,8 +205,8 @@ def _async(program):
     return method
 
 
-_PUBLIC = ("info", "load_table", "read_table", "start", "status", "wait", "counters",
-           "flush", "clear_done", "run_pass")
+_PUBLIC = ("info", "load_table", "read_table", "start", "irq_enable", "abort", "status", "wait",
+           "counters", "flush", "clear_done", "run_pass")
 
 
 class AxiDriver:
@@ -199,8 +214,9 @@ class AxiDriver:
     ``write(offset, value)`` (byte offsets of 32-bit registers).
 
     Methods: ``info``, ``load_table(enc)``, ``read_table``, ``start(mode, n,
-    k, t, wbase0=, wbase1=, fp16=)``, ``status``, ``wait``, ``counters``,
-    ``flush``, ``clear_done``, ``run_pass``.
+    k, t, wbase0=, wbase1=, fp16=)``, ``irq_enable(on)``, ``abort``,
+    ``status``, ``wait``, ``counters``, ``flush``, ``clear_done``,
+    ``run_pass``.
     """
 
     def __init__(self, read, write):

@@ -12,7 +12,7 @@
 - ``s_axis_*``, AXI4-Stream in: the activations of a pass;
 - ``m_axis_*``, AXI4-Stream out: one beat of ``P`` results per step, its row
   and token in ``tuser``, ``tlast`` on the pass' last beat;
-- ``irq``: high while STATUS.DONE and CONTROL.IRQ_EN.
+- ``irq``: high while STATUS.DONE and IRQ_ENABLE.DONE.
 
 The accelerator's memory port wants its data a fixed number of cycles after
 a request and freezes as a whole on ``stall``. Here the port is served from
@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Module, Mux, ResetSignal, Signal,
-                          Value)
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Module, Mux, ResetInserter,
+                          ResetSignal, Signal, Value)
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2, exact_log2
@@ -44,19 +44,25 @@ from golden.schedule import PLANE_WORDS
 
 
 __all__ = ["AxiConfig", "SpeqAxi", "ID", "VERSION", "AXI_ADDR_BITS", "AXIL_DATA_BITS",
-           "STREAM_ACT_BITS"]
+           "STREAM_ACT_BITS", "ID_BITS", "EPOCH_BITS"]
 
 
 #: The ID register: ASCII "SPEQ".
 ID = 0x53504551
-#: The register map's version (major, minor).
-VERSION = (1, 2)
+#: The register map's version (major, minor). 2.0: IRQ_ENABLE a register of
+#: its own (CONTROL is write-only), CONTROL.ABORT, error 7 ABORTED.
+VERSION = (2, 0)
 #: Width of the read master's byte addresses.
 AXI_ADDR_BITS = 32
 #: Width of the AXI4-Lite data bus.
 AXIL_DATA_BITS = 32
 #: Width of the activation stream: four FP16 values a beat.
 STREAM_ACT_BITS = 64
+#: Bits of the epoch in a read burst's ID (above the plane bit): R beats of
+#: bursts from the last 2**EPOCH_BITS - 1 resets before are told apart.
+EPOCH_BITS = 3
+#: Width of ARID and RID: the plane, then the epoch.
+ID_BITS = 1 + EPOCH_BITS
 #: INCR bursts do not cross 4 KB (AXI4).
 _BOUNDARY = 4096
 
@@ -207,11 +213,11 @@ class SpeqAxi(wiring.Component):
             "s_axil_rdata": Out(AXIL_DATA_BITS), "s_axil_rresp": Out(2),
             "s_axil_rvalid": Out(1), "s_axil_rready": In(1),
             # AXI4 read master.
-            "m_axi_arid": Out(1), "m_axi_araddr": Out(AXI_ADDR_BITS), "m_axi_arlen": Out(8),
+            "m_axi_arid": Out(ID_BITS), "m_axi_araddr": Out(AXI_ADDR_BITS), "m_axi_arlen": Out(8),
             "m_axi_arsize": Out(3), "m_axi_arburst": Out(2), "m_axi_arlock": Out(1),
             "m_axi_arcache": Out(4), "m_axi_arprot": Out(3),
             "m_axi_arvalid": Out(1), "m_axi_arready": In(1),
-            "m_axi_rid": In(1), "m_axi_rdata": In(config.mem_bits), "m_axi_rresp": In(2),
+            "m_axi_rid": In(ID_BITS), "m_axi_rdata": In(config.mem_bits), "m_axi_rresp": In(2),
             "m_axi_rlast": In(1), "m_axi_rvalid": In(1), "m_axi_rready": Out(1),
             # AXI4-Stream: activations in, results out.
             "s_axis_tdata": In(STREAM_ACT_BITS), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
@@ -249,7 +255,7 @@ class SpeqAxi(wiring.Component):
              "data_bits": AXIL_DATA_BITS, "addr_bits": len(self.s_axil_awaddr),
              "what": "registers (hw/speq_axi.rdl)"},
             {"prefix": "m_axi_", "protocol": "AXI4", "role": "master", "read_only": True,
-             "data_bits": self._config.mem_bits, "addr_bits": AXI_ADDR_BITS, "id_bits": 1,
+             "data_bits": self._config.mem_bits, "addr_bits": AXI_ADDR_BITS, "id_bits": ID_BITS,
              "burst": "INCR", "max_burst_beats": self._axi.burst_beats,
              "max_outstanding": self._axi.max_outstanding,
              "what": "weight planes (ARID = plane: 0 draft or FP16, 1 residual)"},
@@ -272,8 +278,27 @@ class SpeqAxi(wiring.Component):
         m.domains.sync = ClockDomain("sync")
         m.d.comb += [ClockSignal("sync").eq(self.aclk), ResetSignal("sync").eq(~self.aresetn)]
 
-        m.submodules.accel = accel = self._accel
+        accel = self._accel
+        # CONTROL.ABORT holds the accelerator in reset while the bursts in
+        # flight drain (its remap table memories keep their contents).
+        aborting = Signal()
+        m.submodules.accel = ResetInserter(aborting)(accel)
         cmd, status, mem = accel.cmd, accel.status, accel.mem
+        # One cycle at the end of an abort: the FIFOs and the read master
+        # start afresh.
+        clear = Signal()
+
+        # Every burst carries the epoch in its ARID beside the plane. The
+        # epoch survives aresetn and steps on every reset, so that the R
+        # beats of bursts asked for before a reset (the slave and the
+        # interconnect need not be reset with this block) are dropped and do
+        # not end a burst of this epoch.
+        epoch = Signal(EPOCH_BITS, reset_less=True)
+        in_reset = Signal(reset_less=True)
+        rst = ResetSignal("sync")
+        m.d.sync += in_reset.eq(rst)
+        with m.If(rst & ~in_reset):
+            m.d.sync += epoch.eq(epoch + 1)
 
         # -- registers the CPU writes ----------------------------------------------------
         reg_op = Signal(3)
@@ -321,8 +346,8 @@ class SpeqAxi(wiring.Component):
             ("CONFIG0", "DRAFT_LANES"): Const(config.draft_lanes, 8),
             ("CONFIG1", "KMAX"): Const(config.kmax, 16),
             ("CONFIG1", "MEM_BITS"): Const(config.mem_bits, 16),
-            ("CONTROL", "START"): Const(0, 1), ("CONTROL", "IRQ_EN"): irq_en,
-            ("CONTROL", "FLUSH"): Const(0, 1),
+            ("CONTROL", "START"): Const(0, 1), ("CONTROL", "FLUSH"): Const(0, 1),
+            ("CONTROL", "ABORT"): Const(0, 1), ("IRQ_ENABLE", "DONE"): irq_en,
             ("STATUS", "BUSY"): busy, ("STATUS", "DONE"): done,
             ("STATUS", "ERROR"): st_error, ("STATUS", "OP"): st_op,
             ("OP", "OP"): reg_op, ("OP", "FP16"): reg_fp16,
@@ -386,6 +411,7 @@ class SpeqAxi(wiring.Component):
 
         start_write = Signal()
         flush_write = Signal()
+        abort_write = Signal()
         done_clear = Signal()
         with m.If(aw_take):
             for name, sel in w_sel.items():
@@ -393,8 +419,10 @@ class SpeqAxi(wiring.Component):
                 with m.If(sel):
                     if name == "CONTROL":
                         m.d.comb += [start_write.eq(field_of(name, "START", new)),
-                                     flush_write.eq(field_of(name, "FLUSH", new))]
-                        m.d.sync += irq_en.eq(field_of(name, "IRQ_EN", new))
+                                     flush_write.eq(field_of(name, "FLUSH", new)),
+                                     abort_write.eq(field_of(name, "ABORT", new))]
+                    elif name == "IRQ_ENABLE":
+                        m.d.sync += irq_en.eq(field_of(name, "DONE", new))
                     elif name == "STATUS":
                         m.d.comb += done_clear.eq(
                             field_of(name, "DONE", self.s_axil_wdata) & self.s_axil_wstrb[0])
@@ -429,7 +457,7 @@ class SpeqAxi(wiring.Component):
         # the earliest. STATUS.CYCLES counts from the offer and does not see it.
         settled = Signal()
         flushing = Signal()                 # dropping the waiting activation beats
-        m.d.comb += [busy.eq(state_sync | state_issue | state_run | flushing),
+        m.d.comb += [busy.eq(state_sync | state_issue | state_run | flushing | aborting),
                      write_hold.eq(state_sync)]
         with m.If(done_clear):
             m.d.sync += done.eq(0)
@@ -496,6 +524,25 @@ class SpeqAxi(wiring.Component):
                 st_bits.eq(status.payload.bits), st_macs.eq(status.payload.macs),
             ]
 
+        # -- CONTROL.ABORT -------------------------------------------------------------------
+        # The command stops where it is: no more bursts are asked for, the
+        # accelerator is held in reset, and the beats of the bursts in flight
+        # are dropped as they come. When the last one is in, the FIFOs and
+        # the read master are cleared, and DONE reports ABORTED. The table
+        # entries the accelerator had are sent again at the next START (its
+        # record of them was reset with it; the memories were not).
+        outstanding = Signal(range(axi.max_outstanding + 1))
+        with m.If(abort_write & (state_sync | state_issue | state_run)):
+            m.d.sync += [aborting.eq(1), state_sync.eq(0), state_issue.eq(0),
+                         state_run.eq(0)]
+        m.d.comb += clear.eq(aborting & (outstanding == 0))
+        with m.If(clear):
+            m.d.sync += [
+                aborting.eq(0), done.eq(1), st_error.eq(Error.ABORTED), st_cycles.eq(0),
+                st_bits.eq(0), st_macs.eq(0), wait_mem.eq(0), wait_out.eq(0),
+                table_dirty.eq(table_dirty | table_loaded), flushing.eq(0),
+            ]
+
         # -- weight read master ------------------------------------------------------------
         # Words of each plane in a pass: ceil(N / P) entries per group of K,
         # each of PLANE_WORDS[mode] x draft_words words from the two planes.
@@ -523,7 +570,8 @@ class SpeqAxi(wiring.Component):
 
         planes = [fifo.SyncFIFOBuffered(width=config.mem_bits, depth=axi.fifo_depth)
                   for _ in range(2)]
-        m.submodules.plane0_fifo, m.submodules.plane1_fifo = planes
+        m.submodules.plane0_fifo, m.submodules.plane1_fifo = (ResetInserter(clear)(plane)
+                                                              for plane in planes)
         fill_bits = bits_for(axi.fifo_depth)
         bases = [reg_base[p] & ~(bus_bytes - 1) for p in range(2)]
         addr = [Signal(AXI_ADDR_BITS, name=f"rd_addr{p}") for p in range(2)]
@@ -535,7 +583,6 @@ class SpeqAxi(wiring.Component):
         length = [Signal(range(axi.burst_beats + 1), name=f"rd_len{p}") for p in range(2)]
         # Words of each plane's FIFO neither filled nor asked for.
         free = [Signal(fill_bits, init=axi.fifo_depth, name=f"rd_free{p}") for p in range(2)]
-        outstanding = Signal(range(axi.max_outstanding + 1))
         armed = Signal()                    # the pass' reads may go out
         prefer1 = Signal()                  # round robin between the planes
 
@@ -560,7 +607,7 @@ class SpeqAxi(wiring.Component):
             for p, words in enumerate((words0, words1)):
                 m.d.sync += [addr[p].eq(bases[p]), left[p].eq(words),
                              length[p].eq(burst_length(first_cap[p], words))]
-        with m.If(ended):
+        with m.If(ended | aborting):
             m.d.sync += armed.eq(0)
 
         # A refused pass answers the cycle after it was taken: no read goes
@@ -589,20 +636,23 @@ class SpeqAxi(wiring.Component):
             next_left = left[p] - length[p]
             with m.If(issue[p]):
                 m.d.sync += [
-                    self.m_axi_arvalid.eq(1), self.m_axi_arid.eq(p),
+                    self.m_axi_arvalid.eq(1), self.m_axi_arid.eq(Cat(Const(p, 1), epoch)),
                     self.m_axi_araddr.eq(addr[p]), self.m_axi_arlen.eq(length[p] - 1),
                     addr[p].eq(next_addr), left[p].eq(next_left),
                     length[p].eq(burst_length(burst_cap(next_addr), next_left)),
                     prefer1.eq(p == 0),
                 ]
-        burst_end = self.m_axi_rvalid & self.m_axi_rlast
+        # Beats of an earlier epoch (bursts asked for before a reset) are
+        # taken and dropped; while aborting, this epoch's are dropped too.
+        current = self.m_axi_rvalid & (self.m_axi_rid[1:] == epoch)
+        burst_end = current & self.m_axi_rlast
         m.d.sync += outstanding.eq(outstanding + (issue[0] | issue[1]) - burst_end)
-        with m.If(self.m_axi_rvalid & (self.m_axi_rresp != 0)):
+        with m.If(current & (self.m_axi_rresp != 0)):
             m.d.sync += read_error.eq(1)
         for p in range(2):
             m.d.comb += [
                 planes[p].w_data.eq(self.m_axi_rdata),
-                planes[p].w_en.eq(self.m_axi_rvalid & (self.m_axi_rid == p)),
+                planes[p].w_en.eq(current & (self.m_axi_rid[0] == p) & ~aborting),
             ]
 
         # -- the accelerator's memory port, served from the planes ------------------------------
@@ -640,10 +690,13 @@ class SpeqAxi(wiring.Component):
         for p in range(2):
             popped = answered & (pending_plane1 if p else ~pending_plane1)
             m.d.sync += free[p].eq(free[p] - Mux(issue[p], length[p], 0) + popped)
+        with m.If(clear):
+            m.d.sync += [pending.eq(0), beat.eq(0), *(free[p].eq(axi.fifo_depth)
+                                                      for p in range(2))]
 
         # -- activations in -------------------------------------------------------------------
-        m.submodules.act_fifo = act_fifo = fifo.SyncFIFOBuffered(
-            width=STREAM_ACT_BITS, depth=axi.act_depth)
+        act_fifo = fifo.SyncFIFOBuffered(width=STREAM_ACT_BITS, depth=axi.act_depth)
+        m.submodules.act_fifo = ResetInserter(clear)(act_fifo)
         m.d.comb += [
             act_fifo.w_data.eq(self.s_axis_tdata),
             act_fifo.w_en.eq(self.s_axis_tvalid & self.s_axis_tready),
@@ -661,8 +714,8 @@ class SpeqAxi(wiring.Component):
 
         # -- results out ----------------------------------------------------------------------
         out_data, out_user = len(self.m_axis_tdata), len(self.m_axis_tuser)
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
-            width=out_data + out_user + 1, depth=axi.out_depth)
+        out_fifo = fifo.SyncFIFOBuffered(width=out_data + out_user + 1, depth=axi.out_depth)
+        m.submodules.out_fifo = ResetInserter(clear)(out_fifo)
         beat_out = accel.out.payload
         last = (beat_out.row + pes >= c.n) & (beat_out.token == c.t - 1)
         m.d.comb += [

@@ -76,6 +76,7 @@ class Error(enum.Enum, shape=3):
     BAD_T = 4      # T = 0, above tmax, or not 1 in a draft pass
     NO_TABLE = 5   # a draft or verify pass before every remap table entry was written
     READ_ERROR = 6  # reported by the AXI top (hw/axi.py) only: a weight read answered an error
+    ABORTED = 7     # reported by the AXI top only: CONTROL.ABORT stopped the command
 
 
 class Command(data.Struct):

@@ -131,17 +131,22 @@ class FixedLatencyRam:
         self.bursts = 0
         self.log = logging.getLogger("cocotb.fixed_latency_ram")
         self.most_in_flight = 0
+        self._bursts = deque()
         cocotb.start_soon(self._serve())
 
     def write(self, address, data):
         self.mem[address:address + len(data)] = data
+
+    def pending(self):
+        """Bursts taken and not yet answered in full."""
+        return list(self._bursts)
 
     async def _serve(self):
         dut = self.dut
         size = len(dut.m_axi_rdata) // 8
         dut.m_axi_arready.value = 1
         dut.m_axi_rvalid.value = 0
-        bursts, r_free, cycle = deque(), 0, 0
+        bursts, r_free, cycle = self._bursts, 0, 0
         while True:
             await FallingEdge(dut.aclk)
             cycle += 1
@@ -233,8 +238,10 @@ class Bench:
         """Pause probabilities: the AXI read channels and the AXI4-Lite
         channels (``p_bus``), the activation source, the result sink."""
         axil = self.axil
+        # The fixed-latency slave has no pauses: its timing is the point.
+        ram = [] if self.exact else [self.ram.ar_channel, self.ram.r_channel]
         channels = [(channel, p_bus) for channel in (
-            self.ram.ar_channel, self.ram.r_channel, axil.write_if.aw_channel,
+            *ram, axil.write_if.aw_channel,
             axil.write_if.w_channel, axil.write_if.b_channel, axil.read_if.ar_channel,
             axil.read_if.r_channel)]
         for channel, p in channels + [(self.source, p_act), (self.sink, p_out)]:
@@ -369,7 +376,7 @@ async def axi_passes(dut):
 
     # Off the map and read-only: SLVERR (reads give 0); the bus goes on.
     mapped = {r.offset for r in regs}
-    for offset in (0x050, 0x07C, 0x0A0, regs.size - 4):
+    for offset in (0x054, 0x07C, 0x0A0, regs.size - 4):
         assert offset not in mapped
         resp = await bench.axil.read(offset, 4)
         assert resp.resp == AxiResp.SLVERR and resp.data == bytes(4), bench.fail(
@@ -538,6 +545,122 @@ async def axi_exact(dut):
     Path("summary_exact.json").write_text(json.dumps(bench.summary))
 
 
+async def _cycles(dut, count):
+    for _ in range(count):
+        await RisingEdge(dut.aclk)
+
+
+@cocotb.test()
+async def axi_abort_reset(dut):
+    """CONTROL.ABORT at random points of passes (while the tables are being
+    copied, before the activations come, while weights and results are in
+    flight), and aresetn pulled low in the middle of a pass while the memory
+    goes on answering the bursts asked for before it: after each, a good
+    pass bit-exact (`ABORTS`, `RESETS` of each). The result stream is paused
+    until an abort, so that no result frame is cut (a cut frame has no TLAST;
+    an integrator resets the S2MM DMA, docs/axi.md)."""
+    config = SpeqConfig(**json.loads(os.environ["ACCEL_CONFIG"]))
+    axi = AxiConfig(**json.loads(os.environ["AXI_CONFIG"]))
+    seed = runner.seed()
+    # The fixed-latency slave answers every burst it took, reset or not.
+    bench = await _clock_and_reset(dut, lambda: Bench(dut, config, axi, seed, fixed_latency=24))
+    rng, driver = bench.rng, bench.driver
+    counts = {"aborted": 0, "finished_first": 0, "resets": 0, "good": 0, "irq": 0}
+    machine = bench.machine
+
+    def problem():
+        n, k, t = int(rng.integers(9, 33)), 4 * int(rng.integers(4, 9)), \
+            int(rng.integers(1, config.tmax + 1))
+        w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
+        return w, rng.standard_normal((t, k)).astype(np.float16), speq16.encode(w)
+
+    async def good_pass(what):
+        w, x, enc = problem()
+        await driver.load_table(enc)
+        bench.pauses(0.0, 0.0, 0.0)
+        y, _ = await bench.run_pass("verify", x, w, enc, cycle_check=False)
+        _same(y, arith.verify_gemm(x, speq16.decode(enc)), bench.fail(f"verify after {what}"))
+        y, _ = await bench.run_pass("kv_draft", x, w, None, cycle_check=False)
+        _same(y, arith.verify_gemm(x, speq16.kv_draft(w)), bench.fail(f"kv_draft after {what}"))
+        counts["good"] += 1
+
+    # Interrupts: IRQ_ENABLE is kept when START is written (register map 2.0).
+    await driver.irq_enable(True)
+    await good_pass("irq_enable")
+    assert dut.irq.value == 1, bench.fail("irq low while DONE with IRQ_ENABLE.DONE")
+    await driver.clear_done()
+    await RisingEdge(dut.aclk)
+    assert dut.irq.value == 0, bench.fail("irq high after DONE was cleared")
+    counts["irq"] += 1
+    await driver.irq_enable(False)
+
+    aborts = int(os.environ.get("ABORTS", "6"))
+    for number in range(aborts):
+        w, x, enc = problem()
+        n, t, k = w.shape[0], x.shape[0], x.shape[1]
+        await driver.load_table(enc)                  # dirty tables: START copies them
+        wbase = bench.place(perf.pass_images("verify", w, enc, machine["pes"],
+                                             machine["slots"], config.mem_bits))
+        bench.pauses(0.0, 0.0, 1.0)                   # results held back
+        early = number % 3 == 0                      # before the activations come
+        if not early:
+            bench.source.send_nowait(AxiStreamFrame(activation_beats(x)))
+        await driver.start("verify", n, k, t, wbase0=wbase[0], wbase1=wbase[1])
+        if not early:
+            await bench.source.wait()
+        cost = perf.pass_cost("verify", n, k, t, mem_latency=24, **machine).cycles
+        await _cycles(dut, int(rng.integers(0, cost)))
+        status = await driver.abort()
+        if status["error"] == Error.ABORTED.value:
+            counts["aborted"] += 1
+            counters = await driver.counters()
+            assert not any(counters.values()), bench.fail(f"counters after ABORT: {counters}")
+        else:
+            # The pass had finished before the abort arrived: its results
+            # are all in the result FIFO (or none were held back).
+            assert status["error"] == Error.OK.value, bench.fail(f"abort: {status}")
+            counts["finished_first"] += 1
+        assert not status["busy"] and status["done"], bench.fail(f"abort: {status}")
+        bench.pauses(0.0, 0.0, 0.0)
+        if status["error"] == Error.OK.value:
+            await with_timeout(bench.sink.recv(), 1_000_000, "ns")
+        await _cycles(dut, 4)
+        assert bench.sink.empty(), bench.fail("a result frame after an abort")
+        await good_pass(f"abort {number}")
+
+    resets = int(os.environ.get("RESETS", "3"))
+    for number in range(resets):
+        w, x, enc = problem()
+        n, t, k = w.shape[0], x.shape[0], x.shape[1]
+        await driver.load_table(enc)
+        wbase = bench.place(perf.pass_images("verify", w, enc, machine["pes"],
+                                             machine["slots"], config.mem_bits))
+        bench.source.send_nowait(AxiStreamFrame(activation_beats(x)))
+        await driver.start("verify", n, k, t, wbase0=wbase[0], wbase1=wbase[1])
+        await bench.source.wait()
+        # Bursts in flight: the read latency is 24 cycles.
+        await _cycles(dut, int(rng.integers(1, 20)))
+        in_flight = int(dut.m_axi_arvalid.value) + len(bench.ram.pending())
+        await FallingEdge(dut.aclk)
+        dut.aresetn.value = 0
+        await _cycles(dut, int(rng.integers(1, 4)))
+        await FallingEdge(dut.aclk)
+        dut.aresetn.value = 1
+        await RisingEdge(dut.aclk)
+        counts["resets"] += 1
+        counts.setdefault("bursts_in_flight_at_reset", []).append(in_flight)
+        status = await driver.status()
+        assert not status["busy"] and not status["done"], bench.fail(f"after reset: {status}")
+        # The memory is still answering the bursts of before the reset.
+        await good_pass(f"reset {number}")
+
+    assert counts["aborted"] >= aborts // 2, bench.fail(f"too few aborts landed: {counts}")
+    assert max(counts["bursts_in_flight_at_reset"]) > 0, bench.fail(
+        f"no burst was in flight at a reset: {counts}")
+    dut._log.info("axi abort and reset: %s", counts)
+    Path("summary_abort.json").write_text(json.dumps({"seed": seed, **counts}))
+
+
 @cocotb.test()
 async def axi_latency(dut):
     """The latency table (``bench/axi_latency.py``): the passes of
@@ -604,12 +727,14 @@ def test_axi(name, config, axi, shapes, first_kind, sim):
     given = os.environ.get("SHAPES", str(shapes))
     shapes = given if sim == "verilator" or given.startswith("[") else str(shapes)
     (build_dir / "summary_exact.json").unlink(missing_ok=True)
+    (build_dir / "summary_abort.json").unlink(missing_ok=True)
     # The cycle model's exact check runs on Verilator only (the faster one),
     # in the same simulation: no second model to build.
     exact = sim == "verilator"
     runner.run(_top(config, axi), bench=f"axi_{name}", toplevel=TOPLEVEL,
                test_module="tb.test_axi", sim=sim,
-               testcase=["axi_passes", "axi_exact"] if exact else "axi_passes",
+               testcase=["axi_passes", "axi_exact", "axi_abort_reset"] if exact else
+               ["axi_passes", "axi_abort_reset"],
                extra_env={"ACCEL_CONFIG": json.dumps(config), "AXI_CONFIG": json.dumps(axi),
                           "SHAPES": shapes, "FIRST_KIND": str(first_kind),
                           "EXACT_SHAPES": json.dumps(EXACT_SHAPES),
@@ -618,6 +743,9 @@ def test_axi(name, config, axi, shapes, first_kind, sim):
     count = len(json.loads(shapes)) if shapes.startswith("[") else int(shapes)
     assert summary["passes"] == 5 * count + 1 and summary["refused"] == 8, summary
     print(f"axi {name} [{sim}]: {summary}")
+    summary = json.loads((build_dir / "summary_abort.json").read_text())
+    assert summary["aborted"] >= 3 and summary["resets"] == 3 and summary["irq"] == 1, summary
+    print(f"axi {name} [{sim}] abort and reset: {summary}")
     if exact:
         summary = json.loads((build_dir / "summary_exact.json").read_text())
         want = 5 * len(EXACT_SHAPES) * len(EXACT_LATENCIES)

@@ -200,7 +200,7 @@ def test_accel_manifest_and_bad_mem_bits(tmp_path, capsys):
     assert planes["kv_draft"]["addr1"] is None and planes["verify"]["words_per_pe_and_entry"] == [1, 3]
     assert "0x80" in commands["kv_cache"]["passes"] and "high = u >> 8" in commands["kv_cache"]["planes"]
     assert commands["errors"]["BAD_K"] == 3 and commands["errors"]["NO_TABLE"] == 5
-    assert len(commands["errors"]) == 7
+    assert len(commands["errors"]) == 8
     assert "t outer, g inner" in commands["activation_beats"]
     with pytest.raises(SystemExit) as exit_info:
         build.main(["--top", "accel", "--rows", "1", "--cols", "1", "--out", str(tmp_path)])
