@@ -185,6 +185,51 @@ def _version():
 
 
 def c_header(path):
-    """Write the C header of the map to ``path`` with PeakRDL's C header exporter."""
+    """Write the C header of the map to ``path``: PeakRDL's C header exporter
+    (a packed struct, and ``_bm``/``_bp``/``_bw`` macros of every field),
+    then, inside its include guard, `c_macros`: the offset of every
+    register, the shift, mask and width of every field (one set for the
+    eight TABLE entries), and the op and error codes."""
     from peakrdl_cheader.exporter import CHeaderExporter
     CHeaderExporter().export(_compile().top, str(path))
+    path = Path(path)
+    text = path.read_text()
+    end = text.rindex("#ifdef __cplusplus")
+    path.write_text(text[:end] + c_macros() + "\n" + text[end:])
+
+
+def c_macros(regmap=None):
+    """``#define`` lines of the map for C: ``SPEQ_AXI_<REG>_OFFSET``,
+    ``SPEQ_AXI_TABLE_OFFSET(n)``, ``SPEQ_AXI_<REG>_<FIELD>_SHIFT/_MASK/_WIDTH``
+    (the mask in place), ``SPEQ_AXI_OP_<OP>`` and ``SPEQ_AXI_ERROR_<ERROR>``."""
+    from .controller import Error, Op
+    regmap = regmap or register_map()
+    prefix = regmap.name.upper()
+    lines = ["// Offsets, fields, ops and errors as plain macros (hw/regmap.py, from",
+             "// hw/speq_axi.rdl): SPEQ_AXI_<REG>_OFFSET, SPEQ_AXI_<REG>_<FIELD>_SHIFT,",
+             "// _MASK (in place) and _WIDTH; the TABLE entries share one set of fields."]
+    tables = [r for r in regmap if r.name.startswith("TABLE") and r.name[5:].isdigit()]
+    for register in regmap:
+        if register in tables:
+            continue
+        lines.append(f"#define {prefix}_{register.name}_OFFSET 0x{register.offset:03X}u")
+    if tables:
+        step = tables[1].offset - tables[0].offset if len(tables) > 1 else 4
+        lines.append(f"#define {prefix}_TABLE_OFFSET(n) (0x{tables[0].offset:03X}u + "
+                     f"{step}u * (unsigned)(n))")
+        lines.append(f"#define {prefix}_TABLE_COUNT {len(tables)}u")
+    seen = set()
+    for register in regmap:
+        name = "TABLE" if register in tables else register.name
+        if name in seen:
+            continue
+        seen.add(name)
+        for field in register.fields:
+            stem = f"{prefix}_{name}_{field.name}"
+            mask = ((1 << field.width) - 1) << field.lsb
+            lines += [f"#define {stem}_SHIFT {field.lsb}u",
+                      f"#define {stem}_MASK 0x{mask:08X}u",
+                      f"#define {stem}_WIDTH {field.width}u"]
+    lines += [f"#define {prefix}_OP_{op.name} {op.value}u" for op in Op]
+    lines += [f"#define {prefix}_ERROR_{error.name} {error.value}u" for error in Error]
+    return "\n".join(lines) + "\n"

@@ -44,9 +44,9 @@ import numpy
 from hw.config import PARAM_CHOICES, PARAM_RANGES, SpeqConfig
 from hw.decoder import DRAFT_EXP_BITS, RemapDecoder
 from hw.accel import SpeqAccel
-from hw.axi import AXI_PARAM_RANGES, AxiConfig, SpeqAxi
+from hw.axi import AXI_PARAM_RANGES, STREAM_ACT_BITS, AxiConfig, SpeqAxi
 from hw import regmap
-from hw.controller import Error, Op
+from hw.controller import N_BITS, Error, Op
 from golden.schedule import PLANE_WORDS
 from hw.board import SpeqBoard
 from hw.array import SpeqArray
@@ -349,6 +349,100 @@ def _axi_figures(component):
     }
 
 
+#: What each memory plane holds per row and entry, as data (`memory_images`):
+#: four lanes (columns 4g .. 4g+3) of ``lane_bits`` each, lane j at bit
+#: ``lane_bits * j`` of the row's field; a lane's value is ``(source >> shift)
+#: & mask`` of that column's ``source``: the SPEQ-16 word (golden.speq16) or
+#: the FP16 bits of the weight / cached value.
+_PLANE_CONTENTS = {
+    "draft_nibble": {"source": "speq16_word", "shift": 12, "mask": 0xF, "lane_bits": 4},
+    "residual": {"source": "speq16_word", "shift": 0, "mask": 0xFFF, "lane_bits": 12},
+    "fp16": {"source": "fp16", "shift": 0, "mask": 0xFFFF, "lane_bits": 16},
+    "high_byte": {"source": "fp16", "shift": 8, "mask": 0xFF, "lane_bits": 8},
+    "low_byte": {"source": "fp16", "shift": 0, "mask": 0xFF, "lane_bits": 8},
+}
+_MODE_PLANES = {"draft": ("draft_nibble", None), "verify": ("draft_nibble", "residual"),
+                "baseline": ("fp16", None), "kv": ("high_byte", "low_byte"),
+                "kv_draft": ("high_byte", None)}
+
+
+def memory_images(config, array):
+    """The memory images a pass reads, as data a driver in any language can
+    follow (the layout of docs/array.md and `golden.perf`'s ``*_image``)."""
+    pes, slots = array.pes, array.interleave
+    modes = {}
+    for mode, planes in _MODE_PLANES.items():
+        assert [_PLANE_CONTENTS[p]["lane_bits"] // 4 if p else 0 for p in planes] == \
+            list(PLANE_WORDS[mode]), mode
+        modes[mode] = {f"plane{i}": ({"address": f"WBASE{i} / addr{i}", **_PLANE_CONTENTS[p],
+                                      "row_bits": 4 * _PLANE_CONTENTS[p]["lane_bits"]}
+                                     if p else None)
+                       for i, p in enumerate(planes)}
+    return {
+        "pes": pes, "slots": slots, "mem_bits": config.mem_bits, "tile_rows": pes * slots,
+        "tiles": "the N rows in tiles of P x S rows (tile i: rows i P S ..); a tile uses S "
+                 "slots, the last one ceil(rows left / P)",
+        "entry_order": "for each tile, for each group g = 0 .. K/4 - 1 (columns 4g .. 4g+3), "
+                       "for each used slot j: one entry; PE p of slot j holds row "
+                       "tile P S + j P + p (rows at or past N are zero)",
+        "entry": "row_bits x P bits per plane: PE p's field at bit row_bits x p, lane j "
+                 "(column 4g + j) at bit lane_bits x j of it",
+        "words": "each plane's entries one after the other, cut into mem_bits-wide words, "
+                 "low bits first; the image starts at its WBASE (addr) word",
+        "modes": modes,
+    }
+
+
+def _axi_commands(config):
+    """The AXI top's command interface, as an integrator drives it."""
+    ops = {op.name: op.value for op in Op if op is not Op.TABLE}
+    return {
+        "ops": ops,
+        "errors": {error.name: error.value for error in Error},
+        "how": "write OP (and OP.FP16), N, K, T, WBASE0, WBASE1, and TABLE0..7 when the "
+               "tensor changes; write CONTROL.START; send the T x K/4 activation beats on "
+               "s_axis; the results come on m_axis; STATUS.DONE (irq with IRQ_ENABLE.DONE) "
+               "ends the command, STATUS.ERROR says how. TABLE is not an op here (op 3 and "
+               "ops 6 and 7 answer BAD_OP): the remap tables are the TABLE registers, sent "
+               "to the accelerator at the next START",
+        "counters": "CYCLES, BITS_LO/HI, MACS_LO/HI, WAIT_MEM, WAIT_OUT: the last pass'; 0 "
+                    "after a refused or aborted command",
+        "abort": "CONTROL.ABORT while busy: DONE with ERROR ABORTED once the bursts in "
+                 "flight have drained (docs/axi.md)",
+    }
+
+
+def _axi_streams(config, component):
+    pes = config.rows * config.cols
+    out = component.m_axis_tdata.shape().width
+    user = component.m_axis_tuser.shape().width
+    token_bits = user - N_BITS
+    return {
+        "s_axis": {
+            "tdata_bits": STREAM_ACT_BITS,
+            "beats": "after START, T x K/4 beats: beat t x K/4 + g holds X[t, 4g .. 4g+3] "
+                     "(t outer, g inner); TLAST is not used",
+            "tdata_fields": [{"name": f"x{j}", "lsb": 16 * j, "width": 16, "format": "fp16",
+                              "value": f"X[t, 4g + {j}]"} for j in range(4)],
+        },
+        "m_axis": {
+            "tdata_bits": out, "tuser_bits": user,
+            "beats": "one beat per step that finishes a row slot: ceil(N / P) x T beats a "
+                     "pass, in the accelerator's order; TLAST on the pass' last beat",
+            "tdata_fields": [{"name": f"acc{p}", "lsb": 32 * p, "width": 32, "format": "fp32",
+                              "value": f"Y[token, row + {p}]"} for p in range(pes)] +
+                            [{"name": f"half{p}", "lsb": 32 * pes + 16 * p, "width": 16,
+                              "format": "fp16",
+                              "value": f"fl16(acc{p}) when OP.FP16, else 0"}
+                             for p in range(pes)],
+            "tuser_fields": [{"name": "row", "lsb": 0, "width": N_BITS,
+                              "value": "the row of PE 0 (rows at or past N are padding)"},
+                             {"name": "token", "lsb": N_BITS, "width": token_bits,
+                              "value": "the token t"}],
+        },
+    }
+
+
 def manifest(top, config, component, module_name, port_list):
     """The build manifest of one generated block, as a JSON-ready dict."""
     return {
@@ -375,10 +469,14 @@ def manifest(top, config, component, module_name, port_list):
             "board": {name: value for name, value in component.info().items()
                       if name in ("weight_words", "act_words", "divisor")}}
            if isinstance(component, SpeqBoard) else {}),
-        **({"array": _array_figures(component.accel.array), **_axi_figures(component)}
+        **({"array": _array_figures(component.accel.array), **_axi_figures(component),
+            "commands": _axi_commands(config), "streams": _axi_streams(config, component),
+            "memory_images": memory_images(config, component.accel.array)}
            if isinstance(component, SpeqAxi) else {}),
-        **({"commands": _command_figures(config)}
-           if isinstance(component, (SpeqAccel, SpeqBoard, SpeqAxi)) else {}),
+        **({"commands": _command_figures(config),
+            "memory_images": memory_images(config, component.array)}
+           if isinstance(component, SpeqAccel) else {}),
+        **({"commands": _command_figures(config)} if isinstance(component, SpeqBoard) else {}),
         "ports": port_list,
         "tools": {
             "amaranth": _version("amaranth"),

@@ -51,7 +51,7 @@ from hw.axi import ID, VERSION, AxiConfig, SpeqAxi
 from hw.config import SpeqConfig
 from hw.controller import Error, Op
 from hw.regmap import register_map
-from tb import drive, runner
+from tb import drive, manifest_images, runner
 
 
 TOPLEVEL = "speq_axi"
@@ -195,6 +195,11 @@ class Bench:
         later through ``ram.latency``) instead of cocotbext-axi's RAM, and
         every pass' cycles checked against `golden.axi_perf`."""
         self.dut, self.config, self.axi, self.seed = dut, config, axi, seed
+        # The images of axi_passes come from the build manifest's layout
+        # (tb.manifest_images), the others' from golden.perf.
+        manifest = os.environ.get("MANIFEST")
+        self.layout = json.loads(Path(manifest).read_text())["memory_images"] \
+            if manifest and fixed_latency is None else None
         self.rng = np.random.default_rng(seed)
         self.latency_range = (1, 24)
         if fixed_latency is None:
@@ -219,7 +224,8 @@ class Bench:
         self.pes = self.machine["pes"]
         self.summary = {"seed": seed, "passes": 0, "outputs": 0, "refused": 0,
                         "modes": {mode: 0 for mode in perf.MODES}, "wait_mem": 0,
-                        "wait_out": 0, "cycle_checks": 0, "exact_checks": 0}
+                        "wait_out": 0, "cycle_checks": 0, "exact_checks": 0,
+                        "images_from_manifest": 0}
 
     def fail(self, what):
         return f"{what} (seed {self.seed})"
@@ -272,7 +278,13 @@ class Bench:
         n = w.shape[0]
         what = f"{mode} pass N={n} K={k} T={t}"
         pes, slots, bits = self.pes, self.machine["slots"], self.config.mem_bits
-        images = perf.pass_images(mode, w, enc, pes, slots, bits)
+        if self.layout is not None:
+            # From the manifest alone, as an integrator's driver builds them.
+            images = manifest_images.images(
+                self.layout, mode, n, k, words=None if enc is None else enc.words.tolist(),
+                fp16=w.view(np.uint16).tolist())
+        else:
+            images = perf.pass_images(mode, w, enc, pes, slots, bits)
         wbase = self.place(images)
         bursts_before = self.ram.bursts if self.exact else 0
         self.source.send_nowait(AxiStreamFrame(activation_beats(x)))
@@ -327,6 +339,7 @@ class Bench:
             self.summary["exact_checks"] += 1
         s = self.summary
         s["passes"] += 1
+        s["images_from_manifest"] += int(self.layout is not None)
         s["modes"][mode] += 1
         s["outputs"] += n * t
         s["wait_mem"] += counters["wait_mem"]
@@ -731,17 +744,23 @@ def test_axi(name, config, axi, shapes, first_kind, sim):
     # The cycle model's exact check runs on Verilator only (the faster one),
     # in the same simulation: no second model to build.
     exact = sim == "verilator"
+    # The build's manifest, whose memory_images the bench builds its images from.
+    from rtl_gen import build
+    build_dir.mkdir(parents=True, exist_ok=True)
+    build.write("axi", SpeqConfig(**config), build_dir / "ip", AxiConfig(**axi))
     runner.run(_top(config, axi), bench=f"axi_{name}", toplevel=TOPLEVEL,
                test_module="tb.test_axi", sim=sim,
                testcase=["axi_passes", "axi_exact", "axi_abort_reset"] if exact else
                ["axi_passes", "axi_abort_reset"],
                extra_env={"ACCEL_CONFIG": json.dumps(config), "AXI_CONFIG": json.dumps(axi),
                           "SHAPES": shapes, "FIRST_KIND": str(first_kind),
+                          "MANIFEST": str(build_dir / "ip" / "manifest.json"),
                           "EXACT_SHAPES": json.dumps(EXACT_SHAPES),
                           "EXACT_LATENCIES": json.dumps(EXACT_LATENCIES)})
     summary = json.loads((build_dir / "summary.json").read_text())
     count = len(json.loads(shapes)) if shapes.startswith("[") else int(shapes)
     assert summary["passes"] == 5 * count + 1 and summary["refused"] == 8, summary
+    assert summary["images_from_manifest"] == summary["passes"], summary
     print(f"axi {name} [{sim}]: {summary}")
     summary = json.loads((build_dir / "summary_abort.json").read_text())
     assert summary["aborted"] >= 3 and summary["resets"] == 3 and summary["irq"] == 1, summary
