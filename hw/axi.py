@@ -547,26 +547,29 @@ class SpeqAxi(wiring.Component):
         # Words of each plane in a pass: ceil(N / P) entries per group of K,
         # each of PLANE_WORDS[mode] x draft_words words from the two planes.
         two_planes = c.op.as_value().matches(Op.VERIFY, Op.KV)
-        plane_words = [Signal(range(5), name=f"plane{p}_entry_words") for p in range(2)]
-        with m.Switch(c.op):
-            for op in (Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.KV, Op.KV_DRAFT):
-                with m.Case(op):
-                    m.d.comb += [plane_words[p].eq(PLANE_WORDS[op.name.lower()][p])
-                                 for p in range(2)]
-            with m.Default():                   # refused before a pass starts
-                m.d.comb += [plane_words[p].eq(0) for p in range(2)]
         # Registered twice from the command (latched at START, two cycles at
         # least before the pass is offered): the product, then the plane
         # words, so that the pass' start only copies them.
         slots_used = _floor_div_const((c.n + (pes - 1))[:N_BITS + 1], pes)
         entries = Signal(N_BITS + 14)
         m.d.sync += entries.eq(slots_used * c.k[2:])
+        unit = entries * draft_words         # words of 16 bits per PE, per entry
         words_bits = len(entries) + bits_for(4 * draft_words)
         words0, words1 = Signal(words_bits), Signal(words_bits)
-        m.d.sync += [
-            words0.eq(entries * plane_words[0] * draft_words),
-            words1.eq(entries * plane_words[1] * draft_words),
-        ]
+        plane0_entry = Signal(range(4 * draft_words + 1))   # plane-0 words of an entry
+
+        def times(count):
+            """``unit x count`` (0 to 4) by shifts and an add, not a multiplier."""
+            return {0: 0, 1: unit, 2: unit << 1, 3: (unit << 1) + unit, 4: unit << 2}[count]
+
+        with m.Switch(c.op):
+            for op in (Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.KV, Op.KV_DRAFT):
+                first, second = PLANE_WORDS[op.name.lower()]
+                with m.Case(op):
+                    m.d.sync += [words0.eq(times(first)), words1.eq(times(second))]
+                    m.d.comb += plane0_entry.eq(first * draft_words)
+            with m.Default():                   # refused before a pass starts
+                m.d.sync += [words0.eq(0), words1.eq(0)]
 
         planes = [fifo.SyncFIFOBuffered(width=config.mem_bits, depth=axi.fifo_depth)
                   for _ in range(2)]
@@ -662,7 +665,7 @@ class SpeqAxi(wiring.Component):
         beat = Signal(range(4 * draft_words))
         plane0_end = Signal(range(4 * draft_words + 1))
         with m.If(issued):
-            m.d.sync += plane0_end.eq(plane_words[0] * draft_words)
+            m.d.sync += plane0_end.eq(plane0_entry)
         plane1 = two_planes & (beat >= plane0_end)
         counted = mem.req & mem.en
         with m.If(issued):
