@@ -570,6 +570,7 @@ class SpeqAxi(wiring.Component):
                     m.d.comb += plane0_entry.eq(first * draft_words)
             with m.Default():                   # refused before a pass starts
                 m.d.sync += [words0.eq(0), words1.eq(0)]
+                m.d.comb += plane0_entry.eq(0)
 
         planes = [fifo.SyncFIFOBuffered(width=config.mem_bits, depth=axi.fifo_depth)
                   for _ in range(2)]

@@ -755,6 +755,9 @@ def test_axi(name, config, axi, shapes, first_kind, sim):
                extra_env={"ACCEL_CONFIG": json.dumps(config), "AXI_CONFIG": json.dumps(axi),
                           "SHAPES": shapes, "FIRST_KIND": str(first_kind),
                           "MANIFEST": str(build_dir / "ip" / "manifest.json"),
+                          # Aborts and resets: fewer on Icarus (make soak: ABORTS, RESETS).
+                          "ABORTS": os.environ.get("ABORTS", "6" if exact else "3"),
+                          "RESETS": os.environ.get("RESETS", "3" if exact else "2"),
                           "EXACT_SHAPES": json.dumps(EXACT_SHAPES),
                           "EXACT_LATENCIES": json.dumps(EXACT_LATENCIES)})
     summary = json.loads((build_dir / "summary.json").read_text())
@@ -763,7 +766,10 @@ def test_axi(name, config, axi, shapes, first_kind, sim):
     assert summary["images_from_manifest"] == summary["passes"], summary
     print(f"axi {name} [{sim}]: {summary}")
     summary = json.loads((build_dir / "summary_abort.json").read_text())
-    assert summary["aborted"] >= 3 and summary["resets"] == 3 and summary["irq"] == 1, summary
+    aborts = int(os.environ.get("ABORTS", "6" if exact else "3"))
+    resets = int(os.environ.get("RESETS", "3" if exact else "2"))
+    assert summary["aborted"] >= aborts // 2 and summary["resets"] == resets, summary
+    assert summary["irq"] == 1, summary
     print(f"axi {name} [{sim}] abort and reset: {summary}")
     if exact:
         summary = json.loads((build_dir / "summary_exact.json").read_text())
