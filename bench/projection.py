@@ -37,10 +37,17 @@ ASSUMED = (0.9, 0.976)
 CLOCK_MHZ = 1000.0
 #: Memory energy per bit by machine (pJ): DRAM at Horowitz's low end for the
 #: default array and DDR4; about 4 pJ/bit for HBM2 (O'Connor et al., MICRO 2017).
+#: The machine: None (the default configuration), a bandwidth in GB/s (an
+#: array sized for it), or a configuration of its own.
 MACHINES = (
     ("default array (4x4, B = 32)", None, proj.Energy()),
     ("DDR4-3200 channel (25.6 GB/s)", 25.6, proj.Energy()),
     ("HBM2e stack (460.8 GB/s)", 460.8, proj.Energy(mem_pj_per_bit=3.9)),
+    # The default port with the PEs a grouped-query verify round's attention
+    # asks for: 4 query heads x 5 tokens = 20 queries per cached value, so
+    # 2.5 times the 16 PEs that balance 8 tokens, and tmax 20.
+    ("an array sized for a GQA round (5x8, B = 32, tmax 20)",
+     SpeqConfig(rows=5, cols=8, tmax=20), proj.Energy()),
 )
 
 
@@ -50,6 +57,8 @@ def machine_for(gbps, shape):
     attention over a KV head in one pass)."""
     if gbps is None:
         return proj.Machine.from_config(SpeqConfig(), CLOCK_MHZ)
+    if isinstance(gbps, SpeqConfig):
+        return proj.Machine.from_config(gbps, CLOCK_MHZ)
     return proj.Machine.sized_for(gbps, CLOCK_MHZ).best_lanes(shape).round_tmax(shape, GAMMA)
 
 
@@ -138,7 +147,7 @@ def plot(out):
     measured = proj.measured_acceptance(GAMMA)
     contexts = [2 ** n for n in range(8, 16)]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-    for ax, (title, gbps, energy) in zip(axes, MACHINES[1:]):
+    for ax, (title, gbps, energy) in zip(axes, MACHINES[1:3]):
         measured_own = proj.measured_acceptance(GAMMA, "own")
         for index, key in enumerate(LLMS):
             shape = proj.PRESETS[key]
