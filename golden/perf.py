@@ -36,7 +36,8 @@ from .speq16 import kv_planes
 
 
 __all__ = ["MODES", "PLANE_WORDS", "tiles", "entry_rows", "draft_image", "residual_image",
-           "baseline_image", "kv_images", "pass_images", "PassCost", "pass_cost", "fetch_schedule", "roofline", "machine"]
+           "baseline_image", "kv_images", "kv_cache_rows", "kv_write_cycles", "pass_images",
+           "PassCost", "pass_cost", "fetch_schedule", "roofline", "machine"]
 
 
 def tiles(n, pes, slots):
@@ -111,6 +112,26 @@ def kv_images(u, pes, slots, mem_bits):
     rows, groups = entry_rows(n, k, pes, slots)
     cols = 4 * groups[:, None, None] + np.arange(4)[None, None, :]
     return [_image(_gather(plane, rows, cols), mem_bits) for plane in kv_planes(u)]
+
+
+def kv_cache_rows(keys, capacity, pes, slots):
+    """Rows a ``kv`` or ``kv_draft`` pass reads from a keys image laid out for
+    ``capacity`` positions to attend to ``keys`` of them: whole tiles (``pes
+    x slots`` rows), or the capacity's last, so that a position keeps its
+    place as the cache grows (the rows past ``keys`` are read and their
+    results dropped)."""
+    tile = pes * slots
+    return min(capacity, -(-keys // tile) * tile)
+
+
+def kv_write_cycles(vt, d, t):
+    """Cycles of a KV_WRITE command (`hw.kv_writer`) from the command to its
+    status with a write port that is always ready: per position a set-up
+    cycle and ``d / 4`` activation beats of a cycle plus one per write (2 for
+    a keys image, 8 for a values image); the status comes in the cycle after
+    the last write. A write the port keeps waiting adds exactly its cycles."""
+    writes = 8 if vt else 2
+    return t * (1 + d // 4 * (1 + writes))
 
 
 def pass_images(mode, w, enc, pes, slots, mem_bits):

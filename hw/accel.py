@@ -13,7 +13,11 @@ from .config import SpeqConfig
 from .controller import PassController
 
 
-__all__ = ["SpeqAccel"]
+__all__ = ["SpeqAccel", "PORTS"]
+
+
+#: The accelerator's ports: those of its controller that face the system.
+PORTS = ("cmd", "act", "mem", "out", "status", "wmem")
 
 
 class SpeqAccel(wiring.Component):
@@ -26,10 +30,15 @@ class SpeqAccel(wiring.Component):
         (``rows``, ``cols``, ``tmax``), the activation buffer (``kmax``) and
         the memory port (``mem_bits``).
 
+    kv_write : bool, optional
+        Build the KV write path (`hw.kv_writer`; default: where the memory
+        port allows it, ``mem_bits`` a multiple of 32).
+
     Members
     -------
-    cmd, act, mem, out, status
-        As `hw.controller.PassController`.
+    cmd, act, mem, out, status, wmem
+        As `hw.controller.PassController`; ``wmem`` is the memory's write
+        port (KV_WRITE; never valid without the write path).
 
     Raises
     ------
@@ -39,14 +48,14 @@ class SpeqAccel(wiring.Component):
         If ``mem_bits`` does not divide ``16 x rows x cols``.
     """
 
-    def __init__(self, config=SpeqConfig()):
+    def __init__(self, config=SpeqConfig(), *, kv_write=None):
         if not isinstance(config, SpeqConfig):
             raise TypeError(f"config must be a SpeqConfig, not {config!r}")
         self._config = config
         self._array = SpeqArray(config, tag_bits=PassController.tag_bits(config))
-        self._controller = PassController(config, self._array)
+        self._controller = PassController(config, self._array, kv_write=kv_write)
         members = self._controller.signature.members
-        super().__init__({name: members[name] for name in ("cmd", "act", "mem", "out", "status")})
+        super().__init__({name: members[name] for name in PORTS})
 
     @property
     def config(self):
@@ -69,6 +78,6 @@ class SpeqAccel(wiring.Component):
         wiring.connect(m, controller.step, array.i)
         wiring.connect(m, controller.table, array.table)
         wiring.connect(m, array.o, controller.result)
-        for name in ("cmd", "act", "mem", "out", "status"):
+        for name in PORTS:
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(controller, name))
         return m

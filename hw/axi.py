@@ -39,6 +39,7 @@ from .accel import SpeqAccel
 from .config import SpeqConfig, check_integer_fields
 from .controller import COUNTER_BITS, N_BITS, Error, Op, result_layout
 from .decoder import NUM_CODES
+from .fp import floor_div_const
 from .regmap import register_map
 from golden.schedule import PLANE_WORDS
 
@@ -127,21 +128,6 @@ class AxiConfig:
         return asdict(self)
 
 
-def _floor_div_const(value, divisor):
-    """``value // divisor`` for a constant ``divisor``: a shift, or a multiply
-    by the rounded-up reciprocal, checked here on every value of ``value``'s
-    width (at most 20 bits)."""
-    width = len(value)
-    if divisor & (divisor - 1) == 0:
-        return value >> exact_log2(divisor)
-    assert width <= 20, width
-    shift = width + ceil_log2(divisor)
-    factor = -(-(1 << shift) // divisor)
-    v = np.arange(1 << width, dtype=np.int64)
-    assert ((v * factor) >> shift == v // divisor).all(), (width, divisor)
-    return (value * factor) >> shift
-
-
 def result_stream_bits(config):
     """``(tdata, tuser)`` widths of the result stream: ``P`` FP32 results then
     ``P`` FP16 ones; the row of PE 0 then the token."""
@@ -196,7 +182,8 @@ class SpeqAxi(wiring.Component):
             raise ValueError(f"mem_bits must be a power of two from 16 to 1024 (an AXI data "
                              f"width), not {config.mem_bits}")
         self._config, self._axi = config, axi
-        self._accel = SpeqAccel(config)
+        # No write path behind AXI yet: KV_WRITE is refused (BAD_OP) at the registers.
+        self._accel = SpeqAccel(config, kv_write=False)
         self._regmap = register_map()
         axil_addr = ceil_log2(self._regmap.size)
         out_data, out_user = result_stream_bits(config)
@@ -550,7 +537,7 @@ class SpeqAxi(wiring.Component):
         # Registered twice from the command (latched at START, two cycles at
         # least before the pass is offered): the product, then the plane
         # words, so that the pass' start only copies them.
-        slots_used = _floor_div_const((c.n + (pes - 1))[:N_BITS + 1], pes)
+        slots_used = floor_div_const((c.n + (pes - 1))[:N_BITS + 1], pes)
         entries = Signal(N_BITS + 14)
         m.d.sync += entries.eq(slots_used * c.k[2:])
         unit = entries * draft_words         # words of 16 bits per PE, per entry

@@ -143,7 +143,8 @@ class SpeqBoard(wiring.Component):
         self._config = config
         self._weight_words = weight_words
         self._divisor = divisor
-        self._accel = SpeqAccel(config)
+        # The board has no write path to its weight memory: KV_WRITE answers BAD_OP.
+        self._accel = SpeqAccel(config, kv_write=False)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
 
     @staticmethod

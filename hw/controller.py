@@ -56,7 +56,8 @@ COUNTER_BITS = 48
 
 
 class Op(enum.Enum, shape=3):
-    """What a command asks for. Codes 6 and 7 are refused with `Error.BAD_OP`."""
+    """What a command asks for. Code 7 is refused with `Error.BAD_OP`, and
+    KV_WRITE where the accelerator has no write path (`hw.kv_writer.supports`)."""
 
     DRAFT = 0
     VERIFY = 1
@@ -64,6 +65,7 @@ class Op(enum.Enum, shape=3):
     TABLE = 3
     KV = 4          # attention over the KV cache's two byte planes (exact)
     KV_DRAFT = 5    # attention over its high plane, as the draft reads it
+    KV_WRITE = 6    # new keys or values into the KV cache's byte planes (hw.kv_writer)
 
 
 class Error(enum.Enum, shape=3):
@@ -88,6 +90,10 @@ class Command(data.Struct):
     plane of a kv pass), and ``fp16``: also send every result
     rounded to FP16 (``fl16``, for the next layer). ``TABLE`` writes entry ``code`` of the
     remap tables: ``base``, and the draft value ``exp``/``half``/``zero``.
+    ``KV_WRITE`` writes positions ``pos .. pos + t - 1`` of a keys image
+    (``vt`` = 0: ``n`` rows = the capacity, ``k`` = the head dimension) or
+    a values image (``vt`` = 1: ``n`` rows of one tile, ``k`` = the
+    capacity) whose planes are at ``addr0`` and ``addr1`` (`hw.kv_writer`).
     """
 
     op: Op
@@ -102,6 +108,8 @@ class Command(data.Struct):
     exp: signed(DRAFT_EXP_BITS)
     half: 1
     zero: 1
+    pos: 16
+    vt: 1
 
 
 class Status(data.Struct):
@@ -195,7 +203,8 @@ class PassController(wiring.Component):
         If ``mem_bits`` does not divide ``16 x rows x cols``.
     """
 
-    def __init__(self, config, array):
+    def __init__(self, config, array, *, kv_write=None):
+        from .kv_writer import supports, write_layout
         pes = config.rows * config.cols
         if (16 * pes) % config.mem_bits:
             raise ValueError(
@@ -203,6 +212,10 @@ class PassController(wiring.Component):
                 f"per PE), not {config.mem_bits}")
         self._config = config
         self._array = array
+        self._kv_write = supports(config) if kv_write is None else bool(kv_write)
+        if self._kv_write and not supports(config):
+            raise ValueError(f"the KV write path needs mem_bits a multiple of 32, not "
+                             f"{config.mem_bits}")
         super().__init__({
             "cmd": In(stream.Signature(Command)),
             "act": In(stream.Signature(data.ArrayLayout(FP16, GROUP))),
@@ -213,11 +226,17 @@ class PassController(wiring.Component):
             "en": Out(1),
             "out": Out(stream.Signature(result_layout(config))),
             "status": Out(stream.Signature(Status)),
+            "wmem": Out(stream.Signature(write_layout(config.mem_bits))),
         })
 
     @property
     def config(self):
         return self._config
+
+    @property
+    def kv_write(self):
+        """The accelerator takes KV_WRITE commands (a KV write path is built)."""
+        return self._kv_write
 
     @staticmethod
     def tag_bits(config):
@@ -273,14 +292,23 @@ class PassController(wiring.Component):
         # Entries of the remap tables written since reset (the table memories
         # are not cleared by reset): a draft or verify pass needs all of them.
         tables_loaded = Signal(NUM_CODES)
-        with m.If(~c.op.as_value().matches(Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.TABLE, Op.KV,
-                                           Op.KV_DRAFT)):
+        ops = [Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.TABLE, Op.KV, Op.KV_DRAFT] + \
+            ([Op.KV_WRITE] if self._kv_write else [])
+        # A KV write: the positions within the image (the keys image's rows,
+        # the values image's columns); a values image is one tile of rows, a
+        # multiple of 4 (its rows come 4 to an activation beat).
+        kv_write = c.op == Op.KV_WRITE
+        end = c.pos + c.t
+        write_bad_n = kv_write & Mux(c.vt, (c.n[:2] != 0) | (c.n > pes * array.interleave),
+                                     end > c.n)
+        write_bad_k = kv_write & c.vt & (end > c.k)
+        with m.If(~c.op.as_value().matches(*ops)):
             m.d.comb += error.eq(Error.BAD_OP)
         with m.Elif(c.op == Op.TABLE):
             m.d.comb += error.eq(Error.OK)
-        with m.Elif(c.n == 0):
+        with m.Elif((c.n == 0) | write_bad_n):
             m.d.comb += error.eq(Error.BAD_N)
-        with m.Elif((c.k == 0) | (c.k[:2] != 0) | (c.k > config.kmax)):
+        with m.Elif((c.k == 0) | (c.k[:2] != 0) | (c.k > config.kmax) | write_bad_k):
             m.d.comb += error.eq(Error.BAD_K)
         with m.Elif((c.t == 0) | (c.t > config.tmax) | ((c.op == Op.DRAFT) & (c.t != 1))):
             m.d.comb += error.eq(Error.BAD_T)
@@ -288,13 +316,18 @@ class PassController(wiring.Component):
             m.d.comb += error.eq(Error.NO_TABLE)
 
         table = self.table
-        m.d.comb += cmd.ready.eq(~running & ~self.status.valid & en)
+        writing = Signal()                   # a KV write runs (the pass engines idle)
+        kv_act_ready = Signal()              # the KV writer takes an activation beat
+        m.d.comb += cmd.ready.eq(~running & ~writing & ~self.status.valid & en)
         taken = cmd.valid & cmd.ready
+        start_write = Signal()
         m.d.comb += [
             table.en.eq(taken & (c.op == Op.TABLE)),
             table.code.eq(c.code), table.base.eq(c.base), table.exp.eq(c.exp),
             table.half.eq(c.half), table.zero.eq(c.zero),
-            start.eq(taken & (c.op != Op.TABLE) & (error == Error.OK)),
+            start.eq(taken & ~c.op.as_value().matches(Op.TABLE, Op.KV_WRITE) &
+                     (error == Error.OK)),
+            start_write.eq(taken & kv_write & (error == Error.OK)),
         ]
         # The status reads the counters themselves: they stand still from the
         # end of a pass until the next command, which the status must precede.
@@ -307,7 +340,7 @@ class PassController(wiring.Component):
             m.d.sync += [cycles.eq(0), bits.eq(0), macs.eq(0)]
         with m.If(table.en):
             m.d.sync += tables_loaded.bit_select(c.code, 1).eq(1)
-        with m.If(taken & ~start):
+        with m.If(taken & ~start & ~start_write):
             m.d.sync += [
                 self.status.valid.eq(1),
                 self.status.payload.op.eq(c.op),
@@ -315,8 +348,30 @@ class PassController(wiring.Component):
             ]
         with m.If(start):
             m.d.sync += [running.eq(1), p.eq(c)]
-        with m.If(running):
+        with m.If(running | writing):
             m.d.sync += cycles.eq(cycles + 1)
+
+        # -- KV write path (hw.kv_writer) -----------------------------------------
+        if self._kv_write:
+            from .kv_writer import KvWriter
+            m.submodules.kv_writer = writer = KvWriter(config, array.interleave)
+            m.d.comb += [
+                writer.start.eq(start_write), writer.vt.eq(c.vt), writer.n.eq(c.n),
+                writer.k.eq(c.k), writer.t.eq(c.t), writer.pos.eq(c.pos),
+                writer.addr0.eq(c.addr0), writer.addr1.eq(c.addr1),
+                writer.act.valid.eq(act.valid & writing),
+                writer.act.payload.eq(act.payload),
+                kv_act_ready.eq(writer.act.ready),
+            ]
+            wiring.connect(m, writer.wmem, wiring.flipped(self.wmem))
+            with m.If(start_write):
+                m.d.sync += [writing.eq(1), p.eq(c)]
+            with m.If(writer.act.valid & writer.act.ready):
+                m.d.sync += bits.eq(bits + 4 * 16)     # four values, two planes
+            with m.If(writer.done):
+                m.d.sync += [writing.eq(0), self.status.valid.eq(1),
+                             self.status.payload.op.eq(Op.KV_WRITE),
+                             self.status.payload.error.eq(Error.OK)]
 
         # The pass' last group of 4 columns of K (K <= kmax was checked).
         last_group = Signal(group_bits)
@@ -333,14 +388,14 @@ class PassController(wiring.Component):
         act_t, act_g = Signal(range(config.tmax)), Signal(group_bits)
         acts_loaded = Signal()
         m.d.comb += [
-            act.ready.eq(running & ~acts_loaded & en),
+            act.ready.eq(Mux(writing, kv_act_ready, running & ~acts_loaded & en)),
             act_write.addr.eq(Cat(act_g, act_t)),
             act_write.data.eq(act.payload),
-            act_write.en.eq(act.valid & act.ready),
+            act_write.en.eq(act.valid & act.ready & ~writing),
         ]
         with m.If(start):
             m.d.sync += [act_t.eq(0), act_g.eq(0), acts_loaded.eq(0)]
-        with m.Elif(act.valid & act.ready):
+        with m.Elif(act.valid & act.ready & ~writing):
             with m.If(act_g == last_group):
                 m.d.sync += act_g.eq(0)
                 with m.If(act_t == p.t - 1):

@@ -5,9 +5,12 @@ first, so a `View` of a 16-bit signal reads like the IEEE definition.
 """
 
 from amaranth.lib import data
+from amaranth.utils import ceil_log2, exact_log2
+import numpy as np
 
 
-__all__ = ["FP16", "FP32", "FP16_QNAN", "FP16_Q_MAX", "SPEQ16Word", "DraftNibble", "fp32_to_fp16"]
+__all__ = ["FP16", "FP32", "FP16_QNAN", "FP16_Q_MAX", "SPEQ16Word", "DraftNibble", "fp32_to_fp16",
+           "floor_div_const"]
 
 
 class FP16(data.Struct):
@@ -105,3 +108,18 @@ def fp32_to_fp16(m, value, name="fl16"):
     with m.Else():
         m.d.comb += out.eq(magnitude | (f.sign << 15))
     return out
+
+
+def floor_div_const(value, divisor):
+    """``value // divisor`` for a constant ``divisor``: a shift, or a multiply
+    by the rounded-up reciprocal, checked here on every value of ``value``'s
+    width (at most 20 bits)."""
+    width = len(value)
+    if divisor & (divisor - 1) == 0:
+        return value >> exact_log2(divisor)
+    assert width <= 20, width
+    shift = width + ceil_log2(divisor)
+    factor = -(-(1 << shift) // divisor)
+    v = np.arange(1 << width, dtype=np.int64)
+    assert ((v * factor) >> shift == v // divisor).all(), (width, divisor)
+    return (value * factor) >> shift

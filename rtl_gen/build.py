@@ -200,12 +200,19 @@ def _array_figures(array):
             "accumulators_per_pe": array.depth}
 
 
-def _command_figures(config):
+def _command_figures(config, kv_write):
     """What a user of the accelerator's command interface needs beyond the
     ports: the codes, the order of the activation beats, and how long a
-    pass takes."""
+    pass takes (``kv_write``: the KV write path is built)."""
     return {
-        "ops": {op.name: op.value for op in Op},
+        "ops": {op.name: op.value for op in Op if kv_write or op is not Op.KV_WRITE},
+        **({"kv_write": "KV_WRITE (op 6): N, K of the image (keys: the capacity's rows and "
+                        "the head dimension; values: one tile of rows, a multiple of 4, and "
+                        "the capacity), T positions from POS, VT 1 for a values image; T x D/4 "
+                        "activation beats (D = K for keys, N for values), position by "
+                        "position; the write port (wmem) takes words with byte strobes; "
+                        "cycles: golden.perf.kv_write_cycles plus the writes' waits"}
+           if kv_write else {}),
         "errors": {error.name: error.value for error in Error},
         "activation_beats": "after a pass' command, T x K/4 beats of 4 FP16 values: "
                             "beat t * K/4 + g holds X[t, 4g .. 4g+3] (t outer, g inner)",
@@ -235,9 +242,11 @@ KV_CACHE_LAYOUT = {
     "draft_scratch": "the draft keeps no cache of its own: it reads the target's and, for "
                      "the round's proposals, a scratch of at most gamma positions of which "
                      "it writes and reads the high plane only (golden.model.Session)",
-    "writes": "a new position's keys and values are split into the two planes where they "
-              "are written (the host writes the results of the K and V projection passes "
-              "into the images; the draft writes the high plane of its scratch)",
+    "writes": "KV_WRITE (op 6, hw.kv_writer, where mem_bits is a multiple of 32): a new "
+              "position's keys or values, sent as activation beats, split into the two "
+              "planes and written through the write port (wmem) with byte strobes; the "
+              "keys image is laid out for the capacity (passes read whole tiles of it: "
+              "golden.perf.kv_cache_rows), a values image holds one tile of rows",
 }
 
 
@@ -395,16 +404,16 @@ def memory_images(config, array):
 
 def _axi_commands(config):
     """The AXI top's command interface, as an integrator drives it."""
-    ops = {op.name: op.value for op in Op if op is not Op.TABLE}
+    ops = {op.name: op.value for op in Op if op not in (Op.TABLE, Op.KV_WRITE)}
     return {
         "ops": ops,
         "errors": {error.name: error.value for error in Error},
         "how": "write OP (and OP.FP16), N, K, T, WBASE0, WBASE1, and TABLE0..7 when the "
                "tensor changes; write CONTROL.START; send the T x K/4 activation beats on "
                "s_axis; the results come on m_axis; STATUS.DONE (irq with IRQ_ENABLE.DONE) "
-               "ends the command, STATUS.ERROR says how. TABLE is not an op here (op 3 and "
-               "ops 6 and 7 answer BAD_OP): the remap tables are the TABLE registers, sent "
-               "to the accelerator at the next START",
+               "ends the command, STATUS.ERROR says how. TABLE is not an op here (op 3, "
+               "KV_WRITE (6, no write master yet) and 7 answer BAD_OP): the remap tables are "
+               "the TABLE registers, sent to the accelerator at the next START",
         "counters": "CYCLES, BITS_LO/HI, MACS_LO/HI, WAIT_MEM, WAIT_OUT: the last pass'; 0 "
                     "after a refused or aborted command",
         "abort": "CONTROL.ABORT while busy: DONE with ERROR ABORTED once the bursts in "
@@ -473,10 +482,11 @@ def manifest(top, config, component, module_name, port_list):
             "commands": _axi_commands(config), "streams": _axi_streams(config, component),
             "memory_images": memory_images(config, component.accel.array)}
            if isinstance(component, SpeqAxi) else {}),
-        **({"commands": _command_figures(config),
+        **({"commands": _command_figures(config, component.controller.kv_write),
             "memory_images": memory_images(config, component.array)}
            if isinstance(component, SpeqAccel) else {}),
-        **({"commands": _command_figures(config)} if isinstance(component, SpeqBoard) else {}),
+        **({"commands": _command_figures(config, False)}
+           if isinstance(component, SpeqBoard) else {}),
         "ports": port_list,
         "tools": {
             "amaranth": _version("amaranth"),

@@ -15,7 +15,10 @@ used to play from Python cycle by cycle:
 - the outputs: every result beat goes into ``omem`` in order, and the
   status ends the command (``done``), with the cycles the accelerator was
   busy (after the command was taken, until its status) and of those the
-  cycles it was frozen (``mem.en`` low).
+  cycles it was frozen (``mem.en`` low);
+- the write port (KV_WRITE): a write goes into ``wmem`` under its byte
+  strobes; the port is not ready on a cycle with probability ``p_stall /
+  256``, and the cycles a write waited are counted (``write_waits``).
 
 The bench writes the memories and reads ``omem`` through direct memory
 accesses, so Python runs once per command, not once per cycle.
@@ -33,7 +36,7 @@ from tb import drive
 from tb.harness import xorshift
 
 
-__all__ = ["AccelHarness", "run_command"]
+__all__ = ["AccelHarness", "run_command", "write_waits"]
 
 
 class AccelHarness(wiring.Component):
@@ -61,7 +64,7 @@ class AccelHarness(wiring.Component):
     status : Out(Status)
     out_count : Out
         Result beats of the last command (at most ``out_depth`` are kept).
-    busy, frozen : Out(32)
+    busy, frozen, write_waits : Out(32)
     """
 
     def __init__(self, accel, *, mem_depth, mem_latency, act_depth, out_depth):
@@ -76,7 +79,7 @@ class AccelHarness(wiring.Component):
             "go": In(1), "cmd": In(Command), "act_count": In(range(act_depth + 1)),
             "p_stall": In(9), "p_block": In(9), "seed": In(32),
             "done": Out(1), "status": Out(Status), "out_count": Out(range(out_depth + 1)),
-            "busy": Out(32), "frozen": Out(32),
+            "busy": Out(32), "frozen": Out(32), "write_waits": Out(32),
         })
 
     @property
@@ -117,7 +120,7 @@ class AccelHarness(wiring.Component):
 
         with m.If(self.go):
             m.d.sync += [running.eq(1), sent.eq(0), act_i.eq(0), self.out_count.eq(0),
-                         self.busy.eq(0), self.frozen.eq(0)]
+                         self.busy.eq(0), self.frozen.eq(0), self.write_waits.eq(0)]
 
         # -- command and activations ------------------------------------------------
         cmd_reg = Signal(Command)
@@ -153,6 +156,18 @@ class AccelHarness(wiring.Component):
             accel.mem.data.eq(Mux(valids[0], word.data, 0)),
             accel.mem.stall.eq(stall),
         ]
+
+        # -- the write port: into the same memory, under byte strobes -------------------
+        write = wmem.write_port(granularity=8)
+        wmem_ready = ~(running & stall_draw)
+        m.d.comb += [
+            accel.wmem.ready.eq(wmem_ready),
+            write.addr.eq(accel.wmem.payload.addr[:addr_bits]),
+            write.data.eq(accel.wmem.payload.data),
+            write.en.eq(Mux(accel.wmem.valid & wmem_ready, accel.wmem.payload.strb, 0)),
+        ]
+        with m.If(running & accel.wmem.valid & ~wmem_ready):
+            m.d.sync += self.write_waits.eq(self.write_waits + 1)
 
         # -- results and status -------------------------------------------------------
         m.d.comb += [accel.out.ready.eq(~(running & block_draw)), accel.status.ready.eq(1)]
@@ -204,3 +219,8 @@ async def run_command(dut, cmd, acts, *, p_stall, p_block, seed, timeout):
     omem = dut.omem
     outs = [omem[j].value.to_unsigned() for j in range(count)]
     return (dut.status.value.to_unsigned(), outs, int(dut.frozen.value), int(dut.busy.value))
+
+
+def write_waits(dut):
+    """Cycles the last command's writes waited for the write port."""
+    return int(dut.write_waits.value)

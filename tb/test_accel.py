@@ -81,6 +81,11 @@ class Host:
         for index, word in enumerate(words):
             wmem[addr + index].value = word
 
+    def read_memory(self, addr, count):
+        """``count`` weight memory words from word address ``addr`` on."""
+        wmem = self.dut.wmem
+        return [wmem[addr + index].value.to_unsigned() for index in range(count)]
+
     async def run(self, cmd, acts=(), p_stall=0.0, p_block=0.0):
         """Send one command (and its activations); return (status, outputs,
         frozen cycles, busy cycles)."""
@@ -289,7 +294,11 @@ async def accel_passes(dut):
            (Op.DRAFT, dict(n=4, k=8, t=2), Error.BAD_T),
            (Op.BASELINE, dict(n=4, k=8, t=config.tmax + 1), Error.BAD_T),
            (Op.KV_DRAFT, dict(n=4, k=8, t=config.tmax + 1), Error.BAD_T),
-           (6, dict(n=4, k=8, t=1), Error.BAD_OP),
+           (7, dict(n=4, k=8, t=1), Error.BAD_OP),
+           # KV_WRITE without a write path (mem_bits not a multiple of 32), or
+           # with positions past the keys image's rows.
+           (Op.KV_WRITE, dict(n=4, k=8, t=1, pos=4), Error.BAD_N if
+            bench.accel.controller.kv_write else Error.BAD_OP),
            (7, dict(), Error.BAD_OP)]
     for op, fields, error in bad:
         status, outs, _, busy = await host.run(host.command(op, **fields))
@@ -302,6 +311,94 @@ async def accel_passes(dut):
 
     dut._log.info("accel: %s", summary)
     Path("summary.json").write_text(json.dumps(summary))
+
+
+@cocotb.test()
+async def accel_kv_write(dut):
+    """KV_WRITE (`hw.kv_writer`): new keys into a keys image laid out for the
+    cache's capacity (rows = positions) and new values into a values image
+    (one tile of rows, columns = positions), both byte planes, with random
+    stale contents around them and a write port that stalls at random. After
+    each command the memory holds exactly `golden.perf.kv_images` of the
+    updated cache, the status counts the cycles `golden.perf.kv_write_cycles`
+    says plus the writes' waits, and a kv and a kv_draft pass over the
+    written image give the golden results; refused KV_WRITEs answer their
+    error."""
+    bench = await _bench(dut)
+    host, rng, machine, config = bench.host, bench.rng, bench.machine, bench.config
+    pes, slots, bits = machine["pes"], machine["slots"], config.mem_bits
+    tile = pes * slots
+    writes = {"keys": 0, "values": 0, "positions": 0, "waits": 0, "refused": 0}
+
+    def fp16(shape):
+        u = (rng.standard_normal(shape) * 2).astype(np.float16)
+        u.view(np.uint16)[rng.random(shape) < 0.03] = 0x7C00     # a few specials
+        u.view(np.uint16)[rng.random(shape) < 0.03] = 0x0001
+        return u
+
+    for trial in range(int(os.environ.get("KV_WRITES", "6"))):
+        vt = trial % 2
+        dims = 4 * int(rng.integers(1, min(tile, 64) // 4 + 1)) if vt else \
+            4 * int(rng.integers(1, 9))
+        capacity = 4 * int(rng.integers(1, 33)) if vt else int(rng.integers(1, 3 * tile + 1))
+        cache = fp16((dims, capacity) if vt else (capacity, dims))
+        n, k = cache.shape
+        t = int(rng.integers(1, min(config.tmax, capacity) + 1))
+        pos = int(rng.integers(0, capacity - t + 1))
+        images = perf.kv_images(cache, pes, slots, bits)
+        addrs = [int(rng.integers(0, MEM_DEPTH // 2 - len(images[0]))), 0]
+        addrs[1] = MEM_DEPTH // 2 + int(rng.integers(0, MEM_DEPTH // 2 - len(images[1])))
+        for addr, image in zip(addrs, images):
+            host.write_memory(addr, image)
+        new = fp16((t, dims))
+        acts = payload.pack(host.act_layout, {
+            (lane,): new.view(np.uint16)[:, lane::4].ravel() for lane in range(4)})
+        p_stall = 0.0 if trial < 2 else 0.2
+        status, outs, _, busy = await host.run(host.command(
+            Op.KV_WRITE, n=n, k=k, t=t, pos=pos, vt=vt, addr0=addrs[0], addr1=addrs[1]),
+            acts, p_stall=p_stall)
+        what = f"KV_WRITE {'values' if vt else 'keys'} {n}x{k}, positions {pos}..{pos + t - 1}"
+        assert status["error"] == Error.OK.value and not outs, f"{what}: {status}"
+        waits = accel_harness.write_waits(host.dut)
+        want = perf.kv_write_cycles(vt, dims, t)
+        assert status["cycles"] == busy and busy - waits == want, (
+            f"{what}: {status['cycles']} cycles ({busy} busy, {waits} waits), model {want}")
+        assert status["bits"] == 16 * t * dims and status["macs"] == 0, f"{what}: {status}"
+        if vt:
+            cache[:, pos:pos + t] = new.T
+        else:
+            cache[pos:pos + t] = new
+        got = [host.read_memory(addr, len(image)) for addr, image in zip(addrs, images)]
+        want_images = perf.kv_images(cache, pes, slots, bits)
+        for plane in range(2):
+            bad = [i for i, (a, b) in enumerate(zip(got[plane], want_images[plane])) if a != b]
+            assert not bad, f"{what}: plane {plane}: {len(bad)} of {len(got[plane])} words " \
+                            f"differ, first at word {bad[0]}"
+        writes["values" if vt else "keys"] += 1
+        writes["positions"] += t
+        writes["waits"] += waits
+        # Attention over what was written: the keys image read by whole tiles.
+        rows = perf.kv_cache_rows(pos + t, n, pes, slots) if not vt else n
+        cols = k if not vt else 4 * -(-(pos + t) // 4)
+        w = cache[:rows] if not vt else cache[:, :cols]
+        x = rng.standard_normal((int(rng.integers(1, config.tmax + 1)), w.shape[1])) \
+            .astype(np.float16)
+        y, _ = await bench.run_pass("kv", x, w, None)
+        _same(y, arith.verify_gemm(x, w), f"kv pass after {what}")
+        y, _ = await bench.run_pass("kv_draft", x, w, None)
+        _same(y, arith.verify_gemm(x, speq16.kv_draft(w)), f"kv_draft pass after {what}")
+    # Refused: positions past the keys image's rows or the values image's
+    # columns, a values image of more than one tile of rows or rows not a
+    # multiple of 4.
+    for fields, error in ((dict(n=10, k=8, t=3, pos=8, vt=0), Error.BAD_N),
+                          (dict(n=8, k=12, t=2, pos=11, vt=1), Error.BAD_K),
+                          (dict(n=6, k=12, t=1, pos=0, vt=1), Error.BAD_N),
+                          (dict(n=4 * (tile // 4 + 1), k=12, t=1, pos=0, vt=1), Error.BAD_N)):
+        status, outs, _, busy = await host.run(host.command(Op.KV_WRITE, **fields))
+        assert status["error"] == error.value and busy == 0 and not outs, (fields, status)
+        writes["refused"] += 1
+    dut._log.info("kv writes: %s", writes)
+    Path("summary_kv_write.json").write_text(json.dumps(writes))
 
 
 @cocotb.test()
@@ -377,14 +474,14 @@ async def accel_attention_head(dut):
 # two shapes may be larger; make soak runs more on both). The 2x2 one-lane run also takes a layer of the
 # shipped model and its attention heads; the 2x2 four-lane Icarus run the
 # attention heads.
-MODEL, ATTENTION = "accel_model_layer", "accel_attention_head"
+MODEL, ATTENTION, KV_WRITE = "accel_model_layer", "accel_attention_head", "accel_kv_write"
 CONFIGS = [
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
                 "draft_lanes": 4}, 3, 4, ("verilator",), ()),
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
-                "draft_lanes": 4}, 3, 2, ("icarus",), (ATTENTION,)),
+                "draft_lanes": 4}, 3, 2, ("icarus",), (ATTENTION, KV_WRITE)),
     ("2x2_l1", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
-                "draft_lanes": 1}, 3, 6, ("verilator",), (MODEL, ATTENTION)),
+                "draft_lanes": 1}, 3, 6, ("verilator",), (MODEL, ATTENTION, KV_WRITE)),
     # tmax 20: passes of more tokens than the 16 tmax once allowed (attention
     # over grouped-query heads: a KV head's query heads x a round's tokens).
     ("1x3_s1_b48_l2", {"rows": 1, "cols": 3, "tmax": 20, "pe_stages": 1, "kmax": 128,
@@ -402,7 +499,8 @@ MODEL_LAYER = "layer0.wq"
     for name, config, latency, shapes, sims, extra in CONFIGS for sim in sims])
 def test_accel(name, config, latency, shapes, sim, extra):
     build_dir = runner.BUILD_ROOT / f"accel_{name}" / sim
-    for summary in ("summary.json", "summary_model.json", "summary_attention.json"):
+    for summary in ("summary.json", "summary_model.json", "summary_attention.json",
+                    "summary_kv_write.json"):
         (build_dir / summary).unlink(missing_ok=True)
     # make soak: SHAPES random shapes per Verilator run, ICARUS_SHAPES per Icarus run.
     shapes = int(os.environ.get("SHAPES" if sim == "verilator" else "ICARUS_SHAPES", shapes))
@@ -419,7 +517,7 @@ def test_accel(name, config, latency, shapes, sim, extra):
                           **({"SHAPE_CYCLES": "400"} if name == "default" and
                              "ICARUS_SHAPES" not in os.environ else {})})
     summary = json.loads((build_dir / "summary.json").read_text())
-    assert summary["passes"] >= 5 * shapes + 1 and summary["refused"] == 15
+    assert summary["passes"] >= 5 * shapes + 1 and summary["refused"] == 16
     assert min(summary["modes"].values()) >= shapes
     print(f"accel {name} [{sim}]: {summary}")
     if MODEL in extra:
@@ -431,3 +529,8 @@ def test_accel(name, config, latency, shapes, sim, extra):
         assert summary["heads"] == 2 and summary["modes"]["kv"] == 2
         assert summary["modes"]["kv_draft"] == 6
         print(f"accel {name} [{sim}], attention heads of the shipped model: {summary}")
+    if KV_WRITE in extra:
+        summary = json.loads((build_dir / "summary_kv_write.json").read_text())
+        assert summary["keys"] >= 3 and summary["values"] >= 3 and summary["refused"] == 4
+        assert summary["waits"] > 0, summary
+        print(f"accel {name} [{sim}], KV writes: {summary}")

@@ -193,8 +193,10 @@ def test_accel_manifest_and_bad_mem_bits(tmp_path, capsys):
     assert manifest["latency"] is None
     # What the command interface needs beyond the ports.
     commands = manifest["commands"]
+    # A 32-bit port: the KV write path is built.
     assert commands["ops"] == {"DRAFT": 0, "VERIFY": 1, "BASELINE": 2, "TABLE": 3, "KV": 4,
-                               "KV_DRAFT": 5}
+                               "KV_DRAFT": 5, "KV_WRITE": 6}
+    assert "kv_write_cycles" in commands["kv_write"]
     planes = commands["memory_planes"]
     assert planes["kv"]["words_per_pe_and_entry"] == [2, 2] and planes["kv"]["op"] == 4
     assert planes["kv_draft"]["addr1"] is None and planes["verify"]["words_per_pe_and_entry"] == [1, 3]

@@ -1,0 +1,230 @@
+"""The KV-cache write path: new keys and values into the cache's byte planes.
+
+SPEC section 2a keeps one KV cache, each FP16 value ``u`` in two byte
+planes (``u >> 8`` and ``u & 0xFF``), laid out as the weights of the
+attention passes that read it (``docs/array.md``, `golden.perf.kv_images`):
+
+- the keys of a KV head as a ``Q K^T`` image: rows = positions (``N`` = the
+  cache's capacity), columns = the head dimension (``K``);
+- its values as ``P V`` images: rows = the head dimension's rows of one tile
+  (``N`` at most ``P x S``), columns = positions (``K`` = the capacity).
+
+A ``KV_WRITE`` command writes ``T`` positions from ``pos`` on: ``T x D / 4``
+activation beats of 4 FP16 values (``D`` = the columns of a keys image, the
+rows of a values image), position by position. The writer splits every
+value into its two bytes and writes each where the image holds it, through
+a write port with byte strobes:
+
+- keys (``vt`` = 0): the 4 values of a beat are 4 columns of one row, 4
+  consecutive bytes of one entry: one write per plane;
+- values (``vt`` = 1): the 4 values are one column of 4 rows, one byte in
+  each of 4 PEs' fields: four writes per plane.
+
+The images hold positions at fixed places whatever the cache's length (the
+keys image is laid out for the capacity; a pass over fewer keys reads whole
+tiles of it), so a position is written once and never moved.
+
+Timing, with the write port always ready and a beat always there: a cycle to
+set up each position, then per beat a cycle to take it and one per write
+(`KvWriter.cycles`). A write port that is not ready adds exactly its cycles.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, exact_log2
+
+from .fp import FP16, floor_div_const
+
+
+__all__ = ["KvWriter", "write_layout", "supports"]
+
+
+ADDR_BITS = 32
+
+
+def write_layout(mem_bits):
+    """One write of the memory's write port: word ``addr``, its ``data`` and
+    a strobe per byte (``strb``)."""
+    return data.StructLayout({"addr": ADDR_BITS, "data": mem_bits, "strb": mem_bits // 8})
+
+
+def supports(config):
+    """Whether a configuration has the write path: a memory word holds whole
+    4-byte PE fields (``mem_bits`` a multiple of 32)."""
+    return config.mem_bits % 32 == 0
+
+
+class _State(enum.Enum, shape=2):
+    IDLE = 0
+    POSITION = 1
+    TAKE = 2
+    WRITE = 3
+
+
+class KvWriter(wiring.Component):
+    """The KV write path of a `hw.accel.SpeqAccel` (module docstring).
+
+    Parameters
+    ----------
+    config : SpeqConfig
+        ``mem_bits`` a multiple of 32 (`supports`).
+    slots : int
+        The array's interleave ``S`` (row slots per PE in a tile).
+
+    Members
+    -------
+    start : In(1)
+        Take the command fields below (one cycle).
+    vt, n, k, t, pos, addr0, addr1 : In
+        The command: values image (1) or keys image (0), the image's rows and
+        columns, the positions to write, the first one, the word addresses of
+        the high and the low plane. Checked by the controller.
+    act : In(stream.Signature(ArrayLayout(FP16, 4)))
+    wmem : Out(stream.Signature(write_layout(mem_bits)))
+    busy : Out(1)
+    done : Out(1)
+        A pulse: the last write was taken.
+    """
+
+    def __init__(self, config, slots):
+        if not supports(config):
+            raise ValueError(f"the KV write path needs mem_bits a multiple of 32, not "
+                             f"{config.mem_bits}")
+        self._config, self._slots = config, slots
+        super().__init__({
+            "start": In(1), "vt": In(1), "n": In(16), "k": In(16), "t": In(5),
+            "pos": In(16), "addr0": In(ADDR_BITS), "addr1": In(ADDR_BITS),
+            "act": In(stream.Signature(data.ArrayLayout(FP16, 4))),
+            "wmem": Out(stream.Signature(write_layout(config.mem_bits))),
+            "busy": Out(1), "done": Out(1),
+        })
+
+    @staticmethod
+    def cycles(vt, d, t):
+        """Cycles from ``start`` to ``done`` (inclusive of neither) with a
+        ready write port and no wait for a beat: per position, a set-up cycle
+        and ``D / 4`` beats of 1 + 2 (keys) or 1 + 8 (values) cycles."""
+        writes = 8 if vt else 2
+        return t * (1 + d // 4 * (1 + writes))
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self._config
+        pes, slots = config.rows * config.cols, self._slots
+        bits = config.mem_bits
+        per_word = bits // 32                    # PE fields (4 bytes) in a memory word
+        entry_words = 32 * pes // bits           # words of one plane's entry
+        tile_rows = pes * slots
+
+        state = Signal(_State)
+        vt, n, k, t, pos = (Signal(len(s), name=f"c_{s.name.split('__')[-1]}")
+                            for s in (self.vt, self.n, self.k, self.t, self.pos))
+        base = [Signal(ADDR_BITS, name=f"c_addr{q}") for q in range(2)]
+        position = Signal(16)                    # pos + positions done
+        left = Signal(5)                         # positions still to write, this one included
+        beat = Signal(14)                        # beat of the position
+        last_beat = Signal(14)
+        m.d.comb += self.busy.eq(state != _State.IDLE)
+        with m.If(self.start):
+            m.d.sync += [vt.eq(self.vt), n.eq(self.n), k.eq(self.k), t.eq(self.t),
+                         position.eq(self.pos), left.eq(self.t),
+                         base[0].eq(self.addr0), base[1].eq(self.addr1),
+                         last_beat.eq((Mux(self.vt, self.n, self.k) >> 2) - 1),
+                         state.eq(_State.POSITION)]
+
+        groups = k >> 2                          # groups of 4 columns in a row of the image
+        # -- per position (POSITION): where its first entry is -------------------------------
+        # Keys: row = position; its tile, slot and PE; the entry of group g is
+        # tile x S x groups + g x used + slot, `used` the tile's slots.
+        tile = Signal(16)
+        inside = Signal(range(tile_rows))
+        slot, pe = Signal(range(slots)), Signal(range(pes))
+        m.d.comb += [
+            tile.eq(floor_div_const(position[:16], tile_rows)),
+            inside.eq((position - tile * tile_rows)[:len(inside)]),
+            slot.eq(floor_div_const(inside, pes)),
+            pe.eq((inside - slot * pes)[:len(pe)]),
+        ]
+        rows_in_tile = (n - tile * tile_rows).as_signed()
+        tile_used = Mux(rows_in_tile >= tile_rows, slots,
+                        floor_div_const((rows_in_tile + pes - 1)[:bits_for(tile_rows + pes)], pes))
+        # Values: column = position, in group position / 4 at byte position % 4;
+        # rows 4b .. 4b+3 of the tile (a values image has one tile).
+        vt_used = floor_div_const((n + pes - 1)[:bits_for(tile_rows + pes)], pes)
+        entry = Signal(32)                       # keys: the entry of the beat's group
+        key_pe = Signal(range(pes))
+        key_step = Signal(range(slots + 1))      # entries from a group to the next
+        col_entry = Signal(32)                   # values: the entry of the column's group
+        lane = Signal(2)
+        with m.If(state == _State.POSITION):
+            m.d.sync += [
+                entry.eq(tile * slots * groups + slot), key_pe.eq(pe), key_step.eq(tile_used),
+                col_entry.eq((position >> 2) * vt_used), lane.eq(position[:2]),
+                beat.eq(0), state.eq(_State.TAKE),
+            ]
+
+        # -- per beat (TAKE): the writes -------------------------------------------------
+        count = Signal(range(9))                 # writes of the beat
+        index = Signal(range(9))
+        queue = Array(Signal(write_layout(bits), name=f"write{i}") for i in range(8))
+        m.d.comb += self.act.ready.eq(state == _State.TAKE)
+        values = self.act.payload
+
+        def place(plane, entry_index, field_pe, byte, chunk, width):
+            """A write of ``chunk`` (``width`` bytes) at byte ``byte`` of PE
+            ``field_pe``'s field in entry ``entry_index`` of ``plane``."""
+            word_pe = Signal(range(pes), name=f"word_pe{plane}")
+            offset = Signal(range(bits // 8), name=f"offset{plane}")
+            m.d.comb += [
+                word_pe.eq(floor_div_const(field_pe, per_word)),
+                offset.eq(byte + ((field_pe - word_pe * per_word)[:len(offset)] << 2)),
+            ]
+            write = Signal(write_layout(bits))
+            m.d.comb += [
+                write.addr.eq(base[plane] + entry_index * entry_words + word_pe),
+                write.data.eq(chunk << (offset << 3)),
+                write.strb.eq(Const((1 << width) - 1, bits // 8) << offset),
+            ]
+            return write
+
+        with m.If(self.act.valid & self.act.ready):
+            m.d.sync += [index.eq(0), state.eq(_State.WRITE)]
+            with m.If(vt):
+                m.d.sync += count.eq(8)
+                rows = [(beat << 2) + r for r in range(4)]
+                for r, row in enumerate(rows):
+                    row_slot = Signal(range(slots), name=f"row{r}_slot")
+                    row_pe = Signal(range(pes), name=f"row{r}_pe")
+                    m.d.comb += [
+                        row_slot.eq(floor_div_const(row[:bits_for(tile_rows)], pes)),
+                        row_pe.eq((row - row_slot * pes)[:len(row_pe)]),
+                    ]
+                    for plane in range(2):
+                        chunk = values[r].as_value()[8:16] if plane == 0 else \
+                            values[r].as_value()[:8]
+                        m.d.sync += queue[4 * plane + r].eq(
+                            place(plane, col_entry + row_slot, row_pe, lane, chunk, 1))
+            with m.Else():
+                m.d.sync += [count.eq(2), entry.eq(entry + key_step)]
+                for plane in range(2):
+                    chunk = Cat(*(values[r].as_value()[8:16] if plane == 0 else
+                                  values[r].as_value()[:8] for r in range(4)))
+                    m.d.sync += queue[plane].eq(place(plane, entry, key_pe, 0, chunk, 4))
+
+        # -- WRITE: one write a cycle while the port takes them -----------------------------
+        m.d.comb += [self.wmem.valid.eq(state == _State.WRITE),
+                     self.wmem.payload.eq(queue[index])]
+        m.d.comb += self.done.eq(0)
+        with m.If(self.wmem.valid & self.wmem.ready):
+            m.d.sync += index.eq(index + 1)
+            with m.If(index == count - 1):
+                with m.If(beat != last_beat):
+                    m.d.sync += [beat.eq(beat + 1), state.eq(_State.TAKE)]
+                with m.Elif(left != 1):
+                    m.d.sync += [left.eq(left - 1), position.eq(position + 1),
+                                 state.eq(_State.POSITION)]
+                with m.Else():
+                    m.d.sync += state.eq(_State.IDLE)
+                    m.d.comb += self.done.eq(1)
+        return m
