@@ -44,9 +44,12 @@ ADDR_BITS = 32
 
 
 def write_layout(mem_bits):
-    """One write of the memory's write port: word ``addr``, its ``data`` and
-    a strobe per byte (``strb``)."""
-    return data.StructLayout({"addr": ADDR_BITS, "data": mem_bits, "strb": mem_bits // 8})
+    """One write of the memory's write port: word ``addr``, its ``data``, a
+    strobe per byte (``strb``), and the ``plane`` it writes (0 high, 1 low:
+    a memory need not look at it; the AXI top puts it in AWID as ARID has
+    the plane of a read)."""
+    return data.StructLayout({"addr": ADDR_BITS, "data": mem_bits, "strb": mem_bits // 8,
+                              "plane": 1})
 
 
 def supports(config):
@@ -166,7 +169,7 @@ class KvWriter(wiring.Component):
 
         # -- per beat (TAKE): the writes -------------------------------------------------
         count = Signal(range(9))                 # writes of the beat
-        index = Signal(range(9))
+        index = Signal(range(8))                 # the write of the beat going out (of `queue`)
         queue = Array(Signal(write_layout(bits), name=f"write{i}") for i in range(8))
         m.d.comb += self.act.ready.eq(state == _State.TAKE)
         values = self.act.payload
@@ -185,6 +188,7 @@ class KvWriter(wiring.Component):
                 write.addr.eq(base[plane] + entry_index * entry_words + word_pe),
                 write.data.eq(chunk << (offset << 3)),
                 write.strb.eq(Const((1 << width) - 1, bits // 8) << offset),
+                write.plane.eq(plane),
             ]
             return write
 
