@@ -28,9 +28,9 @@ __all__ = ["AxiDriver", "AsyncAxiDriver", "DriverError", "activation_beats", "ga
            "MODES"]
 
 
-#: Pass modes and their op codes.
+#: Commands (the pass modes and KV_WRITE) and their op codes.
 MODES = {"draft": Op.DRAFT, "verify": Op.VERIFY, "baseline": Op.BASELINE, "kv": Op.KV,
-         "kv_draft": Op.KV_DRAFT}
+         "kv_draft": Op.KV_DRAFT, "kv_write": Op.KV_WRITE}
 
 
 class DriverError(RuntimeError):
@@ -96,17 +96,26 @@ class _Programs:
                             "zero": raw["ZERO"]})
         return entries
 
-    def start(self, mode, n, k, t=1, *, wbase0, wbase1=0, fp16=False):
-        """Write a pass' command and start it (the activations follow on
-        ``s_axis``). ``mode``: a key of `MODES` or an op code. Interrupts
-        are `irq_enable`'s, in a register of their own."""
+    def start(self, mode, n, k, t=1, *, wbase0, wbase1=0, fp16=False, pos=0, vt=0):
+        """Write a command and start it (the activations follow on
+        ``s_axis``). ``mode``: a key of `MODES` or an op code. A
+        ``"kv_write"`` writes ``t`` positions from ``pos`` of a keys image
+        (``vt`` 0; ``n`` = the capacity, ``k`` = the head dimension) or a
+        values image (``vt`` 1; ``n`` rows of one tile, ``k`` = the
+        capacity) whose planes are at ``wbase0`` (high) and ``wbase1``
+        (low); its ``t x D/4`` beats are `activation_beats` of the ``t x D``
+        new values. Interrupts are `irq_enable`'s, in a register of their
+        own."""
         op = MODES[mode] if isinstance(mode, str) else mode
-        yield from self._write("OP", OP=int(getattr(op, "value", op)), FP16=int(fp16))
+        op = int(getattr(op, "value", op))
+        yield from self._write("OP", OP=op, FP16=int(fp16))
         yield from self._write("N", N=n)
         yield from self._write("K", K=k)
         yield from self._write("T", T=t)
         yield from self._write("WBASE0", ADDR=wbase0)
         yield from self._write("WBASE1", ADDR=wbase1)
+        if op == Op.KV_WRITE.value:
+            yield from self._write("KV", POS=pos, VT=vt)
         yield from self._write("CONTROL", START=1)
 
     def irq_enable(self, on=True):

@@ -5,10 +5,15 @@
 - ``s_axil_*``, an AXI4-Lite slave: the register map of ``hw/speq_axi.rdl``
   (`hw.regmap`): the command, the remap tables (readable), status and
   counters;
-- ``m_axi_*``, an AXI4 read master: the weight planes, read with INCR bursts,
+- ``m_axi_*``, an AXI4 master: the weight planes, read with INCR bursts,
   several in flight, into one FIFO per plane; it asks for a burst only when
   its FIFO has room for all of it, so it takes every R beat at once
-  (``rready`` is always high) and the slave's pace is the only stall it sees;
+  (``rready`` is always high) and the slave's pace is the only stall it sees.
+  Its write channels carry KV_WRITE's writes into the KV cache's planes
+  (where the accelerator has the write path, ``mem_bits`` a multiple of 32):
+  a single-beat burst per write of the accelerator's write port, with its
+  byte strobes, several in flight; the command ends when every write has
+  its response;
 - ``s_axis_*``, AXI4-Stream in: the activations of a pass;
 - ``m_axis_*``, AXI4-Stream out: one beat of ``P`` results per step, its row
   and token in ``tuser``, ``tlast`` on the pass' last beat;
@@ -51,18 +56,20 @@ __all__ = ["AxiConfig", "SpeqAxi", "ID", "VERSION", "AXI_ADDR_BITS", "AXIL_DATA_
 #: The ID register: ASCII "SPEQ".
 ID = 0x53504551
 #: The register map's version (major, minor). 2.0: IRQ_ENABLE a register of
-#: its own (CONTROL is write-only), CONTROL.ABORT, error 7 ABORTED.
-VERSION = (2, 0)
+#: its own (CONTROL is write-only), CONTROL.ABORT, error 7 ABORTED. 2.1: op 6
+#: KV_WRITE and its register KV.
+VERSION = (2, 1)
 #: Width of the read master's byte addresses.
 AXI_ADDR_BITS = 32
 #: Width of the AXI4-Lite data bus.
 AXIL_DATA_BITS = 32
 #: Width of the activation stream: four FP16 values a beat.
 STREAM_ACT_BITS = 64
-#: Bits of the epoch in a read burst's ID (above the plane bit): R beats of
-#: bursts from the last 2**EPOCH_BITS - 1 resets before are told apart.
+#: Bits of the epoch in a burst's ID (above the plane bit): R beats and B
+#: responses of bursts from the last 2**EPOCH_BITS - 1 resets before are
+#: told apart.
 EPOCH_BITS = 3
-#: Width of ARID and RID: the plane, then the epoch.
+#: Width of ARID, RID, AWID and BID: the plane, then the epoch.
 ID_BITS = 1 + EPOCH_BITS
 #: INCR bursts do not cross 4 KB (AXI4).
 _BOUNDARY = 4096
@@ -142,8 +149,10 @@ class SpeqAxi(wiring.Component):
     Parameters
     ----------
     config : SpeqConfig
-        The accelerator; its ``mem_bits`` is the read master's data width
-        (a power of two from 16 to 1024, as AXI has them).
+        The accelerator; its ``mem_bits`` is the master's data width (a
+        power of two from 16 to 1024, as AXI has them). With ``mem_bits`` a
+        multiple of 32 the accelerator has the KV write path
+        (`hw.kv_writer`) and the master its write channels.
     axi : AxiConfig
 
     Members
@@ -153,7 +162,9 @@ class SpeqAxi(wiring.Component):
     s_axil_* : AXI4-Lite slave (address ``ceil(log2(register map size))``
         bits, data 32 bits).
     m_axi_ar*, m_axi_r* : AXI4 read master (address 32 bits, data
-        ``mem_bits``, ID 1 bit: the plane).
+        ``mem_bits``, ID `ID_BITS`: the plane, then the reset epoch).
+    m_axi_aw*, m_axi_w*, m_axi_b* : its write channels (KV_WRITE; only with
+        the KV write path), IDs as the reads'.
     s_axis_tdata, s_axis_tvalid, s_axis_tready
         Activations: ``T x K/4`` beats of four FP16 values after a pass'
         START, ``X[t, 4g .. 4g+3]`` for ``t`` then ``g`` ascending.
@@ -182,11 +193,22 @@ class SpeqAxi(wiring.Component):
             raise ValueError(f"mem_bits must be a power of two from 16 to 1024 (an AXI data "
                              f"width), not {config.mem_bits}")
         self._config, self._axi = config, axi
-        # No write path behind AXI yet: KV_WRITE is refused (BAD_OP) at the registers.
-        self._accel = SpeqAccel(config, kv_write=False)
+        # The KV write path where the memory word holds whole PE fields;
+        # elsewhere KV_WRITE is refused (BAD_OP) at the registers.
+        self._accel = SpeqAccel(config)
         self._regmap = register_map()
         axil_addr = ceil_log2(self._regmap.size)
         out_data, out_user = result_stream_bits(config)
+        write_channels = {
+            "m_axi_awid": Out(ID_BITS), "m_axi_awaddr": Out(AXI_ADDR_BITS),
+            "m_axi_awlen": Out(8), "m_axi_awsize": Out(3), "m_axi_awburst": Out(2),
+            "m_axi_awlock": Out(1), "m_axi_awcache": Out(4), "m_axi_awprot": Out(3),
+            "m_axi_awvalid": Out(1), "m_axi_awready": In(1),
+            "m_axi_wdata": Out(config.mem_bits), "m_axi_wstrb": Out(config.mem_bits // 8),
+            "m_axi_wlast": Out(1), "m_axi_wvalid": Out(1), "m_axi_wready": In(1),
+            "m_axi_bid": In(ID_BITS), "m_axi_bresp": In(2), "m_axi_bvalid": In(1),
+            "m_axi_bready": Out(1),
+        } if self.kv_write else {}
         super().__init__({
             "aclk": In(1), "aresetn": In(1),
             # AXI4-Lite slave.
@@ -206,6 +228,7 @@ class SpeqAxi(wiring.Component):
             "m_axi_arvalid": Out(1), "m_axi_arready": In(1),
             "m_axi_rid": In(ID_BITS), "m_axi_rdata": In(config.mem_bits), "m_axi_rresp": In(2),
             "m_axi_rlast": In(1), "m_axi_rvalid": In(1), "m_axi_rready": Out(1),
+            **write_channels,
             # AXI4-Stream: activations in, results out.
             "s_axis_tdata": In(STREAM_ACT_BITS), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
             "m_axis_tdata": Out(out_data), "m_axis_tuser": Out(out_user),
@@ -230,6 +253,12 @@ class SpeqAxi(wiring.Component):
         return self._regmap
 
     @property
+    def kv_write(self):
+        """The AXI top takes KV_WRITE (the accelerator's write path and the
+        master's write channels are built)."""
+        return self._accel.controller.kv_write
+
+    @property
     def mem_latency(self):
         """The latency the accelerator's memory port sees (advancing cycles
         from a request to its word): the cycle model's ``mem_latency``."""
@@ -241,11 +270,15 @@ class SpeqAxi(wiring.Component):
             {"prefix": "s_axil_", "protocol": "AXI4-Lite", "role": "slave",
              "data_bits": AXIL_DATA_BITS, "addr_bits": len(self.s_axil_awaddr),
              "what": "registers (hw/speq_axi.rdl)"},
-            {"prefix": "m_axi_", "protocol": "AXI4", "role": "master", "read_only": True,
+            {"prefix": "m_axi_", "protocol": "AXI4", "role": "master",
+             "read_only": not self.kv_write,
              "data_bits": self._config.mem_bits, "addr_bits": AXI_ADDR_BITS, "id_bits": ID_BITS,
              "burst": "INCR", "max_burst_beats": self._axi.burst_beats,
              "max_outstanding": self._axi.max_outstanding,
-             "what": "weight planes (ARID = plane: 0 draft or FP16, 1 residual)"},
+             "what": "weight planes (ID[0] = plane: 0 draft, FP16 or KV high, 1 residual or "
+                     "KV low; ID[3:1] = reset epoch)" +
+                     ("; KV_WRITE's writes, single-beat with byte strobes, at most "
+                      "max_outstanding in flight" if self.kv_write else "")},
             {"prefix": "s_axis_", "protocol": "AXI4-Stream", "role": "slave",
              "data_bits": STREAM_ACT_BITS, "what": "activations"},
             {"prefix": "m_axis_", "protocol": "AXI4-Stream", "role": "master",
@@ -294,6 +327,7 @@ class SpeqAxi(wiring.Component):
             Signal(5, name="reg_t")
         reg_base = [Signal(AXI_ADDR_BITS, name=f"reg_wbase{p}") for p in range(2)]
         irq_en = Signal()
+        reg_pos, reg_vt = Signal(16, name="reg_pos"), Signal(name="reg_vt")
         table = [Signal(data.StructLayout({"base": 7, "exp": 6, "half": 1, "zero": 1}),
                         name=f"reg_table{code}") for code in range(NUM_CODES)]
         table_loaded = Signal(NUM_CODES)     # written since reset
@@ -345,6 +379,7 @@ class SpeqAxi(wiring.Component):
             ("MACS_LO", "COUNT"): st_macs[:32], ("MACS_HI", "COUNT"): st_macs[32:],
             ("WAIT_MEM", "COUNT"): wait_mem, ("WAIT_OUT", "COUNT"): wait_out,
             ("TABLE_LOADED", "MASK"): table_loaded,
+            ("KV", "POS"): reg_pos, ("KV", "VT"): reg_vt,
         }
         for code in range(NUM_CODES):
             for name in ("base", "exp", "half", "zero"):
@@ -421,6 +456,9 @@ class SpeqAxi(wiring.Component):
                         m.d.sync += reg.eq(field_of(name, name, new))
                     elif name.startswith("WBASE"):
                         m.d.sync += reg_base[int(name[5:])].eq(field_of(name, "ADDR", new))
+                    elif name == "KV":
+                        m.d.sync += [reg_pos.eq(field_of(name, "POS", new)),
+                                     reg_vt.eq(field_of(name, "VT", new))]
                     elif name.startswith("TABLE"):
                         code = int(name[5:])
                         for f in ("base", "exp", "half", "zero"):
@@ -432,10 +470,14 @@ class SpeqAxi(wiring.Component):
         # -- the command sequencer -----------------------------------------------------------
         # START latches the command; the table entries written since the last
         # START go to the accelerator first (TABLE commands, whose statuses
-        # are dropped); then the pass; its status ends it.
+        # are dropped); then the pass; its status ends it. A KV_WRITE's
+        # status waits until every write has its response.
         c = Signal(cmd.payload.shape())     # the pass' command
-        m.d.comb += status.ready.eq(1)
-        ended = Signal()                    # the pass' status is in this cycle
+        # Writes taken from the accelerator's write port whose B response
+        # has not come (the write master, below).
+        writes = Signal(range(axi.max_outstanding + 1), name="wr_outstanding")
+        m.d.comb += status.ready.eq(writes == 0)
+        ended = Signal()                    # the pass' status is taken in this cycle
         # One-hot states (none: idle): copying tables, offering the pass, running.
         state_sync, state_issue, state_run = (Signal(name=f"state_{name}")
                                               for name in ("sync", "issue", "run"))
@@ -460,18 +502,21 @@ class SpeqAxi(wiring.Component):
                 with m.Case(index):
                     m.d.comb += entry.eq(table[index])
 
+        ops = [Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.KV, Op.KV_DRAFT] + \
+            ([Op.KV_WRITE] if self.kv_write else [])
         with m.If(start_write & ~busy):
             m.d.sync += [done.eq(0), st_op.eq(reg_op)]
-            with m.If(reg_op.matches(Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.KV, Op.KV_DRAFT)):
+            with m.If(reg_op.matches(*ops)):
                 m.d.sync += [
                     state_sync.eq(1), settled.eq(0),
                     c.op.eq(reg_op), c.n.eq(reg_n), c.k.eq(reg_k), c.t.eq(reg_t),
-                    c.fp16.eq(reg_fp16),
+                    c.fp16.eq(reg_fp16), c.pos.eq(reg_pos), c.vt.eq(reg_vt),
                     c.addr0.eq(reg_base[0] >> exact_log2(bus_bytes)),
                     c.addr1.eq(reg_base[1] >> exact_log2(bus_bytes)),
                 ]
             with m.Else():
-                # TABLE (3) comes through the table registers; 6 and 7 are no ops.
+                # TABLE (3) comes through the table registers; 7 is no op, nor
+                # 6 (KV_WRITE) without the write path.
                 m.d.sync += [done.eq(1), st_error.eq(Error.BAD_OP), st_cycles.eq(0),
                              st_bits.eq(0), st_macs.eq(0), wait_mem.eq(0), wait_out.eq(0)]
 
@@ -495,19 +540,33 @@ class SpeqAxi(wiring.Component):
             with m.If(cmd.ready):
                 m.d.sync += [state_issue.eq(0), state_run.eq(1),
                              wait_mem.eq(0), wait_out.eq(0)]
-        read_error = Signal()
-        m.d.comb += ended.eq(state_run & status.valid)
-        with m.If(state_run & ~status.valid):
-            with m.If(mem.stall):
+        # A weight read or a KV write answered SLVERR or DECERR.
+        bus_error = Signal()
+        # A KV_WRITE waits for the write master: a write the master does not
+        # take yet, or, after its last write, the last responses (its status
+        # is held meanwhile: `drain` counts those cycles).
+        write_wait = Signal()
+        drain = Signal(32)
+        m.d.comb += [
+            ended.eq(state_run & status.valid & status.ready),
+            write_wait.eq((accel.wmem.valid & ~accel.wmem.ready) |
+                          (status.valid & ~status.ready)),
+        ]
+        with m.If(issued):
+            m.d.sync += drain.eq(0)
+        with m.If(state_run & ~ended):
+            with m.If(mem.stall | write_wait):
                 m.d.sync += wait_mem.eq(wait_mem + 1)
             with m.Elif(~mem.en):
                 m.d.sync += wait_out.eq(wait_out + 1)
+            with m.If(status.valid):
+                m.d.sync += drain.eq(drain + 1)
         with m.If(ended):
             m.d.sync += [
                 state_run.eq(0), done.eq(1),
-                st_error.eq(Mux((status.payload.error == Error.OK) & read_error,
+                st_error.eq(Mux((status.payload.error == Error.OK) & bus_error,
                                 Error.READ_ERROR, status.payload.error)),
-                st_cycles.eq(status.payload.cycles),
+                st_cycles.eq(status.payload.cycles + drain),
                 st_bits.eq(status.payload.bits), st_macs.eq(status.payload.macs),
             ]
 
@@ -522,7 +581,7 @@ class SpeqAxi(wiring.Component):
         with m.If(abort_write & (state_sync | state_issue | state_run)):
             m.d.sync += [aborting.eq(1), state_sync.eq(0), state_issue.eq(0),
                          state_run.eq(0)]
-        m.d.comb += clear.eq(aborting & (outstanding == 0))
+        m.d.comb += clear.eq(aborting & (outstanding == 0) & (writes == 0))
         with m.If(clear):
             m.d.sync += [
                 aborting.eq(0), done.eq(1), st_error.eq(Error.ABORTED), st_cycles.eq(0),
@@ -594,7 +653,7 @@ class SpeqAxi(wiring.Component):
         # Each pass starts its round robin at plane 0 (the one its first
         # request reads), so that its timing does not depend on the last pass.
         with m.If(issued):
-            m.d.sync += [armed.eq(1), read_error.eq(0), prefer1.eq(0)]
+            m.d.sync += [armed.eq(1), bus_error.eq(0), prefer1.eq(0)]
             for p, words in enumerate((words0, words1)):
                 m.d.sync += [addr[p].eq(bases[p]), left[p].eq(words),
                              length[p].eq(burst_length(first_cap[p], words))]
@@ -639,12 +698,55 @@ class SpeqAxi(wiring.Component):
         burst_end = current & self.m_axi_rlast
         m.d.sync += outstanding.eq(outstanding + (issue[0] | issue[1]) - burst_end)
         with m.If(current & (self.m_axi_rresp != 0)):
-            m.d.sync += read_error.eq(1)
+            m.d.sync += bus_error.eq(1)
         for p in range(2):
             m.d.comb += [
                 planes[p].w_data.eq(self.m_axi_rdata),
                 planes[p].w_en.eq(current & (self.m_axi_rid[0] == p) & ~aborting),
             ]
+
+        # -- KV write master ---------------------------------------------------------------
+        # Each write of the accelerator's write port (KV_WRITE) is a burst of
+        # one beat: its AW and W go out together from registers the cycle
+        # after the port gave it, the port taking the next one as they are
+        # handshaken. Writes in flight (taken, their B response not yet in)
+        # are at most max_outstanding; AWID carries the plane and the epoch
+        # as ARID does, and B responses of an earlier epoch are dropped.
+        # While aborting, no write is taken (the accelerator is being reset).
+        if self.kv_write:
+            wmem = accel.wmem
+            aw_free = ~self.m_axi_awvalid | self.m_axi_awready
+            w_free = ~self.m_axi_wvalid | self.m_axi_wready
+            m.d.comb += wmem.ready.eq(aw_free & w_free & (writes != axi.max_outstanding) &
+                                      ~aborting)
+            write_taken = wmem.valid & wmem.ready
+            m.d.comb += [
+                self.m_axi_awlen.eq(0),
+                self.m_axi_awsize.eq(exact_log2(bus_bytes)),
+                self.m_axi_awburst.eq(0b01),     # INCR
+                self.m_axi_awlock.eq(0),
+                self.m_axi_awcache.eq(0b0011),   # normal, non-cacheable, bufferable
+                self.m_axi_awprot.eq(0b000),
+                self.m_axi_wlast.eq(1),
+                self.m_axi_bready.eq(1),         # a response is only counted
+            ]
+            with m.If(self.m_axi_awready):
+                m.d.sync += self.m_axi_awvalid.eq(0)
+            with m.If(self.m_axi_wready):
+                m.d.sync += self.m_axi_wvalid.eq(0)
+            with m.If(write_taken):
+                write = wmem.payload
+                m.d.sync += [
+                    self.m_axi_awvalid.eq(1), self.m_axi_awid.eq(Cat(write.plane, epoch)),
+                    # The port's word address, as a byte address.
+                    self.m_axi_awaddr.eq(write.addr << exact_log2(bus_bytes)),
+                    self.m_axi_wvalid.eq(1), self.m_axi_wdata.eq(write.data),
+                    self.m_axi_wstrb.eq(write.strb),
+                ]
+            response = self.m_axi_bvalid & (self.m_axi_bid[1:] == epoch)
+            m.d.sync += writes.eq(writes + write_taken - response)
+            with m.If(response & (self.m_axi_bresp != 0)):
+                m.d.sync += bus_error.eq(1)
 
         # -- the accelerator's memory port, served from the planes ------------------------------
         # An entry of a two-plane pass is words of plane 0 then of plane 1:

@@ -355,6 +355,13 @@ def _axi_figures(component):
                        "fixed first-beat latency, ARREADY high and an unblocked result "
                        "stream (docs/axi.md); CYCLES = the pass, WAIT_MEM and WAIT_OUT the "
                        "cycles it waited for weights and for the result stream",
+        **({"kv_write_cycles": "golden.axi_perf.axi_kv_write_cost(VT, D, T, write_latency=..., "
+                               "max_outstanding=...): exact for a slave with AWREADY and "
+                               "WREADY high and B a fixed latency after the handshake "
+                               "(docs/axi.md); CYCLES = golden.perf.kv_write_cycles + "
+                               "WAIT_MEM, WAIT_MEM the cycles the writes waited for the "
+                               "write master and for the last responses"}
+           if component.kv_write else {}),
     }
 
 
@@ -402,22 +409,35 @@ def memory_images(config, array):
     }
 
 
-def _axi_commands(config):
+def _axi_commands(config, component):
     """The AXI top's command interface, as an integrator drives it."""
-    ops = {op.name: op.value for op in Op if op not in (Op.TABLE, Op.KV_WRITE)}
+    ops = {op.name: op.value for op in Op
+           if op is not Op.TABLE and (op is not Op.KV_WRITE or component.kv_write)}
+    refused = "op 3 and 7 answer BAD_OP" if component.kv_write else \
+        "op 3, KV_WRITE (6: mem_bits 16, no write path) and 7 answer BAD_OP"
     return {
         "ops": ops,
         "errors": {error.name: error.value for error in Error},
         "how": "write OP (and OP.FP16), N, K, T, WBASE0, WBASE1, and TABLE0..7 when the "
                "tensor changes; write CONTROL.START; send the T x K/4 activation beats on "
                "s_axis; the results come on m_axis; STATUS.DONE (irq with IRQ_ENABLE.DONE) "
-               "ends the command, STATUS.ERROR says how. TABLE is not an op here (op 3, "
-               "KV_WRITE (6, no write master yet) and 7 answer BAD_OP): the remap tables are "
-               "the TABLE registers, sent to the accelerator at the next START",
+               f"ends the command, STATUS.ERROR says how. TABLE is not an op here ({refused}): "
+               "the remap tables are the TABLE registers, sent to the accelerator at the "
+               "next START",
+        **({"kv_write": "KV_WRITE (op 6): N, K of the image (keys: the capacity's rows and "
+                        "the head dimension; values: one tile of rows, a multiple of 4, and "
+                        "the capacity), T positions from KV.POS, KV.VT 1 for a values image, "
+                        "the high plane's image at WBASE0 and the low plane's at WBASE1; "
+                        "START, then T x D/4 beats on s_axis (D = K for keys, N for values), "
+                        "position by position, 4 FP16 values a beat as activations are; the "
+                        "master writes them with single-beat bursts (WSTRB the bytes of "
+                        "each), and DONE comes when every write has its B response (a "
+                        "SLVERR or DECERR one: READ_ERROR); no results"}
+           if component.kv_write else {}),
         "counters": "CYCLES, BITS_LO/HI, MACS_LO/HI, WAIT_MEM, WAIT_OUT: the last pass'; 0 "
                     "after a refused or aborted command",
         "abort": "CONTROL.ABORT while busy: DONE with ERROR ABORTED once the bursts in "
-                 "flight have drained (docs/axi.md)",
+                 "flight have drained and every write issued has its response (docs/axi.md)",
     }
 
 
@@ -430,7 +450,9 @@ def _axi_streams(config, component):
         "s_axis": {
             "tdata_bits": STREAM_ACT_BITS,
             "beats": "after START, T x K/4 beats: beat t x K/4 + g holds X[t, 4g .. 4g+3] "
-                     "(t outer, g inner); TLAST is not used",
+                     "(t outer, g inner); TLAST is not used" +
+                     ("; a KV_WRITE's T x D/4 beats hold its new values the same way "
+                      "(position t, values 4g .. 4g+3)" if component.kv_write else ""),
             "tdata_fields": [{"name": f"x{j}", "lsb": 16 * j, "width": 16, "format": "fp16",
                               "value": f"X[t, 4g + {j}]"} for j in range(4)],
         },
@@ -479,7 +501,8 @@ def manifest(top, config, component, module_name, port_list):
                       if name in ("weight_words", "act_words", "divisor")}}
            if isinstance(component, SpeqBoard) else {}),
         **({"array": _array_figures(component.accel.array), **_axi_figures(component),
-            "commands": _axi_commands(config), "streams": _axi_streams(config, component),
+            "commands": _axi_commands(config, component),
+            "streams": _axi_streams(config, component),
             "memory_images": memory_images(config, component.accel.array)}
            if isinstance(component, SpeqAxi) else {}),
         **({"commands": _command_figures(config, component.controller.kv_write),

@@ -244,7 +244,13 @@ def test_axi_top_writes_verilog_register_map_and_manifest(tmp_path, capsys):
     for name in ("araddr", "arlen", "arsize", "arburst", "arvalid", "rdata", "rlast", "rready"):
         assert f"m_axi_{name}" in ports, name
     assert ports["m_axi_rdata"] == ("input", 32) and ports["m_axi_arlen"] == ("output", 8)
-    assert not any(name.startswith(("m_axi_aw", "m_axi_w", "m_axi_b")) for name in ports)
+    # A 32-bit port: the KV write path, and the master's write channels for it.
+    for name, want in (("awid", ("output", 4)), ("awaddr", ("output", 32)),
+                       ("awlen", ("output", 8)), ("wdata", ("output", 32)),
+                       ("wstrb", ("output", 4)), ("wlast", ("output", 1)),
+                       ("bid", ("input", 4)), ("bresp", ("input", 2)),
+                       ("bready", ("output", 1))):
+        assert ports[f"m_axi_{name}"] == want, name
     for channel in ("aw", "w", "b", "ar", "r"):
         assert any(name.startswith(f"s_axil_{channel}") for name in ports), channel
     assert ports["s_axil_wdata"] == ("input", 32) and ports["s_axis_tdata"] == ("input", 64)
@@ -259,6 +265,13 @@ def test_axi_top_writes_verilog_register_map_and_manifest(tmp_path, capsys):
     assert registers["map"] == register_map().to_dict()
     assert registers["map"]["ID"]["offset"] == 0 and registers["map"]["TABLE7"]["offset"] == 0x9C
     assert manifest["commands"]["errors"]["READ_ERROR"] == 6
+    assert manifest["commands"]["ops"] == {"DRAFT": 0, "VERIFY": 1, "BASELINE": 2, "KV": 4,
+                                           "KV_DRAFT": 5, "KV_WRITE": 6}
+    assert "KV.POS" in manifest["commands"]["kv_write"]
+    assert "axi_kv_write_cost" in manifest["kv_write_cycles"]
+    assert registers["map"]["KV"]["offset"] == 0x54
+    interface = next(i for i in manifest["interfaces"] if i["prefix"] == "m_axi_")
+    assert interface["read_only"] is False and "KV_WRITE" in interface["what"]
     assert manifest["array"]["pes"] == 2
 
     # The C header and the Python map agree with the map.
@@ -269,6 +282,18 @@ def test_axi_top_writes_verilog_register_map_and_manifest(tmp_path, capsys):
     assert namespace["OFFSETS"] == {r.name: r.offset for r in register_map()}
     assert namespace["TABLE3"] == 0x8C and namespace["FIELDS"]["STATUS"]["ERROR"] == (4, 3, "r")
     assert ID == int.from_bytes(b"SPEQ", "big")
+
+
+def test_axi_top_without_the_kv_write_path_has_no_write_channels():
+    # A 16-bit port holds no whole PE field (hw.kv_writer.supports): no KV
+    # write path, a read-only master, KV_WRITE refused at the registers.
+    from hw.axi import SpeqAxi
+    top = SpeqAxi(SpeqConfig(rows=1, cols=1, mem_bits=16, draft_lanes=4))
+    assert not top.kv_write
+    assert not any(name.startswith(("m_axi_aw", "m_axi_w", "m_axi_b"))
+                   for name in top.signature.members)
+    assert next(i for i in top.interfaces() if i["prefix"] == "m_axi_")["read_only"]
+    assert SpeqAxi(SpeqConfig()).kv_write
 
 
 def test_axi_top_rejects_a_data_width_axi_has_not(capsys):
@@ -376,7 +401,7 @@ SMALL = ["--rows", "1", "--cols", "1", "--mem-bits", "16", "--kmax", "16", "--tm
          "--pe-stages", "1", "--draft-lanes", "4"]
 
 
-def _combinational_outputs(top, clock, tmp_path):
+def _combinational_outputs(top, clock, tmp_path, config=SMALL):
     """The outputs of block ``top`` that an input other than ``clock``
     reaches without passing a flip-flop (Yosys: the input ports' fan-out
     cone, stopped at flip-flops, memories mapped to flip-flops first)."""
@@ -386,7 +411,7 @@ def _combinational_outputs(top, clock, tmp_path):
     # depend on their depth.
     fifos = ["--axi-burst-beats", "4", "--axi-fifo-depth", "4", "--axi-act-depth", "4",
              "--axi-out-depth", "4"] if top == "axi" else []
-    assert build.main(["--top", top, *SMALL, *fifos, "--out", str(tmp_path)]) == 0
+    assert build.main(["--top", top, *config, *fifos, "--out", str(tmp_path)]) == 0
     script = (f"read_verilog {top}.v; hierarchy -top {top}; proc; flatten; memory -nomap; "
               f"memory_map; opt -fast; opt_clean; tee -q -o paths.txt select -list "
               f"i:* i:{clock} %d %co*:-{FLIP_FLOPS} o:* %i")
@@ -402,3 +427,8 @@ def test_axi_outputs_are_registered(tmp_path):
     assert _combinational_outputs("accel", "clk", tmp_path / "accel") == {
         "cmd__ready", "act__ready", "mem__en"}
     assert _combinational_outputs("axi", "aclk", tmp_path / "axi") == set()
+    # With the KV write path (a 32-bit port, two PEs): the write channels'
+    # ready inputs reach the accelerator's write port, not an output.
+    kv = [*SMALL[:2], "--cols", "2", "--mem-bits", "32", *SMALL[6:]]
+    assert SMALL[2:6] == ["--cols", "1", "--mem-bits", "16"]
+    assert _combinational_outputs("axi", "aclk", tmp_path / "axi_kv", kv) == set()
