@@ -38,6 +38,12 @@ with ``S`` the cycles frozen before it; it is answered (the word taken from
 its FIFO) in cycle ``R[g] = max(A[g] + S + 1, W[g] + 2)`` with ``W[g]`` the
 cycle the word was written into its FIFO; ``R[g] - A[g] - 1`` is then the
 frozen cycles so far.
+
+A KV_WRITE command (`axi_kv_write_cost`) writes through the master's write
+channels instead, behind a slave that keeps AWREADY and WREADY high and
+answers every write with its B response ``write_latency`` cycles after the
+handshake of its AW and W (one write a cycle at most, so the responses come
+in order, never two in a cycle).
 """
 
 from dataclasses import dataclass
@@ -47,7 +53,8 @@ import numpy as np
 from . import perf
 
 
-__all__ = ["AxiPassCost", "axi_pass_cost", "bursts", "BOUNDARY"]
+__all__ = ["AxiPassCost", "axi_pass_cost", "AxiKvWriteCost", "axi_kv_write_cost", "bursts",
+           "BOUNDARY"]
 
 
 #: INCR bursts do not cross 4 KB (AXI4).
@@ -206,3 +213,86 @@ def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, array_latency, 
     take(total)
     return AxiPassCost(cycles=cost.cycles + frozen, bits=cost.bits, macs=cost.macs,
                        steps=cost.steps, wait_mem=frozen, bursts=len(ends), most_in_flight=most)
+
+
+@dataclass(frozen=True)
+class AxiKvWriteCost:
+    """What one KV_WRITE command on the AXI top costs.
+
+    Members
+    -------
+    cycles : int
+        STATUS.CYCLES: ``golden.perf.kv_write_cycles`` plus ``wait_mem``.
+    wait_mem : int
+        WAIT_MEM: the cycles a write waited for the write master (its
+        ``max_outstanding`` writes in flight), then the cycles from the last
+        write to its response (``write_latency + 1``).
+    bits : int
+        STATUS.BITS: 16 bits of each value written (both planes).
+    writes : int
+        Writes (single-beat bursts) of the command.
+    most_in_flight : int
+        Most writes taken from the accelerator and not yet answered at once.
+    """
+
+    cycles: int
+    wait_mem: int
+    bits: int
+    writes: int
+    most_in_flight: int
+
+
+def axi_kv_write_cost(vt, d, t, *, write_latency, max_outstanding):
+    """Cycles (and WAIT_MEM) of one KV_WRITE command on `hw.axi.SpeqAxi`
+    behind the write slave of the module docstring, the activation beats
+    there when the writer wants them.
+
+    The writer (`hw.kv_writer`, cycle 0 being the cycle the accelerator
+    takes the command) offers its writes one a cycle: the first of a beat a
+    cycle after the beat's (a cycle to take it), the first of a position two
+    cycles after the last write before it (a cycle to place it). The master
+    takes a write in cycle ``c`` when fewer than ``max_outstanding`` writes
+    are in flight: write ``j`` not before ``c[j - max_outstanding] +
+    write_latency + 2`` (its AW and W handshaken in ``c + 1``, its response
+    in ``c + 1 + write_latency``, counted from the cycle after). The
+    accelerator's status comes the cycle after the last write and waits for
+    every response: ``write_latency + 1`` cycles, counted in WAIT_MEM.
+
+    Parameters
+    ----------
+    vt : {0, 1}
+        A values image (1) or a keys image (0).
+    d, t : int
+        Values of a position (the keys image's K, the values image's N) and
+        positions.
+    write_latency : int
+        Cycles from a write's AW and W handshake to its B response (>= 1).
+    max_outstanding : int
+        The `hw.axi.AxiConfig`'s: most writes in flight.
+
+    Raises
+    ------
+    ValueError
+        If ``write_latency`` is below 1.
+    """
+    if write_latency < 1:
+        raise ValueError(f"write_latency must be at least 1, not {write_latency}")
+    per_beat = 8 if vt else 2
+    taken = []                  # cycle each write is taken from the accelerator
+    cycle = 0
+    most = 0
+    for _ in range(t):
+        for beat in range(d // 4):
+            for write in range(per_beat):
+                # After the position's set-up and the beat's, or the write before.
+                cycle += 3 if beat == write == 0 else 2 if write == 0 else 1
+                j = len(taken)
+                if j >= max_outstanding:
+                    cycle = max(cycle, taken[j - max_outstanding] + write_latency + 2)
+                taken.append(cycle)
+                most = max(most, sum(1 for c in taken[-max_outstanding:]
+                                     if c + write_latency + 1 >= cycle))
+    stalled = cycle - perf.kv_write_cycles(vt, d, t)
+    wait_mem = stalled + write_latency + 1
+    return AxiKvWriteCost(cycles=perf.kv_write_cycles(vt, d, t) + wait_mem, wait_mem=wait_mem,
+                          bits=16 * t * d, writes=len(taken), most_in_flight=most)

@@ -95,3 +95,47 @@ def test_bursts_are_cut_at_4_kb_and_plane_ends():
 def test_read_latency_must_be_positive():
     with pytest.raises(ValueError, match="read_latency must be at least 1, not 0"):
         _cost("draft", 4, 4, 1, "default", 0)
+
+
+# --- KV_WRITE (axi_kv_write_cost) -------------------------------------------------------
+
+KV_SHAPES = [(0, 64, 1), (0, 128, 3), (1, 4, 4), (1, 64, 2)]
+
+
+@pytest.mark.parametrize("vt,d,t", KV_SHAPES)
+def test_kv_write_with_room_in_flight_waits_for_the_last_response_only(vt, d, t):
+    # Enough writes in flight to cover the round trip: the writer's own
+    # cycles, then the last response (latency + 1 cycles).
+    for latency in (1, 5):
+        cost = axi_perf.axi_kv_write_cost(vt, d, t, write_latency=latency, max_outstanding=64)
+        assert cost.wait_mem == latency + 1
+        assert cost.cycles == perf.kv_write_cycles(vt, d, t) + latency + 1
+        assert cost.writes == t * d // 4 * (8 if vt else 2) and cost.bits == 16 * t * d
+        assert cost.most_in_flight <= latency + 2
+
+
+@pytest.mark.parametrize("vt,d,t", KV_SHAPES)
+@pytest.mark.parametrize("outstanding", [1, 3, 8])
+def test_kv_write_cycles_grow_with_latency_and_never_exceed_the_writes_in_flight(
+        vt, d, t, outstanding):
+    costs = [axi_perf.axi_kv_write_cost(vt, d, t, write_latency=latency,
+                                        max_outstanding=outstanding)
+             for latency in (1, 2, 3, 8, 32, 100)]
+    assert all(b.cycles > a.cycles for a, b in zip(costs, costs[1:]))
+    assert all(cost.most_in_flight <= outstanding for cost in costs)
+    assert all(cost.cycles - cost.wait_mem == perf.kv_write_cycles(vt, d, t) for cost in costs)
+
+
+def test_kv_write_at_long_latency_writes_max_outstanding_a_round_trip():
+    # One write in flight: a write per round trip (taken, AW and W a cycle
+    # later, the response `latency` after, counted the cycle after that).
+    latency, writes = 50, 2 * 32 // 4
+    cost = axi_perf.axi_kv_write_cost(0, 32, 1, write_latency=latency, max_outstanding=1)
+    assert cost.cycles == 3 + (writes - 1) * (latency + 2) + latency + 1
+    cost8 = axi_perf.axi_kv_write_cost(1, 64, 4, write_latency=1000, max_outstanding=8)
+    assert cost8.cycles == pytest.approx(cost8.writes / 8 * 1002, rel=0.01)
+
+
+def test_kv_write_latency_must_be_positive():
+    with pytest.raises(ValueError, match="write_latency must be at least 1, not 0"):
+        axi_perf.axi_kv_write_cost(0, 4, 1, write_latency=0, max_outstanding=3)
