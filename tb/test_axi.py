@@ -17,13 +17,24 @@ without pauses. Also: the ID and configuration registers, tables read back,
 SLVERR on unmapped addresses and read-only registers, NO_TABLE before the
 tables, BAD_OP for a TABLE op, and READ_ERROR for a read the RAM fails.
 
+``axi_kv_write``: KV_WRITE through the master's write channels into a
+cocotbext-axi write RAM sharing the read RAM's memory (AW, W and B pausing
+at random): new keys and values of a few positions into KV cache images;
+the memory then holds `golden.perf.kv_images` of the updated cache in both
+planes, word for word, and a kv pass over the written images gives the
+golden results; CYCLES minus WAIT_MEM is `golden.perf.kv_write_cycles`; a
+write the RAM fails answers READ_ERROR.
+
 ``axi_exact`` (Verilator, in the same simulation as ``axi_passes``): behind
 `FixedLatencyRam`, a slave of exact timing, every pass' CYCLES, WAIT_MEM and
 burst count equal `golden.axi_perf.axi_pass_cost`'s, at read latencies 1, 8
-and 32. ``axi_latency`` runs ``bench/axi_latency.py``'s table.
+and 32, and every KV_WRITE's CYCLES, WAIT_MEM and writes equal
+`golden.axi_perf.axi_kv_write_cost`'s at the same write latencies.
+``axi_latency`` runs ``bench/axi_latency.py``'s table.
 
 Knobs: ``SEED``; ``SHAPES`` (a count of random shapes, or a JSON list of
-[N, K, T]); every failure names the seed.
+[N, K, T]); ``KV_WRITES`` (commands of ``axi_kv_write``); every failure
+names the seed.
 """
 
 from collections import deque
@@ -40,8 +51,9 @@ from cocotb.clock import Clock
 from cocotb.queue import Queue
 from cocotb.triggers import FallingEdge, RisingEdge, SimTimeoutError, Timer, with_timeout
 from cocotb.utils import get_sim_time
-from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiReadBus, AxiResp,
-                           AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource)
+from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiRamWrite, AxiReadBus,
+                           AxiResp, AxiStreamBus, AxiStreamFrame, AxiStreamSink,
+                           AxiStreamSource, AxiWriteBus)
 
 import pytest
 
@@ -114,11 +126,24 @@ class LatencyRam(AxiRamRead):
             self.in_flight -= 1
 
 
+class WriteRam(AxiRamWrite):
+    """cocotbext-axi's write RAM on another RAM's memory; a write past the
+    RAM answers SLVERR (cocotbext-axi's memory would fail otherwise)."""
+
+    async def _write(self, address, data):
+        if address + len(data) > self.size:
+            raise ValueError(f"write of {len(data)} bytes at {address:#x}, past the RAM")
+        self.write(address, data)
+
+
 class FixedLatencyRam:
-    """An AXI4 read slave of exact timing, for the cycle model
+    """An AXI4 slave of exact timing, for the cycle model
     (`golden.axi_perf`): ARREADY always high; a burst's first R beat
     ``latency`` cycles after its AR handshake, or the cycle after the
     previous burst's last beat if that is later; then one beat a cycle.
+    Writes (where the top has write channels): AWREADY and WREADY always
+    high, every write a single beat with its AW and W together, its B
+    response ``latency`` cycles after their handshake.
 
     cocotbext-axi's RAM goes through queues and coroutines whose delays are
     not exactly a given number of cycles; this one drives the channels
@@ -128,14 +153,62 @@ class FixedLatencyRam:
     def __init__(self, dut, *, size, latency):
         self.dut, self.size, self.latency = dut, size, latency
         self.mem = bytearray(size)
-        self.bursts = 0
+        self.bursts = self.writes = 0
         self.log = logging.getLogger("cocotb.fixed_latency_ram")
         self.most_in_flight = 0
         self._bursts = deque()
+        self._responses = deque()       # (cycle due, BID) of the writes taken
+        self.write_log = []             # (AWADDR, AWID) of every write taken
         cocotb.start_soon(self._serve())
+        if hasattr(dut, "m_axi_awvalid"):
+            cocotb.start_soon(self._serve_writes())
 
     def write(self, address, data):
         self.mem[address:address + len(data)] = data
+
+    def read(self, address, length):
+        return bytes(self.mem[address:address + length])
+
+    def writes_in_flight(self):
+        """Writes taken and not yet answered."""
+        return len(self._responses)
+
+    async def _serve_writes(self):
+        dut = self.dut
+        size = len(dut.m_axi_wdata) // 8
+        dut.m_axi_awready.value = 1
+        dut.m_axi_wready.value = 1
+        dut.m_axi_bvalid.value = 0
+        responses, cycle = self._responses, 0
+        while True:
+            await FallingEdge(dut.aclk)
+            cycle += 1
+            if dut.aresetn.value == 1 and dut.m_axi_awvalid.value == 1:
+                assert dut.m_axi_wvalid.value == 1, "AW without its W"
+                assert int(dut.m_axi_awlen.value) == 0 and dut.m_axi_wlast.value == 1, \
+                    "a write of more than one beat"
+                assert 1 << int(dut.m_axi_awsize.value) == size, "awsize"
+                assert int(dut.m_axi_awburst.value) == 1, "not an INCR burst"
+                addr, strb = int(dut.m_axi_awaddr.value), int(dut.m_axi_wstrb.value)
+                assert addr % size == 0 and addr + size <= self.size, f"write at {addr:#x}"
+                data = int(dut.m_axi_wdata.value).to_bytes(size, "little")
+                for byte in range(size):
+                    if strb >> byte & 1:
+                        self.mem[addr + byte] = data[byte]
+                responses.append((cycle + self.latency, int(dut.m_axi_awid.value)))
+                self.write_log.append((addr, int(dut.m_axi_awid.value)))
+                self.writes += 1
+            elif dut.aresetn.value == 1:
+                assert dut.m_axi_wvalid.value == 0, "W without its AW"
+            if responses and responses[0][0] <= cycle:
+                due, bid = responses.popleft()
+                assert due == cycle, "two B responses due in one cycle"
+                dut.m_axi_bid.value = bid
+                dut.m_axi_bresp.value = 0
+                dut.m_axi_bvalid.value = 1
+            else:
+                dut.m_axi_bvalid.value = 0
+            assert dut.m_axi_bready.value == 1, "bready low"
 
     def pending(self):
         """Bursts taken and not yet answered in full."""
@@ -202,10 +275,16 @@ class Bench:
             if manifest and fixed_latency is None else None
         self.rng = np.random.default_rng(seed)
         self.latency_range = (1, 24)
+        self.wram = None
         if fixed_latency is None:
             self.ram = LatencyRam(AxiReadBus.from_prefix(dut, "m_axi"), dut.aclk, dut.aresetn,
                                   reset_active_level=False, size=ram_bytes,
                                   latency=lambda: int(self.rng.integers(*self.latency_range)))
+            if hasattr(dut, "m_axi_awvalid"):
+                # KV_WRITE's writes, into the same memory.
+                self.wram = WriteRam(AxiWriteBus.from_prefix(dut, "m_axi"), dut.aclk,
+                                     dut.aresetn, reset_active_level=False, size=ram_bytes,
+                                     mem=self.ram.mem)
         else:
             self.ram = FixedLatencyRam(dut, size=ram_bytes, latency=fixed_latency)
         self.exact = fixed_latency is not None
@@ -217,7 +296,7 @@ class Bench:
         self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.aclk, dut.aresetn,
                                   reset_active_level=False, byte_size=len(dut.m_axis_tdata))
         for logger in (self.ram.log, self.axil.write_if.log, self.axil.read_if.log,
-                       self.source.log, self.sink.log):
+                       self.source.log, self.sink.log, *([self.wram.log] if self.wram else [])):
             logger.setLevel("WARNING")
         self.driver = AsyncAxiDriver(self.read, self.write)
         self.machine = perf.machine(config)
@@ -225,7 +304,8 @@ class Bench:
         self.summary = {"seed": seed, "passes": 0, "outputs": 0, "refused": 0,
                         "modes": {mode: 0 for mode in perf.MODES}, "wait_mem": 0,
                         "wait_out": 0, "cycle_checks": 0, "exact_checks": 0,
-                        "images_from_manifest": 0}
+                        "images_from_manifest": 0, "kv_writes": 0, "kv_write_positions": 0,
+                        "kv_write_exact_checks": 0}
 
     def fail(self, what):
         return f"{what} (seed {self.seed})"
@@ -246,6 +326,8 @@ class Bench:
         axil = self.axil
         # The fixed-latency slave has no pauses: its timing is the point.
         ram = [] if self.exact else [self.ram.ar_channel, self.ram.r_channel]
+        if self.wram is not None:
+            ram += [self.wram.aw_channel, self.wram.w_channel, self.wram.b_channel]
         channels = [(channel, p_bus) for channel in (
             *ram, axil.write_if.aw_channel,
             axil.write_if.w_channel, axil.write_if.b_channel, axil.read_if.ar_channel,
@@ -273,19 +355,30 @@ class Bench:
             at += len(raw) + bus_bytes * int(self.rng.integers(0, 40))
         return addrs + [0] * (2 - len(addrs))
 
-    async def run_pass(self, mode, x, w, enc, *, fp16=False, cycle_check=True):
+    def read_words(self, address, count):
+        """``count`` memory words from byte ``address`` of the RAM."""
+        bus_bytes = self.config.mem_bits // 8
+        raw = self.ram.read(address, count * bus_bytes)
+        return [int.from_bytes(raw[i:i + bus_bytes], "little")
+                for i in range(0, len(raw), bus_bytes)]
+
+    async def run_pass(self, mode, x, w, enc, *, fp16=False, cycle_check=True, wbase=None):
+        """One pass, checked; ``wbase``: its images are in the RAM there
+        (else they are placed first)."""
         t, k = x.shape
         n = w.shape[0]
         what = f"{mode} pass N={n} K={k} T={t}"
         pes, slots, bits = self.pes, self.machine["slots"], self.config.mem_bits
-        if self.layout is not None:
-            # From the manifest alone, as an integrator's driver builds them.
-            images = manifest_images.images(
-                self.layout, mode, n, k, words=None if enc is None else enc.words.tolist(),
-                fp16=w.view(np.uint16).tolist())
-        else:
-            images = perf.pass_images(mode, w, enc, pes, slots, bits)
-        wbase = self.place(images)
+        from_layout = self.layout is not None and wbase is None
+        if wbase is None:
+            if self.layout is not None:
+                # From the manifest alone, as an integrator's driver builds them.
+                images = manifest_images.images(
+                    self.layout, mode, n, k, words=None if enc is None else enc.words.tolist(),
+                    fp16=w.view(np.uint16).tolist())
+            else:
+                images = perf.pass_images(mode, w, enc, pes, slots, bits)
+            wbase = self.place(images)
         bursts_before = self.ram.bursts if self.exact else 0
         self.source.send_nowait(AxiStreamFrame(activation_beats(x)))
         await self.driver.start(mode, n, k, t, wbase0=wbase[0], wbase1=wbase[1], fp16=fp16)
@@ -339,16 +432,115 @@ class Bench:
             self.summary["exact_checks"] += 1
         s = self.summary
         s["passes"] += 1
-        s["images_from_manifest"] += int(self.layout is not None)
+        s["images_from_manifest"] += int(from_layout)
         s["modes"][mode] += 1
         s["outputs"] += n * t
         s["wait_mem"] += counters["wait_mem"]
         s["wait_out"] += counters["wait_out"]
         return y, counters
 
+    async def run_kv_write(self, vt, cache, pos, new, *, wbase=None, cycle_check=True):
+        """KV_WRITE of the positions ``pos ..`` of ``cache`` (the values of a
+        keys image, capacity x D, or of a values image, D x capacity) with
+        ``new`` (T x D FP16), into its images at ``wbase`` (placed first if
+        None); ``cache`` is updated. Checks the RAM against
+        `golden.perf.kv_images` of the updated cache, word for word in both
+        planes, the status and counters (and, behind the fixed-latency
+        slave, `golden.axi_perf`'s); returns ``(wbase, counters)``."""
+        pes, slots, bits = self.pes, self.machine["slots"], self.config.mem_bits
+        n, k = cache.shape
+        t, d = new.shape
+        what = f"KV_WRITE {'values' if vt else 'keys'} {n}x{k}, positions {pos}..{pos + t - 1}"
+        if wbase is None:
+            wbase = self.place(perf.kv_images(cache, pes, slots, bits))
+        writes_before = self.ram.writes if self.exact else 0
+        self.source.send_nowait(AxiStreamFrame(activation_beats(new)))
+        await self.driver.start("kv_write", n, k, t, wbase0=wbase[0], wbase1=wbase[1],
+                                pos=pos, vt=vt)
+        status = await self.driver.wait(polls=20_000)
+        assert status["error"] == Error.OK.value and status["op"] == Op.KV_WRITE.value, \
+            self.fail(f"{what}: {status}")
+        counters = await self.driver.counters()
+        if vt:
+            cache[:, pos:pos + t] = new.T
+        else:
+            cache[pos:pos + t] = new
+        for plane, image in enumerate(perf.kv_images(cache, pes, slots, bits)):
+            got = self.read_words(wbase[plane], len(image))
+            bad = [i for i, (a, b) in enumerate(zip(got, image)) if a != b]
+            assert not bad, self.fail(
+                f"{what}: plane {plane}: {len(bad)} of {len(image)} words differ, first at "
+                f"word {bad[0]}: {got[bad[0]]:#x}, want {image[bad[0]]:#x}")
+        assert (counters["bits"], counters["macs"], counters["wait_out"]) == (16 * t * d, 0, 0), \
+            self.fail(f"{what}: {counters}")
+        want = perf.kv_write_cycles(vt, d, t)
+        if cycle_check:
+            assert counters["cycles"] - counters["wait_mem"] == want, self.fail(
+                f"{what}: {counters['cycles']} cycles with {counters['wait_mem']} waiting, "
+                f"model {want}")
+            self.summary["cycle_checks"] += 1
+        if self.exact:
+            model = axi_perf.axi_kv_write_cost(vt, d, t, write_latency=self.ram.latency,
+                                               max_outstanding=self.axi.max_outstanding)
+            got = {"cycles": counters["cycles"], "wait_mem": counters["wait_mem"],
+                   "writes": self.ram.writes - writes_before}
+            want = {"cycles": model.cycles, "wait_mem": model.wait_mem, "writes": model.writes}
+            assert got == want, self.fail(
+                f"{what} at write latency {self.ram.latency}: RTL {got}, axi_perf {want}")
+            # AWID: the plane the write goes to, and one epoch for all.
+            images = perf.kv_images(cache, pes, slots, bits)
+            ids = set()
+            for addr, awid in self.ram.write_log[writes_before:]:
+                plane = awid & 1
+                offset = (addr - wbase[plane]) // (bits // 8)
+                assert 0 <= offset < len(images[plane]), self.fail(
+                    f"{what}: a write at {addr:#x} with AWID {awid:#x}, not in plane {plane}")
+                ids.add(awid >> 1)
+            assert len(ids) == 1, self.fail(f"{what}: AWID epochs {sorted(ids)}")
+            counters["model"] = model
+            self.summary["kv_write_exact_checks"] += 1
+        self.summary["kv_writes"] += 1
+        self.summary["kv_write_positions"] += t
+        return wbase, counters
+
+    async def kv_pass(self, vt, cache, written, wbase, what):
+        """A kv pass over the images at ``wbase`` as KV_WRITE left them, the
+        cache's ``written`` first positions (whole tiles of a keys image,
+        whole groups of a values image), bit-exact."""
+        pes, slots = self.pes, self.machine["slots"]
+        if vt:
+            w = cache[:, :4 * -(-written // 4)]
+        else:
+            w = cache[:perf.kv_cache_rows(written, cache.shape[0], pes, slots)]
+        x = self.rng.standard_normal((int(self.rng.integers(1, self.config.tmax + 1)),
+                                      w.shape[1])).astype(np.float16)
+        y, _ = await self.run_pass("kv", x, w, None, wbase=wbase)
+        _same(y, arith.verify_gemm(x, w), self.fail(f"kv pass after {what}"))
+
+    def kv_problem(self, vt, d=None):
+        """A KV cache to write into and its new values: ``(cache, pos,
+        new)``; FP16 with a few specials, some positions already written."""
+        rng, tile = self.rng, self.pes * self.machine["slots"]
+        kmax = min(self.config.kmax, 64)
+        if d is None:
+            d = 4 * int(rng.integers(1, tile // 4 + 1)) if vt else \
+                4 * int(rng.integers(1, kmax // 4 + 1))
+        capacity = 4 * int(rng.integers(1, kmax // 4 + 1)) if vt else \
+            int(rng.integers(1, 3 * tile + 1))
+
+        def fp16(shape):
+            u = (rng.standard_normal(shape) * 2).astype(np.float16)
+            u.view(np.uint16)[rng.random(shape) < 0.03] = 0x7C00
+            u.view(np.uint16)[rng.random(shape) < 0.03] = 0x0001
+            return u
+        cache = fp16((d, capacity) if vt else (capacity, d))
+        t = int(rng.integers(1, min(self.config.tmax, capacity) + 1))
+        pos = int(rng.integers(0, capacity - t + 1))
+        return cache, pos, fp16((t, d))
+
     async def refused(self, mode, error, **fields):
         await self.driver.start(mode, fields.get("n", 4), fields.get("k", 8), fields.get("t", 1),
-                                wbase0=0)
+                                wbase0=0, pos=fields.get("pos", 0), vt=fields.get("vt", 0))
         status = await self.driver.wait(polls=200)
         assert status["error"] == error.value, self.fail(
             f"op {mode} {fields}: {status}, want {error.name}")
@@ -389,7 +581,7 @@ async def axi_passes(dut):
 
     # Off the map and read-only: SLVERR (reads give 0); the bus goes on.
     mapped = {r.offset for r in regs}
-    for offset in (0x054, 0x07C, 0x0A0, regs.size - 4):
+    for offset in (0x058, 0x07C, 0x0A0, regs.size - 4):
         assert offset not in mapped
         resp = await bench.axil.read(offset, 4)
         assert resp.resp == AxiResp.SLVERR and resp.data == bytes(4), bench.fail(
@@ -405,7 +597,7 @@ async def axi_passes(dut):
     await bench.refused("draft", Error.NO_TABLE)
     await bench.refused("verify", Error.NO_TABLE)
     await bench.refused(Op.TABLE, Error.BAD_OP)
-    await bench.refused(6, Error.BAD_OP)
+    await bench.refused(7, Error.BAD_OP)
     await bench.refused("baseline", Error.BAD_K, k=6)
 
     # The tables read back as written, field by field, also under strobes.
@@ -498,12 +690,51 @@ async def axi_passes(dut):
     Path("summary.json").write_text(json.dumps(summary))
 
 
+@cocotb.test()
+async def axi_kv_write(dut):
+    """KV_WRITE through the write channels into cocotbext-axi's write RAM
+    (``KV_WRITES`` commands, keys and values in turn; AW, W and B pause at
+    random in every other one): the memory, the counters and a kv pass over
+    the written images (`Bench.run_kv_write`, `Bench.kv_pass`); a refused
+    KV_WRITE; a write the RAM fails answers READ_ERROR."""
+    config = SpeqConfig(**json.loads(os.environ["ACCEL_CONFIG"]))
+    axi = AxiConfig(**json.loads(os.environ["AXI_CONFIG"]))
+    seed = runner.seed()
+    bench = await _clock_and_reset(dut, lambda: Bench(dut, config, axi, seed))
+    driver, summary = bench.driver, bench.summary
+    for number in range(int(os.environ.get("KV_WRITES", "4"))):
+        vt = number % 2
+        # Pauses on the write channels (and the reads and registers), not
+        # on the activations: the cycle check needs them on time.
+        bench.pauses(0.3 if number % 4 >= 2 else 0.0, 0.0, 0.0)
+        cache, pos, new = bench.kv_problem(vt)
+        wbase, counters = await bench.run_kv_write(vt, cache, pos, new)
+        what = f"KV_WRITE {number} ({'values' if vt else 'keys'})"
+        await bench.kv_pass(vt, cache, pos + len(new), wbase, what)
+        dut._log.info("%s %s positions %d..%d: memory and kv pass bit-exact, %s", what,
+                      cache.shape, pos, pos + len(new) - 1, counters)
+    bench.pauses(0.0, 0.0, 0.0)
+    # Positions past a keys image: refused, no activation read.
+    await bench.refused("kv_write", Error.BAD_N, n=10, k=8, t=3, pos=8)
+    # A write the RAM fails: the command ends, with READ_ERROR.
+    new = np.zeros((1, 4), np.float16)
+    bench.source.send_nowait(AxiStreamFrame(activation_beats(new)))
+    await driver.start("kv_write", 4, 4, 1, wbase0=RAM_BYTES, wbase1=0, pos=0, vt=0)
+    status = await driver.wait(polls=200)
+    assert status["error"] == Error.READ_ERROR.value, bench.fail(f"failed write: {status}")
+    summary["refused"] += 1
+    dut._log.info("axi kv write: %s", summary)
+    Path("summary_kv_write.json").write_text(json.dumps(summary))
+
+
 async def _clock_and_reset(dut, make_bench):
     """Idle inputs, the clock, ``make_bench()`` during the reset, then out of reset."""
     dut.aresetn.value = 0
+    writes = ("m_axi_awready", "m_axi_wready", "m_axi_bvalid") if hasattr(dut, "m_axi_awvalid") \
+        else ()
     for name in ("s_axil_awvalid", "s_axil_wvalid", "s_axil_bready", "s_axil_arvalid",
                  "s_axil_rready", "m_axi_arready", "m_axi_rvalid", "s_axis_tvalid",
-                 "m_axis_tready"):
+                 "m_axis_tready", *writes):
         getattr(dut, name).value = 0
     # The models look at the reset as they start: let it settle first.
     await Timer(1, "ns")
@@ -554,6 +785,16 @@ async def axi_exact(dut):
             y, _ = await bench.run_pass("kv_draft", x, w, None)
             _same(y, arith.verify_gemm(x, speq16.kv_draft(w)),
                   bench.fail(f"kv_draft N={n} K={k} T={t}"))
+        # KV_WRITE at the same latency for its writes: keys, then values.
+        for vt in (0, 1):
+            cache, pos, new = bench.kv_problem(vt)
+            wbase, counters = await bench.run_kv_write(vt, cache, pos, new)
+            await bench.kv_pass(vt, cache, pos + len(new), wbase,
+                                f"KV_WRITE {'values' if vt else 'keys'}")
+            dut._log.info("KV_WRITE %s %s positions %d..%d at write latency %d: CYCLES %d, "
+                          "WAIT_MEM %d, as axi_perf's %s", "values" if vt else "keys",
+                          cache.shape, pos, pos + len(new) - 1, latency, counters["cycles"],
+                          counters["wait_mem"], counters["model"])
     dut._log.info("axi exact: %s", bench.summary)
     Path("summary_exact.json").write_text(json.dumps(bench.summary))
 
@@ -667,11 +908,88 @@ async def axi_abort_reset(dut):
         # The memory is still answering the bursts of before the reset.
         await good_pass(f"reset {number}")
 
+    if bench.config.mem_bits % 32 == 0:
+        await _kv_write_abort_reset(dut, bench, counts)
+
     assert counts["aborted"] >= aborts // 2, bench.fail(f"too few aborts landed: {counts}")
     assert max(counts["bursts_in_flight_at_reset"]) > 0, bench.fail(
         f"no burst was in flight at a reset: {counts}")
     dut._log.info("axi abort and reset: %s", counts)
     Path("summary_abort.json").write_text(json.dumps({"seed": seed, **counts}))
+
+
+async def _kv_write_abort_reset(dut, bench, counts):
+    """KV_WRITEs aborted with writes in flight (``KV_ABORTS``), then one
+    with aresetn pulled low while its responses are still to come (the
+    slave's latency raised to 100 cycles, so that they come while the next
+    KV_WRITE's writes are in flight): after each, a KV_WRITE whose cycles
+    equal the model's and a kv pass over what it wrote, bit-exact."""
+    rng, driver, config = bench.rng, bench.driver, bench.config
+    counts.update(kv_aborted=0, kv_finished_first=0, kv_resets=0, kv_good=0,
+                  responses_due_at_reset=0)
+
+    def problem(vt):
+        # At most four beats: all of them wait in the activation FIFO, so
+        # that none is left in the source at the abort (docs/axi.md).
+        cache, pos, new = bench.kv_problem(vt, d=4 if vt else min(16, 4 * (config.kmax // 4)))
+        return cache, pos, new[:4 if vt else 1]
+
+    async def good_write(what):
+        vt = int(rng.integers(0, 2))
+        cache, pos, new = bench.kv_problem(vt)
+        wbase, _ = await bench.run_kv_write(vt, cache, pos, new)
+        await bench.kv_pass(vt, cache, pos + len(new), wbase, f"KV_WRITE after {what}")
+        counts["kv_good"] += 1
+
+    kv_aborts = int(os.environ.get("KV_ABORTS", "2"))
+    for number in range(kv_aborts + 1):
+        reset = number == kv_aborts
+        if reset:
+            bench.ram.latency = 100
+        vt = number % 2 if not reset else 1
+        cache, pos, new = problem(vt)
+        n, k = cache.shape
+        wbase = bench.place(perf.kv_images(cache, bench.pes, bench.machine["slots"],
+                                           config.mem_bits))
+        bench.source.send_nowait(AxiStreamFrame(activation_beats(new)))
+        await driver.start("kv_write", n, k, len(new), wbase0=wbase[0], wbase1=wbase[1],
+                           pos=pos, vt=vt)
+        await bench.source.wait()
+        cost = axi_perf.axi_kv_write_cost(vt, new.shape[1], len(new),
+                                          write_latency=bench.ram.latency,
+                                          max_outstanding=bench.axi.max_outstanding).cycles
+        if not reset:
+            await _cycles(dut, int(rng.integers(0, cost)))
+            status = await driver.abort()
+            if status["error"] == Error.ABORTED.value:
+                counts["kv_aborted"] += 1
+                counters = await driver.counters()
+                assert not any(counters.values()), bench.fail(
+                    f"counters after aborting a KV_WRITE: {counters}")
+                assert bench.ram.writes_in_flight() == 0, bench.fail(
+                    "ABORT ended before every write was answered")
+            else:
+                assert status["error"] == Error.OK.value, bench.fail(f"KV abort: {status}")
+                counts["kv_finished_first"] += 1
+            assert not status["busy"] and status["done"], bench.fail(f"KV abort: {status}")
+        else:
+            # Writes in flight: some answered before the reset, some after.
+            await _cycles(dut, int(rng.integers(20, 60)))
+            counts["responses_due_at_reset"] = bench.ram.writes_in_flight()
+            await FallingEdge(dut.aclk)
+            dut.aresetn.value = 0
+            await _cycles(dut, int(rng.integers(1, 4)))
+            await FallingEdge(dut.aclk)
+            dut.aresetn.value = 1
+            await RisingEdge(dut.aclk)
+            counts["kv_resets"] += 1
+            status = await driver.status()
+            assert not status["busy"] and not status["done"], bench.fail(
+                f"after a reset in a KV_WRITE: {status}")
+        await good_write(f"KV abort {number}" if not reset else "a reset in a KV_WRITE")
+    bench.ram.latency = 24
+    assert counts["responses_due_at_reset"] > 0, bench.fail(
+        f"no write response was due at the reset: {counts}")
 
 
 @cocotb.test()
@@ -739,8 +1057,8 @@ def test_axi(name, config, axi, shapes, first_kind, sim):
     # shape, keeps its count unless SHAPES lists the shapes to rerun.
     given = os.environ.get("SHAPES", str(shapes))
     shapes = given if sim == "verilator" or given.startswith("[") else str(shapes)
-    (build_dir / "summary_exact.json").unlink(missing_ok=True)
-    (build_dir / "summary_abort.json").unlink(missing_ok=True)
+    for summary in ("summary_exact.json", "summary_abort.json", "summary_kv_write.json"):
+        (build_dir / summary).unlink(missing_ok=True)
     # The cycle model's exact check runs on Verilator only (the faster one),
     # in the same simulation: no second model to build.
     exact = sim == "verilator"
@@ -750,14 +1068,17 @@ def test_axi(name, config, axi, shapes, first_kind, sim):
     build.write("axi", SpeqConfig(**config), build_dir / "ip", AxiConfig(**axi))
     runner.run(_top(config, axi), bench=f"axi_{name}", toplevel=TOPLEVEL,
                test_module="tb.test_axi", sim=sim,
-               testcase=["axi_passes", "axi_exact", "axi_abort_reset"] if exact else
-               ["axi_passes", "axi_abort_reset"],
+               testcase=["axi_passes", "axi_kv_write", "axi_exact", "axi_abort_reset"] if exact
+               else ["axi_passes", "axi_abort_reset"],
                extra_env={"ACCEL_CONFIG": json.dumps(config), "AXI_CONFIG": json.dumps(axi),
                           "SHAPES": shapes, "FIRST_KIND": str(first_kind),
                           "MANIFEST": str(build_dir / "ip" / "manifest.json"),
                           # Aborts and resets: fewer on Icarus (make soak: ABORTS, RESETS).
                           "ABORTS": os.environ.get("ABORTS", "6" if exact else "3"),
                           "RESETS": os.environ.get("RESETS", "3" if exact else "2"),
+                          # KV_WRITE: commands of axi_kv_write, aborts (make soak: more).
+                          "KV_WRITES": os.environ.get("KV_WRITES", "4"),
+                          "KV_ABORTS": os.environ.get("KV_ABORTS", "2" if exact else "1"),
                           "EXACT_SHAPES": json.dumps(EXACT_SHAPES),
                           "EXACT_LATENCIES": json.dumps(EXACT_LATENCIES)})
     summary = json.loads((build_dir / "summary.json").read_text())
@@ -770,11 +1091,22 @@ def test_axi(name, config, axi, shapes, first_kind, sim):
     resets = int(os.environ.get("RESETS", "3" if exact else "2"))
     assert summary["aborted"] >= aborts // 2 and summary["resets"] == resets, summary
     assert summary["irq"] == 1, summary
+    kv_aborts = int(os.environ.get("KV_ABORTS", "2" if exact else "1"))
+    assert summary["kv_aborted"] >= kv_aborts // 2 and summary["kv_resets"] == 1, summary
+    assert summary["kv_good"] == kv_aborts + 1, summary
     print(f"axi {name} [{sim}] abort and reset: {summary}")
     if exact:
         summary = json.loads((build_dir / "summary_exact.json").read_text())
         want = 5 * len(EXACT_SHAPES) * len(EXACT_LATENCIES)
-        assert summary["exact_checks"] == summary["passes"] == want, summary
+        # And a kv pass after each of its two KV_WRITEs per latency.
+        assert summary["exact_checks"] == summary["passes"] == want + 2 * len(EXACT_LATENCIES), \
+            summary
+        assert summary["kv_write_exact_checks"] == 2 * len(EXACT_LATENCIES), summary
         print(f"axi {name} [{sim}] exact: {summary}")
+        summary = json.loads((build_dir / "summary_kv_write.json").read_text())
+        writes = int(os.environ.get("KV_WRITES", "4"))
+        assert summary["kv_writes"] == writes == summary["cycle_checks"] // 2, summary
+        assert summary["refused"] == 2, summary
+        print(f"axi {name} [{sim}] kv write: {summary}")
 
 
