@@ -419,7 +419,8 @@ def explore(points, target, workload, *, seed=1, cache="build/explore", address=
             todo.append((config, key))
     done_new = 0
     if sample == "guided":
-        done_new = _guided(points, keyed, rows, target, workload, seed, cache, address,
+        visited = set()
+        done_new = _guided(points, keyed, rows, visited, target, workload, seed, cache, address,
                            max_parallel, timeout, clock_mhz, budget or len(points), rng_seed,
                            space, start)
     elif todo:
@@ -456,7 +457,7 @@ def explore(points, target, workload, *, seed=1, cache="build/explore", address=
         _progress(f"{len(keyed)} points, all cached: no tool runs")
     out = []
     for config, key in keyed:
-        if key not in rows:
+        if key not in rows or (sample == "guided" and key not in visited):
             continue        # guided search: a point it did not visit
         row = rows[key]
         out.append({"config": config.to_dict(), "label": _label(config, space or SPACE_PARAMS),
@@ -480,11 +481,12 @@ def _hw_text(hw):
     return f"{hw['status']}: {hw.get('reason', '')}"
 
 
-def _guided(points, keyed, rows, target, workload, seed, cache, address, max_parallel,
-            timeout, clock_mhz, budget, rng_seed, space, start):
+def _guided(points, keyed, rows, visited, target, workload, seed, cache, address,
+            max_parallel, timeout, clock_mhz, budget, rng_seed, space, start):
     """Ray Tune with Optuna's sampler over the space's values, ``budget``
     trials, maximising SPEQ tokens/s (0 for a point that fails or does not
-    fit); every trial goes through the cache."""
+    fit); every trial goes through the cache. The keys of the points it
+    visits go into ``visited``."""
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
     import optuna
@@ -525,6 +527,8 @@ def _guided(points, keyed, rows, target, workload, seed, cache, address, max_par
         for result in results:
             metrics = result.metrics or {}
             key = metrics.get("key")
+            if key:
+                visited.add(key)
             if key and key not in rows:
                 rows[key] = {"hw": json.loads(metrics["hw"]), "cached": False}
                 ran += 1

@@ -172,3 +172,15 @@ def test_sweep_on_a_ray_cluster_equals_the_local_one_and_reruns_from_the_cache(t
     more, data = _hw(tmp_path / "more.json")
     assert data["ran"] == 1 and data["cached"] == 2
     assert {k: v for k, v in more.items() if k in cluster} == cluster
+
+    # A guided search (Ray Tune, Optuna's sampler) over the same space: its
+    # trials read the cache, and it finds the best of the three points.
+    r = run("--target", "generic", "--rows", "1", "--cols", "1-3", "--mem-bits", "16",
+            "--max-parallel", "2", "--cache", str(tmp_path / "a"), "--sample", "guided",
+            "--points", "6", "--json", str(tmp_path / "guided.json"))
+    assert r.returncode == 0, r.stderr
+    assert "guided search: 6 trials" in r.stderr
+    guided, data = _hw(tmp_path / "guided.json")
+    assert guided and all(more[label] == value for label, value in guided.items())
+    best = max(more, key=lambda label: more[label][3])
+    assert best in guided and data["best"]["config"]["cols"] == int(best.split("cols=")[1][0])
