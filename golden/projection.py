@@ -7,25 +7,30 @@ A decode step of a transformer is, on the array:
 - its attention: per layer and KV head, ``Q K^T`` is a pass whose weights are
   the cached keys (N = the keys attended to, K = the head dimension) and
   ``P V`` a pass whose weights are the cached values transposed (N = the head
-  dimension, K = the keys, padded to a multiple of 4). The cache is FP16, so
-  these are baseline passes; the query heads that share a KV head (GQA) and
-  the tokens of a verify round are its tokens ``T`` (split into passes of at
-  most ``tmax``), so that a round reads each cache once. A baseline pass over
-  ``T`` tokens reads 16 bits per weight and walks the same schedule as a
-  verify pass over ``T`` tokens, so it is costed as one (`tb/test_accel.py`
-  checks that on the RTL).
-- its KV writes: the new tokens' keys and values, FP16, written through the
-  same memory port: bits / B cycles.
+  dimension, K = the keys, padded to a multiple of 4). The cache is one,
+  shared by target and draft and kept as two byte planes (SPEC section 2a):
+  the target's passes are ``kv`` passes (both planes), a half-width draft's
+  ``kv_draft`` passes (the high plane). The query heads that share a KV head
+  (GQA) and the tokens of a verify round are its tokens ``T`` (split into
+  passes of at most ``tmax``; `Machine.round_tmax` raises tmax so that a
+  round reads each cache once).
+- its KV writes: the new tokens' keys and values, split into the cache's two
+  byte planes by the KV write path (`hw.kv_writer`, a KV_WRITE command per
+  KV head for its keys and one for its values), `golden.perf.kv_write_cycles`
+  each.
 
 Softmax, normalisation, activation functions and the embedding lookup run on
 the host and cost nothing here.
 
 Speculative decoding (SPEQ): the draft is the target's own weights through
-draft passes, with its own FP16 KV cache. A round at cache length ``c`` is
-``gamma`` draft steps (the draft's linear layers, its attention over
-``c + 1 .. c + gamma`` keys and its KV writes), one verify step over ``gamma +
-1`` tokens, and, when every proposal is accepted (probability ``a**gamma``),
-one more draft step that puts the last proposal into the draft's cache. With
+draft passes, reading the target's KV cache (`KV_DESIGNS`: at half width by
+default) and keeping only its round's keys and values in a scratch of gamma
+positions. A round at cache length ``c`` is ``gamma`` draft steps (the
+draft's linear layers, its attention over ``c + 1 .. c + gamma`` keys and its
+scratch writes) and one verify step over ``gamma + 1`` tokens; with the
+earlier design, a draft with its own FP16 cache (``own``), when every
+proposal is accepted (probability ``a**gamma``), one more draft step puts
+the last proposal into the draft's cache. With
 an i.i.d. per-token acceptance ``a`` a round yields ``(1 - a**(gamma + 1)) /
 (1 - a)`` tokens. FP16 autoregressive decoding is one baseline step per token.
 
@@ -39,9 +44,8 @@ CLI::
 """
 
 import argparse
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 import json
-import math
 import sys
 
 from . import perf
@@ -355,14 +359,25 @@ class StepModel:
         return per_head * (s.layers * s.kv_heads)
 
     def write_cost(self, values, t, bits=16):
-        """``values`` values of ``bits`` bits for each of ``t`` tokens written
-        through the memory port: their bits / B cycles."""
-        bits = values * bits * t
-        return Cost(cycles=math.ceil(bits / self.machine.mem_bits), bits=bits)
+        """A layer's new keys and values, ``values`` per token (``2 x
+        kv_heads x head_dim``), for each of ``t`` tokens, written by the KV
+        write path (`hw.kv_writer`): per KV head one KV_WRITE of its keys and
+        one of its values, `golden.perf.kv_write_cycles` each with a write
+        port that is always ready. The writer writes both byte planes, so a
+        half-width draft's scratch (``bits`` = 8: what it keeps) costs the
+        cycles and the 16 bits per value of a full write: the RTL has no
+        high-plane-only write."""
+        d = self.shape.head_dim
+        heads, left = divmod(values, 2 * d)
+        if left or bits not in (8, 16):
+            raise ValueError(f"a KV write is the keys and values of whole heads of {d} in 8 "
+                             f"or 16 bits, not {values} values of {bits} bits")
+        cycles = heads * (perf.kv_write_cycles(0, d, t) + perf.kv_write_cycles(1, d, t))
+        return Cost(cycles=cycles, bits=values * 16 * t)
 
     def kv_write(self, t, bits=16):
         """The keys and values of ``t`` tokens written to every layer's cache
-        (``bits`` = 8: only the high plane, a half-width draft's scratch)."""
+        (``bits`` = 8: a half-width draft's scratch, see `write_cost`)."""
         return self.write_cost(2 * self.shape.d_kv, t, bits) * self.shape.layers
 
     def logged(self, entries, linear_mode=None):

@@ -43,7 +43,9 @@ def test_a_token_is_its_passes():
     cost = lambda mode, n, k, t: perf.pass_cost(mode, n, k, t, mem_latency=8, **m).cycles
     want = sum(cost("baseline", n, k, 1) for n, k in shape.linears())
     want += shape.layers * shape.kv_heads * (cost("kv", c + 1, 32, 1) + cost("kv", 32, 40, 1))
-    want += -(-2 * 128 * 16 * shape.layers // 32)
+    # The KV write path: a keys and a values KV_WRITE per KV head and layer.
+    want += shape.layers * shape.kv_heads * (perf.kv_write_cycles(0, 32, 1) +
+                                             perf.kv_write_cycles(1, 32, 1))
     assert model.fp16_token(c).cycles == want
 
 
@@ -79,13 +81,15 @@ def test_speedup_falls_with_context_and_acceptance():
 
 
 def test_a_half_width_draft_step_reads_the_high_plane():
-    # SPEC section 2a: the draft's attention reads 8 bits per cached value
-    # and its scratch writes 8; the linear layers are the draft's either way.
+    # SPEC section 2a: the draft's attention reads 8 bits per cached value;
+    # its scratch is written as the writer writes (both planes), and the
+    # linear layers are the draft's either way.
     shape, c = PRESETS["llama2-7b"], 4096
     half, own = (StepModel(shape, DEFAULT, kv) for kv in ("half", "own"))
     a, b = half.step("draft", c, 1), own.step("draft", c, 1)
-    linear = half.linear("draft", 1)
-    assert 2 * (a.bits - linear.bits) == b.bits - linear.bits
+    linear, writes = half.linear("draft", 1), half.kv_write(1)
+    assert 2 * (a.bits - linear.bits - writes.bits) == b.bits - linear.bits - writes.bits
+    assert half.kv_write(1, 8) == writes
     assert half.attention(c + 1, 1, "kv_draft").bits * 2 == half.attention(c + 1, 1).bits
     # The target's steps are the same in every design.
     assert half.step("verify", c, 5) == own.step("verify", c, 5)
