@@ -184,3 +184,16 @@ def test_sweep_on_a_ray_cluster_equals_the_local_one_and_reruns_from_the_cache(t
     assert guided and all(more[label] == value for label, value in guided.items())
     best = max(more, key=lambda label: more[label][3])
     assert best in guided and data["best"]["config"]["cols"] == int(best.split("cols=")[1][0])
+
+
+def test_a_point_past_its_timeout_is_killed_and_recorded(tmp_path):
+    config = SpeqConfig(rows=1, cols=1, mem_bits=16)
+    spec = explore._spec(config, "generic", 1, tmp_path, "k")
+    start = time.monotonic()
+    hw = explore._evaluate(spec, timeout=2)
+    assert hw["status"] == "timeout" and "timed out after 2 s" in hw["reason"]
+    assert time.monotonic() - start < 30
+    assert not Path(spec["result"]).exists()
+    # Nothing of the point's session is left running.
+    left = subprocess.run(["pgrep", "-f", spec["workdir"]], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
