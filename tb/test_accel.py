@@ -494,6 +494,21 @@ CONFIGS = [
 MODEL_LAYER = "layer0.wq"
 
 
+#: make soak only: the array bench/projection.py sizes for a grouped-query
+#: verify round (5 x 8 PEs behind the default 32-bit port, tmax 20: 4 query
+#: heads x 5 tokens of Llama-3.1-8B in one pass over the cache), whose
+#: projection the results quote; its passes up to T = 20 are checked like
+#: every other configuration's.
+GQA_ROUND = ("5x8_t20", {"rows": 5, "cols": 8, "tmax": 20}, 8, 3, ("verilator",), ())
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("sim", GQA_ROUND[4])
+def test_accel_gqa_round_array(sim):
+    name, config, latency, shapes, _, extra = GQA_ROUND
+    test_accel(name, config, latency, shapes, sim, extra)
+
+
 @pytest.mark.parametrize("name,config,latency,shapes,sim,extra", [
     pytest.param(name, config, latency, shapes, sim, extra, id=f"{name}-{sim}")
     for name, config, latency, shapes, sims, extra in CONFIGS for sim in sims])
