@@ -277,7 +277,7 @@ def axi_kv_write_cost(vt, d, t, *, write_latency, max_outstanding):
     """
     if write_latency < 1:
         raise ValueError(f"write_latency must be at least 1, not {write_latency}")
-    per_beat = 8 if vt else 2
+    per_beat = perf.kv_writes_per_beat(vt)
     taken = []                  # cycle each write is taken from the accelerator
     cycle = 0
     most = 0

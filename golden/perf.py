@@ -36,8 +36,8 @@ from .speq16 import kv_planes
 
 
 __all__ = ["MODES", "PLANE_WORDS", "tiles", "entry_rows", "draft_image", "residual_image",
-           "baseline_image", "kv_images", "kv_cache_rows", "kv_write_cycles", "pass_images",
-           "PassCost", "pass_cost", "fetch_schedule", "roofline", "machine"]
+           "baseline_image", "kv_images", "kv_cache_rows", "kv_writes_per_beat", "kv_write_cycles",
+           "pass_images", "PassCost", "pass_cost", "fetch_schedule", "roofline", "machine"]
 
 
 def tiles(n, pes, slots):
@@ -124,14 +124,20 @@ def kv_cache_rows(keys, capacity, pes, slots):
     return min(capacity, -(-keys // tile) * tile)
 
 
+def kv_writes_per_beat(vt):
+    """Writes of one activation beat (4 values) of a KV_WRITE (`hw.kv_writer`):
+    a keys image takes its 4 bytes per plane in one write (2), a values
+    image one byte per PE and plane (8)."""
+    return 8 if vt else 2
+
+
 def kv_write_cycles(vt, d, t):
     """Cycles of a KV_WRITE command (`hw.kv_writer`) from the command to its
     status with a write port that is always ready: per position a set-up
     cycle and ``d / 4`` activation beats of a cycle plus one per write (2 for
     a keys image, 8 for a values image); the status comes in the cycle after
     the last write. A write the port keeps waiting adds exactly its cycles."""
-    writes = 8 if vt else 2
-    return t * (1 + d // 4 * (1 + writes))
+    return t * (1 + d // 4 * (1 + kv_writes_per_beat(vt)))
 
 
 def pass_images(mode, w, enc, pes, slots, mem_bits):

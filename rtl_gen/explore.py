@@ -420,7 +420,7 @@ def explore(points, target, workload, *, seed=1, cache="build/explore", address=
     done_new = 0
     if sample == "guided":
         visited = set()
-        done_new = _guided(points, keyed, rows, visited, target, workload, seed, cache, address,
+        done_new = _guided(keyed, rows, visited, target, workload, seed, cache, address,
                            max_parallel, timeout, clock_mhz, budget or len(points), rng_seed,
                            space, start)
     elif todo:
@@ -481,7 +481,7 @@ def _hw_text(hw):
     return f"{hw['status']}: {hw.get('reason', '')}"
 
 
-def _guided(points, keyed, rows, visited, target, workload, seed, cache, address,
+def _guided(keyed, rows, visited, target, workload, seed, cache, address,
             max_parallel, timeout, clock_mhz, budget, rng_seed, space, start):
     """Ray Tune with Optuna's sampler over the space's values, ``budget``
     trials, maximising SPEQ tokens/s (0 for a point that fails or does not
@@ -545,7 +545,7 @@ def _fmt(value, spec=",.0f"):
     return "—" if value is None else format(value, spec)
 
 
-def format_table(result, rows, target):
+def format_table(rows, target):
     """The points as a Markdown table."""
     t = TARGETS[target]
     area = "cells" if t.kind == "generic" else t.logic
@@ -575,7 +575,6 @@ def build_command(config, target):
     t = TARGETS[target]
     if t.kind == "board":
         from rtl_gen.bitstream import BOARDS
-        args = [f"--{n.replace('_', '-')} {v}" for n, v in config.to_dict().items()]
         board = SpeqConfig(**BOARDS[t.board].config)
         args = [f"--{n.replace('_', '-')} {v}" for n, v in config.to_dict().items()
                 if getattr(board, n) != v]
@@ -767,8 +766,8 @@ def main(argv=None):
          "key": None, "hw": {"status": "refused", "reason": reason}, "cached": False,
          "cost": None} for params, reason in invalid]
     front = pareto(rows)
-    table = format_table(result, rows, args.target)
-    front_table = format_table(result, front, args.target)
+    table = format_table(rows, args.target)
+    front_table = format_table(front, args.target)
     best = max(front, key=lambda r: r["cost"]["tokens_per_s"]) if front else None
     shape = proj.PRESETS[args.model]
     summary = (f"{len(rows)} points ({result['ran']} run, {result['cached']} cached, "
