@@ -10,7 +10,7 @@ short ones fill in; worksteal moves what is left to whichever worker is idle.
 #: clone, seconds; anything unnamed counts as short.
 FIRST = {
     "tb/test_accel.py": 110,
-    "tests/test_explore.py::test_sweep_on_a_ray_cluster": 100,
+    "tests/test_explore.py::test_sweep_on_a_ray_cluster": 95,
     "tests/test_bitstream.py::test_ecp5_bitstream": 75,
     "tb/test_pe.py": 60,
     "tb/test_axi.py": 45,
