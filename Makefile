@@ -80,7 +80,7 @@ area: $(STAMP)
 # its context, gamma 7. Points are cached in build/explore.
 EXPLORE_ARGS ?=
 explore: $(STAMP)
-	$(PY) -m rtl_gen.explore --target ulx3s-85f --rows 1,2 --cols 2,4 --mem-bits 32,64 \
+	$(PY) -m rtl_gen.explore --target ulx3s-85f --rows 1,2 --cols 2,4 --mem-bits 16,32,64 \
 	  --draft-lanes 1,2,4 --with-default --json build/explore/ulx3s.json \
 	  --plot docs/explore_ulx3s.png --write-docs $(EXPLORE_ARGS)
 	$(PY) -m rtl_gen.explore --target icebreaker --pe-stages 2,3,4,6 --draft-lanes 1,2,4 \
