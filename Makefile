@@ -24,7 +24,7 @@ help:
 	@echo "              cached per point in build/explore, so a rerun only builds what is new)"
 	@echo "make bitstream BOARD=icebreaker|ulx3s-85f [BITSTREAM_ARGS=...]"
 	@echo "              bitstream of the board top (docs/board.md) with amaranth-boards and YoWASP"
-	@echo "              (icebreaker about 75 s; ulx3s-85f, a 6x6 array, about 26 min)"
+	@echo "              (icebreaker about 60 s; ulx3s-85f, a 6x6 array, about 26 min)"
 	@echo "make clean    remove build outputs (keeps .venv)"
 
 $(STAMP): pyproject.toml
@@ -89,7 +89,7 @@ explore: $(STAMP)
 
 # The board top through Yosys, nextpnr and icepack/ecppack (docs/board.md);
 # BITSTREAM_ARGS passes more options (python -m rtl_gen.bitstream --help).
-# About 75 s for the icebreaker, 26 min for the ulx3s-85f (6x6 array) on two cores.
+# About 60 s for the icebreaker, 26 min for the ulx3s-85f (6x6 array) on two cores.
 BOARD ?= ulx3s-85f
 BITSTREAM_ARGS ?=
 bitstream: $(STAMP)

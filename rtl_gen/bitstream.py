@@ -84,17 +84,19 @@ class BoardSpec:
 #: The boards of ``make bitstream BOARD=...``.
 BOARDS = {
     # iCE40UP5K: 5,280 logic cells, 30 block RAMs, 4 SPRAMs, 8 DSPs. One
-    # SpeqPE (a 1x2 array does not fit, even with one lane) with four draft
-    # lanes, which keep a draft pass memory-bound behind the 16-bit port
-    # (one lane would make it cost as much as a baseline pass), the
-    # narrowest draft alignment the PE allows, draft terms aligned in DSPs,
-    # and the fewest pipeline registers that meet 12 MHz; the weights in one
-    # SPRAM (16,384 x 16 bits). docs/board.md has the figures.
+    # SpeqPE (a 1x2 array does not fit, even with one lane) with two draft
+    # lanes and six pipeline registers: the most SPEQ tokens/s of the
+    # `make explore` sweep (docs/results.md). Four lanes, which would keep a
+    # draft pass memory-bound behind the 16-bit port, no longer fit (5,389
+    # logic cells since the KV operations); one lane makes a draft pass cost
+    # about a baseline pass. The narrowest draft alignment the PE allows;
+    # the weights in one SPRAM (16,384 x 16 bits). docs/board.md has the
+    # figures.
     "icebreaker": BoardSpec(
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         clock_hz=12e6,
-        config={"rows": 1, "cols": 1, "tmax": 2, "kmax": 64, "mem_bits": 16, "pe_stages": 4,
-                "draft_lanes": 4, "draft_frac_bits": 23, "dsp_align": 1},
+        config={"rows": 1, "cols": 1, "tmax": 2, "kmax": 64, "mem_bits": 16, "pe_stages": 6,
+                "draft_lanes": 2, "draft_frac_bits": 23, "dsp_align": 0},
         weight_words=16384, synth_opts="-dsp"),
     # LFE5U-85F: 83,640 LUT4s, 208 block RAMs (DP16KD), 156 multipliers.
     # 6x6 one-lane PEs (84% of the LUT4s) behind a 64-bit port: a verify
