@@ -262,9 +262,9 @@ def roofline(mode, n, k, t, *, pes, lanes, mem_bits):
 
 def machine(config):
     """The ``pes``, ``slots``, ``lanes``, ``mem_bits`` and ``array_latency``
-    keywords of `pass_cost` for a `hw.config.SpeqConfig`, read from the
-    generated array."""
-    from hw.array import SpeqArray          # the hardware only for its latency
-    array = SpeqArray(config)
-    return {"pes": array.pes, "slots": array.interleave, "lanes": config.draft_lanes,
-            "mem_bits": config.mem_bits, "array_latency": array.latency}
+    keywords of `pass_cost` for a `hw.config.SpeqConfig`: the array's latency
+    (and interleave) is `SpeqConfig.array_latency`, a formula of the
+    configuration that `hw.array.SpeqArray` asserts."""
+    return {"pes": config.rows * config.cols, "slots": config.array_latency,
+            "lanes": config.draft_lanes, "mem_bits": config.mem_bits,
+            "array_latency": config.array_latency}

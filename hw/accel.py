@@ -5,7 +5,7 @@ weights are read through one memory port, results and one status per command
 go out (``docs/array.md``).
 """
 
-from amaranth.hdl import EnableInserter, Module
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 
 from .array import SpeqArray
@@ -73,8 +73,9 @@ class SpeqAccel(wiring.Component):
         m = Module()
         controller, array = self._controller, self._array
         m.submodules.controller = controller
-        # The array advances only with the controller's global enable.
-        m.submodules.array = EnableInserter(controller.en)(array)
+        # The array has no enable: the controller sends it bubbles while its
+        # engines wait, and buffers the results that come out meanwhile.
+        m.submodules.array = array
         wiring.connect(m, controller.step, array.i)
         wiring.connect(m, controller.table, array.table)
         wiring.connect(m, array.o, controller.result)

@@ -26,7 +26,7 @@ bases.
 import operator
 
 from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import SpeqConfig
@@ -36,7 +36,15 @@ from .fp import FP16, FP32
 from .pe import SpeqPE
 
 
-__all__ = ["SpeqArray"]
+__all__ = ["SpeqArray", "ValidSignature"]
+
+
+class ValidSignature(wiring.Signature):
+    """A stream without ``ready``: ``payload`` is taken in the cycle ``valid``
+    is high, always (the array's steps and results: it never waits)."""
+
+    def __init__(self, shape):
+        super().__init__({"valid": Out(1), "payload": Out(shape)})
 
 
 # The draft part of a table entry: what the tables of all lanes but the last hold.
@@ -61,17 +69,20 @@ class SpeqArray(wiring.Component):
         Writes an entry of the remap tables (of every PE); it holds for the
         steps that enter from the next cycle on. The tables are memories:
         they start as zeros and a reset leaves them as they are.
-    i : In(stream.Signature(step layout))
-        Steps: ``mode``, ``plain``, ``first``, ``last``, ``slot``, ``act``
+    i : In(ValidSignature(step layout))
+        Steps, taken in the cycle they are valid (a cycle without one is a
+        bubble): ``mode``, ``plain``, ``first``, ``last``, ``slot``, ``act``
         (``L`` FP16, broadcast; verify uses ``act[0]``) and ``word`` (16 bits
         per PE): ``L`` draft nibbles in its top ``4 L`` bits (draft; lane
         ``j`` in nibble ``4 - L + j``), the SPEQ-16 word (verify) or, with
         ``plain`` set, the FP16 weight itself (verify mode without the
         tables: the FP16 baseline).
-    o : Out(stream.Signature(result layout))
-        For every ``last`` step, ``latency`` cycles later: ``acc`` (one FP32
-        per PE), the step's ``slot`` and its ``tag``. A stalled output freezes
-        the array.
+    o : Out(ValidSignature(result layout))
+        For every ``last`` step, exactly ``latency`` cycles later: ``acc``
+        (one FP32 per PE), the step's ``slot`` and its ``tag``. The array has
+        no enable and never waits: whoever issues steps must have room for
+        their results (`hw.controller.PassController` keeps a result buffer
+        as deep as the latency).
 
     Raises
     ------
@@ -92,6 +103,9 @@ class SpeqArray(wiring.Component):
         pes = config.rows * config.cols
         self._pes = [SpeqPE(config) for _ in range(pes)]
         self._pe_latency = self._pes[0].latency
+        if self.latency != config.array_latency:
+            raise AssertionError(f"the array's latency is {self.latency} cycles, not "
+                                 f"SpeqConfig.array_latency = {config.array_latency}")
         step = data.StructLayout({
             "mode": Mode,
             "first": 1,
@@ -109,8 +123,8 @@ class SpeqArray(wiring.Component):
         })
         super().__init__({
             "table": In(TableWriteSignature()),
-            "i": In(stream.Signature(step)),
-            "o": Out(stream.Signature(result)),
+            "i": In(ValidSignature(step)),
+            "o": Out(ValidSignature(result)),
         })
 
     @property
@@ -142,23 +156,21 @@ class SpeqArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        # One enable for everything: the array only waits for its output.
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        # No enable: every register advances every cycle. A cycle without a
+        # step is a bubble (``valid`` low), and a result is never held back.
 
         # Stage A: the step waits one cycle for its accumulators.
-        step = Signal.like(self.i.payload)
+        # Only valid bits are reset (a payload without one is never used).
+        step = Signal.like(self.i.payload, reset_less=True)
         valid = Signal()
-        with m.If(en):
-            m.d.sync += [step.eq(self.i.payload), valid.eq(self.i.valid)]
+        m.d.sync += [step.eq(self.i.payload), valid.eq(self.i.valid)]
 
         # The step's slot and last flag travel beside the PE pipeline.
         slots, last = [step.slot], step.last
         for stage in range(self._pe_latency):
-            next_slot = Signal.like(step.slot, name=f"slot_{stage}")
-            next_last = Signal(name=f"last_{stage}")
-            with m.If(en):
-                m.d.sync += [next_slot.eq(slots[-1]), next_last.eq(last)]
+            next_slot = Signal.like(step.slot, name=f"slot_{stage}", reset_less=True)
+            next_last = Signal(name=f"last_{stage}", reset_less=True)
+            m.d.sync += [next_slot.eq(slots[-1]), next_last.eq(last)]
             slots.append(next_slot)
             last = next_last
         slot = slots[-1]
@@ -174,33 +186,31 @@ class SpeqArray(wiring.Component):
             m.d.comb += [
                 tag_write.addr.eq(self.i.payload.slot),
                 tag_write.data.eq(self.i.payload.tag),
-                tag_write.en.eq(en & self.i.valid),
+                tag_write.en.eq(self.i.valid),
                 tag_read.addr.eq(slots[-2]),
-                tag_read.en.eq(en),
                 tag.eq(tag_read.data),
             ]
 
         pe_valid = None
         for p, pe in enumerate(self._pes):
             m.submodules[f"pe{p}"] = pe
-            draft, weight = self._decode(m, platform, en, p, step)
+            draft, weight = self._decode(m, platform, p, step)
             acc = memory.Memory(shape=FP32, depth=self.depth, init=[])
             m.submodules[f"acc{p}"] = acc
             write = acc.write_port()
             read = acc.read_port(transparent_for=(write,))
             m.d.comb += [
                 read.addr.eq(self.i.payload.slot),
-                read.en.eq(en),
                 pe.i.valid.eq(valid),
                 pe.i.payload.mode.eq(step.mode),
                 pe.i.payload.acc.eq(Mux(step.first, 0, read.data.as_value())),
                 pe.i.payload.act.eq(step.act),
                 pe.i.payload.weight.eq(weight),
                 pe.i.payload.draft.eq(draft),
-                pe.o.ready.eq(en),
+                pe.o.ready.eq(1),
                 write.addr.eq(slot),
                 write.data.eq(pe.o.payload.acc),
-                write.en.eq(en & pe.o.valid & ~last),
+                write.en.eq(pe.o.valid & ~last),
                 self.o.payload.acc[p].eq(pe.o.payload.acc),
             ]
             pe_valid = pe.o.valid
@@ -211,7 +221,7 @@ class SpeqArray(wiring.Component):
         ]
         return m
 
-    def _decode(self, m, platform, en, p, step):
+    def _decode(self, m, platform, p, step):
         """PE ``p``'s table memories, read as a step enters; returns its draft
         operands and verify weight for the step in stage A (``step``).
 
@@ -236,7 +246,6 @@ class SpeqArray(wiring.Component):
                 write.en.eq(table.en),
                 write.addr.eq(table.code),
                 read.addr.eq(DraftNibble(word_in[nibble:nibble + 4]).code),
-                read.en.eq(en),
                 draft[lane].sign.eq(DraftNibble(word[nibble:nibble + 4]).sign),
             ]
             for name, _ in data.Layout.cast(shape):

@@ -143,6 +143,13 @@ class SpeqConfig:
         pes = self.rows * self.cols
         return next((lanes for lanes in DRAFT_LANES if 4 * pes * lanes >= self.mem_bits), None)
 
+    @property
+    def array_latency(self):
+        """Cycles from a step entering the array (`hw.array.SpeqArray`) to its
+        result leaving it: the accumulator read, then the PE's ``pe_stages``
+        pipeline registers. The array asserts it; the cycle model uses it."""
+        return 1 + self.pe_stages
+
     def to_dict(self):
         """The parameters as a plain dict (the ``config`` of the manifest)."""
         return asdict(self)

@@ -17,7 +17,8 @@ A pass computes ``Y[T x N] = X[T x K] . W[N x K]^T`` in one of three modes
   byte at its midpoint ``0x80``, or ``0x00`` under exponent field 31).
 
 Four engines run side by side during a pass, all frozen together by the
-global enable ``en`` (low while the memory stalls or the output is blocked):
+controller's enable ``en`` (low while the memory stalls or the output is
+blocked); the array is not: it has no enable (`hw.array.SpeqArray`):
 
 1. the *activation loader* takes the ``T x K/4`` activation words of the pass
    into the activation buffer;
@@ -29,8 +30,16 @@ global enable ``en`` (low while the memory stalls or the output is blocked):
    weights and activations of each, decodes them and hands the step to the
    array; when a group's last step has left, its buffer half is free again.
 
-Results leave through an output register as soon as the array produces them;
-a status with the pass' counters follows the last one.
+Results leave through an output register; a status with the pass' counters
+follows the last one.
+
+The array runs on while the engines are frozen: a frozen cycle sends it a
+bubble, and the results of steps already inside it come out on time, into
+a *result buffer* as deep as the array's latency. The controller takes each
+result from there on the advancing cycle on which it would have left an
+array frozen with the engines (a shift register of the ``last`` steps,
+advanced with ``en``, says when), so a pass takes the same cycles as with
+a frozen array, and ``en`` reaches no register of the array.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -38,6 +47,7 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, exact_log2
 
+from .array import ValidSignature
 from .decoder import DRAFT_EXP_BITS, GROUP, Mode, NUM_CODES, TableWriteSignature
 from .fp import FP16, FP32, fp32_to_fp16
 from golden.schedule import PLANE_WORDS
@@ -190,10 +200,11 @@ class PassController(wiring.Component):
     table : Out(TableWriteSignature())
         To the array's remap tables (``TABLE`` commands).
     step : Out(array step stream)
-        To the array's input (always taken: the array only stops with ``en``).
+        To the array's input (always taken: the array has no enable; a
+        frozen cycle sends no step).
     result : In(array result stream)
-    en : Out(1)
-        Global enable: the array must advance only while it is high.
+        The array's results, each ``array.latency`` cycles after its step
+        (always taken).
     out : Out(stream.Signature(result_layout(config)))
     status : Out(stream.Signature(Status))
 
@@ -221,9 +232,8 @@ class PassController(wiring.Component):
             "act": In(stream.Signature(data.ArrayLayout(FP16, GROUP))),
             "mem": Out(MemPortSignature(config.mem_bits)),
             "table": Out(TableWriteSignature()),
-            "step": Out(stream.Signature(array.i.payload.shape())),
-            "result": In(stream.Signature(array.o.payload.shape())),
-            "en": Out(1),
+            "step": Out(ValidSignature(array.i.payload.shape())),
+            "result": In(ValidSignature(array.o.payload.shape())),
             "out": Out(stream.Signature(result_layout(config))),
             "status": Out(stream.Signature(Status)),
             "wmem": Out(stream.Signature(write_layout(config.mem_bits))),
@@ -261,11 +271,10 @@ class PassController(wiring.Component):
 
         cmd, act, mem = self.cmd, self.act, self.mem
 
-        # -- global enable, output and status registers (never frozen) --------
+        # -- the engines' enable, output and status registers (never frozen) ---
         en = Signal()
         m.d.comb += [
             en.eq(~mem.stall & (~self.out.valid | self.out.ready)),
-            self.en.eq(en),
             mem.en.eq(en),
         ]
         with m.If(self.out.ready):
@@ -321,10 +330,15 @@ class PassController(wiring.Component):
         m.d.comb += cmd.ready.eq(~running & ~writing & ~self.status.valid & en)
         taken = cmd.valid & cmd.ready
         start_write = Signal()
-        m.d.comb += [
-            table.en.eq(taken & (c.op == Op.TABLE)),
+        # A table write is registered (the tables are in every PE: no net from
+        # ``en`` reaches them); it lands long before the next pass' first step.
+        table_write = taken & (c.op == Op.TABLE)
+        m.d.sync += [
+            table.en.eq(table_write),
             table.code.eq(c.code), table.base.eq(c.base), table.exp.eq(c.exp),
             table.half.eq(c.half), table.zero.eq(c.zero),
+        ]
+        m.d.comb += [
             start.eq(taken & ~c.op.as_value().matches(Op.TABLE, Op.KV_WRITE) &
                      (error == Error.OK)),
             start_write.eq(taken & kv_write & (error == Error.OK)),
@@ -338,7 +352,7 @@ class PassController(wiring.Component):
         ]
         with m.If(taken):
             m.d.sync += [cycles.eq(0), bits.eq(0), macs.eq(0)]
-        with m.If(table.en):
+        with m.If(table_write):
             m.d.sync += tables_loaded.bit_select(c.code, 1).eq(1)
         with m.If(taken & ~start & ~start_write):
             m.d.sync += [
@@ -580,7 +594,8 @@ class PassController(wiring.Component):
         entry = buf_read.data
         acts = act_read.data.as_value()
         m.d.comb += [
-            self.step.valid.eq(s.valid),
+            # A frozen cycle is a bubble for the array, which runs on.
+            self.step.valid.eq(s.valid & en),
             step.mode.eq(Mux(draft, Mode.DRAFT, Mode.VERIFY)),
             step.plain.eq(baseline | kv | kv_draft),
             step.first.eq(s.first),
@@ -616,18 +631,56 @@ class PassController(wiring.Component):
                 baseline, plain, Mux(kv | kv_draft, cached, speq_word))))
 
         # -- results and the end of the pass ---------------------------------------
+        # When a result is due: `latency` advancing cycles after its `last`
+        # step entered the array (when a frozen array would have sent it).
+        latency = array.latency
+        due = Signal(latency)
+        with m.If(en):
+            m.d.sync += due.eq(Cat(s.valid & s.last, due[:-1]))
+        got = en & due[-1]
+        # The result buffer: the results that left the array before they were
+        # due (frozen cycles came between their step and now). A result is due
+        # on the cycle it leaves the array or later, and at most `latency`
+        # results are issued and not yet taken (one step per advancing cycle),
+        # plus the one taken this cycle. It is read one cycle ahead, so its
+        # head is a register.
+        result_shape = self.result.payload.shape()
+        device = getattr(platform, "device", "") or ""
+        attrs = {"ram_style": "block"} if device.startswith("iCE40") else None
+        results = memory.Memory(shape=result_shape, depth=latency + 1, init=[], attrs=attrs)
+        m.submodules.results = results
+        res_write = results.write_port()
+        res_read = results.read_port(domain="sync", transparent_for=(res_write,))
+        wptr, rptr = Signal(range(latency + 1)), Signal(range(latency + 1))
+        held = Signal(range(latency + 2))           # results in the buffer
+        direct = got & (held == 0)                  # due as it leaves the array
+        pop = got & (held != 0)
+        push = self.result.valid & ~direct
+
+        def bump(ptr):
+            return Mux(ptr == latency, 0, ptr + 1)
+        rptr_next = Mux(pop, bump(rptr), rptr)
+        m.d.comb += [
+            res_write.addr.eq(wptr), res_write.data.eq(self.result.payload),
+            res_write.en.eq(push),
+            res_read.addr.eq(rptr_next),
+        ]
+        m.d.sync += [rptr.eq(rptr_next), held.eq(held + push - pop)]
+        with m.If(push):
+            m.d.sync += wptr.eq(bump(wptr))
+        result = Signal(result_shape)
+        m.d.comb += result.eq(Mux(direct, self.result.payload, res_read.data))
+
         outstanding = Signal(8)        # `last` steps issued whose results are still due
-        got = en & self.result.valid
-        m.d.comb += self.result.ready.eq(1)
         m.d.sync += outstanding.eq(outstanding + (en & s.valid & s.last) - got)
-        tag = self.result.payload.tag
+        tag = result.tag
         with m.If(got):
             for pe in range(pes):
-                half = fp32_to_fp16(m, self.result.payload.acc[pe], f"pe{pe}_fl16")
+                half = fp32_to_fp16(m, result.acc[pe], f"pe{pe}_fl16")
                 m.d.sync += self.out.payload.half[pe].eq(Mux(p.fp16, half, 0))
             m.d.sync += [
                 self.out.valid.eq(1),
-                self.out.payload.acc.eq(self.result.payload.acc),
+                self.out.payload.acc.eq(result.acc),
                 self.out.payload.row.eq(tag[:N_BITS]),
                 self.out.payload.token.eq(tag[N_BITS:]),
             ]

@@ -179,8 +179,12 @@ class _Pipeline:
     def after(self, step, **values):
         out = {}
         for name, value in values.items():
-            sig = Signal.like(value, name=f"{step}_{name}") if isinstance(value, Signal) \
-                else Signal(value.shape(), name=f"{step}_{name}")
+            # Only the valid bit is reset: a payload without one is never used,
+            # and a reset net to every data register would cost routing.
+            reset_less = name != "valid"
+            sig = Signal.like(value, name=f"{step}_{name}", reset_less=reset_less) \
+                if isinstance(value, Signal) \
+                else Signal(value.shape(), name=f"{step}_{name}", reset_less=reset_less)
             domain = self._m.d.sync if step in self._registered else self._m.d.comb
             domain += sig.eq(value)
             out[name] = sig

@@ -4,9 +4,9 @@
 The bench plays the controller: it writes the pass' remap tables into the
 array, turns whole passes (draft, verify over T tokens, baseline) into the
 step stream of `golden.schedule` (with the weight words undecoded: the array
-decodes them), feeds it one step per cycle under random input gaps and
-output stalls, gathers the finished
-accumulators and compares ``Y`` bit for bit with `golden.arith`. For every
+decodes them), feeds it one step per cycle with random bubbles (the array has no enable:
+every result must leave exactly ``latency`` cycles after its step), gathers
+the finished accumulators and compares ``Y`` bit for bit with `golden.arith`. For every
 verify pass it also runs a baseline pass per token and checks that each
 token's verify result equals its single-token baseline result.
 """
@@ -81,34 +81,37 @@ def _steps(array, mode, x, w, enc, sched):
 
 
 async def _reset(dut):
-    await drive.reset(dut, ("i__valid", "i__payload", "o__ready", "table__en", "table__code",
+    await drive.reset(dut, ("i__valid", "i__payload", "table__en", "table__code",
                             "table__base", "table__exp", "table__half", "table__zero"))
 
 
-async def _run(dut, steps, n_results, rng, p_valid=0.9, p_ready=0.85):
-    """Feed the steps; return the output payloads (in order) and the cycles taken."""
-    i_valid, i_payload, i_ready = dut.i__valid, dut.i__payload, dut.i__ready
-    o_valid, o_payload, o_ready = dut.o__valid, dut.o__payload, dut.o__ready
+async def _run(dut, steps, last, latency, rng, p_valid=0.9):
+    """Feed the steps with random bubbles between them; return the output
+    payloads (in order) and the cycles taken. The array has no enable: every
+    ``last`` step's result must leave exactly ``latency`` cycles after the
+    step went in."""
+    i_valid, i_payload = dut.i__valid, dut.i__payload
+    o_valid, o_payload = dut.o__valid, dut.o__payload
     falling, settled = FallingEdge(dut.clk), ReadOnly()
-    out, sent, cycle, driving = [], 0, 0, False
-    while len(out) < n_results:
+    out, due, sent, cycle = [], [], 0, 0
+    while len(out) < int(last.sum()):
         await falling
-        if not driving and sent < len(steps) and rng.random() < p_valid:
+        driving = sent < len(steps) and rng.random() < p_valid
+        if driving:
             i_payload.value = steps[sent]
-            i_valid.value = 1
-            driving = True
-        elif not driving:
-            i_valid.value = 0
-        ready = int(rng.random() < p_ready)
-        o_ready.value = ready
+        i_valid.value = int(driving)
         await settled
-        if driving and i_ready.value:
+        if driving:
+            if last[sent]:
+                due.append(cycle + latency)
             sent += 1
-            driving = False
-        if ready and o_valid.value:
+        if o_valid.value:
+            assert due and due[0] == cycle, (
+                f"a result left in cycle {cycle}, due in cycle {due[0] if due else None}")
+            due.pop(0)
             out.append(o_payload.value.to_unsigned())
+        assert not due or due[0] >= cycle, f"the result due in cycle {due[0]} did not leave"
         cycle += 1
-        assert cycle < 50 * len(steps) + 1000, "the array stopped producing results"
     return out, cycle
 
 
@@ -154,8 +157,8 @@ async def array_passes(dut):
         n = w.shape[0]
         sched = schedule(mode, n, k, t, array.pes, array.interleave, array.config.draft_lanes)
         await drive.load_table(dut, enc)
-        out, cycles = await _run(dut, _steps(array, mode, x, w, enc, sched),
-                                 int(sched.last.sum()), rng)
+        out, cycles = await _run(dut, _steps(array, mode, x, w, enc, sched), sched.last,
+                                 array.latency, rng)
         summary["passes"] += 1
         summary["steps"] += len(sched)
         summary["outputs"] += t * n

@@ -85,6 +85,15 @@ def test_machine_reads_the_configuration():
     assert perf.machine(SpeqConfig(pe_stages=10, draft_lanes=1)) == MACHINE
 
 
+@pytest.mark.parametrize("stages", range(1, 11))
+def test_machine_latency_is_the_arrays(stages):
+    """`SpeqConfig.array_latency` (the cycle model's) is the generated array's."""
+    from hw.array import SpeqArray
+    config = SpeqConfig(rows=1, cols=2, pe_stages=stages)
+    array = SpeqArray(config)
+    assert perf.machine(config)["array_latency"] == array.latency == array.interleave
+
+
 @pytest.mark.parametrize("lanes", [1, 2, 4])
 @pytest.mark.parametrize("n,k", [(1, 4), (5, 40), (256, 256), (300, 1024)])
 def test_draft_reads_a_quarter_of_verify(n, k, lanes):
