@@ -249,8 +249,9 @@ def axi_kv_write_cost(vt, d, t, *, write_latency, max_outstanding):
 
     The writer (`hw.kv_writer`, cycle 0 being the cycle the accelerator
     takes the command) offers its writes one a cycle: the first of a beat a
-    cycle after the beat's (a cycle to take it), the first of a position two
-    cycles after the last write before it (a cycle to place it). The master
+    cycle after the beat's (a cycle to take it), the first of a position
+    `golden.perf.KV_WRITE_SETUP` + 1 cycles after the last write before it
+    (the position's set-up, then its first beat). The master
     takes a write in cycle ``c`` when fewer than ``max_outstanding`` writes
     are in flight: write ``j`` not before ``c[j - max_outstanding] +
     write_latency + 2`` (its AW and W handshaken in ``c + 1``, its response
@@ -285,7 +286,8 @@ def axi_kv_write_cost(vt, d, t, *, write_latency, max_outstanding):
         for beat in range(d // 4):
             for write in range(per_beat):
                 # After the position's set-up and the beat's, or the write before.
-                cycle += 3 if beat == write == 0 else 2 if write == 0 else 1
+                cycle += perf.KV_WRITE_SETUP + 2 if beat == write == 0 else \
+                    2 if write == 0 else 1
                 j = len(taken)
                 if j >= max_outstanding:
                     cycle = max(cycle, taken[j - max_outstanding] + write_latency + 2)

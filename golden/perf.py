@@ -131,13 +131,19 @@ def kv_writes_per_beat(vt):
     return 8 if vt else 2
 
 
+#: Cycles the KV write path takes to set up a position (where its entries
+#: are: one multiply or division a cycle, `hw.kv_writer`).
+KV_WRITE_SETUP = 5
+
+
 def kv_write_cycles(vt, d, t):
     """Cycles of a KV_WRITE command (`hw.kv_writer`) from the command to its
-    status with a write port that is always ready: per position a set-up
-    cycle and ``d / 4`` activation beats of a cycle plus one per write (2 for
-    a keys image, 8 for a values image); the status comes in the cycle after
-    the last write. A write the port keeps waiting adds exactly its cycles."""
-    return t * (1 + d // 4 * (1 + kv_writes_per_beat(vt)))
+    status with a write port that is always ready: per position
+    `KV_WRITE_SETUP` set-up cycles and ``d / 4`` activation beats of a cycle
+    plus one per write (2 for a keys image, 8 for a values image); the status
+    comes in the cycle after the last write. A write the port keeps waiting
+    adds exactly its cycles."""
+    return t * (KV_WRITE_SETUP + d // 4 * (1 + kv_writes_per_beat(vt)))
 
 
 def pass_images(mode, w, enc, pes, slots, mem_bits):

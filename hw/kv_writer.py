@@ -24,15 +24,15 @@ The images hold positions at fixed places whatever the cache's length (the
 keys image is laid out for the capacity; a pass over fewer keys reads whole
 tiles of it), so a position is written once and never moved.
 
-Timing, with the write port always ready and a beat always there: a cycle to
-set up each position, then per beat a cycle to take it and one per write
-(`KvWriter.cycles`). A write port that is not ready adds exactly its cycles.
+Timing, with the write port always ready and a beat always there:
+`SETUP_CYCLES` to set up each position (one multiply or division a cycle),
+then per beat a cycle to take it and one per write (`KvWriter.cycles`). A write port that is not ready adds exactly its cycles.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for, exact_log2
+from amaranth.utils import bits_for
 
 from .fp import FP16, floor_div_const
 
@@ -41,6 +41,10 @@ __all__ = ["KvWriter", "write_layout", "supports"]
 
 
 ADDR_BITS = 32
+
+#: Cycles of a position's set-up: where its entries are, one multiply or
+#: division a cycle (`golden.perf.KV_WRITE_SETUP` counts the same).
+SETUP_CYCLES = 5
 
 
 def write_layout(mem_bits):
@@ -106,10 +110,11 @@ class KvWriter(wiring.Component):
     @staticmethod
     def cycles(vt, d, t):
         """Cycles from ``start`` to ``done`` (inclusive of neither) with a
-        ready write port and no wait for a beat: per position, a set-up cycle
-        and ``D / 4`` beats of 1 + 2 (keys) or 1 + 8 (values) cycles."""
+        ready write port and no wait for a beat: per position, the set-up
+        (`SETUP_CYCLES`) and ``D / 4`` beats of 1 + 2 (keys) or 1 + 8
+        (values) cycles."""
         writes = 8 if vt else 2
-        return t * (1 + d // 4 * (1 + writes))
+        return t * (SETUP_CYCLES + d // 4 * (1 + writes))
 
     def elaborate(self, platform):
         m = Module()
@@ -137,35 +142,69 @@ class KvWriter(wiring.Component):
                          state.eq(_State.POSITION)]
 
         groups = k >> 2                          # groups of 4 columns in a row of the image
-        # -- per position (POSITION): where its first entry is -------------------------------
+        # -- per position (POSITION, SETUP_CYCLES cycles): where its entries are ----------
         # Keys: row = position; its tile, slot and PE; the entry of group g is
         # tile x S x groups + g x used + slot, `used` the tile's slots.
+        # Values: column = position, in group position / 4 at byte position
+        # % 4; rows 4b .. 4b+3 of the tile (a values image has one tile).
+        # Each cycle of the set-up does one multiply or division and registers
+        # it: no path through two of them (the write path's timing).
+        setup = Signal(range(SETUP_CYCLES))
         tile = Signal(16)
+        stride = Signal(32)                      # entries of a tile: S x groups
+        vt_used = Signal(range(slots + 1))       # slots of a values image's tile
         inside = Signal(range(tile_rows))
-        slot, pe = Signal(range(slots)), Signal(range(pes))
-        m.d.comb += [
-            tile.eq(floor_div_const(position[:16], tile_rows)),
-            inside.eq((position - tile * tile_rows)[:len(inside)]),
-            slot.eq(floor_div_const(inside, pes)),
-            pe.eq((inside - slot * pes)[:len(pe)]),
-        ]
-        rows_in_tile = (n - tile * tile_rows).as_signed()
-        tile_used = Mux(rows_in_tile >= tile_rows, slots,
-                        floor_div_const((rows_in_tile + pes - 1)[:bits_for(tile_rows + pes)], pes))
-        # Values: column = position, in group position / 4 at byte position % 4;
-        # rows 4b .. 4b+3 of the tile (a values image has one tile).
-        vt_used = floor_div_const((n + pes - 1)[:bits_for(tile_rows + pes)], pes)
-        entry = Signal(32)                       # keys: the entry of the beat's group
+        rows_in_tile = Signal(signed(18))
+        tile_base = Signal(32)
+        col_entry = Signal(32)
+        slot = Signal(range(slots))
+        tile_used = Signal(range(slots + 1))
         key_pe = Signal(range(pes))
-        key_step = Signal(range(slots + 1))      # entries from a group to the next
-        col_entry = Signal(32)                   # values: the entry of the column's group
+        entry = Signal(32)                       # keys: the entry of the beat's group
+        key_step = Signal(32)                    # keys: words from a group's entry to the next
         lane = Signal(2)
+        key_addr = [Signal(ADDR_BITS, name=f"key_addr{q}") for q in range(2)]
+        col_addr = [Signal(ADDR_BITS, name=f"col_addr{q}") for q in range(2)]
+        key_offset = Signal(range(bits // 8))
         with m.If(state == _State.POSITION):
-            m.d.sync += [
-                entry.eq(tile * slots * groups + slot), key_pe.eq(pe), key_step.eq(tile_used),
-                col_entry.eq((position >> 2) * vt_used), lane.eq(position[:2]),
-                beat.eq(0), state.eq(_State.TAKE),
-            ]
+            m.d.sync += setup.eq(setup + 1)
+            with m.Switch(setup):
+                with m.Case(0):
+                    m.d.sync += [
+                        tile.eq(floor_div_const(position[:16], tile_rows)),
+                        stride.eq(groups * slots),
+                        vt_used.eq(floor_div_const((n + pes - 1)[:bits_for(tile_rows + pes)],
+                                                   pes)),
+                        lane.eq(position[:2]),
+                    ]
+                with m.Case(1):
+                    m.d.sync += [
+                        inside.eq((position - tile * tile_rows)[:len(inside)]),
+                        rows_in_tile.eq(n - tile * tile_rows),
+                        tile_base.eq(tile * stride),
+                        col_entry.eq((position >> 2) * vt_used),
+                    ]
+                with m.Case(2):
+                    m.d.sync += [
+                        slot.eq(floor_div_const(inside, pes)),
+                        tile_used.eq(Mux(rows_in_tile >= tile_rows, slots, floor_div_const(
+                            (rows_in_tile + pes - 1)[:bits_for(tile_rows + pes)], pes))),
+                        *(col_addr[q].eq(base[q] + col_entry * entry_words) for q in range(2)),
+                    ]
+                with m.Case(3):
+                    m.d.sync += [
+                        key_pe.eq((inside - slot * pes)[:len(key_pe)]),
+                        entry.eq(tile_base + slot),
+                        key_step.eq(tile_used * entry_words),
+                    ]
+                with m.Case(SETUP_CYCLES - 1):
+                    word_pe = floor_div_const(key_pe, per_word)
+                    m.d.sync += [
+                        *(key_addr[q].eq(base[q] + entry * entry_words + word_pe)
+                          for q in range(2)),
+                        key_offset.eq((key_pe - word_pe * per_word)[:len(key_offset)] << 2),
+                        setup.eq(0), beat.eq(0), state.eq(_State.TAKE),
+                    ]
 
         # -- per beat (TAKE): the writes -------------------------------------------------
         count = Signal(range(9))                 # writes of the beat
@@ -174,47 +213,43 @@ class KvWriter(wiring.Component):
         m.d.comb += self.act.ready.eq(state == _State.TAKE)
         values = self.act.payload
 
-        def place(plane, entry_index, field_pe, byte, chunk, width):
-            """A write of ``chunk`` (``width`` bytes) at byte ``byte`` of PE
-            ``field_pe``'s field in entry ``entry_index`` of ``plane``."""
-            word_pe = Signal(range(pes), name=f"word_pe{plane}")
-            offset = Signal(range(bits // 8), name=f"offset{plane}")
+        def write(plane, addr, offset, chunk, width):
+            """A write of ``chunk`` (``width`` bytes) at byte ``offset`` of word
+            ``addr`` of ``plane``."""
+            out = Signal(write_layout(bits))
             m.d.comb += [
-                word_pe.eq(floor_div_const(field_pe, per_word)),
-                offset.eq(byte + ((field_pe - word_pe * per_word)[:len(offset)] << 2)),
+                out.addr.eq(addr),
+                out.data.eq(chunk << (offset << 3)),
+                out.strb.eq(Const((1 << width) - 1, bits // 8) << offset),
+                out.plane.eq(plane),
             ]
-            write = Signal(write_layout(bits))
-            m.d.comb += [
-                write.addr.eq(base[plane] + entry_index * entry_words + word_pe),
-                write.data.eq(chunk << (offset << 3)),
-                write.strb.eq(Const((1 << width) - 1, bits // 8) << offset),
-                write.plane.eq(plane),
-            ]
-            return write
+            return out
 
         with m.If(self.act.valid & self.act.ready):
             m.d.sync += [index.eq(0), state.eq(_State.WRITE)]
             with m.If(vt):
                 m.d.sync += count.eq(8)
-                rows = [(beat << 2) + r for r in range(4)]
-                for r, row in enumerate(rows):
-                    row_slot = Signal(range(slots), name=f"row{r}_slot")
-                    row_pe = Signal(range(pes), name=f"row{r}_pe")
-                    m.d.comb += [
-                        row_slot.eq(floor_div_const(row[:bits_for(tile_rows)], pes)),
-                        row_pe.eq((row - row_slot * pes)[:len(row_pe)]),
-                    ]
+                # Row 4b + r of the tile: an entry's PE fields fill its words
+                # (S rows of P fields), so the row is field `row` from the
+                # column's first entry, in word row // per_word.
+                for r in range(4):
+                    row = Cat(Const(r, 2), beat)[:bits_for(tile_rows)]
+                    word = floor_div_const(row, per_word)
+                    offset = Cat(lane, (row - word * per_word)[:bits_for(per_word - 1)]) \
+                        if per_word > 1 else lane
                     for plane in range(2):
                         chunk = values[r].as_value()[8:16] if plane == 0 else \
                             values[r].as_value()[:8]
                         m.d.sync += queue[4 * plane + r].eq(
-                            place(plane, col_entry + row_slot, row_pe, lane, chunk, 1))
+                            write(plane, col_addr[plane] + word, offset, chunk, 1))
             with m.Else():
-                m.d.sync += [count.eq(2), entry.eq(entry + key_step)]
+                m.d.sync += [count.eq(2), *(key_addr[q].eq(key_addr[q] + key_step)
+                                            for q in range(2))]
                 for plane in range(2):
                     chunk = Cat(*(values[r].as_value()[8:16] if plane == 0 else
                                   values[r].as_value()[:8] for r in range(4)))
-                    m.d.sync += queue[plane].eq(place(plane, entry, key_pe, 0, chunk, 4))
+                    m.d.sync += queue[plane].eq(write(plane, key_addr[plane], key_offset,
+                                                      chunk, 4))
 
         # -- WRITE: one write a cycle while the port takes them -----------------------------
         m.d.comb += [self.wmem.valid.eq(state == _State.WRITE),

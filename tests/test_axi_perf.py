@@ -131,7 +131,7 @@ def test_kv_write_at_long_latency_writes_max_outstanding_a_round_trip():
     # later, the response `latency` after, counted the cycle after that).
     latency, writes = 50, 2 * 32 // 4
     cost = axi_perf.axi_kv_write_cost(0, 32, 1, write_latency=latency, max_outstanding=1)
-    assert cost.cycles == 3 + (writes - 1) * (latency + 2) + latency + 1
+    assert cost.cycles == perf.KV_WRITE_SETUP + 2 + (writes - 1) * (latency + 2) + latency + 1
     cost8 = axi_perf.axi_kv_write_cost(1, 64, 4, write_latency=1000, max_outstanding=8)
     assert cost8.cycles == pytest.approx(cost8.writes / 8 * 1002, rel=0.01)
 
