@@ -644,10 +644,20 @@ class PassController(wiring.Component):
         # results are issued and not yet taken (one step per advancing cycle),
         # plus the one taken this cycle. It is read one cycle ahead, so its
         # head is a register.
-        result_shape = self.result.payload.shape()
+        # A result enters it with its FP16 rounding (``fl16``, done as it leaves
+        # the array), so that the output register takes it from the buffer
+        # or from the array through a multiplexer only.
+        arrived = Signal(data.StructLayout({
+            "acc": data.ArrayLayout(FP32, pes), "half": data.ArrayLayout(FP16, pes),
+            "tag": len(self.result.payload.tag)}))
+        m.d.comb += [arrived.acc.eq(self.result.payload.acc),
+                     arrived.tag.eq(self.result.payload.tag)]
+        for pe in range(pes):
+            m.d.comb += arrived.half[pe].eq(
+                fp32_to_fp16(m, self.result.payload.acc[pe], f"pe{pe}_fl16"))
         device = getattr(platform, "device", "") or ""
         attrs = {"ram_style": "block"} if device.startswith("iCE40") else None
-        results = memory.Memory(shape=result_shape, depth=latency + 1, init=[], attrs=attrs)
+        results = memory.Memory(shape=arrived.shape(), depth=latency + 1, init=[], attrs=attrs)
         m.submodules.results = results
         res_write = results.write_port()
         res_read = results.read_port(domain="sync", transparent_for=(res_write,))
@@ -661,26 +671,24 @@ class PassController(wiring.Component):
             return Mux(ptr == latency, 0, ptr + 1)
         rptr_next = Mux(pop, bump(rptr), rptr)
         m.d.comb += [
-            res_write.addr.eq(wptr), res_write.data.eq(self.result.payload),
+            res_write.addr.eq(wptr), res_write.data.eq(arrived),
             res_write.en.eq(push),
             res_read.addr.eq(rptr_next),
         ]
         m.d.sync += [rptr.eq(rptr_next), held.eq(held + push - pop)]
         with m.If(push):
             m.d.sync += wptr.eq(bump(wptr))
-        result = Signal(result_shape)
-        m.d.comb += result.eq(Mux(direct, self.result.payload, res_read.data))
+        result = Signal(arrived.shape())
+        m.d.comb += result.eq(Mux(direct, arrived, res_read.data))
 
         outstanding = Signal(8)        # `last` steps issued whose results are still due
         m.d.sync += outstanding.eq(outstanding + (en & s.valid & s.last) - got)
         tag = result.tag
         with m.If(got):
-            for pe in range(pes):
-                half = fp32_to_fp16(m, result.acc[pe], f"pe{pe}_fl16")
-                m.d.sync += self.out.payload.half[pe].eq(Mux(p.fp16, half, 0))
             m.d.sync += [
                 self.out.valid.eq(1),
                 self.out.payload.acc.eq(result.acc),
+                self.out.payload.half.eq(Mux(p.fp16, result.half, 0)),
                 self.out.payload.row.eq(tag[:N_BITS]),
                 self.out.payload.token.eq(tag[N_BITS:]),
             ]
