@@ -103,7 +103,7 @@ def bursts(base, words, *, mem_bits, burst_beats):
     return out
 
 
-def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, array_latency, read_latency,
+def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, result_latency, read_latency,
                   burst_beats, max_outstanding, fifo_depth, wbase0=0, wbase1=0):
     """Cycles (and bits, MACs, WAIT_MEM) of one pass on `hw.axi.SpeqAxi`
     behind the memory of the module docstring.
@@ -113,7 +113,7 @@ def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, array_latency, 
     mode : {"draft", "verify", "baseline", "kv", "kv_draft"}
     n, k, t : int
         The pass' shape.
-    pes, slots, lanes, mem_bits, array_latency : int
+    pes, slots, lanes, mem_bits, result_latency : int
         The accelerator, as `golden.perf.machine` gives them.
     read_latency : int
         Cycles from a burst's AR handshake to its first R beat (>= 1).
@@ -132,7 +132,7 @@ def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, array_latency, 
         raise ValueError(f"read_latency must be at least 1, not {read_latency}")
     cost, groups = perf.fetch_schedule(mode, n, k, t, pes=pes, slots=slots, lanes=lanes,
                                        mem_bits=mem_bits, mem_latency=1,
-                                       array_latency=array_latency)
+                                       result_latency=result_latency)
     # Advancing cycle of every request, and its plane.
     starts = np.array([first for first, _ in groups], dtype=np.int64)
     counts = np.array([beats for _, beats in groups], dtype=np.int64)

@@ -131,6 +131,11 @@ def kv_writes_per_beat(vt):
     return 8 if vt else 2
 
 
+#: Cycles between a result leaving the array and being ready for the
+#: controller's output register: its rounding to FP16 (`hw.controller`).
+RESULT_STAGES = 1
+
+
 #: Cycles the KV write path takes to set up a position (where its entries
 #: are: one multiply or division a cycle, `hw.kv_writer`).
 KV_WRITE_SETUP = 5
@@ -186,7 +191,7 @@ class PassCost:
     steps: int
 
 
-def pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, array_latency):
+def pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, result_latency):
     """Cycle count, bits and MACs of one pass (module docstring).
 
     Parameters
@@ -200,14 +205,17 @@ def pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, array_
         ``L``, draft weights per PE and draft step (`hw.config.SpeqConfig.draft_lanes`).
     mem_bits, mem_latency : int
         ``B`` and the memory's request-to-data latency in cycles (>= 1).
-    array_latency : int
-        `hw.array.SpeqArray.latency`.
+    result_latency : int
+        Cycles from a step entering the array to its result, rounded to
+        FP16 as well, being ready for the output register:
+        `hw.config.SpeqConfig.result_latency` (the array's latency, then
+        the controller's rounding stage).
     """
     return fetch_schedule(mode, n, k, t, pes=pes, slots=slots, lanes=lanes, mem_bits=mem_bits,
-                          mem_latency=mem_latency, array_latency=array_latency)[0]
+                          mem_latency=mem_latency, result_latency=result_latency)[0]
 
 
-def fetch_schedule(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, array_latency):
+def fetch_schedule(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, result_latency):
     """`pass_cost`'s walk over the pass, with the fetcher's requests.
 
     Returns ``(cost, requests)``: the `PassCost` and, per group in pass order,
@@ -248,9 +256,9 @@ def fetch_schedule(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, a
             bits += beats * mem_bits
             macs += rounds * used * t * pes * lanes
             steps += rounds * used * t
-    # The last result leaves the array array_latency + 1 cycles after its
-    # step, the output register a cycle later; the status follows.
-    cost = PassCost(cycles=last_step + 2 + array_latency, bits=bits, macs=macs, steps=steps)
+    # The last result is ready result_latency + 1 cycles after its step is
+    # issued, in the output register a cycle later; the status follows.
+    cost = PassCost(cycles=last_step + 2 + result_latency, bits=bits, macs=macs, steps=steps)
     return cost, requests
 
 
@@ -267,10 +275,12 @@ def roofline(mode, n, k, t, *, pes, lanes, mem_bits):
 
 
 def machine(config):
-    """The ``pes``, ``slots``, ``lanes``, ``mem_bits`` and ``array_latency``
-    keywords of `pass_cost` for a `hw.config.SpeqConfig`: the array's latency
-    (and interleave) is `SpeqConfig.array_latency`, a formula of the
-    configuration that `hw.array.SpeqArray` asserts."""
+    """The ``pes``, ``slots``, ``lanes``, ``mem_bits`` and ``result_latency``
+    keywords of `pass_cost` for a `hw.config.SpeqConfig`: the array's
+    interleave is its latency, `SpeqConfig.array_latency`, a formula of the
+    configuration that `hw.array.SpeqArray` asserts, and a result is ready
+    `SpeqConfig.result_latency` cycles after its step (one more: the
+    controller rounds it to FP16 in a stage of its own)."""
     return {"pes": config.rows * config.cols, "slots": config.array_latency,
             "lanes": config.draft_lanes, "mem_bits": config.mem_bits,
-            "array_latency": config.array_latency}
+            "result_latency": config.result_latency}

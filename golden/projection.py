@@ -331,7 +331,8 @@ class StepModel:
         if key not in self._memo:
             m = self.machine
             kwargs = dict(pes=m.pes, slots=m.slots, lanes=m.lanes, mem_bits=m.mem_bits,
-                          mem_latency=m.mem_latency, array_latency=m.slots)
+                          mem_latency=m.mem_latency,
+                          result_latency=m.slots + perf.RESULT_STAGES)
             cost = Cost()
             most = 1 if mode == "draft" else m.tmax
             for start in range(0, t, most):

@@ -150,6 +150,14 @@ class SpeqConfig:
         pipeline registers. The array asserts it; the cycle model uses it."""
         return 1 + self.pe_stages
 
+    @property
+    def result_latency(self):
+        """Cycles from a step entering the array to its result, rounded to
+        FP16 as well, being ready for the controller's output register: the
+        array's latency, then one for the rounding
+        (`hw.controller.PassController`). The cycle model uses it."""
+        return self.array_latency + 1
+
     def to_dict(self):
         """The parameters as a plain dict (the ``config`` of the manifest)."""
         return asdict(self)

@@ -30,16 +30,17 @@ blocked); the array is not: it has no enable (`hw.array.SpeqArray`):
    weights and activations of each, decodes them and hands the step to the
    array; when a group's last step has left, its buffer half is free again.
 
-Results leave through an output register; a status with the pass' counters
-follows the last one.
+Results are rounded to FP16 in a stage of their own as they leave the
+array, and leave through an output register; a status with the pass'
+counters follows the last one.
 
 The array runs on while the engines are frozen: a frozen cycle sends it a
 bubble, and the results of steps already inside it come out on time, into
-a *result buffer* as deep as the array's latency. The controller takes each
-result from there on the advancing cycle on which it would have left an
+a *result buffer* of ``result_latency + 1`` entries. The controller takes
+each result on the advancing cycle on which it would have arrived from an
 array frozen with the engines (a shift register of the ``last`` steps,
-advanced with ``en``, says when), so a pass takes the same cycles as with
-a frozen array, and ``en`` reaches no register of the array.
+advanced with ``en``, says when), so a pass takes the cycles of the cycle
+model whatever the stalls, and ``en`` reaches no register of the array.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -631,30 +632,38 @@ class PassController(wiring.Component):
                 baseline, plain, Mux(kv | kv_draft, cached, speq_word))))
 
         # -- results and the end of the pass ---------------------------------------
+        # A result leaves the array `array.latency` cycles after its step
+        # entered it and is rounded to FP16 in one more stage (`fp32_to_fp16` with its
+        # register in the middle; the accumulators and the tag wait beside
+        # it): `config.result_latency` cycles in all.
+        latency = config.result_latency
+        assert latency == array.latency + 1
+        arrived_valid = Signal()
+        arrived = Signal(data.StructLayout({
+            "acc": data.ArrayLayout(FP32, pes), "half": data.ArrayLayout(FP16, pes),
+            "tag": len(self.result.payload.tag)}))
+        acc_r = Signal.like(self.result.payload.acc, name="arrived_acc", reset_less=True)
+        tag_r = Signal.like(self.result.payload.tag, name="arrived_tag", reset_less=True)
+        m.d.sync += [arrived_valid.eq(self.result.valid), acc_r.eq(self.result.payload.acc),
+                     tag_r.eq(self.result.payload.tag)]
+        m.d.comb += [arrived.acc.eq(acc_r), arrived.tag.eq(tag_r)]
+        for pe in range(pes):
+            m.d.comb += arrived.half[pe].eq(fp32_to_fp16(
+                m, self.result.payload.acc[pe], f"pe{pe}_fl16", registered=True))
         # When a result is due: `latency` advancing cycles after its `last`
-        # step entered the array (when a frozen array would have sent it).
-        latency = array.latency
+        # step entered the array (when it would have come with an array
+        # frozen with the engines).
         due = Signal(latency)
         with m.If(en):
             m.d.sync += due.eq(Cat(s.valid & s.last, due[:-1]))
         got = en & due[-1]
-        # The result buffer: the results that left the array before they were
-        # due (frozen cycles came between their step and now). A result is due
-        # on the cycle it leaves the array or later, and at most `latency`
-        # results are issued and not yet taken (one step per advancing cycle),
-        # plus the one taken this cycle. It is read one cycle ahead, so its
-        # head is a register.
-        # A result enters it with its FP16 rounding (``fl16``, done as it leaves
-        # the array), so that the output register takes it from the buffer
-        # or from the array through a multiplexer only.
-        arrived = Signal(data.StructLayout({
-            "acc": data.ArrayLayout(FP32, pes), "half": data.ArrayLayout(FP16, pes),
-            "tag": len(self.result.payload.tag)}))
-        m.d.comb += [arrived.acc.eq(self.result.payload.acc),
-                     arrived.tag.eq(self.result.payload.tag)]
-        for pe in range(pes):
-            m.d.comb += arrived.half[pe].eq(
-                fp32_to_fp16(m, self.result.payload.acc[pe], f"pe{pe}_fl16"))
+        # The result buffer: the results that arrived before they were due
+        # (frozen cycles came between their step and now). A result is due on
+        # the cycle it arrives or later, and at most `latency` results are
+        # issued and not yet taken (one step per advancing cycle), plus the
+        # one taken this cycle. It is read one cycle ahead, so its head is a
+        # register; a result due as it arrives goes straight to the output
+        # register.
         device = getattr(platform, "device", "") or ""
         attrs = {"ram_style": "block"} if device.startswith("iCE40") else None
         results = memory.Memory(shape=arrived.shape(), depth=latency + 1, init=[], attrs=attrs)
@@ -663,9 +672,9 @@ class PassController(wiring.Component):
         res_read = results.read_port(domain="sync", transparent_for=(res_write,))
         wptr, rptr = Signal(range(latency + 1)), Signal(range(latency + 1))
         held = Signal(range(latency + 2))           # results in the buffer
-        direct = got & (held == 0)                  # due as it leaves the array
+        direct = got & (held == 0)                  # due as it arrives
         pop = got & (held != 0)
-        push = self.result.valid & ~direct
+        push = arrived_valid & ~direct
 
         def bump(ptr):
             return Mux(ptr == latency, 0, ptr + 1)

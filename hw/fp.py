@@ -59,9 +59,12 @@ class DraftNibble(data.Struct):
 FP16_Q_MAX = (((1 << data.Layout.cast(FP16)["exp"].width) - 2) << 2) | 3
 
 
-def fp32_to_fp16(m, value, name="fl16"):
+def fp32_to_fp16(m, value, name="fl16", *, registered=False):
     """``fl16(value)``: an FP32 value rounded to FP16, to nearest even (NumPy's
-    ``astype(float16)``), as combinational logic added to module ``m``.
+    ``astype(float16)``), as logic added to module ``m``: combinational, or
+    with ``registered`` a register in the middle (the shift and its sticky
+    bit before it; the rounding add after it), so that the result comes a
+    cycle after ``value`` (the registers have no enable and no reset).
 
     Normal and subnormal results come out of one formula: the significand
     with its hidden bit is shifted right to the FP16 grid of the value's
@@ -81,9 +84,7 @@ def fp32_to_fp16(m, value, name="fl16"):
     sig = Signal(24, name=f"{name}_sig")
     extra = Signal(range(14), name=f"{name}_extra")
     half = Signal(12, name=f"{name}_half")              # sig >> (12 + extra)
-    kept = Signal(11, name=f"{name}_kept")
-    guard, sticky = Signal(name=f"{name}_guard"), Signal(name=f"{name}_sticky")
-    magnitude = Signal(16, name=f"{name}_magnitude")
+    sticky = Signal(name=f"{name}_sticky")
     out = Signal(16, name=name)
     exp = f.exp.as_unsigned()
     high = sig[12:]
@@ -94,19 +95,33 @@ def fp32_to_fp16(m, value, name="fl16"):
         # 113 - e for a subnormal result (e <= 113), 0 for a normal one.
         extra.eq(Mux(exp <= 113, Mux(exp < 100, 13, 113 - exp), 0)),
         half.eq(high >> extra),
-        kept.eq(half[1:]),
-        guard.eq(half[0]),
         # Bits below the guard.
         sticky.eq((sig[:12] != 0) | ((high & dropped) != 0)),
-        magnitude.eq(Mux(exp <= 113, 0, (exp - 113) << 10) + kept +
-                     (guard & (sticky | kept[0]))),
     ]
-    with m.If(exp == 255):
-        m.d.comb += out.eq(Mux(f.frac == 0, 0x7C00, FP16_QNAN) | (f.sign << 15))
-    with m.Elif(exp >= 143):                      # 2**16 and above: past the largest FP16
-        m.d.comb += out.eq(0x7C00 | (f.sign << 15))
+    # What the rounding needs: the shifted bits, the sticky bit, the exponent
+    # field, the special cases and the sign.
+    cut = {
+        "half": half, "sticky": sticky,
+        "field": Mux(exp <= 113, 0, (exp - 113) << 10)[:16],
+        "nan_inf": exp == 255, "frac_zero": f.frac == 0, "huge": exp >= 143,
+        "sign": f.sign,
+    }
+    staged = {}
+    for key, v in cut.items():
+        staged[key] = Signal(len(v), name=f"{name}_{key}_r" if registered else
+                             f"{name}_{key}_c", reset_less=True)
+        (m.d.sync if registered else m.d.comb).__iadd__(staged[key].eq(v))
+    kept = staged["half"][1:]
+    guard = staged["half"][0]
+    magnitude = Signal(16, name=f"{name}_magnitude")
+    m.d.comb += magnitude.eq(staged["field"] + kept + (guard & (staged["sticky"] | kept[0])))
+    sign = staged["sign"]
+    with m.If(staged["nan_inf"]):
+        m.d.comb += out.eq(Mux(staged["frac_zero"], 0x7C00, FP16_QNAN) | (sign << 15))
+    with m.Elif(staged["huge"]):                  # 2**16 and above: past the largest FP16
+        m.d.comb += out.eq(0x7C00 | (sign << 15))
     with m.Else():
-        m.d.comb += out.eq(magnitude | (f.sign << 15))
+        m.d.comb += out.eq(magnitude | (sign << 15))
     return out
 
 

@@ -1,6 +1,7 @@
 """`hw.fp.fp32_to_fp16` against NumPy's ``astype(float16)``, on Amaranth's simulator."""
 
 import numpy as np
+import pytest
 
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
@@ -23,7 +24,8 @@ def _directed():
     return np.array(bits, dtype=np.uint32)
 
 
-def test_fp32_to_fp16_matches_numpy():
+@pytest.mark.parametrize("registered", [False, True], ids=["comb", "registered"])
+def test_fp32_to_fp16_matches_numpy(registered):
     rng = np.random.default_rng(0)
     inputs = np.concatenate([
         _directed(),
@@ -40,15 +42,19 @@ def test_fp32_to_fp16_matches_numpy():
 
     m = Module()
     value = Signal(32)
-    result = fp32_to_fp16(m, value)
+    result = fp32_to_fp16(m, value, registered=registered)
     got = []
 
     async def bench(ctx):
         for bits in inputs:
             ctx.set(value, int(bits))
+            if registered:               # the result a cycle later
+                await ctx.tick()
             got.append(ctx.get(result))
 
     sim = Simulator(m)
+    if registered:
+        sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
     got = np.array(got, dtype=np.uint16)
