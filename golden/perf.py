@@ -132,8 +132,9 @@ def kv_writes_per_beat(vt):
 
 
 #: Cycles between a result leaving the array and being ready for the
-#: controller's output register: its rounding to FP16 (`hw.controller`).
-RESULT_STAGES = 1
+#: controller's output register: its rounding to FP16 and the result
+#: buffer (`hw.controller`).
+RESULT_STAGES = 2
 
 
 #: Cycles the KV write path takes to set up a position (where its entries
@@ -279,8 +280,9 @@ def machine(config):
     keywords of `pass_cost` for a `hw.config.SpeqConfig`: the array's
     interleave is its latency, `SpeqConfig.array_latency`, a formula of the
     configuration that `hw.array.SpeqArray` asserts, and a result is ready
-    `SpeqConfig.result_latency` cycles after its step (one more: the
-    controller rounds it to FP16 in a stage of its own)."""
+    `SpeqConfig.result_latency` cycles after its step (two more: the
+    controller rounds it to FP16 in a stage of its own and passes it through
+    its result buffer)."""
     return {"pes": config.rows * config.cols, "slots": config.array_latency,
             "lanes": config.draft_lanes, "mem_bits": config.mem_bits,
             "result_latency": config.result_latency}

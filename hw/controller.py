@@ -633,11 +633,11 @@ class PassController(wiring.Component):
 
         # -- results and the end of the pass ---------------------------------------
         # A result leaves the array `array.latency` cycles after its step
-        # entered it and is rounded to FP16 in one more stage (`fp32_to_fp16` with its
-        # register in the middle; the accumulators and the tag wait beside
-        # it): `config.result_latency` cycles in all.
-        latency = config.result_latency
-        assert latency == array.latency + 1
+        # entered it and is rounded to FP16 in one more stage (`fp32_to_fp16`
+        # with its register in the middle; the accumulators and the tag wait
+        # beside it), then written into the result buffer, from which it is
+        # read a cycle later at the earliest: `config.result_latency` cycles.
+        assert config.result_latency == array.latency + 2
         arrived_valid = Signal()
         arrived = Signal(data.StructLayout({
             "acc": data.ArrayLayout(FP32, pes), "half": data.ArrayLayout(FP16, pes),
@@ -650,20 +650,20 @@ class PassController(wiring.Component):
         for pe in range(pes):
             m.d.comb += arrived.half[pe].eq(fp32_to_fp16(
                 m, self.result.payload.acc[pe], f"pe{pe}_fl16", registered=True))
-        # When a result is due: `latency` advancing cycles after its `last`
-        # step entered the array (when it would have come with an array
-        # frozen with the engines).
+        # The result buffer: every result waits there at least a cycle (the
+        # output register takes it from the buffer only: no multiplexer as
+        # wide as a result), and longer when frozen cycles came between its
+        # step and now. It is due `latency` = result_latency advancing cycles
+        # after its `last` step entered the array (a cycle after it arrived,
+        # with no frozen cycle between: when it would have come from an
+        # array frozen with the engines). At most `latency` results are issued
+        # and not yet taken (one step per advancing cycle), plus the one
+        # taken this cycle.
+        latency = config.result_latency
         due = Signal(latency)
         with m.If(en):
             m.d.sync += due.eq(Cat(s.valid & s.last, due[:-1]))
         got = en & due[-1]
-        # The result buffer: the results that arrived before they were due
-        # (frozen cycles came between their step and now). A result is due on
-        # the cycle it arrives or later, and at most `latency` results are
-        # issued and not yet taken (one step per advancing cycle), plus the
-        # one taken this cycle. It is read one cycle ahead, so its head is a
-        # register; a result due as it arrives goes straight to the output
-        # register.
         device = getattr(platform, "device", "") or ""
         attrs = {"ram_style": "block"} if device.startswith("iCE40") else None
         results = memory.Memory(shape=arrived.shape(), depth=latency + 1, init=[], attrs=attrs)
@@ -671,24 +671,20 @@ class PassController(wiring.Component):
         res_write = results.write_port()
         res_read = results.read_port(domain="sync", transparent_for=(res_write,))
         wptr, rptr = Signal(range(latency + 1)), Signal(range(latency + 1))
-        held = Signal(range(latency + 2))           # results in the buffer
-        direct = got & (held == 0)                  # due as it arrives
-        pop = got & (held != 0)
-        push = arrived_valid & ~direct
 
         def bump(ptr):
             return Mux(ptr == latency, 0, ptr + 1)
-        rptr_next = Mux(pop, bump(rptr), rptr)
+        # Read one cycle ahead: the head is the read port's register.
+        rptr_next = Mux(got, bump(rptr), rptr)
         m.d.comb += [
             res_write.addr.eq(wptr), res_write.data.eq(arrived),
-            res_write.en.eq(push),
+            res_write.en.eq(arrived_valid),
             res_read.addr.eq(rptr_next),
         ]
-        m.d.sync += [rptr.eq(rptr_next), held.eq(held + push - pop)]
-        with m.If(push):
+        m.d.sync += rptr.eq(rptr_next)
+        with m.If(arrived_valid):
             m.d.sync += wptr.eq(bump(wptr))
-        result = Signal(arrived.shape())
-        m.d.comb += result.eq(Mux(direct, arrived, res_read.data))
+        result = res_read.data
 
         outstanding = Signal(8)        # `last` steps issued whose results are still due
         m.d.sync += outstanding.eq(outstanding + (en & s.valid & s.last) - got)
