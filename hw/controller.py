@@ -31,7 +31,7 @@ blocked); the array is not: it has no enable (`hw.array.SpeqArray`):
    array; when a group's last step has left, its buffer half is free again.
 
 Results are rounded to FP16 in a stage of their own as they leave the
-array, and leave through an output register; a status with the pass'
+array, pass through a result buffer and leave through an output register; a status with the pass'
 counters follows the last one.
 
 The array runs on while the engines are frozen: a frozen cycle sends it a
