@@ -168,43 +168,42 @@ class KvWriter(wiring.Component):
         key_offset = Signal(range(bits // 8))
         with m.If(state == _State.POSITION):
             m.d.sync += setup.eq(setup + 1)
-            with m.Switch(setup):
-                with m.Case(0):
-                    m.d.sync += [
-                        tile.eq(floor_div_const(position[:16], tile_rows)),
-                        stride.eq(groups * slots),
-                        vt_used.eq(floor_div_const((n + pes - 1)[:bits_for(tile_rows + pes)],
-                                                   pes)),
-                        lane.eq(position[:2]),
-                    ]
-                with m.Case(1):
-                    m.d.sync += [
-                        inside.eq((position - tile * tile_rows)[:len(inside)]),
-                        rows_in_tile.eq(n - tile * tile_rows),
-                        tile_base.eq(tile * stride),
-                        col_entry.eq((position >> 2) * vt_used),
-                    ]
-                with m.Case(2):
-                    m.d.sync += [
-                        slot.eq(floor_div_const(inside, pes)),
-                        tile_used.eq(Mux(rows_in_tile >= tile_rows, slots, floor_div_const(
-                            (rows_in_tile + pes - 1)[:bits_for(tile_rows + pes)], pes))),
-                        *(col_addr[q].eq(base[q] + col_entry * entry_words) for q in range(2)),
-                    ]
-                with m.Case(3):
-                    m.d.sync += [
-                        key_pe.eq((inside - slot * pes)[:len(key_pe)]),
-                        entry.eq(tile_base + slot),
-                        key_step.eq(tile_used * entry_words),
-                    ]
-                with m.Case(SETUP_CYCLES - 1):
-                    word_pe = floor_div_const(key_pe, per_word)
-                    m.d.sync += [
-                        *(key_addr[q].eq(base[q] + entry * entry_words + word_pe)
-                          for q in range(2)),
-                        key_offset.eq((key_pe - word_pe * per_word)[:len(key_offset)] << 2),
-                        setup.eq(0), beat.eq(0), state.eq(_State.TAKE),
-                    ]
+            with m.If(setup == 0):
+                m.d.sync += [
+                    tile.eq(floor_div_const(position[:16], tile_rows)),
+                    stride.eq(groups * slots),
+                    vt_used.eq(floor_div_const((n + pes - 1)[:bits_for(tile_rows + pes)],
+                                               pes)),
+                    lane.eq(position[:2]),
+                ]
+            with m.Elif(setup == 1):
+                m.d.sync += [
+                    inside.eq((position - tile * tile_rows)[:len(inside)]),
+                    rows_in_tile.eq(n - tile * tile_rows),
+                    tile_base.eq(tile * stride),
+                    col_entry.eq((position >> 2) * vt_used),
+                ]
+            with m.Elif(setup == 2):
+                m.d.sync += [
+                    slot.eq(floor_div_const(inside, pes)),
+                    tile_used.eq(Mux(rows_in_tile >= tile_rows, slots, floor_div_const(
+                        (rows_in_tile + pes - 1)[:bits_for(tile_rows + pes)], pes))),
+                    *(col_addr[q].eq(base[q] + col_entry * entry_words) for q in range(2)),
+                ]
+            with m.Elif(setup == 3):
+                m.d.sync += [
+                    key_pe.eq((inside - slot * pes)[:len(key_pe)]),
+                    entry.eq(tile_base + slot),
+                    key_step.eq(tile_used * entry_words),
+                ]
+            with m.Else():                       # the last: SETUP_CYCLES - 1
+                word_pe = floor_div_const(key_pe, per_word)
+                m.d.sync += [
+                    *(key_addr[q].eq(base[q] + entry * entry_words + word_pe)
+                      for q in range(2)),
+                    key_offset.eq((key_pe - word_pe * per_word)[:len(key_offset)] << 2),
+                    setup.eq(0), beat.eq(0), state.eq(_State.TAKE),
+                ]
 
         # -- per beat (TAKE): the writes -------------------------------------------------
         count = Signal(range(9))                 # writes of the beat
