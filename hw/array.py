@@ -36,7 +36,15 @@ from .fp import FP16, FP32
 from .pe import SpeqPE
 
 
-__all__ = ["SpeqArray", "ValidSignature"]
+__all__ = ["SpeqArray", "ValidSignature", "block_ram_attrs"]
+
+
+def block_ram_attrs(platform):
+    """A small memory's attributes: block RAM on an iCE40, which has no LUT
+    RAM (Yosys would build it of flip-flops and multiplexers); the tools'
+    choice elsewhere."""
+    device = getattr(platform, "device", "") or ""
+    return {"ram_style": "block"} if device.startswith("iCE40") else None
 
 
 class ValidSignature(wiring.Signature):
@@ -228,8 +236,7 @@ class SpeqArray(wiring.Component):
         An iCE40 has no LUT RAM, and Yosys would build the tables out of
         flip-flops and multiplexers: they are made block RAMs there.
         """
-        device = getattr(platform, "device", "") or ""
-        attrs = {"ram_style": "block"} if device.startswith("iCE40") else None
+        attrs = block_ram_attrs(platform)
         table, word_in, word = self.table, self.i.payload.word[p], step.word[p]
         lanes = self._config.draft_lanes
         draft = Signal(data.ArrayLayout(DraftOperand, lanes), name=f"pe{p}_draft")

@@ -48,7 +48,7 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, exact_log2
 
-from .array import ValidSignature
+from .array import ValidSignature, block_ram_attrs
 from .decoder import DRAFT_EXP_BITS, GROUP, Mode, NUM_CODES, TableWriteSignature
 from .fp import FP16, FP32, fp32_to_fp16
 from golden.schedule import PLANE_WORDS
@@ -664,9 +664,8 @@ class PassController(wiring.Component):
         with m.If(en):
             m.d.sync += due.eq(Cat(s.valid & s.last, due[:-1]))
         got = en & due[-1]
-        device = getattr(platform, "device", "") or ""
-        attrs = {"ram_style": "block"} if device.startswith("iCE40") else None
-        results = memory.Memory(shape=arrived.shape(), depth=latency + 1, init=[], attrs=attrs)
+        results = memory.Memory(shape=arrived.shape(), depth=latency + 1, init=[],
+                                attrs=block_ram_attrs(platform))
         m.submodules.results = results
         res_write = results.write_port()
         res_read = results.read_port(domain="sync", transparent_for=(res_write,))
