@@ -131,6 +131,12 @@ def kv_writes_per_beat(vt):
     return 8 if vt else 2
 
 
+#: Cycles a step spends in the array before its accumulator read: its table
+#: lookups and decoding (`hw.array.SpeqArray`, stage D). The array's latency
+#: is its interleave (``slots``) plus these.
+DECODE_STAGES = 1
+
+
 #: Cycles between a result leaving the array and being ready for the
 #: controller's output register: its rounding to FP16 and the result
 #: buffer (`hw.controller`).
@@ -278,11 +284,11 @@ def roofline(mode, n, k, t, *, pes, lanes, mem_bits):
 def machine(config):
     """The ``pes``, ``slots``, ``lanes``, ``mem_bits`` and ``result_latency``
     keywords of `pass_cost` for a `hw.config.SpeqConfig`: the array's
-    interleave is its latency, `SpeqConfig.array_latency`, a formula of the
-    configuration that `hw.array.SpeqArray` asserts, and a result is ready
+    interleave, `SpeqConfig.interleave`, is a formula of the configuration
+    that `hw.array.SpeqArray` asserts, and a result is ready
     `SpeqConfig.result_latency` cycles after its step (two more: the
     controller rounds it to FP16 in a stage of its own and passes it through
     its result buffer)."""
-    return {"pes": config.rows * config.cols, "slots": config.array_latency,
+    return {"pes": config.rows * config.cols, "slots": config.interleave,
             "lanes": config.draft_lanes, "mem_bits": config.mem_bits,
             "result_latency": config.result_latency}

@@ -332,7 +332,7 @@ class StepModel:
             m = self.machine
             kwargs = dict(pes=m.pes, slots=m.slots, lanes=m.lanes, mem_bits=m.mem_bits,
                           mem_latency=m.mem_latency,
-                          result_latency=m.slots + perf.RESULT_STAGES)
+                          result_latency=m.slots + perf.DECODE_STAGES + perf.RESULT_STAGES)
             cost = Cost()
             most = 1 if mode == "draft" else m.tmax
             for start in range(0, t, most):

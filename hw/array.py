@@ -111,9 +111,11 @@ class SpeqArray(wiring.Component):
         pes = config.rows * config.cols
         self._pes = [SpeqPE(config) for _ in range(pes)]
         self._pe_latency = self._pes[0].latency
-        if self.latency != config.array_latency:
-            raise AssertionError(f"the array's latency is {self.latency} cycles, not "
-                                 f"SpeqConfig.array_latency = {config.array_latency}")
+        if (self.latency, self.interleave) != (config.array_latency, config.interleave):
+            raise AssertionError(f"the array's latency and interleave are {self.latency} and "
+                                 f"{self.interleave} cycles, not SpeqConfig.array_latency = "
+                                 f"{config.array_latency} and SpeqConfig.interleave = "
+                                 f"{config.interleave}")
         step = data.StructLayout({
             "mode": Mode,
             "first": 1,
@@ -146,15 +148,16 @@ class SpeqArray(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from a step entering to its result leaving: the accumulator
-        read, then the PE."""
-        return 1 + self._pe_latency
+        """Cycles from a step entering to its result leaving: the table
+        lookups and decoding, the accumulator read, then the PE."""
+        return 2 + self._pe_latency
 
     @property
     def interleave(self):
-        """Fewest steps between two uses of one slot (the read must see the
-        previous write, which lands `latency` cycles after its step entered)."""
-        return self.latency
+        """Fewest steps between two uses of one slot: the accumulator read (in
+        stage D, one cycle after the step entered) must see the previous
+        write, which lands `latency` cycles after its step entered."""
+        return self.latency - 1
 
     @property
     def depth(self):
@@ -167,11 +170,19 @@ class SpeqArray(wiring.Component):
         # No enable: every register advances every cycle. A cycle without a
         # step is a bubble (``valid`` low), and a result is never held back.
 
-        # Stage A: the step waits one cycle for its accumulators.
-        # Only valid bits are reset (a payload without one is never used).
+        # Stage D: the step waits one cycle for its table lookups, and its
+        # words are decoded. Only valid bits are reset (a payload without one
+        # is never used).
+        dstep = Signal.like(self.i.payload, reset_less=True)
+        dvalid = Signal()
+        m.d.sync += [dstep.eq(self.i.payload), dvalid.eq(self.i.valid)]
+
+        # Stage A: the decoded step waits one cycle for its accumulators. The
+        # decoding has a register of its own, so the PE's first stage starts
+        # from registered operands.
         step = Signal.like(self.i.payload, reset_less=True)
         valid = Signal()
-        m.d.sync += [step.eq(self.i.payload), valid.eq(self.i.valid)]
+        m.d.sync += [step.eq(dstep), valid.eq(dvalid)]
 
         # The step's slot and last flag travel beside the PE pipeline.
         slots, last = [step.slot], step.last
@@ -182,19 +193,19 @@ class SpeqArray(wiring.Component):
             slots.append(next_slot)
             last = next_last
         slot = slots[-1]
-        # Its tag waits in a memory indexed by slot instead: written as the step
-        # enters, read the cycle before its result leaves. The next step of the
-        # slot enters `interleave` = `latency` cycles later at the earliest, the
-        # cycle the result leaves, so the read still sees this step's tag.
+        # Its tag waits in a memory indexed by slot instead: written in stage
+        # D, read the cycle before its result leaves. The next step of the slot
+        # reaches stage D `interleave` cycles later at the earliest, the cycle
+        # the result leaves, so the read still sees this step's tag.
         tag = Signal(self._tag_bits)
         if self._tag_bits:
             tags = m.submodules.tags = memory.Memory(shape=self._tag_bits, depth=self.depth,
                                                      init=[])
             tag_write, tag_read = tags.write_port(), tags.read_port()
             m.d.comb += [
-                tag_write.addr.eq(self.i.payload.slot),
-                tag_write.data.eq(self.i.payload.tag),
-                tag_write.en.eq(self.i.valid),
+                tag_write.addr.eq(dstep.slot),
+                tag_write.data.eq(dstep.tag),
+                tag_write.en.eq(dvalid),
                 tag_read.addr.eq(slots[-2]),
                 tag.eq(tag_read.data),
             ]
@@ -202,13 +213,16 @@ class SpeqArray(wiring.Component):
         pe_valid = None
         for p, pe in enumerate(self._pes):
             m.submodules[f"pe{p}"] = pe
-            draft, weight = self._decode(m, platform, p, step)
+            draft_d, weight_d = self._decode(m, platform, p, dstep)
+            draft = Signal.like(draft_d, name=f"pe{p}_draft_a", reset_less=True)
+            weight = Signal.like(weight_d, name=f"pe{p}_weight_a", reset_less=True)
+            m.d.sync += [draft.eq(draft_d), weight.eq(weight_d)]
             acc = memory.Memory(shape=FP32, depth=self.depth, init=[])
             m.submodules[f"acc{p}"] = acc
             write = acc.write_port()
             read = acc.read_port(transparent_for=(write,))
             m.d.comb += [
-                read.addr.eq(self.i.payload.slot),
+                read.addr.eq(dstep.slot),
                 pe.i.valid.eq(valid),
                 pe.i.payload.mode.eq(step.mode),
                 pe.i.payload.acc.eq(Mux(step.first, 0, read.data.as_value())),

@@ -146,9 +146,18 @@ class SpeqConfig:
     @property
     def array_latency(self):
         """Cycles from a step entering the array (`hw.array.SpeqArray`) to its
-        result leaving it: the accumulator read, then the PE's ``pe_stages``
-        pipeline registers. The array asserts it; the cycle model uses it."""
-        return 1 + self.pe_stages
+        result leaving it: the table lookups and decoding, the accumulator
+        read, then the PE's ``pe_stages`` pipeline registers. The array
+        asserts it; the cycle model uses it."""
+        return 2 + self.pe_stages
+
+    @property
+    def interleave(self):
+        """Fewest steps between two uses of one accumulator slot of the array,
+        so the row slots per PE of a tile: the accumulator is read one cycle
+        after its step enters and written ``array_latency`` cycles after it.
+        The array asserts it; the cycle model uses it (``slots``)."""
+        return self.array_latency - 1
 
     @property
     def result_latency(self):

@@ -75,25 +75,29 @@ def test_tiles(n, pes, slots, want):
     assert perf.tiles(n, pes, slots) == want
 
 
-MACHINE = {"pes": 16, "slots": 11, "lanes": 1, "mem_bits": 32, "result_latency": 13}
+MACHINE = {"pes": 16, "slots": 11, "lanes": 1, "mem_bits": 32, "result_latency": 14}
 
 
 def test_machine_reads_the_configuration():
     config = SpeqConfig(rows=2, cols=3, pe_stages=4, draft_lanes=2, mem_bits=32)
     assert perf.machine(config) == {"pes": 6, "slots": 5, "lanes": 2, "mem_bits": 32,
-                                    "result_latency": 7}
+                                    "result_latency": 8}
     assert perf.machine(SpeqConfig(pe_stages=10, draft_lanes=1)) == MACHINE
 
 
 @pytest.mark.parametrize("stages", range(1, 11))
 def test_machine_latency_is_the_arrays(stages):
-    """`SpeqConfig.array_latency` is the generated array's; the cycle model's
-    result latency is two more (the controller's rounding stage and result
-    buffer)."""
+    """`SpeqConfig.array_latency` and `SpeqConfig.interleave` are the
+    generated array's; the cycle model's slots are the interleave, its
+    result latency two more than the array's (the controller's rounding
+    stage and result buffer), and the array's latency is its interleave plus
+    the decoding stage."""
     from hw.array import SpeqArray
     config = SpeqConfig(rows=1, cols=2, pe_stages=stages)
     array = SpeqArray(config)
-    assert config.array_latency == array.latency == array.interleave
+    assert config.array_latency == array.latency == stages + 2
+    assert config.interleave == array.interleave == array.latency - perf.DECODE_STAGES
+    assert perf.machine(config)["slots"] == array.interleave
     assert perf.machine(config)["result_latency"] == array.latency + perf.RESULT_STAGES
 
 
