@@ -224,6 +224,9 @@ class SpeqBoard(wiring.Component):
         count = Signal(range(header_bytes + 1))
         addr = Signal(range(max(self._weight_words, act_words(config)) + 1))
         left = Signal(32)
+        # ``left == 0``, registered beside ``left``: a 32-bit comparison in
+        # front of the answer's register was the ULX3S board's critical path.
+        none_left = Signal()
         bad_span = Signal()
         code = Signal(8)
         byte = rx.data.payload
@@ -300,13 +303,13 @@ class SpeqBoard(wiring.Component):
         def receive_words(size, write, depth, tag):
             """``left`` words of ``size`` bytes; those past ``depth`` are dropped."""
             m.d.comb += listening.eq(1)
-            with m.If(left == 0):
+            with m.If(none_left):
                 m.d.sync += code.eq(bad_span)
                 m.next = f"ACK_{tag}"
             with m.Elif(got):
                 m.d.sync += [header.eq(incoming), count.eq(count + 1)]
                 with m.If(count == size - 1):
-                    m.d.sync += [count.eq(0), left.eq(left - 1)]
+                    m.d.sync += [count.eq(0), left.eq(left - 1), none_left.eq(left == 1)]
                     with m.If(bad_span | (addr == depth)):
                         m.d.sync += bad_span.eq(1)
                     with m.Else():
@@ -345,12 +348,14 @@ class SpeqBoard(wiring.Component):
             # dropped and make the answer 1.
             with m.State("WEIGHTS"):
                 m.d.sync += [addr.eq(span.addr), left.eq(span.count), count.eq(0),
+                             none_left.eq(span.count == 0),
                              bad_span.eq(span.addr >= self._weight_words)]
                 m.next = "WEIGHTS_DATA"
             with m.State("WEIGHTS_DATA"):
                 receive_words(word_bytes, w_write, self._weight_words, "W")
             with m.State("ACTS"):
                 m.d.sync += [addr.eq(span.addr), left.eq(span.count), count.eq(0),
+                             none_left.eq(span.count == 0),
                              bad_span.eq(span.addr >= act_words(config))]
                 m.next = "ACTS_DATA"
             with m.State("ACTS_DATA"):

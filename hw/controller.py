@@ -351,7 +351,14 @@ class PassController(wiring.Component):
             self.status.payload.bits.eq(bits),
             self.status.payload.macs.eq(macs),
         ]
-        with m.If(taken):
+        # Registers that a command sets are loaded in every idle cycle instead
+        # of on `start` (the cycle a pass is taken): the command's checks then
+        # reach a few flip-flops (``running``, the status), not every counter
+        # of the engines, and no net from the command stream's valid, the
+        # memory's stall or the output's ready resets them. The counters are
+        # zero while idle once the status is taken.
+        idle = ~running & ~writing
+        with m.If(idle & ~self.status.valid):
             m.d.sync += [cycles.eq(0), bits.eq(0), macs.eq(0)]
         with m.If(table_write):
             m.d.sync += tables_loaded.bit_select(c.code, 1).eq(1)
@@ -361,8 +368,10 @@ class PassController(wiring.Component):
                 self.status.payload.op.eq(c.op),
                 self.status.payload.error.eq(error),
             ]
+        with m.If(idle):
+            m.d.sync += p.eq(c)
         with m.If(start):
-            m.d.sync += [running.eq(1), p.eq(c)]
+            m.d.sync += running.eq(1)
         with m.If(running | writing):
             m.d.sync += cycles.eq(cycles + 1)
 
@@ -380,7 +389,7 @@ class PassController(wiring.Component):
             ]
             wiring.connect(m, writer.wmem, wiring.flipped(self.wmem))
             with m.If(start_write):
-                m.d.sync += [writing.eq(1), p.eq(c)]
+                m.d.sync += writing.eq(1)
             with m.If(writer.act.valid & writer.act.ready):
                 m.d.sync += bits.eq(bits + 4 * 16)     # four values, two planes
             with m.If(writer.done):
@@ -390,7 +399,7 @@ class PassController(wiring.Component):
 
         # The pass' last group of 4 columns of K (K <= kmax was checked).
         last_group = Signal(group_bits)
-        with m.If(start):
+        with m.If(~running):
             m.d.sync += last_group.eq((c.k >> 2) - 1)
         tile_rows = pes * slots
 
@@ -408,7 +417,7 @@ class PassController(wiring.Component):
             act_write.data.eq(act.payload),
             act_write.en.eq(act.valid & act.ready & ~writing),
         ]
-        with m.If(start):
+        with m.If(~running):
             m.d.sync += [act_t.eq(0), act_g.eq(0), acts_loaded.eq(0)]
         with m.Elif(act.valid & act.ready & ~writing):
             with m.If(act_g == last_group):
@@ -429,7 +438,7 @@ class PassController(wiring.Component):
         credit = Signal(range(3))      # free halves the fetcher may start on
         full = Signal(range(3))        # landed halves the issuer has not finished
         credit_back, landed = Signal(), Signal()   # pulses: a group consumed / landed
-        with m.If(start):
+        with m.If(~running):
             m.d.sync += [credit.eq(2), full.eq(0)]
         with m.Elif(en):
             m.d.sync += full.eq(full + landed - credit_back)
@@ -453,7 +462,7 @@ class PassController(wiring.Component):
             slot_last = (j == slots - 1) | (rows_left <= pes)
             group_end = beat_last & slot_last
             pass_end = group_end & (g == last_group) & tile_last
-            with m.If(start):
+            with m.If(~running):
                 m.d.sync += [g.eq(0), j.eq(0), b.eq(0), rows_left.eq(c.n), tile_left.eq(c.n)]
             with m.Elif(advance):
                 m.d.sync += b.eq(b + 1)
@@ -483,7 +492,7 @@ class PassController(wiring.Component):
             mem.req.eq(want),
             mem.addr.eq(Mux(from_residual, addr1, addr0)),
         ]
-        with m.If(start):
+        with m.If(~running):
             m.d.sync += [req_done.eq(0), in_group.eq(0), addr0.eq(c.addr0), addr1.eq(c.addr1)]
         with m.Elif(req):
             m.d.sync += [
@@ -505,7 +514,7 @@ class PassController(wiring.Component):
         m.d.comb += land.eq(running & mem.valid & en)
         l_slot, l_beat, l_group_end, _ = beats_walker("land", land)
         l_half = Signal()
-        with m.If(start):
+        with m.If(~running):
             m.d.sync += l_half.eq(0)
         with m.Elif(land & l_group_end):
             m.d.sync += l_half.eq(~l_half)
@@ -546,7 +555,7 @@ class PassController(wiring.Component):
         last = (g == last_group) & k4_last
         step_valid = issuing & stepping
 
-        with m.If(start):
+        with m.If(~running):
             m.d.sync += [g.eq(0), k4.eq(0), j.eq(0), t.eq(0), pad.eq(0), stepping.eq(1),
                          rows_left.eq(c.n), tile_left.eq(c.n), half.eq(0), issue_done.eq(0)]
         with m.Elif(issuing):
@@ -698,7 +707,7 @@ class PassController(wiring.Component):
             ]
         # The status follows the last result out of the output register.
         finishing = Signal()
-        with m.If(start):
+        with m.If(~running):
             m.d.sync += finishing.eq(0)
         with m.If(running & issue_done & ~s.valid & (outstanding == got) & en):
             m.d.sync += finishing.eq(1)

@@ -82,7 +82,8 @@ class KvWriter(wiring.Component):
     Members
     -------
     start : In(1)
-        Take the command fields below (one cycle).
+        Take the command fields below (one cycle, while ``busy`` is low:
+        they are loaded in every idle cycle).
     vt, n, k, t, pos, addr0, addr1 : In
         The command: values image (1) or keys image (0), the image's rows and
         columns, the positions to write, the first one, the word addresses of
@@ -134,12 +135,16 @@ class KvWriter(wiring.Component):
         beat = Signal(14)                        # beat of the position
         last_beat = Signal(14)
         m.d.comb += self.busy.eq(state != _State.IDLE)
-        with m.If(self.start):
+        # The command's fields are loaded in every idle cycle (``start`` comes
+        # only then): the command's checks, which make ``start``, reach the
+        # state register alone.
+        with m.If(state == _State.IDLE):
             m.d.sync += [vt.eq(self.vt), n.eq(self.n), k.eq(self.k), t.eq(self.t),
                          position.eq(self.pos), left.eq(self.t),
                          base[0].eq(self.addr0), base[1].eq(self.addr1),
-                         last_beat.eq((Mux(self.vt, self.n, self.k) >> 2) - 1),
-                         state.eq(_State.POSITION)]
+                         last_beat.eq((Mux(self.vt, self.n, self.k) >> 2) - 1)]
+        with m.If(self.start):
+            m.d.sync += state.eq(_State.POSITION)
 
         groups = k >> 2                          # groups of 4 columns in a row of the image
         # -- per position (POSITION, SETUP_CYCLES cycles): where its entries are ----------

@@ -32,7 +32,7 @@ import pytest
 from golden import arith, perf, speq16
 from host.__main__ import gemm_check
 from host.board import Board, BoardError
-from hw.board import Flag, Request, SpeqBoard
+from hw.board import Answer, Flag, Request, SpeqBoard
 from hw.config import SpeqConfig
 from hw.controller import Error, Op
 from tb import drive, runner
@@ -168,6 +168,10 @@ async def board_uart(dut):
     with pytest.raises(BoardError, match="refused weight words"):
         await board._write_span(Request.WEIGHTS, Request.WEIGHTS | 0x20, depth - 1, [1, 2],
                                 config.mem_bits // 8, depth + 1, "weight")
+    # An empty span is answered at once, with code 0 (the board's registered
+    # count of words left starts at zero).
+    await board._write_span(Request.WEIGHTS, Answer.WEIGHTS, 0, [],
+                            config.mem_bits // 8, depth, "weight")
     # An unknown request byte is flagged (and cleared by the next connect).
     await uart.write(b"?")
     info = await board.connect()
