@@ -45,8 +45,8 @@ def _load_bench(name):
     return module
 
 
-BENCH = {name: _load_bench(name) for name in ("draft_quality", "pe_lanes", "roofline", "specdec",
-                                                 "projection")}
+BENCH = {name: _load_bench(name) for name in ("draft_quality", "pe_lanes", "pe_area", "roofline",
+                                                 "specdec", "projection")}
 
 #: ``{command: (main, prog)}``; prog starts the error line.
 COMMANDS = {
@@ -57,6 +57,7 @@ COMMANDS = {
     "specdec": (golden.specdec.main, "python -m golden.specdec"),
     "draft_quality": (BENCH["draft_quality"].main, "bench/draft_quality.py"),
     "pe_lanes": (BENCH["pe_lanes"].main, "python bench/pe_lanes.py"),
+    "pe_area": (BENCH["pe_area"].main, "python bench/pe_area.py"),
     "roofline": (BENCH["roofline"].main, "python bench/roofline.py"),
     "bench_specdec": (BENCH["specdec"].main, "python bench/specdec.py"),
     "bench_projection": (BENCH["projection"].main, "python bench/projection.py"),
@@ -183,6 +184,13 @@ CASES = [
     ("pe_lanes", ["--out", "{file}"], "--out"),
     ("pe_lanes", ["--write-docs", "{dir}/missing.md"], "--write-docs"),
     ("pe_lanes", ["--write-docs", "{dir}"], "--write-docs"),
+    # --- bench/pe_area.py ----------------------------------------------------------------
+    ("pe_area", ["--sizes", "4by4"], "--sizes"),
+    ("pe_area", ["--sizes", "2x40"], "--sizes"),
+    ("pe_area", ["--draft-lanes", "3"], "--draft-lanes"),
+    ("pe_area", ["--pe-stages", "0"], "--pe-stages"),
+    ("pe_area", ["--out", "{file}"], "--out"),
+    ("pe_area", ["--write-docs", "{dir}/missing.md"], "--write-docs"),
     # --- bench/roofline.py ---------------------------------------------------------------
     ("roofline", ["--rows", "0"], "--rows"),
     ("roofline", ["--mem-bits", "abc"], "--mem-bits"),
@@ -268,6 +276,7 @@ def guarded(monkeypatch):
     monkeypatch.setattr(host_cli, "gemm_check", _must_not_run)
     monkeypatch.setattr(golden.specdec, "speculative", _must_not_run)
     monkeypatch.setattr(BENCH["pe_lanes"], "generic_area", _must_not_run)
+    monkeypatch.setattr(BENCH["pe_area"], "area", _must_not_run)
     monkeypatch.setattr(BENCH["roofline"], "check_rtl", _must_not_run)
     monkeypatch.setattr(BENCH["roofline"], "format_report", _must_not_run)
     monkeypatch.setattr(BENCH["specdec"], "run", _must_not_run)
