@@ -27,6 +27,7 @@ from hw.pe import SpeqPE
 from rtl_gen import cli, synth
 from rtl_gen.docs import replace_section
 from rtl_gen.flows import yosys_script
+from rtl_gen.netlists import parse_stat
 
 
 SECTION = "## The cost of a PE in the array"
@@ -54,19 +55,31 @@ def area(component, name, workdir, yosys, generic=True):
     d = Path(workdir) / name
     d.mkdir(parents=True, exist_ok=True)
     il = d / f"{name}.il"
-    il.write_text(rtlil.convert(component, name=name, emit_src=False))
+    text = rtlil.convert(component, name=name, emit_src=False)
+    h = d / "ecp5-hier"
+    flat, hier = d / "ecp5" / "stat.json", h / "stat.json"
+    # A design whose RTLIL is the one of the last run takes that run's
+    # ECP5 figures (a 6x6 array's synthesis takes several minutes).
+    reuse = il.exists() and il.read_text() == text and flat.exists() and hier.exists() \
+        and not generic
     column = synth.Column(top=name, title=name)
-    if generic:
-        synth._generic(column, il, d, yosys)
-    stat = synth.fpga_synth(il, name, d / "ecp5", yosys, synth.DEVICES["ecp5"],
-                            f"{name}: ECP5 synthesis")
+    if reuse:
+        print(f"  {name}: the RTLIL of the last run in {d}: its ECP5 figures", file=sys.stderr)
+        stat = parse_stat(flat.read_text())
+    else:
+        il.write_text(text)
+        if generic:
+            synth._generic(column, il, d, yosys)
+        stat = synth.fpga_synth(il, name, d / "ecp5", yosys, synth.DEVICES["ecp5"],
+                                f"{name}: ECP5 synthesis")
     values = {label: _count(stat["by_type"], pattern) for label, pattern in ECP5}
     values["generic"] = column.values.get("generic_cells")
     # The same synthesis with the hierarchy kept, for the breakdown.
-    h = d / "ecp5-hier"
-    script = yosys_script(h / "synth.ys", il, name, [
-        f"synth_ecp5 -noflatten -top {name}", "tee -q -o stat.json stat -json"])
-    yosys.run(["-s", script.name], h / "yosys.log", f"{name}: ECP5 synthesis, hierarchy kept")
+    if not reuse:
+        script = yosys_script(h / "synth.ys", il, name, [
+            f"synth_ecp5 -noflatten -top {name}", "tee -q -o stat.json stat -json"])
+        yosys.run(["-s", script.name], h / "yosys.log",
+                  f"{name}: ECP5 synthesis, hierarchy kept")
     modules = json.loads((h / "stat.json").read_text())["modules"]
     parts = {}
     for module, data in modules.items():
