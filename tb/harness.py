@@ -208,21 +208,26 @@ class StreamHarness(wiring.Component):
         return m
 
 
-async def run_batch(dut, payloads, count_out, *, p_valid, p_ready, seed, timeout=None):
+async def run_batch(dut, payloads, count_out, *, p_valid, p_ready, seed, timeout=None,
+                    records=_IN_RECORDS + _OUT_RECORDS):
     """Stream ``payloads`` (ints) through a `StreamHarness` bench top ``dut``.
 
     Writes the inputs into ``dut.stim``, starts the batch, waits for
     ``done`` (at most ``timeout`` cycles, default 100 per input plus 10,000)
-    and reads the outputs back.
+    and reads the outputs back, with the time records named in ``records``
+    (each one a simulator access per word: a bench reads those it checks).
 
     Returns
     -------
     dict
         ``result`` (list of output payload ints), ``violations``, ``cycles``,
-        and the time records as NumPy int64 arrays: ``offer_cycle``,
-        ``take_cycle``, ``take_edge`` (per input), ``visible_cycle``,
-        ``accept_edge`` (per output).
+        and the time records of ``records`` as NumPy int64 arrays:
+        ``offer_cycle``, ``take_cycle``, ``take_edge`` (per input),
+        ``visible_cycle``, ``accept_edge`` (per output).
     """
+    unknown = set(records) - set(_IN_RECORDS + _OUT_RECORDS)
+    if unknown:
+        raise ValueError(f"no such records: {', '.join(sorted(unknown))}")
     count_in = len(payloads)
     stim = dut.stim
     for index, value in enumerate(payloads):
@@ -245,10 +250,8 @@ async def run_batch(dut, payloads, count_out, *, p_valid, p_ready, seed, timeout
                              f"{int(dut.cycles.value)} cycles run")
     out = {"result": [dut.result[j].value.to_unsigned() for j in range(count_out)],
            "violations": int(dut.violations.value), "cycles": int(dut.cycles.value)}
-    for name in _IN_RECORDS:
+    for name in records:
         memory_ = getattr(dut, name)
-        out[name] = np.array([memory_[j].value.to_unsigned() for j in range(count_in)], np.int64)
-    for name in _OUT_RECORDS:
-        memory_ = getattr(dut, name)
-        out[name] = np.array([memory_[j].value.to_unsigned() for j in range(count_out)], np.int64)
+        count = count_in if name in _IN_RECORDS else count_out
+        out[name] = np.array([memory_[j].value.to_unsigned() for j in range(count)], np.int64)
     return out
