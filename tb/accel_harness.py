@@ -33,7 +33,7 @@ from amaranth.utils import ceil_log2
 
 from hw.controller import Command, Status
 from tb import drive
-from tb.harness import xorshift
+from tb.harness import read_words, xorshift
 
 
 __all__ = ["AccelHarness", "run_command", "write_waits"]
@@ -217,7 +217,7 @@ async def run_command(dut, cmd, acts, *, p_stall, p_block, seed, timeout):
                              f"result beats)")
     count = int(dut.out_count.value)
     omem = dut.omem
-    outs = [omem[j].value.to_unsigned() for j in range(count)]
+    outs = read_words(omem, count)
     return (dut.status.value.to_unsigned(), outs, int(dut.frozen.value), int(dut.busy.value))
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import sys
 
 from amaranth.back import verilog
+from cocotb_tools import runner as cocotb_runner
 from cocotb_tools.runner import get_runner
 
 
@@ -76,10 +77,44 @@ def _verilator_env():
 
 def _verilator_opt():
     """The C++ optimisation of Verilator models: ``$VERILATOR_OPT``, default
-    ``-O0``. The benches' models run for seconds and build for a minute or
-    more: without optimisation gcc builds them in half the time (a 2x2
-    accelerator: 36 s against 84 s) and they run about 1.5 times slower."""
+    ``-O0``. With every variable public (cocotb's default) gcc built a 2x2
+    accelerator's model in 36 s at -O0 against 84 s optimised, and it ran
+    about 1.5 times slower; with only the top module public (`_Verilator`)
+    the models build in seconds either way, and the benches' runs, which
+    spend their time in Python and VPI, take as long (a PE bench of 100,000
+    steps per mode: 11 s at -O0 and at -O1)."""
     return os.environ.get("VERILATOR_OPT", "-O0")
+
+
+class _Verilator(cocotb_runner.Verilator):
+    """cocotb's Verilator runner without ``--public-flat-rw``.
+
+    cocotb makes every variable of the design public to VPI, which keeps
+    Verilator from optimising any of them away: a 2x2 accelerator's model was
+    8 MB of C++ (35 s of CPU to build, most of it the per-variable symbol
+    tables), against 2 MB and 7 s with only the top module's variables public
+    (`_PUBLIC`). The benches reach the ports and the harness's own memories
+    and counters (``dut.wmem``, ``dut.stim``, ...), all in the top module; a
+    bench that named anything deeper would fail with an AttributeError, not
+    pass. The model computes the same: what is public changes what Verilator
+    may fold away, not what the Verilog means."""
+
+    def _build_command(self):
+        cmds = super()._build_command()
+        cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+        return cmds
+
+
+#: The Verilator control file that makes the top module's variables (ports,
+#: the harnesses' memories and counters) public to VPI, readable and writable.
+_PUBLIC = '`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
+
+#: Verilator's options beside the lint ones: the model as one C++ file
+#: (``--output-split 0``). Split, a 2x2 accelerator's model was 17 files that
+#: each parsed the runtime's headers (a precompiled header, itself built twice):
+#: 3 times the CPU of one file, and make's parallelism cannot win that back on
+#: two cores that the other pytest worker shares.
+_VERILATOR_ARGS = ["--output-split", "0"]
 
 
 # Yosys starts every ``always @*`` block with a read of a dummy register that
@@ -224,10 +259,14 @@ def run(component, *, bench, toplevel, test_module, sim, extra_env=None, testcas
 
     env = _verilator_env() if sim == "verilator" else {}
     build_args = []
+    sources = [source]
     if sim == "verilator":
         # Amaranth's Verilog trips style warnings (unused bits, widths) that
         # say nothing about correctness.
-        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", *_VERILATOR_ARGS]
+        public = build_dir / "public.vlt"
+        public.write_text(_PUBLIC.format(toplevel=toplevel))
+        sources.append(public)
 
     # The simulator's Python must import the bench and the design packages.
     if str(REPO_ROOT) not in sys.path:
@@ -241,20 +280,21 @@ def run(component, *, bench, toplevel, test_module, sim, extra_env=None, testcas
     # shell (SHAPES for the accelerator's Verilator runs, say) would reach
     # every bench.
     with _environ({**env, **test_env}):
-        runner = get_runner(sim)
+        runner = _Verilator() if sim == "verilator" else get_runner(sim)
         # Verilator re-runs its C++ build every time and Icarus looks only at
         # timestamps: rebuild exactly when the design or the options changed.
         stamp = build_dir / "built.json"
         key = json.dumps({
             "source": hashlib.sha256(text.encode()).hexdigest(),
             "waves": waves, "args": build_args,
+            "public": _PUBLIC if sim == "verilator" else None,
             "opt": _verilator_opt() if sim == "verilator" else None,
         })
         model = build_dir / (toplevel if sim == "verilator" else "sim.vvp")
         if not (stamp.exists() and stamp.read_text() == key and model.exists()):
             stamp.unlink(missing_ok=True)
             runner.build(
-                sources=[source],
+                sources=sources,
                 hdl_toplevel=toplevel,
                 build_dir=build_dir,
                 build_args=build_args,

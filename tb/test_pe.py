@@ -203,7 +203,8 @@ async def _stream(dut, payloads, seed, latency, p_valid=0.95, p_ready=0.9):
     for batch, start in enumerate(range(0, len(payloads), BATCH)):
         chunk = payloads[start:start + BATCH]
         out = await harness.run_batch(dut, chunk, len(chunk), p_valid=p_valid, p_ready=p_ready,
-                                      seed=seed * 7919 + batch)
+                                      seed=seed * 7919 + batch,
+                                      records=("take_edge", "accept_edge"))
         assert out["violations"] == 0, \
             f"batch {batch}: a waiting output changed or dropped {out['violations']} times"
         late = np.flatnonzero(out["accept_edge"] != out["take_edge"] + latency)

@@ -26,6 +26,17 @@ def run(*args, cwd=REPO):
                           capture_output=True, text=True)
 
 
+def start(*args, cwd=REPO):
+    """`run` in the background: `finish` waits for it."""
+    return subprocess.Popen([sys.executable, "-m", "rtl_gen.explore", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process):
+    stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 @pytest.mark.parametrize("args, message", [
     ((), "required: --target"),
     (("--target", "generic"), "the space is empty"),
@@ -111,7 +122,12 @@ def _hw(path):
 def test_sweep_on_a_ray_cluster_equals_the_local_one_and_reruns_from_the_cache(tmp_path):
     """A Ray head as a separate process; the explorer joins it with
     --address; the same sweep on a local Ray gives the same results; a rerun
-    is served by the cache and runs no tool."""
+    is served by the cache and runs no tool; an extended sweep runs only the
+    new point; a guided search (on a local Ray) reads the cache."""
+    # The local sweep runs beside the cluster's: each spends most of its time
+    # waiting for Ray to start and stop, and their results meet below.
+    local_run = start(*SPACE, "--cache", str(tmp_path / "b"),
+                      "--json", str(tmp_path / "local.json"))
     port = _free_port()
     ray = Path(sys.executable).parent / "ray"
     # Short: Ray's socket paths under it must stay within 107 bytes.
@@ -133,45 +149,61 @@ def test_sweep_on_a_ray_cluster_equals_the_local_one_and_reruns_from_the_cache(t
                 assert head.poll() is None, head.stdout.read()
                 assert time.monotonic() < deadline, "ray start --head did not come up"
                 time.sleep(1)
-        r = run(*SPACE, "--address", f"127.0.0.1:{port}", "--cache", str(tmp_path / "a"),
+        address = f"127.0.0.1:{port}"
+        r = run(*SPACE, "--address", address, "--cache", str(tmp_path / "a"),
                 "--json", str(tmp_path / "cluster.json"))
         assert r.returncode == 0, r.stderr
-        assert f"connecting to the Ray cluster at 127.0.0.1:{port}" in r.stderr
+        assert f"connecting to the Ray cluster at {address}" in r.stderr
         cluster, data = _hw(tmp_path / "cluster.json")
         assert data["ran"] == 1 and data["cached"] == 0
-    finally:
-        if head.poll() is None:
-            os.killpg(head.pid, signal.SIGTERM)
-            head.wait(timeout=60)
-        shutil.rmtree(ray_dir, ignore_errors=True)
 
-    r = run(*SPACE, "--cache", str(tmp_path / "b"), "--json", str(tmp_path / "local.json"))
+        # The rerun: nothing built, no Ray, the same table.
+        logs = sorted((tmp_path / "a" / "work").rglob("*.log"))
+        stamps = [p.stat().st_mtime_ns for p in logs]
+        r = run(*SPACE, "--cache", str(tmp_path / "a"), "--json", str(tmp_path / "again.json"))
+        assert r.returncode == 0, r.stderr
+        assert "all cached: no tool runs" in r.stderr and "Ray" not in r.stderr
+        again, data = _hw(tmp_path / "again.json")
+        assert data["ran"] == 0 and data["cached"] == 1 and again == cluster
+        assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "a" / "work").rglob("*.log"))] \
+            == stamps
+
+        # Extending the sweep runs only the new point (on the cluster, which
+        # is up already: a local Ray would take as long to start as the point).
+        r = run("--target", "generic", "--rows", "1", "--cols", "1,2", "--mem-bits", "16",
+                "--max-parallel", "2", "--address", address, "--cache", str(tmp_path / "a"),
+                "--json", str(tmp_path / "more.json"))
+        assert r.returncode == 0, r.stderr
+        more, data = _hw(tmp_path / "more.json")
+        assert data["ran"] == 1 and data["cached"] == 1
+        assert {k: v for k, v in more.items() if k in cluster} == cluster
+    finally:
+        # SIGTERM to `ray start` alone: it drains the node and stops the
+        # processes it started (2 s). Sent to the whole group, it reached the
+        # GCS first, and `ray start` then waited 30 s for the GCS to answer
+        # its drain request. Whatever is left after that is killed.
+        if head.poll() is None:
+            head.send_signal(signal.SIGTERM)
+            try:
+                head.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        head.wait()
+        shutil.rmtree(ray_dir, ignore_errors=True)
+        if sys.exc_info()[0] is not None:
+            finish(local_run)       # nothing left running after a failure
+
+    r = finish(local_run)
     assert r.returncode == 0, r.stderr
     assert "starting a local Ray instance" in r.stderr
     local, data = _hw(tmp_path / "local.json")
     assert data["ran"] == 1
     assert local == cluster
     assert all(cells > 1000 for cells, *_ in local.values())
-
-    # The rerun: nothing built, no Ray, the same table.
-    logs = sorted((tmp_path / "a" / "work").rglob("*.log"))
-    stamps = [p.stat().st_mtime_ns for p in logs]
-    r = run(*SPACE, "--cache", str(tmp_path / "a"), "--json", str(tmp_path / "again.json"))
-    assert r.returncode == 0, r.stderr
-    assert "all cached: no tool runs" in r.stderr and "Ray" not in r.stderr
-    again, data = _hw(tmp_path / "again.json")
-    assert data["ran"] == 0 and data["cached"] == 1 and again == cluster
-    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "a" / "work").rglob("*.log"))] \
-        == stamps
-
-    # Extending the sweep runs only the new point.
-    r = run("--target", "generic", "--rows", "1", "--cols", "1,2", "--mem-bits", "16",
-            "--max-parallel", "2", "--cache", str(tmp_path / "a"),
-            "--json", str(tmp_path / "more.json"))
-    assert r.returncode == 0, r.stderr
-    more, data = _hw(tmp_path / "more.json")
-    assert data["ran"] == 1 and data["cached"] == 1
-    assert {k: v for k, v in more.items() if k in cluster} == cluster
 
     # A guided search (Ray Tune, Optuna's sampler) over the same space: its
     # trials read the cache, and it finds the better of the two points.
