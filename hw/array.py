@@ -180,9 +180,13 @@ class SpeqArray(wiring.Component):
         # Stage A: the decoded step waits one cycle for its accumulators. The
         # decoding has a register of its own, so the PE's first stage starts
         # from registered operands.
+        # Only the fields stage A and the PE use move on: the words end in
+        # stage D, the tag waits in its memory.
         step = Signal.like(self.i.payload, reset_less=True)
         valid = Signal()
-        m.d.sync += [step.eq(dstep), valid.eq(dvalid)]
+        m.d.sync += [getattr(step, name).eq(getattr(dstep, name))
+                     for name in ("mode", "first", "last", "slot", "act")]
+        m.d.sync += valid.eq(dvalid)
 
         # The step's slot and last flag travel beside the PE pipeline.
         slots, last = [step.slot], step.last
@@ -245,7 +249,8 @@ class SpeqArray(wiring.Component):
 
     def _decode(self, m, platform, p, step):
         """PE ``p``'s table memories, read as a step enters; returns its draft
-        operands and verify weight for the step in stage A (``step``).
+        operands and verify weight, decoded from the step in stage D
+        (``step``), for the caller to register.
 
         An iCE40 has no LUT RAM, and Yosys would build the tables out of
         flip-flops and multiplexers: they are made block RAMs there.
