@@ -59,7 +59,8 @@ def machine_for(gbps, shape):
         return proj.Machine.from_config(SpeqConfig(), CLOCK_MHZ)
     if isinstance(gbps, SpeqConfig):
         return proj.Machine.from_config(gbps, CLOCK_MHZ)
-    return proj.Machine.sized_for(gbps, CLOCK_MHZ).best_lanes(shape).round_tmax(shape, GAMMA)
+    return proj.Machine.sized_for(gbps, CLOCK_MHZ).best_lanes(shape).round_tmax(
+        shape, GAMMA).best_head_groups(shape)
 
 
 def shipped(kv="half"):
@@ -107,7 +108,8 @@ def tables():
         for key in LLMS:
             shape = proj.PRESETS[key]
             machine = machine_for(gbps, shape)
-            what = f"{machine.pes} PEs, B = {machine.mem_bits}, L = {machine.lanes}, tmax {machine.tmax}"
+            what = f"{machine.pes} PEs, B = {machine.mem_bits}, L = {machine.lanes}, tmax {machine.tmax}" \
+                + (f", {machine.head_groups} head groups" if machine.head_groups > 1 else "")
             for context in CONTEXTS:
                 r = proj.project(shape, machine, context, GAMMA, measured, energy)
                 own = proj.project(shape, machine, context, GAMMA, measured_own, energy, kv="own")

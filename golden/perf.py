@@ -17,6 +17,16 @@ Memory images hold the entries in pass order (tile, group, slot), each cut
 into ``mem_bits``-wide words, low bits first. Rows past ``N`` in the last
 slot are zero.
 
+A *multi-head* pass (``groups`` > 1: `hw.config.SpeqConfig.head_groups`)
+computes ``groups`` products of the same shape at once, head ``q``'s
+``Y_q[T x N] = X_q[T x K] . W_q[N x K]^T``, each on its own group of ``pes /
+groups`` PEs (PEs ``q pes / groups ..``) with its own activations: the rows
+are tiled as above on ``pes / groups`` PEs, and an entry holds, PE after
+PE, head ``q``'s rows for group ``q``. Its ``w`` is the heads' matrices
+stacked (``groups x N`` rows, head ``q``'s rows from ``q N``). It is how a
+wide array's attention fills its PEs: ``P V`` has N = the head dimension,
+a fraction of a tile (docs/array.md).
+
 The cycle model follows the controller (`hw.controller`): the fetcher
 requests one group after another into two buffer halves, the issuer runs a
 landed group in rounds (4 in verify and baseline, ``4/L`` in draft with ``L``
@@ -35,13 +45,14 @@ from .schedule import MODES, PLANE_WORDS, check_pass
 from .speq16 import kv_planes
 
 
-__all__ = ["MODES", "PLANE_WORDS", "tiles", "entry_rows", "draft_image", "residual_image",
+__all__ = ["MODES", "PLANE_WORDS", "tiles", "head_pes", "entry_rows", "draft_image", "residual_image",
            "baseline_image", "kv_images", "kv_cache_rows", "kv_writes_per_beat", "kv_write_cycles",
            "pass_images", "PassCost", "pass_cost", "fetch_schedule", "roofline", "machine"]
 
 
 def tiles(n, pes, slots):
-    """Slots used by each tile of a pass over ``n`` rows (a list)."""
+    """Slots used by each tile of a pass over ``n`` rows (a list); ``pes``
+    is a head's PEs in a multi-head pass."""
     tile_rows = pes * slots
     out = []
     for start in range(0, n, tile_rows):
@@ -49,17 +60,35 @@ def tiles(n, pes, slots):
     return out
 
 
-def entry_rows(n, k, pes, slots):
+def head_pes(pes, heads):
+    """PEs of one head of a multi-head pass of ``heads`` heads (1: a plain pass)."""
+    if heads < 1 or pes % heads:
+        raise ValueError(f"the heads of a pass ({heads}) must divide the PEs ({pes})")
+    return pes // heads
+
+
+def entry_rows(n, k, pes, slots, heads=1):
     """Rows of every entry in memory order: int array (entries, pes), -1 for
-    padding; and the group of each entry (entries,)."""
+    padding; and the group of each entry (entries,). ``n`` rows per head;
+    with ``heads`` > 1 a row is one of the stacked ``heads x n`` rows."""
+    per = head_pes(pes, heads)
     rows, groups = [], []
-    for tile, used in enumerate(tiles(n, pes, slots)):
-        base = tile * pes * slots
-        r = base + np.arange(used)[:, None] * pes + np.arange(pes)[None, :]   # (used, pes)
+    for tile, used in enumerate(tiles(n, per, slots)):
+        base = tile * per * slots
+        r = base + np.arange(used)[:, None] * per + np.arange(per)[None, :]   # (used, per)
         r = np.where(r < n, r, -1)
+        r = np.concatenate([np.where(r < 0, -1, r + q * n) for q in range(heads)], axis=1)
         rows.append(np.tile(r, (k // 4, 1)))
         groups.append(np.repeat(np.arange(k // 4), used))
     return np.concatenate(rows), np.concatenate(groups)
+
+
+def _head_rows(rows, heads):
+    """A head's rows of stacked ``rows`` (they divide by ``heads``)."""
+    if rows % heads:
+        raise ValueError(f"a multi-head pass' {rows} stacked rows do not divide into "
+                         f"{heads} heads")
+    return rows // heads
 
 
 def _image(entry_bytes, mem_bits):
@@ -78,38 +107,38 @@ def _gather(plane, rows, cols):
     return out
 
 
-def draft_image(enc, pes, slots, mem_bits):
+def draft_image(enc, pes, slots, mem_bits, heads=1):
     """Memory words of the draft plane of ``enc`` (a `golden.speq16` encoding)."""
     n, k = enc.words.shape
-    rows, groups = entry_rows(n, k, pes, slots)
+    rows, groups = entry_rows(_head_rows(n, heads), k, pes, slots, heads)
     words = _gather(enc.draft_plane, rows, groups[:, None, None])[..., 0]   # (E, pes)
     return _image(words.astype("<u2"), mem_bits)
 
 
-def residual_image(enc, pes, slots, mem_bits):
+def residual_image(enc, pes, slots, mem_bits, heads=1):
     """Memory words of the residual plane: 3 plane words (48 bits) per row and entry."""
     n, k = enc.words.shape
-    rows, groups = entry_rows(n, k, pes, slots)
+    rows, groups = entry_rows(_head_rows(n, heads), k, pes, slots, heads)
     cols = 3 * groups[:, None, None] + np.arange(3)[None, None, :]
     words = _gather(enc.residual_plane, rows, cols)                       # (E, pes, 3)
     return _image(words.astype("<u2"), mem_bits)
 
 
-def baseline_image(w, pes, slots, mem_bits):
+def baseline_image(w, pes, slots, mem_bits, heads=1):
     """Memory words of plain FP16 weights ``w`` (N x K), 4 per row and entry."""
     n, k = w.shape
-    rows, groups = entry_rows(n, k, pes, slots)
+    rows, groups = entry_rows(_head_rows(n, heads), k, pes, slots, heads)
     cols = 4 * groups[:, None, None] + np.arange(4)[None, None, :]
     words = _gather(np.ascontiguousarray(w).view(np.uint16), rows, cols)  # (E, pes, 4)
     return _image(words.astype("<u2"), mem_bits)
 
 
-def kv_images(u, pes, slots, mem_bits):
+def kv_images(u, pes, slots, mem_bits, heads=1):
     """Memory words of the two byte planes of cached FP16 values ``u`` (N x
     K), the weights of a ``kv`` pass: ``[high plane, low plane]``, 4 bytes
     per row and entry (column ``4g + j`` in byte ``j``)."""
     n, k = u.shape
-    rows, groups = entry_rows(n, k, pes, slots)
+    rows, groups = entry_rows(_head_rows(n, heads), k, pes, slots, heads)
     cols = 4 * groups[:, None, None] + np.arange(4)[None, None, :]
     return [_image(_gather(plane, rows, cols), mem_bits) for plane in kv_planes(u)]
 
@@ -158,21 +187,22 @@ def kv_write_cycles(vt, d, t):
     return t * (KV_WRITE_SETUP + d // 4 * (1 + kv_writes_per_beat(vt)))
 
 
-def pass_images(mode, w, enc, pes, slots, mem_bits):
+def pass_images(mode, w, enc, pes, slots, mem_bits, heads=1):
     """The memory images a pass reads: ``[plane]`` for a draft pass (``enc``)
     or a baseline pass (plain FP16 ``w``), ``[draft plane, residual plane]``
     for a verify pass (``enc``), ``[high plane, low plane]`` of the cached
     values ``w`` for a kv pass and ``[high plane]`` for a kv_draft pass (``w``
     may then be the values as the draft reads them: their high bytes are the
-    stored ones)."""
+    stored ones). A multi-head pass' ``w`` and ``enc`` are its ``heads``
+    heads' matrices stacked."""
     if mode == "baseline":
-        return [baseline_image(w, pes, slots, mem_bits)]
+        return [baseline_image(w, pes, slots, mem_bits, heads)]
     if mode in ("kv", "kv_draft"):
-        return kv_images(w, pes, slots, mem_bits)[:sum(1 for words in PLANE_WORDS[mode]
-                                                       if words)]
-    images = [draft_image(enc, pes, slots, mem_bits)]
+        return kv_images(w, pes, slots, mem_bits, heads)[:sum(1 for words in PLANE_WORDS[mode]
+                                                              if words)]
+    images = [draft_image(enc, pes, slots, mem_bits, heads)]
     if mode == "verify":
-        images.append(residual_image(enc, pes, slots, mem_bits))
+        images.append(residual_image(enc, pes, slots, mem_bits, heads))
     return images
 
 
@@ -198,14 +228,16 @@ class PassCost:
     steps: int
 
 
-def pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, result_latency):
+def pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, result_latency,
+              heads=1):
     """Cycle count, bits and MACs of one pass (module docstring).
 
     Parameters
     ----------
     mode : {"draft", "verify", "baseline", "kv", "kv_draft"}
     n, k, t : int
-        Shape: N rows, K columns (a multiple of 4), T tokens (1 in a draft pass).
+        Shape: N rows, K columns (a multiple of 4), T tokens (1 in a draft
+        pass); per head in a multi-head pass.
     pes, slots : int
         PEs of the array and its ``interleave``.
     lanes : {1, 2, 4}
@@ -217,12 +249,16 @@ def pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, result
         FP16 as well, being ready for the output register:
         `hw.config.SpeqConfig.result_latency` (the array's latency, then
         the controller's rounding stage).
+    heads : int
+        1, or the heads of a multi-head pass (`hw.config.SpeqConfig.head_groups`).
     """
     return fetch_schedule(mode, n, k, t, pes=pes, slots=slots, lanes=lanes, mem_bits=mem_bits,
-                          mem_latency=mem_latency, result_latency=result_latency)[0]
+                          mem_latency=mem_latency, result_latency=result_latency,
+                          heads=heads)[0]
 
 
-def fetch_schedule(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, result_latency):
+def fetch_schedule(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, result_latency,
+                   heads=1):
     """`pass_cost`'s walk over the pass, with the fetcher's requests.
 
     Returns ``(cost, requests)``: the `PassCost` and, per group in pass order,
@@ -237,7 +273,7 @@ def fetch_schedule(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, r
         lanes = 1
     rounds = 4 // lanes
     entry_beats = 16 * sum(PLANE_WORDS[mode]) * pes // mem_bits
-    act_beats = t * k // 4
+    act_beats = heads * t * k // 4       # each head its own in a multi-head pass
     groups = k // 4
 
     # Per group x: requests from req_start to req_end; data landed at
@@ -248,7 +284,7 @@ def fetch_schedule(mode, n, k, t, *, pes, slots, lanes, mem_bits, mem_latency, r
     bits = macs = steps = 0
     last_step = 0
     requests = []
-    for used in tiles(n, pes, slots):
+    for used in tiles(n, head_pes(pes, heads), slots):
         beats = used * entry_beats
         round_cycles = max(used * t, slots)
         for _ in range(groups):

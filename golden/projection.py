@@ -7,7 +7,11 @@ A decode step of a transformer is, on the array:
 - its attention: per layer and KV head, ``Q K^T`` is a pass whose weights are
   the cached keys (N = the keys attended to, K = the head dimension) and
   ``P V`` a pass whose weights are the cached values transposed (N = the head
-  dimension, K = the keys, padded to a multiple of 4). The cache is one,
+  dimension, K = the keys, padded to a multiple of 4); on a machine with
+  head groups (`Machine.head_groups` G > 1) ``P V`` is a multi-head pass of
+  G KV heads at once, each on its own group of PEs (`golden.perf`): its N is
+  a fraction of a tile, so a wide array would otherwise run one head's
+  rows at a time, bound by the interleave. The cache is one,
   shared by target and draft and kept as two byte planes (SPEC section 2a):
   the target's passes are ``kv`` passes (both planes), a half-width draft's
   ``kv_draft`` passes (the high plane). The query heads that share a KV head
@@ -192,6 +196,9 @@ class Machine:
     clock_mhz : float
     mem_latency : int
         Memory latency in cycles.
+    head_groups : int
+        PE groups with activations of their own (`hw.config.SpeqConfig.head_groups`):
+        above 1, attention's ``P V`` runs as multi-head passes.
     """
 
     pes: int
@@ -201,13 +208,18 @@ class Machine:
     tmax: int
     clock_mhz: float
     mem_latency: int = 8
+    head_groups: int = 1
+
+    def __post_init__(self):
+        perf.head_pes(self.pes, self.head_groups)     # the groups divide the PEs
 
     @classmethod
     def from_config(cls, config, clock_mhz, mem_latency=8):
         """The machine of a `hw.config.SpeqConfig` (an array the generator builds)."""
         m = perf.machine(config)
         return cls(pes=m["pes"], slots=m["slots"], lanes=m["lanes"], mem_bits=m["mem_bits"],
-                   tmax=config.tmax, clock_mhz=clock_mhz, mem_latency=mem_latency)
+                   tmax=config.tmax, clock_mhz=clock_mhz, mem_latency=mem_latency,
+                   head_groups=config.head_groups)
 
     @classmethod
     def sized_for(cls, mem_gbps, clock_mhz, *, tmax=8, balance=8, pe_stages=10, lanes=1,
@@ -232,6 +244,17 @@ class Machine:
         cache (the accumulators per PE grow with tmax; the PEs do not)."""
         want = min(TMAX_LIMIT, shape.group * (gamma + 1))
         return replace(self, tmax=max(self.tmax, want))
+
+    def best_head_groups(self, shape, keys=1024):
+        """This machine with the head groups (a divisor of the PEs, at most
+        the KV heads) that make a draft step's attention over ``keys`` keys
+        fastest; the fewest of equals."""
+        model = {}
+        for groups in range(1, min(shape.kv_heads, self.pes) + 1):
+            if self.pes % groups == 0:
+                step = StepModel(shape, replace(self, head_groups=groups))
+                model[groups] = step.attention(keys, 1, "kv_draft").cycles
+        return replace(self, head_groups=min(model, key=lambda g: (model[g], g)))
 
     def best_lanes(self, shape):
         """This machine with the fewest draft lanes (1, 2 or 4) that make the
@@ -324,15 +347,17 @@ class StepModel:
         self.shape, self.machine, self.kv = shape, machine, kv
         self._memo = {}
 
-    def pass_cost(self, mode, n, k, t):
-        """One pass as `golden.perf.pass_cost` counts it; more than ``tmax``
-        tokens take several passes (a draft pass one per token)."""
-        key = (mode, n, k, t)
+    def pass_cost(self, mode, n, k, t, heads=1):
+        """One pass as `golden.perf.pass_cost` counts it (a multi-head pass
+        of ``heads`` heads); more than ``tmax`` tokens take several passes
+        (a draft pass one per token)."""
+        key = (mode, n, k, t, heads)
         if key not in self._memo:
             m = self.machine
             kwargs = dict(pes=m.pes, slots=m.slots, lanes=m.lanes, mem_bits=m.mem_bits,
                           mem_latency=m.mem_latency,
-                          result_latency=m.slots + perf.DECODE_STAGES + perf.RESULT_STAGES)
+                          result_latency=m.slots + perf.DECODE_STAGES + perf.RESULT_STAGES,
+                          heads=heads)
             cost = Cost()
             most = 1 if mode == "draft" else m.tmax
             for start in range(0, t, most):
@@ -355,9 +380,17 @@ class StepModel:
         over the queries of the KV head's query heads."""
         s = self.shape
         queries = s.group * t
-        per_head = self.pass_cost(mode, keys, s.head_dim, queries) + \
-            self.pass_cost(mode, s.head_dim, _pad4(keys), queries)
-        return per_head * (s.layers * s.kv_heads)
+        return (self.heads_pass(mode, keys, s.head_dim, queries) +
+                self.heads_pass(mode, s.head_dim, _pad4(keys), queries)) * s.layers
+
+    def heads_pass(self, mode, n, k, queries):
+        """An attention pass (``Q K^T`` or ``P V``) of every KV head of a
+        layer: a pass per KV head, or with head groups G a multi-head pass per
+        G KV heads (the last one's missing heads cost as much)."""
+        s, groups = self.shape, self.machine.head_groups
+        if groups == 1:
+            return self.pass_cost(mode, n, k, queries) * s.kv_heads
+        return self.pass_cost(mode, n, k, queries, groups) * -(-s.kv_heads // groups)
 
     def write_cost(self, values, t, bits=16):
         """A layer's new keys and values, ``values`` per token (``2 x
@@ -531,6 +564,11 @@ def parser():
     m.add_argument("--draft-lanes", type=cli.integer(1, 4, choices=(1, 2, 4)), metavar="L",
                    help="draft lanes (default: the configuration's, 1; with --mem-gbps the "
                         "fewest that make the draft step fastest for the shape)")
+    m.add_argument("--head-groups", type=cli.integer(1), metavar="G",
+                   help="PE groups with activations of their own; above 1 attention runs "
+                        "as multi-head passes of G KV heads (a divisor of the PEs; default: "
+                        "1; with --mem-gbps the number that makes a draft step's attention "
+                        "fastest for the shape)")
     e = p.add_argument_group("energy inputs (class Energy: sources there and in "
                              "docs/projection.md)")
     e.add_argument("--mem-pj-per-bit", type=cli.real(0), default=Energy.mem_pj_per_bit,
@@ -594,7 +632,8 @@ def format_result(r):
         f"{r['model']}, context {r['context']}, gamma {r['gamma']}, acceptance "
         f"{r['acceptance']:.3f} ({r['tokens_per_round']:.2f} tokens per round)",
         f"machine: {m['pes']} PEs, B = {m['mem_bits']} bits at {m['clock_mhz']:g} MHz "
-        f"({m['mem_bits'] * m['clock_mhz'] / 8e3:.1f} GB/s), L = {m['lanes']}, tmax {m['tmax']}",
+        f"({m['mem_bits'] * m['clock_mhz'] / 8e3:.1f} GB/s), L = {m['lanes']}, tmax {m['tmax']}"
+        + (f", {m['head_groups']} head groups" if m["head_groups"] > 1 else ""),
         "",
         f"SPEQ's KV cache: {r['kv']} ({KV_TEXT[r['kv']]})",
         "",
@@ -620,6 +659,13 @@ def main(argv=None):
         machine = replace(machine, lanes=args.draft_lanes)
     elif args.mem_gbps is not None:
         machine = machine.best_lanes(shape)
+    if args.head_groups is not None:
+        if machine.pes % args.head_groups:
+            p.error(f"argument --head-groups: {args.head_groups} does not divide the "
+                    f"{machine.pes} PEs")
+        machine = replace(machine, head_groups=args.head_groups)
+    elif args.mem_gbps is not None:
+        machine = machine.best_head_groups(shape)
     acceptance = args.acceptance
     if acceptance is None:
         if args.gamma not in MEASURED_TOKENS_PER_ROUND:

@@ -74,6 +74,7 @@ class _Programs:
         version = _fields(self.regs["VERSION"], (yield from self._read("VERSION")))
         config = _fields(self.regs["CONFIG0"], (yield from self._read("CONFIG0")))
         config.update(_fields(self.regs["CONFIG1"], (yield from self._read("CONFIG1"))))
+        config.update(_fields(self.regs["CONFIG2"], (yield from self._read("CONFIG2"))))
         return {"id": ident, "version": (version["MAJOR"], version["MINOR"]),
                 **{name.lower(): value for name, value in config.items()}}
 
@@ -96,7 +97,8 @@ class _Programs:
                             "zero": raw["ZERO"]})
         return entries
 
-    def start(self, mode, n, k, t=1, *, wbase0, wbase1=0, fp16=False, pos=0, vt=0):
+    def start(self, mode, n, k, t=1, *, wbase0, wbase1=0, fp16=False, pos=0, vt=0,
+              multihead=False, head=0):
         """Write a command and start it (the activations follow on
         ``s_axis``). ``mode``: a key of `MODES` or an op code. A
         ``"kv_write"`` writes ``t`` positions from ``pos`` of a keys image
@@ -104,18 +106,20 @@ class _Programs:
         values image (``vt`` 1; ``n`` rows of one tile, ``k`` = the
         capacity) whose planes are at ``wbase0`` (high) and ``wbase1``
         (low); its ``t x D/4`` beats are `activation_beats` of the ``t x D``
-        new values. Interrupts are `irq_enable`'s, in a register of their
-        own."""
+        new values. ``multihead``: a multi-head pass (its ``head_groups``
+        heads' activations one after the other), or a KV_WRITE of head
+        ``head`` into multi-head images. Interrupts are `irq_enable`'s, in
+        a register of their own."""
         op = MODES[mode] if isinstance(mode, str) else mode
         op = int(getattr(op, "value", op))
-        yield from self._write("OP", OP=op, FP16=int(fp16))
+        yield from self._write("OP", OP=op, FP16=int(fp16), MULTIHEAD=int(multihead))
         yield from self._write("N", N=n)
         yield from self._write("K", K=k)
         yield from self._write("T", T=t)
         yield from self._write("WBASE0", ADDR=wbase0)
         yield from self._write("WBASE1", ADDR=wbase1)
         if op == Op.KV_WRITE.value:
-            yield from self._write("KV", POS=pos, VT=vt)
+            yield from self._write("KV", POS=pos, VT=vt, HEAD=head)
         yield from self._write("CONTROL", START=1)
 
     def irq_enable(self, on=True):

@@ -80,7 +80,9 @@ class SpeqArray(wiring.Component):
     i : In(ValidSignature(step layout))
         Steps, taken in the cycle they are valid (a cycle without one is a
         bubble): ``mode``, ``plain``, ``first``, ``last``, ``slot``, ``act``
-        (``L`` FP16, broadcast; verify uses ``act[0]``) and ``word`` (16 bits
+        (``L`` FP16, broadcast; verify uses ``act[0]``), with ``head_groups``
+        G > 1 ``head_act`` (``act`` of groups 1 .. G - 1: PE ``p`` takes
+        group ``p // (P / G)``'s, group 0 ``act``) and ``word`` (16 bits
         per PE): ``L`` draft nibbles in its top ``4 L`` bits (draft; lane
         ``j`` in nibble ``4 - L + j``), the SPEQ-16 word (verify) or, with
         ``plain`` set, the FP16 weight itself (verify mode without the
@@ -116,6 +118,7 @@ class SpeqArray(wiring.Component):
                                  f"{self.interleave} cycles, not SpeqConfig.array_latency = "
                                  f"{config.array_latency} and SpeqConfig.interleave = "
                                  f"{config.interleave}")
+        act = data.ArrayLayout(FP16, config.draft_lanes)
         step = data.StructLayout({
             "mode": Mode,
             "first": 1,
@@ -123,7 +126,9 @@ class SpeqArray(wiring.Component):
             "slot": range(self.depth),
             "tag": tag_bits,
             "plain": 1,
-            "act": data.ArrayLayout(FP16, config.draft_lanes),
+            "act": act,
+            **({"head_act": data.ArrayLayout(act, config.head_groups - 1)}
+               if config.head_groups > 1 else {}),
             "word": data.ArrayLayout(16, pes),
         })
         result = data.StructLayout({
@@ -184,8 +189,10 @@ class SpeqArray(wiring.Component):
         # stage D, the tag waits in its memory.
         step = Signal.like(self.i.payload, reset_less=True)
         valid = Signal()
+        heads = self._config.head_groups
         m.d.sync += [getattr(step, name).eq(getattr(dstep, name))
-                     for name in ("mode", "first", "last", "slot", "act")]
+                     for name in ("mode", "first", "last", "slot", "act") +
+                     (("head_act",) if heads > 1 else ())]
         m.d.sync += valid.eq(dvalid)
 
         # The step's slot and last flag travel beside the PE pipeline.
@@ -230,7 +237,8 @@ class SpeqArray(wiring.Component):
                 pe.i.valid.eq(valid),
                 pe.i.payload.mode.eq(step.mode),
                 pe.i.payload.acc.eq(Mux(step.first, 0, read.data.as_value())),
-                pe.i.payload.act.eq(step.act),
+                pe.i.payload.act.eq(step.act if p < self._config.head_pes else
+                                    step.head_act[p // self._config.head_pes - 1]),
                 pe.i.payload.weight.eq(weight),
                 pe.i.payload.draft.eq(draft),
                 pe.o.ready.eq(1),

@@ -57,8 +57,9 @@ __all__ = ["AxiConfig", "SpeqAxi", "ID", "VERSION", "AXI_ADDR_BITS", "AXIL_DATA_
 ID = 0x53504551
 #: The register map's version (major, minor). 2.0: IRQ_ENABLE a register of
 #: its own (CONTROL is write-only), CONTROL.ABORT, error 7 ABORTED. 2.1: op 6
-#: KV_WRITE and its register KV.
-VERSION = (2, 1)
+#: KV_WRITE and its register KV. 2.2: multi-head passes (OP.MULTIHEAD, KV.HEAD,
+#: CONFIG2.HEAD_GROUPS).
+VERSION = (2, 2)
 #: Width of the read master's byte addresses.
 AXI_ADDR_BITS = 32
 #: Width of the AXI4-Lite data bus.
@@ -328,6 +329,7 @@ class SpeqAxi(wiring.Component):
         reg_base = [Signal(AXI_ADDR_BITS, name=f"reg_wbase{p}") for p in range(2)]
         irq_en = Signal()
         reg_pos, reg_vt = Signal(16, name="reg_pos"), Signal(name="reg_vt")
+        reg_multihead, reg_head = Signal(name="reg_multihead"), Signal(8, name="reg_head")
         table = [Signal(data.StructLayout({"base": 7, "exp": 6, "half": 1, "zero": 1}),
                         name=f"reg_table{code}") for code in range(NUM_CODES)]
         table_loaded = Signal(NUM_CODES)     # written since reset
@@ -367,11 +369,12 @@ class SpeqAxi(wiring.Component):
             ("CONFIG0", "DRAFT_LANES"): Const(config.draft_lanes, 8),
             ("CONFIG1", "KMAX"): Const(config.kmax, 16),
             ("CONFIG1", "MEM_BITS"): Const(config.mem_bits, 16),
+            ("CONFIG2", "HEAD_GROUPS"): Const(config.head_groups, 9),
             ("CONTROL", "START"): Const(0, 1), ("CONTROL", "FLUSH"): Const(0, 1),
             ("CONTROL", "ABORT"): Const(0, 1), ("IRQ_ENABLE", "DONE"): irq_en,
             ("STATUS", "BUSY"): busy, ("STATUS", "DONE"): done,
             ("STATUS", "ERROR"): st_error, ("STATUS", "OP"): st_op,
-            ("OP", "OP"): reg_op, ("OP", "FP16"): reg_fp16,
+            ("OP", "OP"): reg_op, ("OP", "FP16"): reg_fp16, ("OP", "MULTIHEAD"): reg_multihead,
             ("N", "N"): reg_n, ("K", "K"): reg_k, ("T", "T"): reg_t,
             ("WBASE0", "ADDR"): reg_base[0], ("WBASE1", "ADDR"): reg_base[1],
             ("CYCLES", "COUNT"): st_cycles,
@@ -379,7 +382,7 @@ class SpeqAxi(wiring.Component):
             ("MACS_LO", "COUNT"): st_macs[:32], ("MACS_HI", "COUNT"): st_macs[32:],
             ("WAIT_MEM", "COUNT"): wait_mem, ("WAIT_OUT", "COUNT"): wait_out,
             ("TABLE_LOADED", "MASK"): table_loaded,
-            ("KV", "POS"): reg_pos, ("KV", "VT"): reg_vt,
+            ("KV", "POS"): reg_pos, ("KV", "VT"): reg_vt, ("KV", "HEAD"): reg_head,
         }
         for code in range(NUM_CODES):
             for name in ("base", "exp", "half", "zero"):
@@ -450,7 +453,8 @@ class SpeqAxi(wiring.Component):
                             field_of(name, "DONE", self.s_axil_wdata) & self.s_axil_wstrb[0])
                     elif name == "OP":
                         m.d.sync += [reg_op.eq(field_of(name, "OP", new)),
-                                     reg_fp16.eq(field_of(name, "FP16", new))]
+                                     reg_fp16.eq(field_of(name, "FP16", new)),
+                                     reg_multihead.eq(field_of(name, "MULTIHEAD", new))]
                     elif name in ("N", "K", "T"):
                         reg = {"N": reg_n, "K": reg_k, "T": reg_t}[name]
                         m.d.sync += reg.eq(field_of(name, name, new))
@@ -458,7 +462,8 @@ class SpeqAxi(wiring.Component):
                         m.d.sync += reg_base[int(name[5:])].eq(field_of(name, "ADDR", new))
                     elif name == "KV":
                         m.d.sync += [reg_pos.eq(field_of(name, "POS", new)),
-                                     reg_vt.eq(field_of(name, "VT", new))]
+                                     reg_vt.eq(field_of(name, "VT", new)),
+                                     reg_head.eq(field_of(name, "HEAD", new))]
                     elif name.startswith("TABLE"):
                         code = int(name[5:])
                         for f in ("base", "exp", "half", "zero"):
@@ -511,6 +516,7 @@ class SpeqAxi(wiring.Component):
                     state_sync.eq(1), settled.eq(0),
                     c.op.eq(reg_op), c.n.eq(reg_n), c.k.eq(reg_k), c.t.eq(reg_t),
                     c.fp16.eq(reg_fp16), c.pos.eq(reg_pos), c.vt.eq(reg_vt),
+                    c.multihead.eq(reg_multihead), c.head.eq(reg_head),
                     c.addr0.eq(reg_base[0] >> exact_log2(bus_bytes)),
                     c.addr1.eq(reg_base[1] >> exact_log2(bus_bytes)),
                 ]

@@ -59,6 +59,9 @@ PARAM_RANGES = {
     "kmax": (4, 16384),
     "mem_bits": (16, 4096),
     "dsp_align": (0, 1),
+    # Groups of PEs with activations of their own (multi-head passes); they
+    # divide rows x cols.
+    "head_groups": (1, 256),
 }
 #: Parameters that take only some values of their range.
 PARAM_CHOICES = {
@@ -104,6 +107,14 @@ class SpeqConfig:
         power of two, a DSP block each) instead of LUT shifters, for FPGAs
         with few LUTs and idle DSP blocks such as the iCE40 UP5K; 0: shifters.
         The results are the same.
+    head_groups : int
+        ``G``, groups of PEs that take activations of their own (PEs ``q P /
+        G .. (q + 1) P / G - 1`` are group ``q``): a *multi-head* pass (the
+        command's ``multihead``) computes ``G`` products of one shape at
+        once, head ``q`` on group ``q`` (`golden.perf`). A wide array's
+        attention needs it: ``P V`` has as many rows as the head dimension,
+        a fraction of a tile. 1: every PE takes the same activations. The
+        activation buffer holds ``tmax x kmax`` values per group.
 
     Raises
     ------
@@ -122,13 +133,22 @@ class SpeqConfig:
     kmax: int = 1024
     mem_bits: int = 32
     dsp_align: int = 0
+    head_groups: int = 1
 
     def __post_init__(self):
         check_integer_fields(self, PARAM_RANGES, PARAM_CHOICES)
+        if (self.rows * self.cols) % self.head_groups:
+            raise ValueError(f"head_groups must divide rows x cols = {self.rows * self.cols}, "
+                             f"not {self.head_groups}")
         if self.kmax % 4:
             raise ValueError(f"kmax must be a multiple of 4, not {self.kmax}")
         if self.mem_bits % 16:
             raise ValueError(f"mem_bits must be a multiple of 16, not {self.mem_bits}")
+
+    @property
+    def head_pes(self):
+        """PEs of one head group (`head_groups`)."""
+        return self.rows * self.cols // self.head_groups
 
     @property
     def min_draft_lanes(self):

@@ -84,7 +84,7 @@ class Error(enum.Enum, shape=3):
 
     OK = 0
     BAD_OP = 1
-    BAD_N = 2      # N = 0
+    BAD_N = 2      # N = 0; a KV_WRITE's positions or rows past its image, or its head past the groups
     BAD_K = 3      # K = 0, not a multiple of 4, or above kmax
     BAD_T = 4      # T = 0, above tmax, or not 1 in a draft pass
     NO_TABLE = 5   # a draft or verify pass before every remap table entry was written
@@ -105,6 +105,11 @@ class Command(data.Struct):
     (``vt`` = 0: ``n`` rows = the capacity, ``k`` = the head dimension) or
     a values image (``vt`` = 1: ``n`` rows of one tile, ``k`` = the
     capacity) whose planes are at ``addr0`` and ``addr1`` (`hw.kv_writer`).
+    ``multihead`` makes a pass a multi-head pass (`golden.perf`): ``n``,
+    ``k`` and ``t`` are per head, its images hold the ``head_groups`` heads'
+    rows, each on its group of PEs, and each head's activations follow the
+    previous head's; a KV_WRITE with ``multihead`` writes head ``head``'s
+    positions into multi-head images (`hw.kv_writer`).
     """
 
     op: Op
@@ -121,6 +126,8 @@ class Command(data.Struct):
     zero: 1
     pos: 16
     vt: 1
+    multihead: 1
+    head: 8
 
 
 class Status(data.Struct):
@@ -170,6 +177,8 @@ def result_layout(config):
     """One output beat: the results of one step for all PEs.
 
     ``acc[p]`` is ``Y[token, row + p]`` (rows at or past ``N`` are padding);
+    in a multi-head pass head ``q``'s ``Y_q[token, row + p - q P / G]`` for
+    PE ``p`` of group ``q`` (``head_groups`` G, ``P`` PEs);
     ``half[p]`` is ``fl16(acc[p])`` when the command asked for ``fp16``, else 0.
     """
     pes = config.rows * config.cols
@@ -196,7 +205,8 @@ class PassController(wiring.Component):
         Taken only when no status is waiting and no pass is running.
     act : In(stream.Signature(ArrayLayout(FP16, 4)))
         The activations of a pass, ``X[t, 4g .. 4g+3]`` for ``t`` then ``g``
-        ascending, sent after its command (none for a refused command).
+        ascending, sent after its command (none for a refused command); in a
+        multi-head pass head 0's, then head 1's, and so on.
     mem : Out(MemPortSignature(mem_bits))
     table : Out(TableWriteSignature())
         To the array's remap tables (``TABLE`` commands).
@@ -291,9 +301,11 @@ class PassController(wiring.Component):
         start = Signal()                     # a pass is taken this cycle
         cycles = Signal(32)
         # The counters are as wide as the largest pass needs (N = 2**16 - 1
-        # rows padded to whole slots, K = kmax, T = tmax): the status
-        # carries them zero-extended to COUNTER_BITS.
-        rows_max = -(-(2 ** N_BITS - 1) // pes) * pes
+        # rows padded to whole slots, K = kmax, T = tmax; per head in a
+        # multi-head pass): the status carries them zero-extended to
+        # COUNTER_BITS.
+        rows_max = config.head_groups * (-(-(2 ** N_BITS - 1) // config.head_pes) *
+                                         config.head_pes)
         bits = Signal(bits_for(rows_max * config.kmax * 16))
         macs = Signal(bits_for(rows_max * config.kmax * config.tmax))
 
@@ -309,8 +321,13 @@ class PassController(wiring.Component):
         # multiple of 4 (its rows come 4 to an activation beat).
         kv_write = c.op == Op.KV_WRITE
         end = c.pos + c.t
-        write_bad_n = kv_write & Mux(c.vt, (c.n[:2] != 0) | (c.n > pes * array.interleave),
-                                     end > c.n)
+        heads = config.head_groups
+        multihead = c.multihead if heads > 1 else 0
+        write_bad_n = kv_write & Mux(c.vt, (c.n[:2] != 0) | (c.n > Mux(
+            multihead, config.head_pes * array.interleave, pes * array.interleave)),
+            end > c.n)
+        if heads > 1:
+            write_bad_n |= kv_write & c.multihead & (c.head >= heads)
         write_bad_k = kv_write & c.vt & (end > c.k)
         with m.If(~c.op.as_value().matches(*ops)):
             m.d.comb += error.eq(Error.BAD_OP)
@@ -383,6 +400,7 @@ class PassController(wiring.Component):
                 writer.start.eq(start_write), writer.vt.eq(c.vt), writer.n.eq(c.n),
                 writer.k.eq(c.k), writer.t.eq(c.t), writer.pos.eq(c.pos),
                 writer.addr0.eq(c.addr0), writer.addr1.eq(c.addr1),
+                writer.multihead.eq(c.multihead), writer.head.eq(c.head),
                 writer.act.valid.eq(act.valid & writing),
                 writer.act.payload.eq(act.payload),
                 kv_act_ready.eq(writer.act.ready),
@@ -401,29 +419,48 @@ class PassController(wiring.Component):
         last_group = Signal(group_bits)
         with m.If(~running):
             m.d.sync += last_group.eq((c.k >> 2) - 1)
-        tile_rows = pes * slots
+        # Rows a slot holds: the PEs of a head in a multi-head pass.
+        head_pes = config.head_pes
+        if heads > 1:
+            slot_rows = Mux(p.multihead, head_pes, pes)
+            tile_rows = Mux(p.multihead, head_pes * slots, pes * slots)
+        else:
+            slot_rows, tile_rows = pes, pes * slots
 
         # -- activation loader ----------------------------------------------------
-        act_mem = memory.Memory(shape=data.ArrayLayout(FP16, GROUP),
+        # A bank per head group: a pass' activations go into every bank (all
+        # groups take the same), a multi-head pass' head q's into bank q.
+        act_mem = memory.Memory(shape=data.ArrayLayout(data.ArrayLayout(FP16, GROUP), heads),
                                 depth=config.tmax << group_bits, init=[])
         m.submodules.act_mem = act_mem
-        act_write = act_mem.write_port()
+        act_write = act_mem.write_port(granularity=1)          # a bank
         act_read = act_mem.read_port(domain="sync")
         act_t, act_g = Signal(range(config.tmax)), Signal(group_bits)
+        act_q = Signal(range(heads)) if heads > 1 else Const(0)   # the head loading
         acts_loaded = Signal()
         m.d.comb += [
             act.ready.eq(Mux(writing, kv_act_ready, running & ~acts_loaded & en)),
             act_write.addr.eq(Cat(act_g, act_t)),
-            act_write.data.eq(act.payload),
-            act_write.en.eq(act.valid & act.ready & ~writing),
+            act_write.data.eq(act.payload.as_value().replicate(heads)),
+            act_write.en.eq(Mux(act.valid & act.ready & ~writing,
+                                Mux(p.multihead, Const(1, heads) << act_q,
+                                    Const(2 ** heads - 1, heads)) if heads > 1 else 1, 0)),
         ]
+        last_head = (act_q == heads - 1) | ~p.multihead if heads > 1 else 1
         with m.If(~running):
             m.d.sync += [act_t.eq(0), act_g.eq(0), acts_loaded.eq(0)]
+            if heads > 1:
+                m.d.sync += act_q.eq(0)
         with m.Elif(act.valid & act.ready & ~writing):
             with m.If(act_g == last_group):
                 m.d.sync += act_g.eq(0)
                 with m.If(act_t == p.t - 1):
-                    m.d.sync += acts_loaded.eq(1)
+                    m.d.sync += act_t.eq(0)
+                    with m.If(last_head):
+                        m.d.sync += acts_loaded.eq(1)
+                    if heads > 1:
+                        with m.Else():
+                            m.d.sync += act_q.eq(act_q + 1)
                 with m.Else():
                     m.d.sync += act_t.eq(act_t + 1)
             with m.Else():
@@ -459,7 +496,7 @@ class PassController(wiring.Component):
             beat_last = b == Mux(draft, beats[Op.DRAFT] - 1,
                                  Mux(kv_draft, beats[Op.KV_DRAFT] - 1, entry_beats - 1))
             tile_last = tile_left <= tile_rows
-            slot_last = (j == slots - 1) | (rows_left <= pes)
+            slot_last = (j == slots - 1) | (rows_left <= slot_rows)
             group_end = beat_last & slot_last
             pass_end = group_end & (g == last_group) & tile_last
             with m.If(~running):
@@ -467,7 +504,7 @@ class PassController(wiring.Component):
             with m.Elif(advance):
                 m.d.sync += b.eq(b + 1)
                 with m.If(beat_last):
-                    m.d.sync += [b.eq(0), j.eq(j + 1), rows_left.eq(rows_left - pes)]
+                    m.d.sync += [b.eq(0), j.eq(j + 1), rows_left.eq(rows_left - slot_rows)]
                     with m.If(slot_last):
                         m.d.sync += [j.eq(0), rows_left.eq(tile_left), g.eq(g + 1)]
                         with m.If(g == last_group):
@@ -546,7 +583,7 @@ class PassController(wiring.Component):
         m.d.comb += issuing.eq(running & ~issue_done & acts_loaded & (full != 0) & en)
 
         tile_last = tile_left <= tile_rows
-        slot_last = (j == slots - 1) | (rows_left <= pes)
+        slot_last = (j == slots - 1) | (rows_left <= slot_rows)
         step_last_in_round = slot_last & (t == p.t - 1)
         round_end = (pad == slots - 1) & (~stepping | step_last_in_round)
         k4_last = k4 == Mux(draft, GROUP // lanes - 1, GROUP - 1)
@@ -564,7 +601,7 @@ class PassController(wiring.Component):
             with m.If(stepping):
                 m.d.sync += t.eq(t + 1)
                 with m.If(t == p.t - 1):
-                    m.d.sync += [t.eq(0), j.eq(j + 1), rows_left.eq(rows_left - pes)]
+                    m.d.sync += [t.eq(0), j.eq(j + 1), rows_left.eq(rows_left - slot_rows)]
                     with m.If(slot_last):
                         m.d.sync += [j.eq(0), rows_left.eq(tile_left), stepping.eq(0)]
             with m.If(round_end):
@@ -602,7 +639,7 @@ class PassController(wiring.Component):
         # A draft round takes L columns: lane j of round r is column L r + j.
         step = self.step.payload
         entry = buf_read.data
-        acts = act_read.data.as_value()
+        banks = act_read.data
         m.d.comb += [
             # A frozen cycle is a bubble for the array, which runs on.
             self.step.valid.eq(s.valid & en),
@@ -614,11 +651,14 @@ class PassController(wiring.Component):
             step.tag.eq(Cat(s.row, s.token)),
         ]
         rounds_bits = exact_log2(GROUP // lanes)     # bits of a draft round's number
-        for j in range(lanes):
-            column = Cat(Const(j, exact_log2(lanes)), s.lane[:rounds_bits])
-            m.d.comb += step.act[j].eq(acts.word_select(column, 16))
-        with m.If(~draft):
-            m.d.comb += step.act[0].eq(acts.word_select(s.lane, 16))
+        for q in range(heads):
+            acts = banks[q].as_value()
+            step_act = step.act if q == 0 else step.head_act[q - 1]
+            for j in range(lanes):
+                column = Cat(Const(j, exact_log2(lanes)), s.lane[:rounds_bits])
+                m.d.comb += step_act[j].eq(acts.word_select(column, 16))
+            with m.If(~draft):
+                m.d.comb += step_act[0].eq(acts.word_select(s.lane, 16))
         residuals = entry[16 * pes:]
         for pe in range(pes):
             draft_word = entry[16 * pe:16 * pe + 16]

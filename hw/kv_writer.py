@@ -20,6 +20,12 @@ a write port with byte strobes:
 - values (``vt`` = 1): the 4 values are one column of 4 rows, one byte in
   each of 4 PEs' fields: four writes per plane.
 
+With ``multihead`` the images are multi-head images (`golden.perf`, a
+configuration's ``head_groups`` G > 1: the images of G KV heads, each
+head's rows on its group of ``P / G`` PEs) and the command writes head
+``head``'s positions: rows are then laid out on ``P / G`` PEs, and head
+``q``'s row in slot ``j`` is field ``j P + q P / G + i`` of the entry.
+
 The images hold positions at fixed places whatever the cache's length (the
 keys image is laid out for the capacity; a pass over fewer keys reads whole
 tiles of it), so a position is written once and never moved.
@@ -88,6 +94,8 @@ class KvWriter(wiring.Component):
         The command: values image (1) or keys image (0), the image's rows and
         columns, the positions to write, the first one, the word addresses of
         the high and the low plane. Checked by the controller.
+    multihead, head : In
+        A multi-head image, and the head written (with ``head_groups`` > 1).
     act : In(stream.Signature(ArrayLayout(FP16, 4)))
     wmem : Out(stream.Signature(write_layout(mem_bits)))
     busy : Out(1)
@@ -103,6 +111,7 @@ class KvWriter(wiring.Component):
         super().__init__({
             "start": In(1), "vt": In(1), "n": In(16), "k": In(16), "t": In(5),
             "pos": In(16), "addr0": In(ADDR_BITS), "addr1": In(ADDR_BITS),
+            "multihead": In(1), "head": In(8),
             "act": In(stream.Signature(data.ArrayLayout(FP16, 4))),
             "wmem": Out(stream.Signature(write_layout(config.mem_bits))),
             "busy": Out(1), "done": Out(1),
@@ -124,7 +133,7 @@ class KvWriter(wiring.Component):
         bits = config.mem_bits
         per_word = bits // 32                    # PE fields (4 bytes) in a memory word
         entry_words = 32 * pes // bits           # words of one plane's entry
-        tile_rows = pes * slots
+        heads, head_pes = config.head_groups, config.head_pes
 
         state = Signal(_State)
         vt, n, k, t, pos = (Signal(len(s), name=f"c_{s.name.split('__')[-1]}")
@@ -135,6 +144,20 @@ class KvWriter(wiring.Component):
         beat = Signal(14)                        # beat of the position
         last_beat = Signal(14)
         m.d.comb += self.busy.eq(state != _State.IDLE)
+        # A multi-head image: its rows on a head's PEs, after the head's field.
+        multihead = Signal()
+        head_field = Signal(range(pes)) if heads > 1 else Const(0)
+        if heads > 1:
+            with m.If(state == _State.IDLE):
+                m.d.sync += [multihead.eq(self.multihead),
+                             head_field.eq(self.head[:bits_for(heads - 1)] * head_pes)]
+
+        def by_rows(f):
+            """``f(per)`` with ``per`` the PEs a slot's rows take: all of
+            them, or a head's in a multi-head image."""
+            return f(pes) if heads == 1 else Mux(multihead, f(head_pes), f(pes))
+
+        tile_rows = by_rows(lambda per: per * slots)
         # The command's fields are loaded in every idle cycle (``start`` comes
         # only then): the command's checks, which make ``start``, reach the
         # state register alone.
@@ -158,7 +181,7 @@ class KvWriter(wiring.Component):
         tile = Signal(16)
         stride = Signal(32)                      # entries of a tile: S x groups
         vt_used = Signal(range(slots + 1))       # slots of a values image's tile
-        inside = Signal(range(tile_rows))
+        inside = Signal(range(pes * slots))
         rows_in_tile = Signal(signed(18))
         tile_base = Signal(32)
         col_entry = Signal(32)
@@ -175,29 +198,32 @@ class KvWriter(wiring.Component):
             m.d.sync += setup.eq(setup + 1)
             with m.If(setup == 0):
                 m.d.sync += [
-                    tile.eq(floor_div_const(position[:16], tile_rows)),
+                    tile.eq(by_rows(lambda per: floor_div_const(position[:16], per * slots))),
                     stride.eq(groups * slots),
-                    vt_used.eq(floor_div_const((n + pes - 1)[:bits_for(tile_rows + pes)],
-                                               pes)),
+                    vt_used.eq(by_rows(lambda per: floor_div_const(
+                        (n + per - 1)[:bits_for(per * slots + per)], per))),
                     lane.eq(position[:2]),
                 ]
             with m.Elif(setup == 1):
                 m.d.sync += [
-                    inside.eq((position - tile * tile_rows)[:len(inside)]),
-                    rows_in_tile.eq(n - tile * tile_rows),
+                    inside.eq((position - by_rows(lambda per: tile * (per * slots)))
+                              [:len(inside)]),
+                    rows_in_tile.eq(n - by_rows(lambda per: tile * (per * slots))),
                     tile_base.eq(tile * stride),
                     col_entry.eq((position >> 2) * vt_used),
                 ]
             with m.Elif(setup == 2):
                 m.d.sync += [
-                    slot.eq(floor_div_const(inside, pes)),
-                    tile_used.eq(Mux(rows_in_tile >= tile_rows, slots, floor_div_const(
-                        (rows_in_tile + pes - 1)[:bits_for(tile_rows + pes)], pes))),
+                    slot.eq(by_rows(lambda per: floor_div_const(inside, per))),
+                    tile_used.eq(Mux(rows_in_tile >= tile_rows, slots, by_rows(
+                        lambda per: floor_div_const(
+                            (rows_in_tile + per - 1)[:bits_for(per * slots + per)], per)))),
                     *(col_addr[q].eq(base[q] + col_entry * entry_words) for q in range(2)),
                 ]
             with m.Elif(setup == 3):
                 m.d.sync += [
-                    key_pe.eq((inside - slot * pes)[:len(key_pe)]),
+                    key_pe.eq((inside - by_rows(lambda per: slot * per) + head_field)
+                              [:len(key_pe)]),
                     entry.eq(tile_base + slot),
                     key_step.eq(tile_used * entry_words),
                 ]
@@ -237,7 +263,13 @@ class KvWriter(wiring.Component):
                 # (S rows of P fields), so the row is field `row` from the
                 # column's first entry, in word row // per_word.
                 for r in range(4):
-                    row = Cat(Const(r, 2), beat)[:bits_for(tile_rows)]
+                    row = Cat(Const(r, 2), beat)[:bits_for(pes * slots)]
+                    if heads > 1:
+                        # Head q's row in slot j, PE i of its group: field
+                        # j x P + q x P / G + i.
+                        j = floor_div_const(row, head_pes)
+                        row = Mux(multihead,
+                                  (j * pes + head_field + row - j * head_pes)[:len(row)], row)
                     word = floor_div_const(row, per_word)
                     offset = Cat(lane, (row - word * per_word)[:bits_for(per_word - 1)]) \
                         if per_word > 1 else lane

@@ -96,22 +96,26 @@ class Host:
         assert len(outs) <= OUT_DEPTH, f"{len(outs)} result beats, the bench keeps {OUT_DEPTH}"
         return self.status(status), outs, frozen, busy
 
-    def gather(self, outs, t, n, fp16):
+    def gather(self, outs, t, n, fp16, heads=1):
         """Y (T x N, float32) from output beats; every output exactly once.
-        With ``fp16`` each FP16 result must be ``fl16`` of its FP32 one, else 0."""
+        With ``fp16`` each FP16 result must be ``fl16`` of its FP32 one, else 0.
+        A multi-head pass' (``heads`` > 1): heads x T x N, PE p's result
+        head p // (P / heads)'s."""
         layout = self.out_layout
-        y = np.zeros((t, n), dtype=np.uint32)
-        y16 = np.zeros((t, n), dtype=np.uint16)
-        seen = np.zeros((t, n), dtype=np.int64)
+        y = np.zeros((heads, t, n), dtype=np.uint32)
+        y16 = np.zeros((heads, t, n), dtype=np.uint16)
+        seen = np.zeros((heads, t, n), dtype=np.int64)
         pes = self.accel.array.pes
+        per = pes // heads
         for value in outs:
             row = payload.field(layout, [value], "row")[0]
             token = payload.field(layout, [value], "token")[0]
             for p in range(pes):
-                if row + p < n:
-                    y[token, row + p] = payload.field(layout, [value], "acc", p)[0]
-                    y16[token, row + p] = payload.field(layout, [value], "half", p)[0]
-                    seen[token, row + p] += 1
+                q, col = divmod(p, per)
+                if row + col < n:
+                    y[q, token, row + col] = payload.field(layout, [value], "acc", p)[0]
+                    y16[q, token, row + col] = payload.field(layout, [value], "half", p)[0]
+                    seen[q, token, row + col] += 1
         assert (seen == 1).all(), f"outputs seen {seen.min()}..{seen.max()} times, not once"
         y = y.view(np.float32)
         if fp16:
@@ -119,7 +123,7 @@ class Host:
                 _same(y16.view(np.float16), y.astype(np.float16), "FP16 outputs")
         else:
             assert not y16.any(), "FP16 outputs sent without a request"
-        return y
+        return y if heads > 1 else y[0]
 
 
 _same = drive.same_bits
@@ -169,14 +173,16 @@ class Bench:
                 half=int(enc.draft_half[code]), zero=int(enc.draft_zero[code])))
             assert status["error"] == Error.OK.value and status["op"] == Op.TABLE.value
 
-    async def run_pass(self, mode, x, w, enc, p_stall=0.0, p_block=0.0, fp16=False):
-        """Run one pass; check its status against the cycle model; return (Y, status)."""
+    async def run_pass(self, mode, x, w, enc, p_stall=0.0, p_block=0.0, fp16=False, heads=1):
+        """Run one pass; check its status against the cycle model; return (Y, status).
+        A multi-head pass (``heads`` = `head_groups`): ``x`` is heads x T x
+        K, ``w`` (and ``enc``) the heads' N x K stacked, Y heads x T x N."""
         host, rng, machine = self.host, self.rng, self.machine
         pes, slots, bits = machine["pes"], machine["slots"], self.config.mem_bits
-        t, k = x.shape
-        n = w.shape[0]
+        t, k = x.shape[-2:]
+        n = w.shape[0] // heads
         # Place the planes at random word addresses, one after the other.
-        images = perf.pass_images(mode, w, enc, pes, slots, bits)
+        images = perf.pass_images(mode, w, enc, pes, slots, bits, heads)
         gaps = rng.integers(0, 100, len(images))
         room = MEM_DEPTH - sum(map(len, images)) - int(gaps.sum())
         assert room > 0, f"{mode} N={n} K={k}: the images do not fit the bench's memory"
@@ -186,15 +192,18 @@ class Bench:
             host.write_memory(at, image)
             at += len(image) + int(gap)
         addrs.append(0)
+        rows = x.reshape(-1, k).view(np.uint16)        # head after head
         acts = payload.pack(host.act_layout, {
-            (lane,): x.view(np.uint16)[:, lane::4].ravel() for lane in range(4)})
+            (lane,): rows[:, lane::4].ravel() for lane in range(4)})
         op = Op[mode.upper()]
         status, outs, frozen, busy = await host.run(
-            host.command(op, n=n, k=k, t=t, addr0=addrs[0], addr1=addrs[1], fp16=int(fp16)), acts,
+            host.command(op, n=n, k=k, t=t, addr0=addrs[0], addr1=addrs[1], fp16=int(fp16),
+                         **({"multihead": 1} if heads > 1 else {})), acts,
             p_stall=p_stall, p_block=p_block)
-        assert status["error"] == Error.OK.value, f"{mode} N={n} K={k} T={t} refused: {status}"
-        cost = perf.pass_cost(mode, n, k, t, mem_latency=self.mem_latency, **machine)
-        what = f"{mode} pass N={n} K={k} T={t}"
+        what = f"{mode} pass N={n} K={k} T={t}" + (f" of {heads} heads" if heads > 1 else "")
+        assert status["error"] == Error.OK.value, f"{what} refused: {status}"
+        cost = perf.pass_cost(mode, n, k, t, mem_latency=self.mem_latency, heads=heads,
+                              **machine)
         assert status["cycles"] == busy, f"{what}: status says {status['cycles']} cycles, bench saw {busy}"
         assert status["cycles"] - frozen == cost.cycles, (
             f"{what}: {status['cycles']} cycles with {frozen} frozen, model {cost.cycles}")
@@ -203,9 +212,9 @@ class Bench:
         summary = self.summary
         summary["passes"] += 1
         summary["modes"][mode] += 1
-        summary["outputs"] += t * n
+        summary["outputs"] += heads * t * n
         summary["frozen"] += frozen
-        return host.gather(outs, t, n, fp16), status
+        return host.gather(outs, t, n, fp16, heads), status
 
 
 async def _bench(dut):
@@ -323,7 +332,9 @@ async def accel_kv_write(dut):
     updated cache, the status counts the cycles `golden.perf.kv_write_cycles`
     says plus the writes' waits, and a kv and a kv_draft pass over the
     written image give the golden results; refused KV_WRITEs answer their
-    error."""
+    error. With `head_groups` G > 1 the third and fourth writes go into
+    multi-head images (the last head's keys, another head's values past the
+    first), checked the same way with multi-head passes."""
     bench = await _bench(dut)
     host, rng, machine, config = bench.host, bench.rng, bench.machine, bench.config
     pes, slots, bits = machine["pes"], machine["slots"], config.mem_bits
@@ -336,16 +347,22 @@ async def accel_kv_write(dut):
         u.view(np.uint16)[rng.random(shape) < 0.03] = 0x0001
         return u
 
+    writes["multihead"] = 0
     for trial in range(int(os.environ.get("KV_WRITES", "6"))):
         vt = trial % 2
-        dims = 4 * int(rng.integers(1, min(tile, 64) // 4 + 1)) if vt else \
+        heads = config.head_groups if trial in (2, 3) else 1
+        head_tile = config.head_pes * slots if heads > 1 else tile
+        dims = 4 * int(rng.integers(1, min(head_tile, 64) // 4 + 1)) if vt else \
             4 * int(rng.integers(1, 9))
-        capacity = 4 * int(rng.integers(1, 33)) if vt else int(rng.integers(1, 3 * tile + 1))
-        cache = fp16((dims, capacity) if vt else (capacity, dims))
-        n, k = cache.shape
+        capacity = 4 * int(rng.integers(1, 33)) if vt else \
+            int(rng.integers(1, 3 * head_tile + 1))
+        cache = fp16((heads,) + ((dims, capacity) if vt else (capacity, dims)))
+        n, k = cache.shape[1:]
         t = int(rng.integers(1, min(config.tmax, capacity) + 1))
         pos = int(rng.integers(0, capacity - t + 1))
-        images = perf.kv_images(cache, pes, slots, bits)
+        # A head past the first (its rows after the other groups' fields).
+        head = heads - 1 if not vt else int(rng.integers(min(1, heads - 1), heads))
+        images = perf.kv_images(cache.reshape(-1, k), pes, slots, bits, heads)
         addrs = [int(rng.integers(0, MEM_DEPTH // 2 - len(images[0]))), 0]
         addrs[1] = MEM_DEPTH // 2 + int(rng.integers(0, MEM_DEPTH // 2 - len(images[1])))
         for addr, image in zip(addrs, images):
@@ -355,9 +372,11 @@ async def accel_kv_write(dut):
             (lane,): new.view(np.uint16)[:, lane::4].ravel() for lane in range(4)})
         p_stall = 0.0 if trial < 2 else 0.2
         status, outs, _, busy = await host.run(host.command(
-            Op.KV_WRITE, n=n, k=k, t=t, pos=pos, vt=vt, addr0=addrs[0], addr1=addrs[1]),
+            Op.KV_WRITE, n=n, k=k, t=t, pos=pos, vt=vt, addr0=addrs[0], addr1=addrs[1],
+            **({"multihead": 1, "head": head} if heads > 1 else {})),
             acts, p_stall=p_stall)
-        what = f"KV_WRITE {'values' if vt else 'keys'} {n}x{k}, positions {pos}..{pos + t - 1}"
+        what = f"KV_WRITE {'values' if vt else 'keys'} {n}x{k}, positions {pos}..{pos + t - 1}" \
+            + (f", head {head} of a {heads}-head image" if heads > 1 else "")
         assert status["error"] == Error.OK.value and not outs, f"{what}: {status}"
         waits = accel_harness.write_waits(host.dut)
         want = perf.kv_write_cycles(vt, dims, t)
@@ -365,11 +384,11 @@ async def accel_kv_write(dut):
             f"{what}: {status['cycles']} cycles ({busy} busy, {waits} waits), model {want}")
         assert status["bits"] == 16 * t * dims and status["macs"] == 0, f"{what}: {status}"
         if vt:
-            cache[:, pos:pos + t] = new.T
+            cache[head, :, pos:pos + t] = new.T
         else:
-            cache[pos:pos + t] = new
+            cache[head, pos:pos + t] = new
         got = [host.read_memory(addr, len(image)) for addr, image in zip(addrs, images)]
-        want_images = perf.kv_images(cache, pes, slots, bits)
+        want_images = perf.kv_images(cache.reshape(-1, k), pes, slots, bits, heads)
         for plane in range(2):
             bad = [i for i, (a, b) in enumerate(zip(got[plane], want_images[plane])) if a != b]
             assert not bad, f"{what}: plane {plane}: {len(bad)} of {len(got[plane])} words " \
@@ -377,16 +396,19 @@ async def accel_kv_write(dut):
         writes["values" if vt else "keys"] += 1
         writes["positions"] += t
         writes["waits"] += waits
+        writes["multihead"] += heads > 1
         # Attention over what was written: the keys image read by whole tiles.
-        rows = perf.kv_cache_rows(pos + t, n, pes, slots) if not vt else n
+        rows = perf.kv_cache_rows(pos + t, n, head_tile // slots, slots) if not vt else n
         cols = k if not vt else 4 * -(-(pos + t) // 4)
-        w = cache[:rows] if not vt else cache[:, :cols]
-        x = rng.standard_normal((int(rng.integers(1, config.tmax + 1)), w.shape[1])) \
+        w = cache[:, :rows] if not vt else cache[:, :, :cols]
+        x = rng.standard_normal((heads, int(rng.integers(1, config.tmax + 1)), w.shape[2])) \
             .astype(np.float16)
-        y, _ = await bench.run_pass("kv", x, w, None)
-        _same(y, arith.verify_gemm(x, w), f"kv pass after {what}")
-        y, _ = await bench.run_pass("kv_draft", x, w, None)
-        _same(y, arith.verify_gemm(x, speq16.kv_draft(w)), f"kv_draft pass after {what}")
+        for mode, values in (("kv", w), ("kv_draft", speq16.kv_draft(w))):
+            y, _ = await bench.run_pass(mode, x if heads > 1 else x[0],
+                                        w.reshape(-1, w.shape[2]), None, heads=heads)
+            y = y if heads > 1 else y[None]
+            for q in range(heads):
+                _same(y[q], arith.verify_gemm(x[q], values[q]), f"{mode} pass after {what}")
     # Refused: positions past the keys image's rows or the values image's
     # columns, a values image of more than one tile of rows or rows not a
     # multiple of 4.
@@ -397,8 +419,80 @@ async def accel_kv_write(dut):
         status, outs, _, busy = await host.run(host.command(Op.KV_WRITE, **fields))
         assert status["error"] == error.value and busy == 0 and not outs, (fields, status)
         writes["refused"] += 1
+    if config.head_groups > 1:
+        # A multi-head image: a head past the groups, more rows than a head's tile.
+        for fields in (dict(n=8, k=8, t=1, pos=0, vt=0, head=config.head_groups),
+                       dict(n=4 * (config.head_pes * slots // 4 + 1), k=12, t=1, pos=0, vt=1,
+                            head=0)):
+            status, outs, _, busy = await host.run(host.command(Op.KV_WRITE, multihead=1,
+                                                                **fields))
+            assert status["error"] == Error.BAD_N.value and busy == 0 and not outs, \
+                (fields, status)
+            writes["refused"] += 1
     dut._log.info("kv writes: %s", writes)
     Path("summary_kv_write.json").write_text(json.dumps(writes))
+
+
+#: Most cycles of a multi-head pass of the bench (by the cycle model).
+MULTIHEAD_CYCLES = 900
+
+
+@cocotb.test()
+async def accel_multihead(dut):
+    """Multi-head passes (`head_groups` G > 1, `golden.perf`): G products of
+    one random shape at once, head q on PE group q with activations of its
+    own, in every mode, every other shape with memory stalls and a blocked
+    output. Each head's Y is bit-exact against its own product, the status
+    cycle-exact against `golden.perf.pass_cost` with ``heads`` = G; a plain
+    pass after them takes the same activations on every group again."""
+    bench = await _bench(dut)
+    config, rng = bench.config, bench.rng
+    heads = config.head_groups
+    assert heads > 1, "a multi-head bench needs head_groups > 1"
+    count = int(os.environ.get("MULTIHEAD_SHAPES", "3"))
+    shapes = []
+    while len(shapes) < count:
+        n = int(rng.integers(1, 4 * config.head_pes * bench.machine["slots"] // 3 + 2))
+        k = 4 * int(rng.integers(1, min(64, config.kmax) // 4 + 1))
+        t = int(rng.integers(1, config.tmax + 1))
+        if perf.pass_cost("verify", n, k, t, mem_latency=bench.mem_latency, heads=heads,
+                          **bench.machine).cycles <= MULTIHEAD_CYCLES:
+            shapes.append((n, k, t))
+    passes = {mode: 0 for mode in perf.MODES}
+    for number, (n, k, t) in enumerate(shapes):
+        w = (rng.standard_normal((heads * n, k)) * 0.05).astype(np.float16)
+        x = rng.standard_normal((heads, t, k)).astype(np.float16)
+        enc = speq16.encode(w)
+        await bench.load_table(enc)
+        p_stall, p_block = (0.0, 0.0) if number % 2 == 0 else (0.05, 0.1)
+        wants = {
+            "draft": lambda xq: arith.draft_gemm(xq, enc, config.draft_frac_bits,
+                                                 config.draft_lanes),
+            "verify": lambda xq: arith.verify_gemm(xq, speq16.decode(enc)),
+            "baseline": lambda xq: arith.verify_gemm(xq, w),
+            "kv": lambda xq: arith.verify_gemm(xq, w),
+            "kv_draft": lambda xq: arith.verify_gemm(xq, speq16.kv_draft(w)),
+        }
+        for mode, want in wants.items():
+            xs = x[:, :1] if mode == "draft" else x
+            y, _ = await bench.run_pass(mode, xs, w, enc, p_stall, p_block,
+                                        fp16=(number + sum(passes.values())) % 3 == 0, heads=heads)
+            for q in range(heads):
+                _same(y[q], want(xs[q])[:, q * n:(q + 1) * n],
+                      f"{mode} N={n} K={k} T={t}, head {q} of {heads}")
+            passes[mode] += 1
+        dut._log.info("N=%d K=%d T=%d x %d heads: every mode bit-exact and cycle-exact",
+                      n, k, t, heads)
+    # A plain pass after them: every group takes the one activation vector.
+    n, k, t = config.rows * config.cols + 1, 8, 2
+    x = rng.standard_normal((t, k)).astype(np.float16)
+    w = rng.standard_normal((n, k)).astype(np.float16)
+    y, _ = await bench.run_pass("kv", x, w, None)
+    _same(y, arith.verify_gemm(x, w), "a plain kv pass after multi-head ones")
+    summary = {"heads": heads, "shapes": len(shapes), "passes": passes,
+               "frozen": bench.summary["frozen"]}
+    dut._log.info("multi-head: %s", summary)
+    Path("summary_multihead.json").write_text(json.dumps(summary))
 
 
 @cocotb.test()
@@ -478,13 +572,17 @@ async def accel_attention_head(dut):
 # 2x2 arrays write the KV cache on Verilator, the four-lane one on Icarus too
 # (`ICARUS_KV_WRITES` commands: keys and values, with and without stalls).
 MODEL, ATTENTION, KV_WRITE = "accel_model_layer", "accel_attention_head", "accel_kv_write"
+MULTIHEAD = "accel_multihead"
+# Two head groups of two PEs on both simulators, four of one PE on Verilator.
 CONFIGS = [
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
-                "draft_lanes": 4}, 3, 4, ("verilator",), (KV_WRITE,)),
+                "draft_lanes": 4, "head_groups": 2}, 3, 4, ("verilator",), (KV_WRITE, MULTIHEAD)),
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
-                "draft_lanes": 4}, 3, 2, ("icarus",), (ATTENTION, KV_WRITE)),
+                "draft_lanes": 4, "head_groups": 2}, 3, 2, ("icarus",),
+     (ATTENTION, KV_WRITE, MULTIHEAD)),
     ("2x2_l1", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
-                "draft_lanes": 1}, 3, 6, ("verilator",), (MODEL, ATTENTION, KV_WRITE)),
+                "draft_lanes": 1, "head_groups": 4}, 3, 6, ("verilator",),
+     (MODEL, ATTENTION, KV_WRITE, MULTIHEAD)),
     # tmax 20: passes of more tokens than the 16 tmax once allowed (attention
     # over grouped-query heads: a KV head's query heads x a round's tokens).
     ("1x3_s1_b48_l2", {"rows": 1, "cols": 3, "tmax": 20, "pe_stages": 1, "kmax": 128,
@@ -525,7 +623,7 @@ def test_accel_gqa_round_array(sim):
 def test_accel(name, config, latency, shapes, sim, extra):
     build_dir = runner.BUILD_ROOT / f"accel_{name}" / sim
     for summary in ("summary.json", "summary_model.json", "summary_attention.json",
-                    "summary_kv_write.json"):
+                    "summary_kv_write.json", "summary_multihead.json"):
         (build_dir / summary).unlink(missing_ok=True)
     # make soak: SHAPES random shapes per Verilator run, ICARUS_SHAPES per Icarus run.
     shapes = int(os.environ.get("SHAPES" if sim == "verilator" else "ICARUS_SHAPES", shapes))
@@ -559,6 +657,14 @@ def test_accel(name, config, latency, shapes, sim, extra):
     if KV_WRITE in extra:
         summary = json.loads((build_dir / "summary_kv_write.json").read_text())
         assert summary["keys"] == (kv_writes + 1) // 2 and summary["values"] == kv_writes // 2
-        assert summary["refused"] == 4
+        multihead = config.get("head_groups", 1) > 1
+        assert summary["refused"] == 4 + 2 * multihead
+        assert summary["multihead"] == (min(kv_writes, 4) - 2 if multihead else 0), summary
         assert summary["waits"] > 0, summary
         print(f"accel {name} [{sim}], KV writes: {summary}")
+    if MULTIHEAD in extra:
+        summary = json.loads((build_dir / "summary_multihead.json").read_text())
+        assert summary["heads"] == config["head_groups"] and summary["shapes"] >= 2
+        assert set(summary["passes"].values()) == {summary["shapes"]}, summary
+        assert summary["frozen"] > 0, summary
+        print(f"accel {name} [{sim}], multi-head passes: {summary}")

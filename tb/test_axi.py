@@ -576,12 +576,12 @@ async def axi_passes(dut):
     info = await driver.info()
     want = {"id": ID, "version": VERSION, "rows": config.rows, "cols": config.cols,
             "tmax": config.tmax, "draft_lanes": config.draft_lanes, "kmax": config.kmax,
-            "mem_bits": config.mem_bits}
+            "mem_bits": config.mem_bits, "head_groups": config.head_groups}
     assert info == want, bench.fail(f"info {info}, want {want}")
 
     # Off the map and read-only: SLVERR (reads give 0); the bus goes on.
     mapped = {r.offset for r in regs}
-    for offset in (0x058, 0x07C, 0x0A0, regs.size - 4):
+    for offset in (0x05C, 0x07C, 0x0A0, regs.size - 4):
         assert offset not in mapped
         resp = await bench.axil.read(offset, 4)
         assert resp.resp == AxiResp.SLVERR and resp.data == bytes(4), bench.fail(

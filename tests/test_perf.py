@@ -69,6 +69,40 @@ def test_images_place_every_weight(n, k, pes, slots, mem_bits):
             assert _bits(base, mem_bits, e * 64 * pes + 64 * p, 64) == 0
 
 
+@pytest.mark.parametrize("n,k,pes,slots,heads,mem_bits", [
+    (5, 8, 4, 3, 2, 32), (13, 4, 6, 2, 3, 96), (7, 12, 4, 5, 4, 64)])
+def test_multihead_images_put_each_head_on_its_group(n, k, pes, slots, heads, mem_bits):
+    # A multi-head pass: head q's rows are a plain pass's on pes / heads PEs,
+    # at PE q pes / heads + p of every entry; its cost is the plain pass's
+    # walk on a head's PEs, with every head's activations loaded first.
+    rng = np.random.default_rng(n)
+    w = (rng.standard_normal((heads * n, k)) * 0.1).astype(np.float16)
+    per = pes // heads
+    kv = perf.kv_images(w, pes, slots, mem_bits, heads)
+    base = perf.baseline_image(w, pes, slots, mem_bits, heads)
+    assert len(base) * mem_bits == sum(perf.tiles(n, per, slots)) * (k // 4) * 64 * pes
+    plain = w.view(np.uint16)
+    for q in range(heads):
+        for r in range(n):
+            for g in range(k // 4):
+                e, p = _entry(r, g, n, k, per, slots)
+                p += q * per
+                for lane in range(4):
+                    got = _bits(base, mem_bits, e * 64 * pes + 64 * p + 16 * lane, 16)
+                    assert got == plain[q * n + r, 4 * g + lane]
+                    got = _bits(kv[1], mem_bits, e * 32 * pes + 32 * p + 8 * lane, 8)
+                    assert got == plain[q * n + r, 4 * g + lane] & 0xFF
+    machine = dict(MACHINE, pes=pes, slots=slots, mem_bits=mem_bits)
+    many = perf.pass_cost("kv", n, k, 2, mem_latency=8, heads=heads, **machine)
+    one = perf.pass_cost("kv", n, k, 2, mem_latency=8,
+                         **dict(machine, pes=per, mem_bits=mem_bits // heads))
+    assert many.macs == heads * one.macs and many.bits == heads * one.bits
+    # Same walk; the activations of every head come before the first step.
+    assert many.cycles >= one.cycles
+    with pytest.raises(ValueError, match=r"the heads of a pass \(5\) must divide the PEs"):
+        perf.pass_cost("kv", n, k, 2, mem_latency=8, heads=5, **machine)
+
+
 @pytest.mark.parametrize("n,pes,slots,want", [
     (1, 4, 3, [1]), (12, 4, 3, [3]), (13, 4, 3, [3, 1]), (30, 4, 3, [3, 3, 2]), (7, 1, 5, [5, 2])])
 def test_tiles(n, pes, slots, want):

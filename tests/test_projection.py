@@ -80,6 +80,28 @@ def test_speedup_falls_with_context_and_acceptance():
     assert r["energy_per_token_j"]["speq"] < r["energy_per_token_j"]["fp16"]
 
 
+def test_head_groups_run_attention_as_multi_head_passes():
+    # With head groups G, a layer's Q K^T and P V are ceil(kv_heads / G)
+    # multi-head passes (golden.perf, heads=G); a wide array needs them.
+    shape, c = PRESETS["llama2-7b"], 2048
+    hbm = Machine.sized_for(460.8, 1000.0).best_lanes(shape).round_tmax(shape, 4)
+    best = hbm.best_head_groups(shape)
+    assert hbm.head_groups == 1 and best.head_groups == 16 and best.pes % 16 == 0
+    model = StepModel(shape, best)
+    m = dict(pes=best.pes, slots=best.slots, lanes=best.lanes, mem_bits=best.mem_bits,
+             mem_latency=8, result_latency=best.slots + perf.DECODE_STAGES + perf.RESULT_STAGES)
+    cost = lambda n, k: perf.pass_cost("kv_draft", n, k, 1, heads=16, **m).cycles
+    assert model.attention(c + 1, 1, "kv_draft").cycles == \
+        shape.layers * 2 * (cost(c + 1, 128) + cost(128, c + 4))
+    # Issue 19's HBM2e targets: >= 1.8x at 2k, > 1x at 32k (measured acceptance).
+    a = projection.measured_acceptance(4)
+    assert projection.project(shape, hbm, c, 4, a)["speedup"] < 1.8
+    assert projection.project(shape, best, c, 4, a)["speedup"] >= 1.8
+    assert projection.project(shape, best, 32768, 4, a)["speedup"] > 1
+    with pytest.raises(ValueError, match=r"the heads of a pass \(3\) must divide the PEs"):
+        Machine(pes=16, slots=11, lanes=1, mem_bits=32, tmax=8, clock_mhz=1.0, head_groups=3)
+
+
 def test_a_half_width_draft_step_reads_the_high_plane():
     # SPEC section 2a: the draft's attention reads 8 bits per cached value;
     # its scratch is written as the writer writes (both planes), and the
