@@ -406,6 +406,14 @@ def memory_images(config, array):
         "words": "each plane's entries one after the other, cut into mem_bits-wide words, "
                  "low bits first; the image starts at its WBASE (addr) word",
         "modes": modes,
+        "head_groups": config.head_groups, "head_pes": config.head_pes,
+        "multihead": "a multi-head pass (the command's multihead; KV_WRITE into multi-head "
+                     "images) of head_groups G heads, N rows and K columns each: the rows "
+                     "are tiled as above on head_pes = P / G PEs (tiles of head_pes x S "
+                     "rows; the last uses ceil(rows left / head_pes) slots), the entries "
+                     "come in the same order, and PE q head_pes + i of slot j holds head "
+                     "q's row tile head_pes S + j head_pes + i (the heads' matrices stacked: "
+                     "source row q N + that row)",
     }
 
 

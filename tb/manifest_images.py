@@ -11,7 +11,7 @@ them.
 __all__ = ["images"]
 
 
-def images(layout, mode, n, k, *, words=None, fp16=None):
+def images(layout, mode, n, k, *, words=None, fp16=None, heads=1):
     """The images a ``mode`` pass over ``n`` rows and ``k`` columns reads,
     as lists of ``mem_bits``-wide ints, plane 0 first.
 
@@ -21,9 +21,17 @@ def images(layout, mode, n, k, *, words=None, fp16=None):
         The manifest's ``memory_images``.
     words, fp16 : 2-D arrays of ints (n x k), optional
         The SPEQ-16 words of the weights (draft, verify) and the FP16 bits of
-        the weights or cached values (baseline, kv, kv_draft).
+        the weights or cached values (baseline, kv, kv_draft); for a
+        multi-head pass the heads' ``heads x n`` rows stacked.
+    heads : int
+        1, or the manifest's ``head_groups`` for a multi-head pass (its
+        ``multihead`` layout).
     """
     pes, slots, bits = layout["pes"], layout["slots"], layout["mem_bits"]
+    per = pes
+    if heads > 1:
+        assert heads == layout["head_groups"], (heads, layout["head_groups"])
+        per = layout["head_pes"]
     out = []
     for plane in ("plane0", "plane1"):
         spec = layout["modes"][mode][plane]
@@ -32,16 +40,18 @@ def images(layout, mode, n, k, *, words=None, fp16=None):
         source = words if spec["source"] == "speq16_word" else fp16
         shift, mask, lane_bits = spec["shift"], spec["mask"], spec["lane_bits"]
         fields = []
-        for tile in range(0, n, pes * slots):
-            used = min(slots, -(-(n - tile) // pes))
+        for tile in range(0, n, per * slots):
+            used = min(slots, -(-(n - tile) // per))
             for group in range(k // 4):
                 for slot in range(used):
                     for pe in range(pes):
-                        row = tile + slot * pes + pe
+                        head, i = divmod(pe, per)
+                        row = tile + slot * per + i
                         field = 0
                         if row < n:
                             for lane in range(4):
-                                value = (int(source[row][4 * group + lane]) >> shift) & mask
+                                value = (int(source[head * n + row][4 * group + lane]) >>
+                                         shift) & mask
                                 field |= value << (lane_bits * lane)
                         fields.append(field)
         row_bits = spec["row_bits"]

@@ -37,6 +37,24 @@ def test_images_from_the_manifest_are_golden_perfs(tmp_path, argv):
             assert got == want, f"{mode} N={n} K={k}"
 
 
+def test_multi_head_images_from_the_manifest_are_golden_perfs(tmp_path):
+    # head_groups 3 of 6 PEs: each head's rows on 2 PEs (the manifest's multihead).
+    assert build.main(["--top", "accel", "--rows", "2", "--cols", "3", "--mem-bits", "96",
+                       "--pe-stages", "1", "--head-groups", "3", "--out", str(tmp_path)]) == 0
+    layout = json.loads((tmp_path / "manifest.json").read_text())["memory_images"]
+    assert (layout["head_groups"], layout["head_pes"]) == (3, 2)
+    pes, slots, bits = layout["pes"], layout["slots"], layout["mem_bits"]
+    rng = np.random.default_rng(3)
+    for n, k in [(1, 4), (2 * slots + 1, 8), (5, 12)]:
+        w = (rng.standard_normal((3 * n, k)) * 0.1).astype(np.float16)
+        enc = speq16.encode(w)
+        for mode in perf.MODES:
+            got = manifest_images.images(layout, mode, n, k, words=enc.words.tolist(),
+                                         fp16=w.view(np.uint16).tolist(), heads=3)
+            want = perf.pass_images(mode, w, enc, pes, slots, bits, heads=3)
+            assert got == want, f"{mode} N={n} K={k} x 3 heads"
+
+
 def test_a_wrong_layout_gives_other_images():
     # The comparison above can fail: the residual lanes of 4 bits instead of 12.
     layout = {"pes": 2, "slots": 2, "mem_bits": 32, "modes": {"verify": {
