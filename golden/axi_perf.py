@@ -104,7 +104,7 @@ def bursts(base, words, *, mem_bits, burst_beats):
 
 
 def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, result_latency, read_latency,
-                  burst_beats, max_outstanding, fifo_depth, wbase0=0, wbase1=0):
+                  burst_beats, max_outstanding, fifo_depth, wbase0=0, wbase1=0, heads=1):
     """Cycles (and bits, MACs, WAIT_MEM) of one pass on `hw.axi.SpeqAxi`
     behind the memory of the module docstring.
 
@@ -122,6 +122,8 @@ def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, result_latency,
     wbase0, wbase1 : int
         Byte addresses of the planes (WBASE0, WBASE1): they place the 4 KB
         boundaries that cut bursts.
+    heads : int
+        1, or the heads of a multi-head pass (`golden.perf`).
 
     Raises
     ------
@@ -132,7 +134,7 @@ def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, result_latency,
         raise ValueError(f"read_latency must be at least 1, not {read_latency}")
     cost, groups = perf.fetch_schedule(mode, n, k, t, pes=pes, slots=slots, lanes=lanes,
                                        mem_bits=mem_bits, mem_latency=1,
-                                       result_latency=result_latency)
+                                       result_latency=result_latency, heads=heads)
     # Advancing cycle of every request, and its plane.
     starts = np.array([first for first, _ in groups], dtype=np.int64)
     counts = np.array([beats for _, beats in groups], dtype=np.int64)

@@ -269,18 +269,24 @@ def activation_beats(x):
     return [int(v) for v in x.view("<u8").ravel()]
 
 
-def gather_results(beats, users, *, n, t, pes, token_bits=None):
+def gather_results(beats, users, *, n, t, pes, token_bits=None, heads=1):
     """``Y`` (float32, T x N), ``Y16`` (float16) and the times each output
     was seen (int, T x N) from result stream beats (``tdata`` ints) and
-    their ``tuser`` ints (row of PE 0, then the token)."""
-    y = np.zeros((t, n), dtype=np.uint32)
-    y16 = np.zeros((t, n), dtype=np.uint16)
-    seen = np.zeros((t, n), dtype=np.int64)
+    their ``tuser`` ints (row of PE 0, then the token). A multi-head pass'
+    (``heads`` = HEAD_GROUPS): each heads x T x N, PE p's result head
+    p // (pes / heads)'s row ``row + p % (pes / heads)``."""
+    y = np.zeros((heads, t, n), dtype=np.uint32)
+    y16 = np.zeros((heads, t, n), dtype=np.uint16)
+    seen = np.zeros((heads, t, n), dtype=np.int64)
+    per = pes // heads
     for tdata, tuser in zip(beats, users):
         row, token = tuser & 0xFFFF, tuser >> 16
         for p in range(pes):
-            if row + p < n and token < t:
-                y[token, row + p] = (tdata >> (32 * p)) & 0xFFFFFFFF
-                y16[token, row + p] = (tdata >> (32 * pes + 16 * p)) & 0xFFFF
-                seen[token, row + p] += 1
+            q, col = divmod(p, per)
+            if row + col < n and token < t:
+                y[q, token, row + col] = (tdata >> (32 * p)) & 0xFFFFFFFF
+                y16[q, token, row + col] = (tdata >> (32 * pes + 16 * p)) & 0xFFFF
+                seen[q, token, row + col] += 1
+    if heads == 1:
+        y, y16, seen = y[0], y16[0], seen[0]
     return y.view(np.float32), y16.view(np.float16), seen

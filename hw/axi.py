@@ -602,7 +602,11 @@ class SpeqAxi(wiring.Component):
         # Registered twice from the command (latched at START, two cycles at
         # least before the pass is offered): the product, then the plane
         # words, so that the pass' start only copies them.
-        slots_used = floor_div_const((c.n + (pes - 1))[:N_BITS + 1], pes)
+        # (A multi-head pass: ceil(N / (P / G)) entries, a head's rows per PE group.)
+        def slots_for(per):
+            return floor_div_const((c.n + (per - 1))[:N_BITS + 1], per)
+        slots_used = slots_for(pes) if config.head_groups == 1 else \
+            Mux(c.multihead, slots_for(config.head_pes), slots_for(pes))
         entries = Signal(N_BITS + 14)
         m.d.sync += entries.eq(slots_used * c.k[2:])
         unit = entries * draft_words         # words of 16 bits per PE, per entry
@@ -816,7 +820,9 @@ class SpeqAxi(wiring.Component):
         out_fifo = fifo.SyncFIFOBuffered(width=out_data + out_user + 1, depth=axi.out_depth)
         m.submodules.out_fifo = ResetInserter(clear)(out_fifo)
         beat_out = accel.out.payload
-        last = (beat_out.row + pes >= c.n) & (beat_out.token == c.t - 1)
+        # A multi-head pass' beat holds a head's P / G rows of every head.
+        beat_rows = Mux(c.multihead, config.head_pes, pes) if config.head_groups > 1 else pes
+        last = (beat_out.row + beat_rows >= c.n) & (beat_out.token == c.t - 1)
         m.d.comb += [
             out_fifo.w_data.eq(Cat(beat_out.acc, beat_out.half, beat_out.row, beat_out.token,
                                    last)),

@@ -301,7 +301,7 @@ class Bench:
         self.driver = AsyncAxiDriver(self.read, self.write)
         self.machine = perf.machine(config)
         self.pes = self.machine["pes"]
-        self.summary = {"seed": seed, "passes": 0, "outputs": 0, "refused": 0,
+        self.summary = {"seed": seed, "passes": 0, "outputs": 0, "refused": 0, "multihead": 0,
                         "modes": {mode: 0 for mode in perf.MODES}, "wait_mem": 0,
                         "wait_out": 0, "cycle_checks": 0, "exact_checks": 0,
                         "images_from_manifest": 0, "kv_writes": 0, "kv_write_positions": 0,
@@ -362,12 +362,15 @@ class Bench:
         return [int.from_bytes(raw[i:i + bus_bytes], "little")
                 for i in range(0, len(raw), bus_bytes)]
 
-    async def run_pass(self, mode, x, w, enc, *, fp16=False, cycle_check=True, wbase=None):
+    async def run_pass(self, mode, x, w, enc, *, fp16=False, cycle_check=True, wbase=None,
+                       heads=1):
         """One pass, checked; ``wbase``: its images are in the RAM there
-        (else they are placed first)."""
-        t, k = x.shape
-        n = w.shape[0]
-        what = f"{mode} pass N={n} K={k} T={t}"
+        (else they are placed first). A multi-head pass (``heads`` =
+        `head_groups`): ``x`` is heads x T x K, ``w`` the heads' N x K
+        stacked, and Y heads x T x N."""
+        t, k = x.shape[-2:]
+        n = w.shape[0] // heads
+        what = f"{mode} pass N={n} K={k} T={t}" + (f" x {heads} heads" if heads > 1 else "")
         pes, slots, bits = self.pes, self.machine["slots"], self.config.mem_bits
         from_layout = self.layout is not None and wbase is None
         if wbase is None:
@@ -375,13 +378,14 @@ class Bench:
                 # From the manifest alone, as an integrator's driver builds them.
                 images = manifest_images.images(
                     self.layout, mode, n, k, words=None if enc is None else enc.words.tolist(),
-                    fp16=w.view(np.uint16).tolist())
+                    fp16=w.view(np.uint16).tolist(), heads=heads)
             else:
-                images = perf.pass_images(mode, w, enc, pes, slots, bits)
+                images = perf.pass_images(mode, w, enc, pes, slots, bits, heads)
             wbase = self.place(images)
         bursts_before = self.ram.bursts if self.exact else 0
-        self.source.send_nowait(AxiStreamFrame(activation_beats(x)))
-        await self.driver.start(mode, n, k, t, wbase0=wbase[0], wbase1=wbase[1], fp16=fp16)
+        self.source.send_nowait(AxiStreamFrame(activation_beats(x.reshape(-1, k))))
+        await self.driver.start(mode, n, k, t, wbase0=wbase[0], wbase1=wbase[1], fp16=fp16,
+                                multihead=heads > 1)
         try:
             frame = await with_timeout(self.sink.recv(), 2_000_000 + 400 * n * k * t, "ns")
         except SimTimeoutError:
@@ -393,10 +397,11 @@ class Bench:
 
         beats = list(frame.tdata)
         users = frame.tuser if isinstance(frame.tuser, list) else [frame.tuser] * len(beats)
-        assert len(beats) == -(-n // pes) * t, self.fail(
-            f"{what}: {len(beats)} result beats up to tlast, want {-(-n // pes) * t}")
+        per = pes // heads
+        assert len(beats) == -(-n // per) * t, self.fail(
+            f"{what}: {len(beats)} result beats up to tlast, want {-(-n // per) * t}")
         assert self.sink.empty(), self.fail(f"{what}: beats after tlast")
-        y, y16, seen = gather_results(beats, users, n=n, t=t, pes=pes)
+        y, y16, seen = gather_results(beats, users, n=n, t=t, pes=pes, heads=heads)
         assert (seen == 1).all(), self.fail(
             f"{what}: outputs seen {seen.min()}..{seen.max()} times, not once")
         if fp16:
@@ -405,7 +410,7 @@ class Bench:
         else:
             assert not y16.view(np.uint16).any(), self.fail(f"{what}: FP16 results unasked")
 
-        cost = perf.pass_cost(mode, n, k, t, mem_latency=1, **self.machine)
+        cost = perf.pass_cost(mode, n, k, t, mem_latency=1, heads=heads, **self.machine)
         assert (counters["bits"], counters["macs"]) == (cost.bits, cost.macs), self.fail(
             f"{what}: bits {counters['bits']} macs {counters['macs']}, model {cost.bits} "
             f"{cost.macs}")
@@ -421,7 +426,7 @@ class Bench:
             model = axi_perf.axi_pass_cost(
                 mode, n, k, t, read_latency=self.ram.latency, wbase0=wbase[0], wbase1=wbase[1],
                 burst_beats=self.axi.burst_beats, max_outstanding=self.axi.max_outstanding,
-                fifo_depth=self.axi.fifo_depth, **self.machine)
+                fifo_depth=self.axi.fifo_depth, heads=heads, **self.machine)
             got = {"cycles": counters["cycles"], "wait_mem": counters["wait_mem"],
                    "wait_out": counters["wait_out"], "bursts": self.ram.bursts - bursts_before}
             want = {"cycles": model.cycles, "wait_mem": model.wait_mem, "wait_out": 0,
@@ -432,9 +437,10 @@ class Bench:
             self.summary["exact_checks"] += 1
         s = self.summary
         s["passes"] += 1
+        s["multihead"] += heads > 1
         s["images_from_manifest"] += int(from_layout)
         s["modes"][mode] += 1
-        s["outputs"] += n * t
+        s["outputs"] += heads * n * t
         s["wait_mem"] += counters["wait_mem"]
         s["wait_out"] += counters["wait_out"]
         return y, counters
@@ -564,6 +570,22 @@ def _shapes(rng, config, count):
     return shapes
 
 
+async def multihead_passes(bench, heads, shapes):
+    """A kv and a kv_draft multi-head pass of ``heads`` heads per shape (N, K,
+    T): each head's Y bit-exact against its own product (none if ``heads`` is
+    1)."""
+    if heads == 1:
+        return
+    for n, k, t in shapes:
+        w = (bench.rng.standard_normal((heads * n, k)) * 0.5).astype(np.float16)
+        x = bench.rng.standard_normal((heads, t, k)).astype(np.float16)
+        for mode, values in (("kv", w), ("kv_draft", speq16.kv_draft(w))):
+            y, _ = await bench.run_pass(mode, x, w, None, heads=heads)
+            for q in range(heads):
+                _same(y[q], arith.verify_gemm(x[q], values[q * n:(q + 1) * n]),
+                      bench.fail(f"{mode} N={n} K={k} T={t}, head {q} of {heads}"))
+
+
 @cocotb.test()
 async def axi_passes(dut):
     config = SpeqConfig(**json.loads(os.environ["ACCEL_CONFIG"]))
@@ -650,6 +672,11 @@ async def axi_passes(dut):
         y, _ = await bench.run_pass("kv_draft", x, w, None, cycle_check=cycle_check)
         _same(y, arith.verify_gemm(x, speq16.kv_draft(w)), bench.fail(f"kv_draft N={n} K={k} T={t}"))
         dut._log.info("N=%d K=%d T=%d: draft, verify, baseline, kv, kv_draft bit-exact", n, k, t)
+
+    # Multi-head passes (head_groups G > 1): pauses on the bus and the result
+    # stream, not on the activations (the cycle check needs them on time).
+    bench.pauses(0.2, 0.0, 0.2)
+    await multihead_passes(bench, config.head_groups, [(5, 12, 2)])
 
     # A weight read the RAM fails: the pass ends, with READ_ERROR.
     bench.pauses(0.0, 0.0, 0.0)
@@ -785,6 +812,8 @@ async def axi_exact(dut):
             y, _ = await bench.run_pass("kv_draft", x, w, None)
             _same(y, arith.verify_gemm(x, speq16.kv_draft(w)),
                   bench.fail(f"kv_draft N={n} K={k} T={t}"))
+        # Multi-head passes, exact as well (head_groups > 1).
+        await multihead_passes(bench, config.head_groups, [(5, 16, 2)])
         # KV_WRITE at the same latency for its writes: keys, then values.
         for vt in (0, 1):
             cache, pos, new = bench.kv_problem(vt)
@@ -1034,14 +1063,15 @@ async def axi_latency(dut):
 # every cycle, and Verilator's model takes about 30 s to build; so each
 # simulator runs its own configuration, as the accelerator bench does.
 CONFIGS = [
+    # Both with two head groups (multi-head passes).
     ("1x2", {"rows": 1, "cols": 2, "tmax": 4, "pe_stages": 1, "kmax": 64, "mem_bits": 32,
-             "draft_lanes": 1},
+             "draft_lanes": 1, "head_groups": 2},
      {"burst_beats": 4, "max_outstanding": 3, "fifo_depth": 8, "act_depth": 4, "out_depth": 4},
      3, 0, ("verilator",)),
     # Two draft words per entry (a verify entry's 8 beats split 2 + 6
     # between the planes), two draft lanes, bursts of 8.
     ("2x2_l2", {"rows": 2, "cols": 2, "tmax": 3, "pe_stages": 2, "kmax": 64, "mem_bits": 32,
-                "draft_lanes": 2},
+                "draft_lanes": 2, "head_groups": 2},
      {"burst_beats": 8, "max_outstanding": 2, "fifo_depth": 16, "act_depth": 4, "out_depth": 4},
      2, 1, ("icarus",)),
 ]
@@ -1083,7 +1113,8 @@ def test_axi(name, config, axi, shapes, first_kind, sim):
                           "EXACT_LATENCIES": json.dumps(EXACT_LATENCIES)})
     summary = json.loads((build_dir / "summary.json").read_text())
     count = len(json.loads(shapes)) if shapes.startswith("[") else int(shapes)
-    assert summary["passes"] == 5 * count + 1 and summary["refused"] == 8, summary
+    assert summary["passes"] == 5 * count + 1 + 2 and summary["refused"] == 8, summary
+    assert summary["multihead"] == 2, summary
     assert summary["images_from_manifest"] == summary["passes"], summary
     print(f"axi {name} [{sim}]: {summary}")
     summary = json.loads((build_dir / "summary_abort.json").read_text())
@@ -1098,9 +1129,11 @@ def test_axi(name, config, axi, shapes, first_kind, sim):
     if exact:
         summary = json.loads((build_dir / "summary_exact.json").read_text())
         want = 5 * len(EXACT_SHAPES) * len(EXACT_LATENCIES)
-        # And a kv pass after each of its two KV_WRITEs per latency.
-        assert summary["exact_checks"] == summary["passes"] == want + 2 * len(EXACT_LATENCIES), \
+        # And two multi-head passes and a kv pass after each of its two
+        # KV_WRITEs per latency.
+        assert summary["exact_checks"] == summary["passes"] == want + 4 * len(EXACT_LATENCIES), \
             summary
+        assert summary["multihead"] == 2 * len(EXACT_LATENCIES), summary
         assert summary["kv_write_exact_checks"] == 2 * len(EXACT_LATENCIES), summary
         print(f"axi {name} [{sim}] exact: {summary}")
         summary = json.loads((build_dir / "summary_kv_write.json").read_text())
