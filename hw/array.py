@@ -3,7 +3,9 @@
 The array executes a stream of *steps*. In one step every PE ``p`` adds one
 term (verify: ``a * w_p``) or ``L`` draft terms (draft, ``L`` =
 `SpeqConfig.draft_lanes`) to one of its accumulators; the activations of a
-step are broadcast to all PEs, the weights are one per PE. Which accumulator a step uses is its ``slot``; a step
+step are broadcast to all PEs (to each group of PEs its own with
+`SpeqConfig.head_groups` > 1: multi-head passes), the weights are one per
+PE. Which accumulator a step uses is its ``slot``; a step
 marked ``first`` starts its slot from ``+0.0``, a step marked ``last`` sends
 the finished accumulators (one per PE) to the output instead of storing them.
 
