@@ -213,7 +213,7 @@ class Board:
         self.info = info
         self.config = SpeqConfig(**{name: info[name] for name in (
             "draft_lanes", "draft_frac_bits", "pe_stages", "rows", "cols", "tmax", "kmax",
-            "mem_bits")})
+            "mem_bits", "head_groups")})
         self._result = result_layout(self.config)
         return info
 
@@ -281,58 +281,75 @@ class Board:
             if report["status"]["error"] != Error.OK.value:
                 raise BoardError(f"TABLE code {code} refused: {report['status']}")
 
-    def images(self, mode, w=None, enc=None):
-        """The weight memory words of a pass: ``[plane]`` (draft, baseline) or
-        ``[draft plane, residual plane]`` (verify)."""
-        self._check_connected()
-        m = perf.machine(self.config)
-        return perf.pass_images(mode, w, enc, m["pes"], m["slots"], self.config.mem_bits)
+    def _check_heads(self, heads):
+        if heads not in (1, self.config.head_groups):
+            raise ValueError(f"a multi-head pass has the board's head_groups = "
+                             f"{self.config.head_groups} heads, not {heads}")
 
-    async def run_pass(self, mode, x, n, addrs, fp16=False):
+    def images(self, mode, w=None, enc=None, heads=1):
+        """The weight memory words of a pass: ``[plane]`` (draft, baseline) or
+        ``[draft plane, residual plane]`` (verify); of a multi-head pass with
+        ``heads`` (the board's head groups) heads' ``w`` stacked."""
+        self._check_connected()
+        self._check_heads(heads)
+        m = perf.machine(self.config)
+        return perf.pass_images(mode, w, enc, m["pes"], m["slots"], self.config.mem_bits,
+                                heads)
+
+    async def run_pass(self, mode, x, n, addrs, fp16=False, heads=1):
         """Load ``x`` and run one pass over weights already at word addresses
-        ``addrs``; return a `PassResult` with ``Y`` gathered from the beats."""
+        ``addrs``; return a `PassResult` with ``Y`` gathered from the beats.
+        A multi-head pass (``heads`` = the board's head groups): ``x`` is
+        heads x T x K, ``n`` the rows of a head, ``Y`` heads x T x N."""
         self._check_connected()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        t, k = x.shape
-        await self.write_acts(x)
+        self._check_heads(heads)
+        t, k = x.shape[-2:]
+        await self.write_acts(x.reshape(-1, k))
         addrs = list(addrs) + [0] * (2 - len(addrs))
         report, beats = await self.command(MODES[mode], n=n, k=k, t=t, addr0=addrs[0],
-                                           addr1=addrs[1], fp16=int(fp16))
+                                           addr1=addrs[1], fp16=int(fp16),
+                                           **({"multihead": 1} if heads > 1 else {}))
         status = report["status"]
         result = PassResult(status=status, frozen=report["frozen"], flags=Flag(report["flags"]))
         if status["error"] != Error.OK.value:
             return result
         pes = self.config.rows * self.config.cols
-        y = np.zeros((t, n), dtype=np.uint32)
-        y16 = np.zeros((t, n), dtype=np.uint16)
-        seen = np.zeros((t, n), dtype=np.int64)
+        per = pes // heads                    # PE p: head p // per, row + p % per
+        y = np.zeros((heads, t, n), dtype=np.uint32)
+        y16 = np.zeros((heads, t, n), dtype=np.uint16)
+        seen = np.zeros((heads, t, n), dtype=np.int64)
         for beat in beats:
             for p in range(pes):
-                row = beat["row"] + p
+                q, row = p // per, beat["row"] + p % per
                 if row < n:
-                    y[beat["token"], row] = beat["acc"][p]
-                    y16[beat["token"], row] = beat["half"][p]
-                    seen[beat["token"], row] += 1
+                    y[q, beat["token"], row] = beat["acc"][p]
+                    y16[q, beat["token"], row] = beat["half"][p]
+                    seen[q, beat["token"], row] += 1
         if not (seen == 1).all():
             raise BoardError(f"results came {seen.min()} to {seen.max()} times, not once each")
+        if heads == 1:
+            y, y16 = y[0], y16[0]
         result.y, result.y16 = y.view(np.float32), y16.view(np.float16)
         return result
 
-    async def gemm(self, mode, x, w, *, enc=None, fp16=False, table=True):
+    async def gemm(self, mode, x, w, *, enc=None, fp16=False, table=True, heads=1):
         """``Y = X . W^T`` in one pass: load the tables (unless ``table`` is
         False), the weight images from word 0, the activations; run it.
 
         ``w`` is ``N x K`` float16; ``enc`` its `golden.speq16` encoding
-        (made here when needed and not given).
+        (made here when needed and not given). With ``heads`` (the board's
+        head groups): a multi-head pass, ``x`` heads x T x K and ``w`` the
+        heads' N x K stacked.
         """
         if mode != "baseline" and enc is None:
             enc = speq16.encode(w)
         if mode != "baseline" and table:
             await self.load_table(enc)
         addrs, at = [], 0
-        for image in self.images(mode, w, enc):
+        for image in self.images(mode, w, enc, heads):
             await self.write_weights(at, image)
             addrs.append(at)
             at += len(image)
-        return await self.run_pass(mode, x, w.shape[0], addrs, fp16=fp16)
+        return await self.run_pass(mode, x, w.shape[0] // heads, addrs, fp16=fp16, heads=heads)

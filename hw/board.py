@@ -73,8 +73,9 @@ class Flag(enum.IntFlag):
 
 #: Sent in `Info`: "SPEQ" as a little-endian 32-bit word.
 MAGIC = int.from_bytes(b"SPEQ", "little")
-#: 2: `Info` ends with ``draft_lanes``.
-PROTOCOL_VERSION = 2
+#: 2: `Info` ends with ``draft_lanes``. 3: then ``head_groups``; a command
+#: carries ``multihead`` and ``head`` (multi-head passes).
+PROTOCOL_VERSION = 3
 #: Largest weight memory, in words (the `Span` counts are 32 bits).
 WEIGHT_WORDS_MAX = 1 << 24
 
@@ -91,7 +92,7 @@ Info = data.StructLayout({
     "magic": 32, "version": 8,
     "rows": 8, "cols": 8, "tmax": 8, "pe_stages": 8, "draft_frac_bits": 8,
     "kmax": 16, "mem_bits": 16, "weight_words": 32, "act_words": 32,
-    "divisor": 16, "flags": 8, "draft_lanes": 8,
+    "divisor": 16, "flags": 8, "draft_lanes": 8, "head_groups": 16,
 })
 
 #: The end of a pass: the accelerator's status, the cycles the pass was
@@ -187,6 +188,7 @@ class SpeqBoard(wiring.Component):
             "draft_frac_bits": c.draft_frac_bits, "kmax": c.kmax, "mem_bits": c.mem_bits,
             "weight_words": self._weight_words, "act_words": act_words(c),
             "divisor": self._divisor, "flags": 0, "draft_lanes": c.draft_lanes,
+            "head_groups": c.head_groups,
         }
 
     def elaborate(self, platform):

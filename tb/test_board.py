@@ -154,6 +154,25 @@ async def board_uart(dut):
             _same(verify_y[token:token + 1], result.y, f"verify token {token} vs baseline")
         dut._log.info("N=%d K=%d T=%d: bit-exact and cycle-exact through the UART", n, k, t)
 
+    # A multi-head pass (head_groups > 1): each head's Y against its own
+    # product, the cycles against the model's.
+    heads = config.head_groups
+    if heads > 1:
+        n, k, t = 3, 8, 2
+        w = (rng.standard_normal((heads * n, k)) * 0.5).astype(np.float16)
+        x = rng.standard_normal((heads, t, k)).astype(np.float16)
+        result = await board.gemm("baseline", x, w, heads=heads)
+        assert result.status["error"] == Error.OK.value and result.flags == 0, result
+        for q in range(heads):
+            _same(result.y[q], arith.verify_gemm(x[q], w[q * n:(q + 1) * n]),
+                  f"baseline N={n} K={k} T={t}, head {q} of {heads}")
+        cost = perf.pass_cost("baseline", n, k, t, mem_latency=1, heads=heads, **machine)
+        assert result.busy_cycles == cost.cycles, (result.status, result.frozen, cost)
+        with pytest.raises(ValueError, match="head_groups"):
+            await board.gemm("baseline", x, w, heads=heads + 1)
+        summary["passes"] += 1
+        summary["multihead"] = 1
+
     # A refused command: its error, no results; the board goes on.
     report, beats = await board.command(Op.VERIFY, n=4, k=6, t=1)
     assert report["status"]["error"] == Error.BAD_K.value and not beats, report
@@ -206,8 +225,9 @@ CONFIGS = [
                            "pe_stages": 4, "dsp_align": 1, "draft_lanes": 4},
                 "weight_words": 2048, "divisor": 4},
      [[5, 16, 2], [9, 32, 2]], ("icarus",)),
+    # Two head groups of one PE (multi-head passes).
     ("1x2_l1", {"config": {"rows": 1, "cols": 2, "tmax": 2, "kmax": 64, "mem_bits": 16,
-                           "pe_stages": 4, "draft_lanes": 1},
+                           "pe_stages": 4, "draft_lanes": 1, "head_groups": 2},
                 "weight_words": 2048, "divisor": 4},
      [[5, 16, 2], [9, 32, 2]], ("icarus",)),
 ]
@@ -225,5 +245,7 @@ def test_board(name, board, shapes, sim):
                bench=f"board_{name}", toplevel=TOPLEVEL, test_module="tb.test_board", sim=sim,
                extra_env={"BOARD": json.dumps(board), "BOARD_SHAPES": json.dumps(shapes)})
     summary = json.loads((build_dir / "summary.json").read_text())
-    assert summary["passes"] == sum(2 + t for _, _, t in shapes) + 1 + 3
+    multihead = spec["config"].get("head_groups", 1) > 1
+    assert summary["passes"] == sum(2 + t for _, _, t in shapes) + 1 + 3 + multihead
+    assert summary.get("multihead", 0) == multihead, summary
     print(f"board {name} [{sim}]: {summary}")
