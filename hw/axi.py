@@ -49,8 +49,8 @@ from .regmap import register_map
 from golden.schedule import PLANE_WORDS
 
 
-__all__ = ["AxiConfig", "SpeqAxi", "ID", "VERSION", "AXI_ADDR_BITS", "AXIL_DATA_BITS",
-           "STREAM_ACT_BITS", "ID_BITS", "EPOCH_BITS"]
+__all__ = ["AxiConfig", "SpeqAxi", "burst_cap", "burst_step", "ID", "VERSION", "AXI_ADDR_BITS",
+           "AXIL_DATA_BITS", "STREAM_ACT_BITS", "ID_BITS", "EPOCH_BITS"]
 
 
 #: The ID register: ASCII "SPEQ".
@@ -141,6 +141,33 @@ def result_stream_bits(config):
     ``P`` FP16 ones; the row of PE 0 then the token."""
     pes = config.rows * config.cols
     return 48 * pes, N_BITS + data.Layout.cast(result_layout(config))["token"].width
+
+
+def burst_cap(to, burst_beats, page):
+    """Most beats of a burst ``to`` beats (1 to ``page``) before a 4 KB
+    boundary: ``min(burst_beats, page, to)``, with ``burst_beats`` and
+    ``page`` (the beats of 4 KB) powers of two."""
+    beats = min(burst_beats, page)
+    shift = exact_log2(beats)
+    return Mux(to[shift:] != 0, beats, to[:shift])
+
+
+def burst_step(to, burst_beats, page):
+    """``(cap, to)`` of the burst after one of ``burst_cap(to, ...)`` beats
+    that was ``to`` beats before a 4 KB boundary (a boundary reached starts a
+    page of ``page`` beats).
+
+    Bit tests and a decrement, no comparison, so that the read master can
+    work a burst two ahead out in the cycle a burst goes out: with ``to =
+    hi x beats + lo``, more than one burst is left before the boundary when
+    ``hi`` is 2 or more, or 1 and ``lo`` is not 0."""
+    beats = min(burst_beats, page)
+    shift = exact_log2(beats)
+    hi, lo = to[shift:], to[:shift]
+    partial = (hi == 1) & (lo != 0)
+    more = (hi[1:] != 0) | partial
+    return (Mux(partial, lo, beats),
+            Mux(more, Cat(lo, (hi - 1)[:len(hi)]), page))
 
 
 class SpeqAxi(wiring.Component):
@@ -636,29 +663,44 @@ class SpeqAxi(wiring.Component):
         bases = [reg_base[p] & ~(bus_bytes - 1) for p in range(2)]
         addr = [Signal(AXI_ADDR_BITS, name=f"rd_addr{p}") for p in range(2)]
         left = [Signal(words_bits, name=f"rd_left{p}") for p in range(2)]
-        # The length of each plane's next burst, kept in a register: it is
-        # worked out when the pass starts and when the plane's burst before
-        # it goes out, so that the choice of a burst does not wait for the
-        # address arithmetic (the AXI top's critical path when it did).
+        # The length of each plane's next burst, kept in a register so that
+        # the choice of a burst does not wait for the address arithmetic.
+        # Working the next length out in the cycle a burst goes out (the new
+        # address, its distance to 4 KB, the words left, then the smaller
+        # of them) was the AXI top's critical path: it is kept one step
+        # ahead instead. `rest` is the words left after the next burst if
+        # the plane goes on past it; `cap_next` and `to_next` are the cap
+        # (`burst_beats` and the 4 KB boundary) and the beats to the 4 KB
+        # boundary of the burst after the next one. A burst's issue then
+        # only compares and subtracts registers; `length` and `rest` are
+        # meaningless once a plane has no words left.
         length = [Signal(range(axi.burst_beats + 1), name=f"rd_len{p}") for p in range(2)]
+        rest = [Signal(words_bits, name=f"rd_rest{p}") for p in range(2)]
+        page = _BOUNDARY // bus_bytes       # beats of 4 KB
+        beats = min(axi.burst_beats, page)  # the longest burst
+        cap_next = [Signal(range(beats + 1), name=f"rd_cap_next{p}") for p in range(2)]
+        to_next = [Signal(range(page + 1), name=f"rd_to_next{p}") for p in range(2)]
         # Words of each plane's FIFO neither filled nor asked for.
         free = [Signal(fill_bits, init=axi.fifo_depth, name=f"rd_free{p}") for p in range(2)]
         armed = Signal()                    # the pass' reads may go out
         prefer1 = Signal()                  # round robin between the planes
 
-        def burst_cap(at):
-            """Most beats of a burst from byte address ``at``: at most
-            ``burst_beats``, and not across a 4 KB boundary."""
-            to_boundary = (_BOUNDARY - at[:12]) >> exact_log2(bus_bytes)
-            return Mux(to_boundary < axi.burst_beats, to_boundary, axi.burst_beats)
+        # The first bursts' caps, registered from the base addresses.
+        first_cap = [Signal(range(beats + 1), name=f"rd_first_cap{p}") for p in range(2)]
+        first_cap_next = [Signal.like(cap_next[p], name=f"rd_first_cap_next{p}")
+                          for p in range(2)]
+        first_to_next = [Signal.like(to_next[p], name=f"rd_first_to_next{p}") for p in range(2)]
+        for p in range(2):
+            # Beats from the base to the next 4 KB boundary (1 to page).
+            to_first = Signal(range(page + 1), name=f"rd_to_first{p}")
+            m.d.comb += to_first.eq(
+                page - (bases[p] >> exact_log2(bus_bytes))[:exact_log2(page)])
+            after = burst_step(to_first, axi.burst_beats, page)
+            m.d.sync += [first_cap[p].eq(burst_cap(to_first, axi.burst_beats, page)),
+                         first_cap_next[p].eq(after[0]), first_to_next[p].eq(after[1])]
 
-        def burst_length(cap, words):
+        def shorter(words, cap):
             return Mux(words < cap, words, cap)
-
-        # The first burst's cap, registered from the base addresses.
-        first_cap = [Signal(range(axi.burst_beats + 1), name=f"rd_first_cap{p}")
-                     for p in range(2)]
-        m.d.sync += [first_cap[p].eq(burst_cap(bases[p])) for p in range(2)]
 
         # Each pass starts its round robin at plane 0 (the one its first
         # request reads), so that its timing does not depend on the last pass.
@@ -666,7 +708,10 @@ class SpeqAxi(wiring.Component):
             m.d.sync += [armed.eq(1), bus_error.eq(0), prefer1.eq(0)]
             for p, words in enumerate((words0, words1)):
                 m.d.sync += [addr[p].eq(bases[p]), left[p].eq(words),
-                             length[p].eq(burst_length(first_cap[p], words))]
+                             length[p].eq(shorter(words, first_cap[p])),
+                             rest[p].eq(words - first_cap[p]),
+                             cap_next[p].eq(first_cap_next[p]),
+                             to_next[p].eq(first_to_next[p])]
         with m.If(ended | aborting):
             m.d.sync += armed.eq(0)
 
@@ -692,14 +737,18 @@ class SpeqAxi(wiring.Component):
         with m.If(self.m_axi_arready):
             m.d.sync += self.m_axi_arvalid.eq(0)
         for p in range(2):
-            next_addr = addr[p] + length[p] * bus_bytes
-            next_left = left[p] - length[p]
             with m.If(issue[p]):
+                after = burst_step(to_next[p], axi.burst_beats, page)
                 m.d.sync += [
                     self.m_axi_arvalid.eq(1), self.m_axi_arid.eq(Cat(Const(p, 1), epoch)),
                     self.m_axi_araddr.eq(addr[p]), self.m_axi_arlen.eq(length[p] - 1),
-                    addr[p].eq(next_addr), left[p].eq(next_left),
-                    length[p].eq(burst_length(burst_cap(next_addr), next_left)),
+                    addr[p].eq(addr[p] + length[p] * bus_bytes),
+                    left[p].eq(left[p] - length[p]),
+                    # A plane that goes on past this burst took all its cap:
+                    # its words left are `rest`.
+                    length[p].eq(shorter(rest[p], cap_next[p])),
+                    rest[p].eq(rest[p] - cap_next[p]),
+                    cap_next[p].eq(after[0]), to_next[p].eq(after[1]),
                     prefer1.eq(p == 0),
                 ]
         # Beats of an earlier epoch (bursts asked for before a reset) are

@@ -609,10 +609,13 @@ class SpeqPE(wiring.Component):
         guard = s5.norm[top - 24]
         rest = s5.norm[:top - 24] != 0
         up = guard & (rest | field[0])
-        rounded = Signal(25)
-        m.d.comb += rounded.eq(field + up)
-        carry = rounded[24]
-        sig = Mux(carry, rounded[1:24], rounded[:23])
+        # The increment's carry chain starts from the register: ``field + 1``
+        # is formed beside the rounding decision, which then only selects.
+        incremented = Signal(25)
+        m.d.comb += incremented.eq(field + 1)
+        rounded = Mux(up, incremented, field)
+        carry = up & incremented[24]
+        sig = Mux(carry, incremented[1:24], rounded[:23])
         # The exponent is exp + 1 after a carry out of the significand, exp
         # with the leading one, 0 (subnormal) without. Both candidates and
         # their overflow tests are formed beside the significand's carry
