@@ -56,7 +56,7 @@ test: $(STAMP) iverilog
 SOAK_SEED := $(or $(SEED),$(shell date +%s))
 soak: $(STAMP) iverilog
 	@echo "make soak SEED=$(SOAK_SEED)"
-	SEED=$(SOAK_SEED) PE_VECTORS=250000 SHAPES=40 ICARUS_SHAPES=4 DECODER_RANDOM_TABLES=24 ABORTS=20 RESETS=10 KV_WRITES=24 KV_ABORTS=8 \
+	SEED=$(SOAK_SEED) PE_VECTORS=250000 SHAPES=40 ICARUS_SHAPES=4 DECODER_RANDOM_TABLES=24 ABORTS=20 RESETS=10 KV_WRITES=24 KV_ABORTS=8 MULTIHEAD_SHAPES=12 \
 	  $(PY) -m pytest -n $(JOBS) --dist worksteal -q -m "" tb tests/test_specdec.py tests/test_bitstream.py
 
 bench: $(STAMP)

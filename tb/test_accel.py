@@ -635,6 +635,10 @@ def test_accel(name, config, latency, shapes, sim, extra):
                           "SHAPES": str(shapes), "MODEL_LAYER": MODEL_LAYER,
                           "LARGE_SHAPES": str(int(sim == "verilator")),
                           "KV_WRITES": str(kv_writes),
+                          # Multi-head passes: 3 shapes on Verilator, 2 on Icarus
+                          # (one without stalls, one with).
+                          "MULTIHEAD_SHAPES": os.environ.get(
+                              "MULTIHEAD_SHAPES", "3" if sim == "verilator" else "2"),
                           # Icarus: one baseline pass over T tokens, no
                           # single-token ones beside it.
                           **({} if sim == "verilator" else {"BASELINE_TOKENS": "0",
