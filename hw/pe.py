@@ -578,18 +578,26 @@ class SpeqPE(wiring.Component):
         # worth 2**-126, after limit = E + 129 places. Only a limit below the
         # window's width can stop it: a flag and the limit's low bits are
         # all the count's clamp needs.
+        #
+        # The clamp is a *stop bit*: a one at bit top - limit of the count's
+        # input, which makes the count min(leading zeros, limit) with no
+        # comparison after the count. It is decoded here, beside the
+        # negation's carry chain, from the exponent alone.
         limit = Signal(_EXP)
         m.d.comb += limit.eq(s4.e + 129)
+        top = width - 2                         # the magnitude's top bit
+        stop = Signal(width - 1)
+        m.d.comb += stop.eq(Mux(limit < width - 1,
+                                Const(1 << top, width - 1) >> limit[:bits_for(width - 2)], 0))
         s44 = pipe.after(
-            "negate", valid=s4.valid, mag=mag, sign=neg, e=s4.e,
-            clamp=limit < width - 1, limit=limit[:bits_for(width - 2)],
+            "negate", valid=s4.valid, mag=mag, stop=stop, sign=neg, e=s4.e,
             nan=s4.nan, inf=s4.inf, inf_sign=s4.inf_sign, zero_sign=s4.zero_sign)
 
         # -- 8. leading zeros -------------------------------------------------
-        lz = Signal(range(width))
-        m.d.comb += lz.eq(leading_zeros(m, s44.mag, "sum_lz"))
+        # With the stop bit: min(leading zeros of mag, limit) when the shift
+        # is clamped, the leading zeros of mag when it is not.
         k = Signal(range(width))
-        m.d.comb += k.eq(Mux(s44.clamp & (lz > s44.limit), s44.limit, lz))
+        m.d.comb += k.eq(leading_zeros(m, s44.mag | s44.stop, "sum_lz"))
         s45 = pipe.after(
             "lzc", valid=s44.valid, mag=s44.mag, k=k, zero=s44.mag == 0, sign=s44.sign,
             e=s44.e, nan=s44.nan, inf=s44.inf, inf_sign=s44.inf_sign,
