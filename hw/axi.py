@@ -42,7 +42,7 @@ from amaranth.utils import bits_for, ceil_log2, exact_log2
 
 from .accel import SpeqAccel
 from .config import SpeqConfig, check_integer_fields
-from .controller import COUNTER_BITS, N_BITS, Error, Op, result_layout
+from .controller import CHECK_CYCLES, COUNTER_BITS, N_BITS, Error, Op, result_layout
 from .decoder import NUM_CODES
 from .fp import floor_div_const
 from .regmap import register_map
@@ -515,7 +515,8 @@ class SpeqAxi(wiring.Component):
                                               for name in ("sync", "issue", "run"))
         # The read master's word counts are two registers away from the
         # command (below): the pass is offered two cycles after START at
-        # the earliest. STATUS.CYCLES counts from the offer and does not see it.
+        # the earliest. STATUS.CYCLES counts from the pass' start (the
+        # accelerator's, CHECK_CYCLES after it takes the pass) and sees neither.
         settled = Signal()
         flushing = Signal()                 # dropping the waiting activation beats
         m.d.comb += [busy.eq(state_sync | state_issue | state_run | flushing | aborting),
@@ -573,6 +574,14 @@ class SpeqAxi(wiring.Component):
             with m.If(cmd.ready):
                 m.d.sync += [state_issue.eq(0), state_run.eq(1),
                              wait_mem.eq(0), wait_out.eq(0)]
+        # The accelerator checks the command for CHECK_CYCLES cycles after
+        # taking it; its pass (and its requests) start then, or its status
+        # comes, for a command it refuses. The read master starts with the
+        # pass (`started`), as it did when a pass started on its command's
+        # cycle: its reads keep their timing against the pass'.
+        delay = [issued] + [Signal(name=f"rd_started{i}") for i in range(CHECK_CYCLES)]
+        m.d.sync += [later.eq(now) for now, later in zip(delay, delay[1:])]
+        started = delay[-1]
         # A weight read or a KV write answered SLVERR or DECERR.
         bus_error = Signal()
         # A KV_WRITE waits for the write master: a write the master does not
@@ -704,7 +713,7 @@ class SpeqAxi(wiring.Component):
 
         # Each pass starts its round robin at plane 0 (the one its first
         # request reads), so that its timing does not depend on the last pass.
-        with m.If(issued):
+        with m.If(started):
             m.d.sync += [armed.eq(1), bus_error.eq(0), prefer1.eq(0)]
             for p, words in enumerate((words0, words1)):
                 m.d.sync += [addr[p].eq(bases[p]), left[p].eq(words),
@@ -715,8 +724,8 @@ class SpeqAxi(wiring.Component):
         with m.If(ended | aborting):
             m.d.sync += armed.eq(0)
 
-        # A refused pass answers the cycle after it was taken: no read goes
-        # out while its status is there.
+        # A refused pass answers the cycle after it would have started: no
+        # read goes out while its status is there.
         go = armed & ~status.valid & (outstanding != axi.max_outstanding)
         can = [(left[p] != 0) & (free[p] >= length[p]) for p in range(2)]
         slot_free = ~self.m_axi_arvalid | self.m_axi_arready
@@ -813,11 +822,11 @@ class SpeqAxi(wiring.Component):
         # counter follows the accelerator's requests.
         beat = Signal(range(4 * draft_words))
         plane0_end = Signal(range(4 * draft_words + 1))
-        with m.If(issued):
+        with m.If(started):
             m.d.sync += plane0_end.eq(plane0_entry)
         plane1 = two_planes & (beat >= plane0_end)
         counted = mem.req & mem.en
-        with m.If(issued):
+        with m.If(started):
             m.d.sync += beat.eq(0)
         with m.Elif(counted & two_planes):
             m.d.sync += beat.eq(Mux(beat == 4 * draft_words - 1, 0, beat + 1))

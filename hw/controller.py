@@ -55,7 +55,7 @@ from golden.schedule import PLANE_WORDS
 
 
 __all__ = ["Op", "Error", "Command", "Status", "MemPortSignature", "result_layout",
-           "PassController", "N_BITS", "ADDR_BITS", "COUNTER_BITS"]
+           "PassController", "N_BITS", "ADDR_BITS", "COUNTER_BITS", "CHECK_CYCLES"]
 
 
 #: Width of ``N`` and of the output row index: N up to 65,535.
@@ -130,11 +130,18 @@ class Command(data.Struct):
     head: 8
 
 
+#: Cycles from the cycle a command is taken to the cycle its pass starts (or,
+#: for a refused command or a table write, to the cycle before its status is
+#: valid): the cycle the controller checks it in, from a register.
+CHECK_CYCLES = 1
+
+
 class Status(data.Struct):
     """The answer to one command: its op, error, and the pass' counters.
 
-    ``cycles`` counts from the cycle after the command was taken to the cycle
-    the status became valid, frozen cycles included; ``bits`` is the weight
+    ``cycles`` counts from the cycle after the pass started (two cycles
+    after its command was taken: the command is checked in between) to the
+    cycle the status became valid, frozen cycles included; ``bits`` is the weight
     bits read; ``macs`` the MACs the PEs did (``L`` per draft step and PE, one
     per verify or baseline step and PE; padding rows of a tile included).
     """
@@ -202,7 +209,10 @@ class PassController(wiring.Component):
     Members
     -------
     cmd : In(stream.Signature(Command))
-        Taken only when no status is waiting and no pass is running.
+        Taken only when no status is waiting and no command is checked or
+        running; a command is taken into a register and checked there, and
+        its pass starts (or its status, for a refused command or a table
+        write, becomes valid) in the cycle after.
     act : In(stream.Signature(ArrayLayout(FP16, 4)))
         The activations of a pass, ``X[t, 4g .. 4g+3]`` for ``t`` then ``g``
         ascending, sent after its command (none for a refused command); in a
@@ -309,8 +319,18 @@ class PassController(wiring.Component):
         bits = Signal(bits_for(rows_max * config.kmax * 16))
         macs = Signal(bits_for(rows_max * config.kmax * config.tmax))
 
-        c = cmd.payload
-        error = Signal(Error)
+        # The command is taken into a register (`c`) and checked on its way
+        # in; the pass starts in the cycle after, from registers alone. So
+        # the checks (comparisons of n, k, t against the limits) end in the
+        # error register, and what starts a pass (a handful of flip-flops:
+        # ``running``, the KV writer's state, the status) sees only `c` and
+        # the error: no path from the command's source through the checks
+        # into the engines.
+        c_in = cmd.payload
+        c = Signal(Command)                  # the command taken, in the cycle after
+        c_valid = Signal()
+        check = Signal(Error)                # the checks of ``c_in``
+        error = Signal(Error)                # those of ``c``
         # Entries of the remap tables written since reset (the table memories
         # are not cleared by reset): a draft or verify pass needs all of them.
         tables_loaded = Signal(NUM_CODES)
@@ -319,47 +339,53 @@ class PassController(wiring.Component):
         # A KV write: the positions within the image (the keys image's rows,
         # the values image's columns); a values image is one tile of rows, a
         # multiple of 4 (its rows come 4 to an activation beat).
-        kv_write = c.op == Op.KV_WRITE
-        end = c.pos + c.t
+        in_kv_write = c_in.op == Op.KV_WRITE
+        end = c_in.pos + c_in.t
         heads = config.head_groups
-        multihead = c.multihead if heads > 1 else 0
-        write_bad_n = kv_write & Mux(c.vt, (c.n[:2] != 0) | (c.n > Mux(
+        multihead = c_in.multihead if heads > 1 else 0
+        write_bad_n = in_kv_write & Mux(c_in.vt, (c_in.n[:2] != 0) | (c_in.n > Mux(
             multihead, config.head_pes * array.interleave, pes * array.interleave)),
-            end > c.n)
+            end > c_in.n)
         if heads > 1:
-            write_bad_n |= kv_write & c.multihead & (c.head >= heads)
-        write_bad_k = kv_write & c.vt & (end > c.k)
-        with m.If(~c.op.as_value().matches(*ops)):
-            m.d.comb += error.eq(Error.BAD_OP)
-        with m.Elif(c.op == Op.TABLE):
-            m.d.comb += error.eq(Error.OK)
-        with m.Elif((c.n == 0) | write_bad_n):
-            m.d.comb += error.eq(Error.BAD_N)
-        with m.Elif((c.k == 0) | (c.k[:2] != 0) | (c.k > config.kmax) | write_bad_k):
-            m.d.comb += error.eq(Error.BAD_K)
-        with m.Elif((c.t == 0) | (c.t > config.tmax) | ((c.op == Op.DRAFT) & (c.t != 1))):
-            m.d.comb += error.eq(Error.BAD_T)
-        with m.Elif(c.op.as_value().matches(Op.DRAFT, Op.VERIFY) & ~tables_loaded.all()):
-            m.d.comb += error.eq(Error.NO_TABLE)
+            write_bad_n |= in_kv_write & c_in.multihead & (c_in.head >= heads)
+        write_bad_k = in_kv_write & c_in.vt & (end > c_in.k)
+        with m.If(~c_in.op.as_value().matches(*ops)):
+            m.d.comb += check.eq(Error.BAD_OP)
+        with m.Elif(c_in.op == Op.TABLE):
+            m.d.comb += check.eq(Error.OK)
+        with m.Elif((c_in.n == 0) | write_bad_n):
+            m.d.comb += check.eq(Error.BAD_N)
+        with m.Elif((c_in.k == 0) | (c_in.k[:2] != 0) | (c_in.k > config.kmax) | write_bad_k):
+            m.d.comb += check.eq(Error.BAD_K)
+        with m.Elif((c_in.t == 0) | (c_in.t > config.tmax) | ((c_in.op == Op.DRAFT) & (c_in.t != 1))):
+            m.d.comb += check.eq(Error.BAD_T)
+        with m.Elif(c_in.op.as_value().matches(Op.DRAFT, Op.VERIFY) & ~tables_loaded.all()):
+            m.d.comb += check.eq(Error.NO_TABLE)
 
         table = self.table
         writing = Signal()                   # a KV write runs (the pass engines idle)
         kv_act_ready = Signal()              # the KV writer takes an activation beat
-        m.d.comb += cmd.ready.eq(~running & ~writing & ~self.status.valid & en)
+        m.d.comb += cmd.ready.eq(~c_valid & ~running & ~writing & ~self.status.valid & en)
         taken = cmd.valid & cmd.ready
+        # Loaded in every cycle the register is free (only ``c_valid`` sees
+        # ``taken``); it holds a taken command for one cycle.
+        with m.If(~c_valid):
+            m.d.sync += [c.eq(c_in), error.eq(check)]
+        m.d.sync += c_valid.eq(taken)
+        kv_write = c.op == Op.KV_WRITE
         start_write = Signal()
         # A table write is registered (the tables are in every PE: no net from
         # ``en`` reaches them); it lands long before the next pass' first step.
-        table_write = taken & (c.op == Op.TABLE)
+        table_write = c_valid & (c.op == Op.TABLE)
         m.d.sync += [
             table.en.eq(table_write),
             table.code.eq(c.code), table.base.eq(c.base), table.exp.eq(c.exp),
             table.half.eq(c.half), table.zero.eq(c.zero),
         ]
         m.d.comb += [
-            start.eq(taken & ~c.op.as_value().matches(Op.TABLE, Op.KV_WRITE) &
+            start.eq(c_valid & ~c.op.as_value().matches(Op.TABLE, Op.KV_WRITE) &
                      (error == Error.OK)),
-            start_write.eq(taken & kv_write & (error == Error.OK)),
+            start_write.eq(c_valid & kv_write & (error == Error.OK)),
         ]
         # The status reads the counters themselves: they stand still from the
         # end of a pass until the next command, which the status must precede.
@@ -369,8 +395,8 @@ class PassController(wiring.Component):
             self.status.payload.macs.eq(macs),
         ]
         # Registers that a command sets are loaded in every idle cycle instead
-        # of on `start` (the cycle a pass is taken): the command's checks then
-        # reach a few flip-flops (``running``, the status), not every counter
+        # of on `start` (the cycle after a pass' command is taken): ``start`` then
+        # reaches a few flip-flops (``running``, the status), not every counter
         # of the engines, and no net from the command stream's valid, the
         # memory's stall or the output's ready resets them. The counters are
         # zero while idle once the status is taken.
@@ -379,7 +405,7 @@ class PassController(wiring.Component):
             m.d.sync += [cycles.eq(0), bits.eq(0), macs.eq(0)]
         with m.If(table_write):
             m.d.sync += tables_loaded.bit_select(c.code, 1).eq(1)
-        with m.If(taken & ~start & ~start_write):
+        with m.If(c_valid & ~start & ~start_write):
             m.d.sync += [
                 self.status.valid.eq(1),
                 self.status.payload.op.eq(c.op),

@@ -14,8 +14,9 @@ used to play from Python cycle by cycle:
   ``act_count`` words of the activation memory (``amem``) follow;
 - the outputs: every result beat goes into ``omem`` in order, and the
   status ends the command (``done``), with the cycles the accelerator was
-  busy (after the command was taken, until its status) and of those the
-  cycles it was frozen (``mem.en`` low);
+  busy (from `hw.controller.CHECK_CYCLES` cycles after the command was
+  taken, when its pass starts, until its status) and of those the cycles it
+  was frozen (``mem.en`` low);
 - the write port (KV_WRITE): a write goes into ``wmem`` under its byte
   strobes; the port is not ready on a cycle with probability ``p_stall /
   256``, and the cycles a write waited are counted (``write_waits``).
@@ -31,7 +32,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from hw.controller import Command, Status
+from hw.controller import CHECK_CYCLES, Command, Status
 from tb import drive
 from tb.harness import read_words, xorshift
 
@@ -180,12 +181,18 @@ class AccelHarness(wiring.Component):
         ]
         with m.If(running & accel.out.valid & accel.out.ready):
             m.d.sync += self.out_count.eq(self.out_count + 1)
-        with m.If(running & sent):
-            with m.If(accel.status.valid):
-                m.d.sync += [running.eq(0), self.status.eq(accel.status.payload)]
-            with m.Else():
-                m.d.sync += [self.busy.eq(self.busy + 1),
-                             self.frozen.eq(self.frozen + ~accel.mem.en)]
+        # The accelerator checks a command for CHECK_CYCLES cycles after taking
+        # it; its pass starts then, and the status' cycle count with it.
+        delay = [sent] + [Signal(name=f"checked{i}") for i in range(CHECK_CYCLES)]
+        m.d.sync += [later.eq(now) for now, later in zip(delay, delay[1:])]
+        with m.If(self.go):
+            m.d.sync += [later.eq(0) for later in delay[1:]]
+        checked = delay[-1]
+        with m.If(running & sent & accel.status.valid):
+            m.d.sync += [running.eq(0), self.status.eq(accel.status.payload)]
+        with m.Elif(running & checked):
+            m.d.sync += [self.busy.eq(self.busy + 1),
+                         self.frozen.eq(self.frozen + ~accel.mem.en)]
         with m.If(running & ~sent & accel.status.valid):
             # A status before the command was taken: there is none to wait
             # for (the bench then sees busy 0 and a status of zeros).
