@@ -20,6 +20,8 @@ from amaranth.back import verilog
 from cocotb_tools import runner as cocotb_runner
 from cocotb_tools.runner import get_runner
 
+from tb import memfile
+
 
 __all__ = ["SIMULATORS", "REPO_ROOT", "BUILD_ROOT", "seed", "run"]
 
@@ -253,6 +255,9 @@ def run(component, *, bench, toplevel, test_module, sim, extra_env=None, testcas
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{toplevel}.v"
     text = to_verilog(component, toplevel)
+    # The harnesses' memories that the bench loads and dumps through files.
+    text, memfiles = memfile.inject(text, toplevel, getattr(component, "memfiles", ()))
+    (build_dir / memfile.TABLE).write_text(json.dumps(memfiles))
     if sim == "icarus":
         text = _icarus_time_zero(text)
     source.write_text(text)
