@@ -10,8 +10,8 @@ is one simulator call.
 How it works:
 
 - a harness adds `members` to its signature (``memfile_*`` input ports) and
-  names the memories that take part in `MEMORIES` (its ``memfiles``
-  attribute, read by `tb.runner.run`);
+  names the memories that take part in its ``memfiles`` attribute (read by
+  `tb.runner.run`);
 - `inject` (called by `tb.runner.run` on the Verilog text) adds to the top
   module an ``always`` block that, on every toggle of ``memfile_strobe``,
   runs ``$readmemh`` (``memfile_op`` 1) into, or ``$writememh`` (2) out of,
@@ -63,7 +63,10 @@ def inject(text, toplevel, names):
     """``text`` (Verilog) with the memory file block in module ``toplevel``,
     for its memories ``names``; and the table of those memories (a dict to
     write as `TABLE`). Raises ValueError if the module or a memory is not
-    there."""
+    there. Without ``names``: ``text`` unchanged (an empty ``case`` is a
+    syntax error to Icarus)."""
+    if not names:
+        return text, {}
     module = re.search(rf"^module {re.escape(toplevel)}\(.*?^endmodule$", text, re.M | re.S)
     if module is None:
         raise ValueError(f"no module {toplevel} in the Verilog")
