@@ -37,7 +37,8 @@ from amaranth.lib.wiring import In, Out
 from tb import drive, memfile
 
 
-__all__ = ["StreamHarness", "run_batch", "read_words", "xorshift", "TIME_BITS"]
+__all__ = ["StreamHarness", "run_batch", "start_batch", "finish_batch", "read_words", "xorshift",
+           "TIME_BITS"]
 
 
 #: Width of the cycle and edge counters the harness records.
@@ -227,7 +228,8 @@ async def run_batch(dut, payloads, count_out, *, p_valid, p_ready, seed, timeout
     Loads the inputs into ``dut.stim``, starts the batch, waits for
     ``done`` (at most ``timeout`` cycles, default 100 per input plus 10,000)
     and dumps the outputs, with the time records named in ``records``
-    (`tb.memfile`; a bench reads those it checks).
+    (`tb.memfile`; a bench reads those it checks): `start_batch`, then
+    `finish_batch`.
 
     Returns
     -------
@@ -237,13 +239,17 @@ async def run_batch(dut, payloads, count_out, *, p_valid, p_ready, seed, timeout
         ``offer_cycle``, ``take_cycle``, ``take_edge`` (per input),
         ``visible_cycle``, ``accept_edge`` (per output).
     """
-    unknown = set(records) - set(_IN_RECORDS + _OUT_RECORDS)
-    if unknown:
-        raise ValueError(f"no such records: {', '.join(sorted(unknown))}")
-    count_in = len(payloads)
+    await start_batch(dut, payloads, count_out, p_valid=p_valid, p_ready=p_ready, seed=seed)
+    return await finish_batch(dut, len(payloads), count_out, timeout=timeout, records=records)
+
+
+async def start_batch(dut, payloads, count_out, *, p_valid, p_ready, seed):
+    """The first half of `run_batch`: load the inputs, start the batch.
+    Returns at the falling edge after the cycle of ``go`` (the harness's
+    ``cycles`` is 0 then)."""
     await memfile.load(dut, "stim", [(0, payloads)])
     await FallingEdge(dut.clk)
-    dut.count_in.value = count_in
+    dut.count_in.value = len(payloads)
     dut.count_out.value = count_out
     dut.p_valid.value = min(256, max(0, round(256 * p_valid)))
     dut.p_ready.value = min(256, max(0, round(256 * p_ready)))
@@ -251,6 +257,14 @@ async def run_batch(dut, payloads, count_out, *, p_valid, p_ready, seed, timeout
     dut.go.value = 1
     await FallingEdge(dut.clk)
     dut.go.value = 0
+
+
+async def finish_batch(dut, count_in, count_out, *, timeout=None,
+                       records=_IN_RECORDS + _OUT_RECORDS):
+    """The second half of `run_batch`: wait for ``done``, dump the results."""
+    unknown = set(records) - set(_IN_RECORDS + _OUT_RECORDS)
+    if unknown:
+        raise ValueError(f"no such records: {', '.join(sorted(unknown))}")
     limit = timeout if timeout is not None else 100 * count_in + 10_000
     done = RisingEdge(dut.done)
     if not dut.done.value:
