@@ -21,8 +21,8 @@ used to play from Python cycle by cycle:
   strobes; the port is not ready on a cycle with probability ``p_stall /
   256``, and the cycles a write waited are counted (``write_waits``).
 
-The bench writes the memories and reads ``omem`` through direct memory
-accesses, so Python runs once per command, not once per cycle.
+The bench loads the memories and dumps ``omem`` (and ``wmem``) through files
+(`tb.memfile`), so Python runs once per command, not once per cycle.
 """
 
 from cocotb.triggers import FallingEdge, First, RisingEdge
@@ -33,8 +33,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hw.controller import CHECK_CYCLES, Command, Status
-from tb import drive
-from tb.harness import read_words, xorshift
+from tb import drive, memfile
+from tb.harness import xorshift
 
 
 __all__ = ["AccelHarness", "run_command", "write_waits"]
@@ -81,7 +81,11 @@ class AccelHarness(wiring.Component):
             "p_stall": In(9), "p_block": In(9), "seed": In(32),
             "done": Out(1), "status": Out(Status), "out_count": Out(range(out_depth + 1)),
             "busy": Out(32), "frozen": Out(32), "write_waits": Out(32),
+            **memfile.members(),
         })
+
+    #: The memories the bench loads and dumps through files (`tb.memfile`).
+    memfiles = ("wmem", "amem", "omem")
 
     @property
     def accel(self):
@@ -204,9 +208,7 @@ async def run_command(dut, cmd, acts, *, p_stall, p_block, seed, timeout):
     """Run one command (an int payload) with its activation words (ints)
     through an `AccelHarness` bench top ``dut``; wait at most ``timeout``
     cycles. Returns ``(status int, result beat ints, frozen, busy)``."""
-    amem = dut.amem
-    for index, value in enumerate(acts):
-        amem[index].value = value
+    await memfile.load(dut, "amem", [(0, acts)])
     await FallingEdge(dut.clk)
     dut.cmd.value = cmd
     dut.act_count.value = len(acts)
@@ -223,9 +225,9 @@ async def run_command(dut, cmd, acts, *, p_stall, p_block, seed, timeout):
                              f"({int(dut.busy.value)} busy, {int(dut.out_count.value)} "
                              f"result beats)")
     count = int(dut.out_count.value)
-    omem = dut.omem
-    outs = read_words(omem, count)
-    return (dut.status.value.to_unsigned(), outs, int(dut.frozen.value), int(dut.busy.value))
+    status, frozen, busy = dut.status.value.to_unsigned(), int(dut.frozen.value), int(dut.busy.value)
+    outs = await memfile.dump(dut, "omem", count)
+    return status, outs, frozen, busy
 
 
 def write_waits(dut):

@@ -34,10 +34,11 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from tb import drive
+from tb import drive, memfile
 
 
-__all__ = ["StreamHarness", "run_batch", "read_words", "xorshift", "TIME_BITS"]
+__all__ = ["StreamHarness", "run_batch", "start_batch", "finish_batch", "read_words", "xorshift",
+           "TIME_BITS"]
 
 
 #: Width of the cycle and edge counters the harness records.
@@ -101,11 +102,15 @@ class StreamHarness(wiring.Component):
             "go": In(1), "count_in": In(range(depth + 1)), "count_out": In(range(depth + 1)),
             "p_valid": In(9), "p_ready": In(9), "seed": In(32),
             "done": Out(1), "violations": Out(16), "cycles": Out(TIME_BITS),
+            **memfile.members(),
         }
         for name, member in dut.signature.members.items():
             if name not in ("i", "o"):
                 members[name] = member
         super().__init__(members)
+
+    #: The memories the bench loads and dumps through files (`tb.memfile`).
+    memfiles = ("stim", "result") + _IN_RECORDS + _OUT_RECORDS
 
     @property
     def dut(self):
@@ -123,8 +128,8 @@ class StreamHarness(wiring.Component):
             if name in dut.signature.members:
                 wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(dut, name))
 
-        # The memories sit in this module, so that the bench reaches them as
-        # dut.stim, dut.result, ... (one VPI access per word).
+        # The memories sit in the top module, where tb.memfile's block loads
+        # and dumps them through files.
         m.submodules.stim = stim = memory.Memory(shape=self._in_width, depth=depth, init=[])
         m.submodules.result = result = memory.Memory(shape=self._out_width, depth=depth, init=[])
         records = {}
@@ -209,13 +214,10 @@ class StreamHarness(wiring.Component):
 
 
 def read_words(memory, count):
-    """Words ``0 .. count - 1`` of memory handle ``memory`` as ints; a word
-    with an X or Z bit raises ValueError, as ``.value.to_unsigned()`` does.
-
-    It reads each word's bits as the simulator gives them (the handle's
-    binary string): building cocotb's ``LogicArray`` for every word
-    (``.value``) cost about 6 µs more a word, and the PE bench reads three
-    words a step (600,000 a run of 100,000 steps per mode)."""
+    """Words ``0 .. count - 1`` of memory handle ``memory`` as ints, one VPI
+    access per word; a word with an X or Z bit raises ValueError, as
+    ``.value.to_unsigned()`` does. The harnesses' own memories go through
+    files instead (`tb.memfile.dump`); this is for a memory without one."""
     return [int(memory[j]._handle.get_signal_val_binstr(), 2) for j in range(count)]
 
 
@@ -223,10 +225,11 @@ async def run_batch(dut, payloads, count_out, *, p_valid, p_ready, seed, timeout
                     records=_IN_RECORDS + _OUT_RECORDS):
     """Stream ``payloads`` (ints) through a `StreamHarness` bench top ``dut``.
 
-    Writes the inputs into ``dut.stim``, starts the batch, waits for
+    Loads the inputs into ``dut.stim``, starts the batch, waits for
     ``done`` (at most ``timeout`` cycles, default 100 per input plus 10,000)
-    and reads the outputs back, with the time records named in ``records``
-    (each one a simulator access per word: a bench reads those it checks).
+    and dumps the outputs, with the time records named in ``records``
+    (`tb.memfile`; a bench reads those it checks): `start_batch`, then
+    `finish_batch`.
 
     Returns
     -------
@@ -236,15 +239,17 @@ async def run_batch(dut, payloads, count_out, *, p_valid, p_ready, seed, timeout
         ``offer_cycle``, ``take_cycle``, ``take_edge`` (per input),
         ``visible_cycle``, ``accept_edge`` (per output).
     """
-    unknown = set(records) - set(_IN_RECORDS + _OUT_RECORDS)
-    if unknown:
-        raise ValueError(f"no such records: {', '.join(sorted(unknown))}")
-    count_in = len(payloads)
-    stim = dut.stim
-    for index, value in enumerate(payloads):
-        stim[index].value = value
+    await start_batch(dut, payloads, count_out, p_valid=p_valid, p_ready=p_ready, seed=seed)
+    return await finish_batch(dut, len(payloads), count_out, timeout=timeout, records=records)
+
+
+async def start_batch(dut, payloads, count_out, *, p_valid, p_ready, seed):
+    """The first half of `run_batch`: load the inputs, start the batch.
+    Returns at the falling edge after the cycle of ``go`` (the harness's
+    ``cycles`` is 0 then)."""
+    await memfile.load(dut, "stim", [(0, payloads)])
     await FallingEdge(dut.clk)
-    dut.count_in.value = count_in
+    dut.count_in.value = len(payloads)
     dut.count_out.value = count_out
     dut.p_valid.value = min(256, max(0, round(256 * p_valid)))
     dut.p_ready.value = min(256, max(0, round(256 * p_ready)))
@@ -252,6 +257,14 @@ async def run_batch(dut, payloads, count_out, *, p_valid, p_ready, seed, timeout
     dut.go.value = 1
     await FallingEdge(dut.clk)
     dut.go.value = 0
+
+
+async def finish_batch(dut, count_in, count_out, *, timeout=None,
+                       records=_IN_RECORDS + _OUT_RECORDS):
+    """The second half of `run_batch`: wait for ``done``, dump the results."""
+    unknown = set(records) - set(_IN_RECORDS + _OUT_RECORDS)
+    if unknown:
+        raise ValueError(f"no such records: {', '.join(sorted(unknown))}")
     limit = timeout if timeout is not None else 100 * count_in + 10_000
     done = RisingEdge(dut.done)
     if not dut.done.value:
@@ -259,10 +272,9 @@ async def run_batch(dut, payloads, count_out, *, p_valid, p_ready, seed, timeout
     if not dut.done.value:
         raise AssertionError(f"the batch did not finish in {limit} cycles: "
                              f"{int(dut.cycles.value)} cycles run")
-    out = {"result": read_words(dut.result, count_out),
-           "violations": int(dut.violations.value), "cycles": int(dut.cycles.value)}
+    out = {"violations": int(dut.violations.value), "cycles": int(dut.cycles.value),
+           "result": await memfile.dump(dut, "result", count_out)}
     for name in records:
-        memory_ = getattr(dut, name)
         count = count_in if name in _IN_RECORDS else count_out
-        out[name] = np.array(read_words(memory_, count), np.int64)
+        out[name] = np.array(await memfile.dump(dut, name, count), np.int64)
     return out

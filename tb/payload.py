@@ -23,14 +23,30 @@ def _walk(layout, path):
     return offset, layout
 
 
+#: ``(id(layout), path)``: ``(layout, offset, width)``. Amaranth's layouts
+#: compute a field's offset and width anew on every lookup (tens of
+#: microseconds); the benches look the same fields up for every payload.
+_fields = {}
+
+
+def _field(layout, path):
+    key = (id(layout), path)
+    hit = _fields.get(key)
+    if hit is None or hit[0] is not layout:
+        at, shape = _walk(layout, path)
+        # The layout stays referenced, so that its id is not another's.
+        hit = _fields[key] = (layout, at, Shape.cast(shape).width)
+    return hit[1], hit[2]
+
+
 def offset(layout, *path):
     """Bit offset of the field at ``path`` (names and array indices)."""
-    return _walk(layout, path)[0]
+    return _field(layout, path)[0]
 
 
 def width(layout, *path):
     """Width in bits of the field at ``path``."""
-    return Shape.cast(_walk(layout, path)[1]).width
+    return _field(layout, path)[1]
 
 
 def pack(layout, fields):

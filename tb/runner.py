@@ -20,6 +20,8 @@ from amaranth.back import verilog
 from cocotb_tools import runner as cocotb_runner
 from cocotb_tools.runner import get_runner
 
+from tb import memfile
+
 
 __all__ = ["SIMULATORS", "REPO_ROOT", "BUILD_ROOT", "seed", "run"]
 
@@ -31,6 +33,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = REPO_ROOT / "build" / "tb"
 #: ccache's directory for the Verilator models' C++.
 CCACHE_DIR = REPO_ROOT / "build" / "ccache"
+
+#: The modules whose asserts cocotb has pytest rewrite: the benches' own
+#: test modules. cocotb's default is every module imported after it starts
+#: (the design, the golden model, cocotbext, ...), parsed and rewritten anew
+#: in every simulation when no bytecode is written (PYTHONDONTWRITEBYTECODE,
+#: as on the machine measured): 6.1 s of CPU importing the AXI and
+#: accelerator benches, against 1.5 s so. ``$COCOTB_REWRITE_ASSERTION_FILES``
+#: overrides it.
+REWRITE_ASSERTIONS = "test_*.py"
 
 #: The random seed of a bench unless ``SEED`` is set.
 DEFAULT_SEED = 1
@@ -135,43 +146,49 @@ def _icarus_time_zero(text):
 # Amaranth initialises a memory word by word (`mem[0] = 74'h0; mem[1] = ...`),
 # which for the benches' 16k-deep harness memories is a hundred thousand
 # statements for the simulators to compile. A memory that starts all zero is
-# given a loop instead: the same initial contents.
+# given a loop instead: the same initial contents. The loop runs over the
+# memory's declared depth, so that the first word alone (`_fast_zero_init`)
+# stands for all of them.
 _ZERO_INIT = re.compile(
-    r"^(?P<indent>[ \t]*)initial begin\n"
-    r"[ \t]*(?P<name>\\\S+ |\w+)\[0\] = (?P<width>\d+)'(?:h|d)0+;\n"
+    r"^(?P<decl>[ \t]*reg (?:\[\d+:0\] )?(?P<name>\\\S+ |\w+) \[(?P<last>\d+):0\];\n)"
+    r"(?P<indent>[ \t]*)initial begin\n"
+    r"[ \t]*(?P=name)\[0\] = (?P<width>\d+)'(?:h|d)0+;\n"
     r"(?:[ \t]*(?P=name)\[\d+\] = (?P=width)'(?:h|d)0+;\n)*"
     r"[ \t]*end\n", re.M)
 
 
 @contextlib.contextmanager
-def _fast_zero_init():
+def _fast_zero_init(counter):
     """Amaranth (0.5) emits a memory's initial contents to RTLIL bit by bit,
-    one net object per bit: for the benches' harness memories (16k words of
-    100 bits and more) that is millions of objects and most of a conversion's
-    time (8 of 9 s for a PE harness). A memory that starts all zero is the one
-    constant ``N'00..0``, which is the text Amaranth itself writes for it
-    (`tests/test_runner.py` checks the Verilog is the same): emit that
-    directly while converting."""
+    one net object per bit, and Yosys then carries every bit to the Verilog:
+    for the benches' harness memories (16k words of 100 bits and more) that
+    was most of a conversion's time (for a 4-lane PE harness 19 s of 24 s
+    with the contents as one constant, 8 of 9 s before that). A memory that
+    starts all zero is given its first word only, zero, and
+    `_compact_zero_init` makes that the loop over all its words that
+    Amaranth's own text becomes there (`tests/test_runner.py` checks the
+    Verilog is the same). ``counter`` (a list) gets one entry per such
+    memory, which `to_verilog` checks were all expanded."""
     from amaranth.back import rtlil
     from amaranth.hdl import _nir
     emitter = rtlil.ModuleEmitter
     original = emitter.emit_memory
 
     def emit_memory(self, cell_idx, cell):
-        if any(cell.init):
+        if any(cell.init) or not cell.width or not cell.depth:
             return original(self, cell_idx, cell)
-        bits = cell.width * cell.depth
         self.builder.cell("$meminit_v2", ports={
             "ADDR": self.sigspec(),
-            "DATA": f"{bits}'{'0' * bits}" if bits else self.sigspec(),
+            "DATA": f"{cell.width}'{'0' * cell.width}",
             "EN": self.sigspec(_nir.Value.ones(cell.width)),
         }, parameters={
             "MEMID": self.memories[cell_idx].memid,
             "ABITS": 0,
             "WIDTH": cell.width,
-            "WORDS": cell.depth,
+            "WORDS": 1,
             "PRIORITY": 0,
         }, src_loc=cell.src_loc)
+        counter.append(cell.depth)
 
     emitter.emit_memory = emit_memory
     try:
@@ -183,20 +200,27 @@ def _fast_zero_init():
 def to_verilog(component, name):
     """``component``'s Verilog as the benches build it: zero-initialised
     memories as loops (`_compact_zero_init`), converted fast (`_fast_zero_init`)."""
-    with _fast_zero_init():
-        return _compact_zero_init(verilog.convert(component, name=name, emit_src=False))
+    fast = []
+    with _fast_zero_init(fast):
+        text = verilog.convert(component, name=name, emit_src=False)
+    text, loops = _compact_zero_init(text)
+    if loops < len(fast):
+        raise RuntimeError(f"{len(fast)} zero memories converted, {loops} given their loops")
+    return text
 
 
 def _compact_zero_init(text):
+    """``text`` with every all-zero memory initialisation as a loop over the
+    memory's depth, and how many there were."""
     count = iter(range(1 << 30))
 
     def loop(m):
-        depth = m[0].count(" = ")
+        depth = int(m["last"]) + 1
         i, name = m["indent"], m["name"]
-        return (f"{i}initial begin : zero_init_{next(count)}\n{i}  integer i;\n"
+        return (f"{m['decl']}{i}initial begin : zero_init_{next(count)}\n{i}  integer i;\n"
                 f"{i}  for (i = 0; i < {depth}; i = i + 1) {name}[i] = {m['width']}'h0;\n"
                 f"{i}end\n")
-    return _ZERO_INIT.sub(loop, text)
+    return _ZERO_INIT.subn(loop, text)
 
 
 @contextlib.contextmanager
@@ -253,6 +277,9 @@ def run(component, *, bench, toplevel, test_module, sim, extra_env=None, testcas
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{toplevel}.v"
     text = to_verilog(component, toplevel)
+    # The harnesses' memories that the bench loads and dumps through files.
+    text, memfiles = memfile.inject(text, toplevel, getattr(component, "memfiles", ()))
+    (build_dir / memfile.TABLE).write_text(json.dumps(memfiles))
     if sim == "icarus":
         text = _icarus_time_zero(text)
     source.write_text(text)
@@ -272,7 +299,9 @@ def run(component, *, bench, toplevel, test_module, sim, extra_env=None, testcas
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
 
-    test_env = {"SEED": str(seed())}
+    test_env = {"SEED": str(seed()),
+                "COCOTB_REWRITE_ASSERTION_FILES": os.environ.get(
+                    "COCOTB_REWRITE_ASSERTION_FILES", REWRITE_ASSERTIONS)}
     test_env.update(extra_env or {})
     waves = os.environ.get("WAVES", "0") == "1"
     # cocotb's runner gives the simulation os.environ over its extra_env: the

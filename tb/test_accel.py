@@ -18,6 +18,7 @@ stalls it at random; the output is blocked at random. For every pass it checks:
   tables were loaded) answer with their error and leave the accelerator working.
 """
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -32,7 +33,7 @@ from golden import arith, perf, speq16
 from hw.accel import SpeqAccel
 from hw.config import SpeqConfig
 from hw.controller import Error, Op
-from tb import accel_harness, drive, payload, runner
+from tb import accel_harness, drive, memfile, payload, runner
 
 
 TOPLEVEL = "accel"
@@ -75,16 +76,14 @@ class Host:
         return {name: payload.field(self.status_layout, [value], name)[0]
                 for name in ("op", "error", "cycles", "bits", "macs")}
 
-    def write_memory(self, addr, words):
-        """Weight memory words from word address ``addr`` on."""
-        wmem = self.dut.wmem
-        for index, word in enumerate(words):
-            wmem[addr + index].value = word
+    async def write_memory(self, segments):
+        """Weight memory words: ``segments`` is a list of ``(word address,
+        words)``."""
+        await memfile.load(self.dut, "wmem", segments)
 
-    def read_memory(self, addr, count):
+    async def read_memory(self, addr, count):
         """``count`` weight memory words from word address ``addr`` on."""
-        wmem = self.dut.wmem
-        return [wmem[addr + index].value.to_unsigned() for index in range(count)]
+        return await memfile.dump(self.dut, "wmem", count, addr)
 
     async def run(self, cmd, acts=(), p_stall=0.0, p_block=0.0):
         """Send one command (and its activations); return (status, outputs,
@@ -189,8 +188,8 @@ class Bench:
         addrs, at = [], int(rng.integers(0, room))
         for image, gap in zip(images, gaps):
             addrs.append(at)
-            host.write_memory(at, image)
             at += len(image) + int(gap)
+        await host.write_memory(list(zip(addrs, images)))
         addrs.append(0)
         rows = x.reshape(-1, k).view(np.uint16)        # head after head
         acts = payload.pack(host.act_layout, {
@@ -366,8 +365,7 @@ async def accel_kv_write(dut):
         images = perf.kv_images(cache.reshape(-1, k), pes, slots, bits, heads)
         addrs = [int(rng.integers(0, MEM_DEPTH // 2 - len(images[0]))), 0]
         addrs[1] = MEM_DEPTH // 2 + int(rng.integers(0, MEM_DEPTH // 2 - len(images[1])))
-        for addr, image in zip(addrs, images):
-            host.write_memory(addr, image)
+        await host.write_memory(list(zip(addrs, images)))
         new = fp16((t, dims))
         acts = payload.pack(host.act_layout, {
             (lane,): new.view(np.uint16)[:, lane::4].ravel() for lane in range(4)})
@@ -388,7 +386,7 @@ async def accel_kv_write(dut):
             cache[head, :, pos:pos + t] = new.T
         else:
             cache[head, pos:pos + t] = new
-        got = [host.read_memory(addr, len(image)) for addr, image in zip(addrs, images)]
+        got = [await host.read_memory(addr, len(image)) for addr, image in zip(addrs, images)]
         want_images = perf.kv_images(cache.reshape(-1, k), pes, slots, bits, heads)
         for plane in range(2):
             bad = [i for i, (a, b) in enumerate(zip(got[plane], want_images[plane])) if a != b]
@@ -497,15 +495,24 @@ async def accel_multihead(dut):
     Path("summary_multihead.json").write_text(json.dumps(summary))
 
 
+@functools.cache
+def _tiny_lm():
+    """The shipped language model (`golden.model.TinyLM`), built once per
+    simulation: it encodes every weight matrix (about 20 s of CPU on a busy
+    machine), and the model-layer and attention tests only read it."""
+    from golden.model import TinyLM
+    return TinyLM()
+
+
 @cocotb.test()
 async def accel_model_layer(dut):
     """A layer of the shipped language model (``MODEL_LAYER``) through the RTL:
     a draft pass and a verify pass over 3 tokens, with the model's own
     activations (the LayerNorm outputs of a prompt), bit-exact with the golden
     model's passes."""
-    from golden.model import TinyLM, _layer_norm
+    from golden.model import _layer_norm
     bench = await _bench(dut)
-    model = TinyLM()
+    model = _tiny_lm()
     name = os.environ["MODEL_LAYER"]
     w, enc = model.w[name], model.enc[name]
     p = model.f32
@@ -536,9 +543,9 @@ async def accel_attention_head(dut):
     (`golden.model.Session`). One head of the draft and one of the target run
     on the accelerator: bit-exact with the golden passes and cycle-exact with
     `golden.perf` (`Bench.run_pass`)."""
-    from golden.model import Session, TinyLM
+    from golden.model import Session
     bench = await _bench(dut)
-    model = TinyLM()
+    model = _tiny_lm()
     tokens = list(b"def speq(x):")[:9]
     target = Session(model, "verify")
     target.forward(tokens[:6])

@@ -8,7 +8,9 @@ uniform magnitudes, tiny and subnormal values, every finite FP16 value), the
 reset tables, and a synthetic table with extreme entries (bases near the top,
 where ``base + δ`` needs its carry; exponents at both ends of their range).
 Both decodings of every output are compared bit for bit with the golden model,
-under random input gaps and output stalls.
+under random input gaps and output stalls, through a `tb.harness.StreamHarness`
+(a table's 65,536 words from a memory, no Python per cycle); every output
+must appear ``latency`` cycles after its word entered and hold while stalled.
 
 The pytest functions at the bottom run the cocotb tests above them on each
 simulator of `tb.runner.SIMULATORS`. ``SEED=<n>`` changes the random seed,
@@ -23,16 +25,18 @@ from pathlib import Path
 import numpy as np
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly
+from cocotb.triggers import FallingEdge
 
 import pytest
 
+from amaranth.hdl import Shape
 from amaranth.lib import data
 
 from golden import speq16
 from hw.decoder import (RemapDecoder, DecoderIn, DecoderOut, DraftOperand,
                         Mode, NUM_CODES, GROUP)
-from tb import drive, runner
+from tb import drive, harness, runner
+from tb.harness import StreamHarness
 
 
 TOPLEVEL = "decoder"
@@ -139,7 +143,7 @@ def _describe(payload):
         for name, field in data.Layout.cast(DraftOperand):
             value = ((payload >> _offset(DecoderOut, "draft", lane, name))
                      & ((1 << field.width) - 1))
-            if field.shape.signed and value >> (field.width - 1):
+            if Shape.cast(field.shape).signed and value >> (field.width - 1):
                 value -= 1 << field.width
             lane_view[name] = value
         draft.append(lane_view)
@@ -163,78 +167,31 @@ def _selected_tables(seed):
     return tables
 
 
+#: Inputs of the bench's top (`tb.harness.StreamHarness` around the decoder).
+INPUTS = ("go", "count_in", "count_out", "p_valid", "p_ready", "seed", "table__en",
+          "table__code", "table__base", "table__exp", "table__half", "table__zero")
+
+
 async def _reset(dut):
-    await drive.reset(dut, ("i__valid", "i__payload", "o__ready", "table__en", "table__code",
-                 "table__base", "table__exp", "table__half", "table__zero"))
+    await drive.reset(dut, INPUTS)
 
 
-async def _stream(dut, payloads, p_valid, p_ready, rng, latency):
-    """Send ``payloads`` through the decoder under random valid/ready; return the outputs.
+def _check_timing(name, out, latency):
+    """Every output visible ``latency`` cycles after its word was first
+    offered or later, and no later than ``latency`` cycles after it was
+    taken; a waiting output held (its valid and payload)."""
+    assert out["violations"] == 0, (
+        f"table {name}: a waiting output changed or dropped {out['violations']} times")
+    offered, taken, visible = out["offer_cycle"], out["take_cycle"], out["visible_cycle"]
+    bad = np.flatnonzero((visible < offered + latency) | (visible > taken + latency))
+    assert not bad.size, (
+        f"table {name}: word {bad[0]} offered in cycle {offered[bad[0]]}, taken in cycle "
+        f"{taken[bad[0]]} appeared in cycle {visible[bad[0]]}; the latency is {latency} "
+        f"({bad.size} words so)")
 
-    Inputs are written just after a falling edge; at ``ReadOnly`` of the
-    same time step everything has settled to what the next rising edge
-    samples, so a transfer is exactly ``valid & ready`` as read there. This
-    checks the stream rules on the way: the output's valid and payload hold
-    while stalled, and every word appears within ``latency`` cycles of entering.
-    """
-    i_valid, i_payload, i_ready = dut.i__valid, dut.i__payload, dut.i__ready
-    o_valid, o_payload, o_ready = dut.o__valid, dut.o__payload, dut.o__ready
-    falling, settled = FallingEdge(dut.clk), ReadOnly()
 
-    n = len(payloads)
-    payloads = payloads.tolist()
-    chunk = 4096
-    outputs = []
-    offered = [None] * n  # cycle each word was first presented
-    entered = [None] * n  # cycle each word was taken
-    sent = cycle = 0
-    driving = False
-    stalled = None  # the payload held since the last cycle, if stalled
-    ready = 0
-    o_ready.value = ready
-    while len(outputs) < n:
-        if cycle % chunk == 0:
-            valid_draws = (rng.random(chunk) < p_valid).tolist()
-            ready_draws = (rng.random(chunk) < p_ready).astype(int).tolist()
-        await falling
-        if not driving and sent < n and valid_draws[cycle % chunk]:
-            i_payload.value = payloads[sent]
-            i_valid.value = 1
-            offered[sent] = cycle
-            driving = True
-        elif not driving:
-            i_valid.value = 0
-        if ready_draws[cycle % chunk] != ready:
-            ready = ready_draws[cycle % chunk]
-            o_ready.value = ready
-
-        await settled
-        if driving and i_ready.value:
-            entered[sent] = cycle
-            sent += 1
-            driving = False
-        if o_valid.value:
-            payload = o_payload.value.to_unsigned()
-            if stalled is None:
-                # Visible once it has had `latency` cycles since it was offered, and
-                # no later than `latency` cycles after it was taken.
-                j = len(outputs)
-                late = entered[j] is not None and cycle > entered[j] + latency
-                assert offered[j] is not None and offered[j] + latency <= cycle and not late, (
-                    f"word {j} offered in cycle {offered[j]}, taken in cycle {entered[j]} "
-                    f"appeared in cycle {cycle}; the latency is {latency}")
-            else:
-                assert payload == stalled, (
-                    f"output payload changed while stalled: {stalled:#x} -> {payload:#x}")
-            if ready:
-                outputs.append(payload)
-                stalled = None
-            else:
-                stalled = payload
-        else:
-            assert stalled is None, "output valid dropped while stalled"
-        cycle += 1
-    return outputs, cycle
+#: The time records the bench checks.
+RECORDS = ("offer_cycle", "take_cycle", "visible_cycle")
 
 
 def _check(name, got, want, words):
@@ -268,16 +225,30 @@ async def decoder_exhaustive(dut):
             loaded = True
         words = rng.permutation(WORDS)
         modes = rng.integers(0, len(Mode), size=words.size)
-        outputs, cycles = await _stream(
-            dut, _pack_inputs(words, modes), p_valid, p_ready, rng, latency)
-        _check(name, outputs, _expected_outputs(words, modes, enc), words)
-        checked += len(outputs)
-        dut._log.info("table %-12s %d words in %d cycles: all match", name, len(outputs), cycles)
+        out = await harness.run_batch(dut, _pack_inputs(words, modes), words.size,
+                                      p_valid=p_valid, p_ready=p_ready,
+                                      seed=int(rng.integers(1, 1 << 32)), records=RECORDS)
+        _check_timing(name, out, latency)
+        _check(name, out["result"], _expected_outputs(words, modes, enc), words)
+        checked += len(out["result"])
+        dut._log.info("table %-12s %d words in %d cycles: all match", name, len(out["result"]),
+                      out["cycles"])
 
     summary = {"words": int(WORDS.size), "tables": len(tables), "checked": checked, "seed": seed}
     dut._log.info("decoder: %(words)d words x %(tables)d tables = %(checked)d checked "
                   "(seed %(seed)d)", summary)
     Path("summary.json").write_text(json.dumps(summary))
+
+
+def _mixed(old, new, codes):
+    """``old``'s tables with the entries ``codes`` of ``new``'s."""
+    fields = {}
+    for field in ("base", "draft_exp", "draft_half", "draft_zero"):
+        value = getattr(old, field).copy()
+        for code in codes:
+            value[code] = getattr(new, field)[code]
+        fields[field] = value
+    return speq16.Encoded(words=old.words, **fields)
 
 
 @cocotb.test()
@@ -296,48 +267,73 @@ async def decoder_table_write_timing(dut):
     word = 0x5A5A  # code 5 in the verify view, codes 2 and 5 in the draft view
     codes = sorted({(word >> 12) & 7, *(((word >> 4 * lane) & 7) for lane in range(GROUP))})
     payload = int(_pack_inputs(np.array([word]), np.array([Mode.VERIFY.value]))[0])
-    want_old = int(_expected_outputs(np.array([word], np.uint16), np.array([0]), old)[0])
-    want_new = int(_expected_outputs(np.array([word], np.uint16), np.array([0]), new)[0])
+
+    def want(table):
+        return int(_expected_outputs(np.array([word], np.uint16), np.array([0]), table)[0])
+
+    want_old, want_new = want(old), want(new)
     assert want_old != want_new, "the two tables must decode the word differently"
 
-    # The same word enters on every cycle; cycle k writes the k-th entry it
-    # reads. Output j is the word that entered in cycle j, whatever the
-    # latency: the first sees only old entries, the one after the last write
-    # only new ones.
-    got = []
-    for cycle in range(len(codes) + 2 + latency):
-        await FallingEdge(dut.clk)
-        if cycle == 0:
-            dut.o__ready.value = 1
-            dut.i__payload.value = payload
-            dut.i__valid.value = 1
-        if cycle < len(codes):
-            drive.table_entry(dut, codes[cycle], new)
-        else:
-            dut.table__en.value = 0
-        await ReadOnly()
-        if dut.o__valid.value:
-            got.append(dut.o__payload.value.to_unsigned())
-    assert got[0] == want_old, f"first output {_describe(got[0])}, want {_describe(want_old)}"
-    assert got[len(codes)] == want_new, (
-        f"output after all writes {_describe(got[len(codes)])}, want {_describe(want_new)}")
-
-    # A stalled output keeps its value while the table changes under it.
-    await FallingEdge(dut.clk)
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    await ReadOnly()
-    if latency:
-        held = dut.o__payload.value.to_unsigned()
-        for code in range(NUM_CODES):
+    # The same word is offered on every cycle and always taken; from the
+    # cycle the first one enters (the harness offers from cycle 1 of a
+    # batch), each cycle writes the next entry it reads. Every output must
+    # decode under the entries written in cycles before its word entered:
+    # the first sees only old entries, the one after the last write only new.
+    count = len(codes) + 2 + latency
+    await harness.start_batch(dut, [payload] * count, count, p_valid=1, p_ready=1, seed=1)
+    writes = []                                      # (cycle, code)
+    for code in codes:
+        while int(dut.cycles.value) < 1:
             await FallingEdge(dut.clk)
+        writes.append((int(dut.cycles.value), code))
+        drive.table_entry(dut, code, new)
+        await FallingEdge(dut.clk)
+    dut.table__en.value = 0
+    out = await harness.finish_batch(dut, count, count, records=RECORDS)
+    _check_timing("write timing", out, latency)
+    taken = out["take_cycle"]
+    assert taken[0] == writes[0][0], (
+        f"the first word entered in cycle {taken[0]}, the first write was in cycle "
+        f"{writes[0][0]}: the bench means them to coincide")
+    for j, got in enumerate(out["result"]):
+        table = _mixed(old, new, [code for cycle, code in writes if cycle < taken[j]])
+        assert got == want(table), (
+            f"output {j} (entered in cycle {taken[j]}, writes in cycles {writes}): "
+            f"{_describe(got)}, want {_describe(want(table))}")
+    assert out["result"][0] == want_old, f"first output {_describe(out['result'][0])}"
+    after = np.flatnonzero(taken > writes[-1][0])
+    assert after.size and out["result"][after[0]] == want_new, (
+        f"no output after all writes, or not the new tables' ({out['result']})")
+
+    # A stalled output keeps its value while the table changes under it: one
+    # word, never accepted until every entry has been written back to the
+    # old tables, then accepted.
+    if latency:
+        await harness.start_batch(dut, [payload], 1, p_valid=1, p_ready=0, seed=1)
+        for _ in range(4):
+            await FallingEdge(dut.clk)
+        first = int(dut.cycles.value)
+        for code in range(NUM_CODES):
             drive.table_entry(dut, code, old)
-            await ReadOnly()
-            assert dut.o__valid.value and dut.o__payload.value.to_unsigned() == held, (
-                "a stalled output changed under a table write")
+            await FallingEdge(dut.clk)
+        dut.table__en.value = 0
+        dut.p_ready.value = 256
+        out = await harness.finish_batch(dut, 1, 1, records=("visible_cycle",))
+        assert out["violations"] == 0, "a stalled output changed under a table write"
+        assert out["visible_cycle"][0] < first, (
+            f"the output appeared in cycle {out['visible_cycle'][0]}, after the writes began "
+            f"(cycle {first})")
+        assert out["result"][0] == want_new, (
+            f"the held output {_describe(out['result'][0])}, want {_describe(want_new)}")
 
 
 # --- pytest entry points ---------------------------------------------------------------------
+
+def _top(**params):
+    """The bench's top: the decoder in a `tb.harness.StreamHarness` that
+    holds every word of a table's pass."""
+    return StreamHarness(RemapDecoder(**params), depth=WORDS.size)
+
 
 _counts = {}
 
@@ -365,7 +361,7 @@ def test_decoder(sim, word_counts):
     # Icarus in make soak (DECODER_RANDOM_TABLES set), under all of them.
     fast_icarus = sim == "icarus" and "DECODER_RANDOM_TABLES" not in os.environ and \
         "DECODER_TABLES" not in os.environ
-    build_dir = runner.run(RemapDecoder(), bench="decoder", toplevel=TOPLEVEL,
+    build_dir = runner.run(_top(), bench="decoder", toplevel=TOPLEVEL,
                            test_module="tb.test_decoder", sim=sim,
                            extra_env={"DECODER_TABLES": "every_finite,extreme"} if fast_icarus
                            else None)
@@ -386,7 +382,7 @@ def test_decoder_combinational():
     through the per-field wires Amaranth names on the output port.)
     """
     params = {"registered_output": False}
-    runner.run(RemapDecoder(**params), bench="decoder_comb", toplevel=TOPLEVEL,
+    runner.run(_top(**params), bench="decoder_comb", toplevel=TOPLEVEL,
                test_module="tb.test_decoder", sim=runner.SIMULATORS[0],
                extra_env={"DUT_PARAMS": json.dumps(params),
                           "DECODER_TABLES": "extreme"})
