@@ -585,7 +585,12 @@ class PassController(wiring.Component):
             landed.eq(land & l_group_end),
             buf_write.addr.eq(Mux(l_half, slots + l_slot, l_slot)),
             buf_write.data.eq(mem.data.replicate(entry_beats)),
-            buf_write.en.eq(Mux(land, Const(1, entry_beats) << l_beat, 0)),
+            # Written whenever a word is there, frozen cycle or not (no net
+            # from ``en``, the output's ready or the memory's stall, reaches
+            # the buffer's write enables): a frozen cycle writes the landing
+            # slot, which no step reads yet, and the advancing cycle writes
+            # it again with the word the lander counts.
+            buf_write.en.eq(Mux(running & mem.valid, Const(1, entry_beats) << l_beat, 0)),
         ]
 
         # -- issuer -----------------------------------------------------------------
