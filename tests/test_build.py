@@ -237,7 +237,9 @@ def test_axi_options_reach_the_top_and_the_manifest(tmp_path):
     assert (interface["max_burst_beats"], interface["max_outstanding"]) == (8, 3)
 
 
-@pytest.fixture(scope="module")
+# Session scope: conftest.py orders the tests across modules, and pytest tears a
+# module fixture down whenever the next test is another module's.
+@pytest.fixture(scope="session")
 def axi_1x2(tmp_path_factory):
     """The AXI top of 1 x 2 PEs (a 32-bit port: with the KV write path), as
     ``python -m rtl_gen.build`` writes it: ``(directory, standard output)``.

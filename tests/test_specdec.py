@@ -22,7 +22,9 @@ TOKENS = 12
 CHUNKS = 4
 
 
-@pytest.fixture(scope="module")
+# Session scope: conftest.py orders the tests across modules, and pytest tears a
+# module fixture down whenever the next test is another module's.
+@pytest.fixture(scope="session")
 def model():
     return TinyLM(DEFAULT_WEIGHTS)
 
