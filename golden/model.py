@@ -42,6 +42,8 @@ GELU (tanh form) MLP, an untied output head. Weights are stored as
 ``config``.
 """
 
+import copy
+import hashlib
 import json
 from pathlib import Path
 import zipfile
@@ -94,6 +96,23 @@ def _read_npz(path):
             return {key: archive[key] for key in archive.files}
     except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise ValueError(f"{path}: a damaged or unreadable .npz file ({error})") from None
+
+
+#: `speq16.encode` and `speq16.draft` of the weight matrices this process has
+#: encoded, by content: the encoding takes most of a `TinyLM`'s loading time,
+#: and a process loads the same weights again (another ``draft_lanes`` or
+#: ``draft_frac_bits``, which the encoding does not depend on).
+_ENCODED = {}
+
+
+def _encoded(w):
+    """``(speq16.encode(w), speq16.draft(of it))`` of FP16 matrix ``w``, copies
+    of the ones computed the first time ``w``'s content was seen."""
+    key = (w.shape, w.dtype.str, hashlib.sha256(np.ascontiguousarray(w).tobytes()).digest())
+    if key not in _ENCODED:
+        enc = speq16.encode(w)
+        _ENCODED[key] = enc, speq16.draft(enc)
+    return copy.deepcopy(_ENCODED[key])
 
 
 class TinyLM:
@@ -158,8 +177,10 @@ class TinyLM:
         # Norms and embeddings run in float32; linear weights stay FP16.
         self.f32 = {key: value.astype(np.float32) for key, value in data.items()
                     if not self.is_linear(key)}
-        self.enc = {key: speq16.encode(value) for key, value in data.items() if self.is_linear(key)}
-        self.draft_weights = {key: speq16.draft(enc) for key, enc in self.enc.items()}
+        self.enc, self.draft_weights = {}, {}
+        for key, value in data.items():
+            if self.is_linear(key):
+                self.enc[key], self.draft_weights[key] = _encoded(value)
 
     @staticmethod
     def is_linear(key):

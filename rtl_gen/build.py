@@ -157,12 +157,14 @@ def _layout_fields(layout, prefix=""):
     return result
 
 
-def ports(component, name):
+def ports(component, name, rtlil_text=None):
     """The ports of ``component``'s Verilog module ``name``, in declaration order.
 
-    Names, widths and directions come from the converted design (its RTLIL),
-    so they include the clock and reset that Amaranth adds; the fields of
-    layout-typed ports come from the component's signature.
+    Names, widths and directions come from the converted design (its RTLIL:
+    ``rtlil_text`` if given, ``rtlil.convert(component, name=name,
+    emit_src=False)``, else converted here), so they include the clock and
+    reset that Amaranth adds; the fields of layout-typed ports come from the
+    component's signature.
 
     Returns
     -------
@@ -170,7 +172,8 @@ def ports(component, name):
         ``{"name", "direction", "width", "signed"}``, plus ``"fields"``
         (``{path: {"offset", "width"}}``) for a port with a data layout.
     """
-    text = rtlil.convert(component, name=name, emit_src=False)
+    text = rtlil_text if rtlil_text is not None else \
+        rtlil.convert(component, name=name, emit_src=False)
     module = text[text.index(f"module \\{name}\n"):]
     module = module[:module.index("\nend\n")]
     found = []
@@ -528,6 +531,18 @@ def manifest(top, config, component, module_name, port_list):
     }
 
 
+def _verilog_and_ports(component, top):
+    """``(verilog.convert(component, name=top, emit_src=False), ports(component,
+    top))`` from one conversion to RTLIL: `amaranth.back.verilog.convert`
+    converts to RTLIL (as `ports` does) and hands that text to Yosys, and the
+    conversion is most of the time a large top takes to write."""
+    to_verilog = getattr(verilog, "_convert_rtlil_text", None)
+    if to_verilog is None:      # pragma: no cover - the private API moved
+        return verilog.convert(component, name=top, emit_src=False), ports(component, top)
+    rtlil_text = rtlil.convert(component, name=top, emit_src=False)
+    return to_verilog(rtlil_text), ports(component, top, rtlil_text)
+
+
 def write(top, config, out, axi=None):
     """Generate block ``top`` under ``config`` (and ``axi`` for the AXI top)
     into directory ``out``.
@@ -541,8 +556,7 @@ def write(top, config, out, axi=None):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     component = elaborate(top, config, axi)
-    text = verilog.convert(component, name=top, emit_src=False)
-    port_list = ports(component, top)
+    text, port_list = _verilog_and_ports(component, top)
     verilog_path = out / f"{top}.v"
     verilog_path.write_text(text)
     extra = []

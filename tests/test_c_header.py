@@ -44,7 +44,9 @@ int main(void) {
 """
 
 
-@pytest.fixture(scope="module")
+# Session scope: conftest.py orders the tests across modules, and pytest tears a
+# module fixture down whenever the next test is another module's.
+@pytest.fixture(scope="session")
 def program(tmp_path_factory):
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:                                  # pragma: no cover - gcc is on the machine

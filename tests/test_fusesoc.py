@@ -30,7 +30,9 @@ SMALL = ["--rows", "1", "--cols", "1", "--mem-bits", "16", "--kmax", "16", "--tm
          "--axi-fifo-depth", "4", "--axi-act-depth", "4", "--axi-out-depth", "4"]
 
 
-@pytest.fixture(scope="module")
+# Session scope: conftest.py orders the tests across modules, and pytest tears a
+# module fixture down whenever the next test is another module's.
+@pytest.fixture(scope="session")
 def axi_ip(tmp_path_factory):
     out = tmp_path_factory.mktemp("axi_ip")
     assert build.main(["--top", "axi", *SMALL, "--out", str(out)]) == 0

