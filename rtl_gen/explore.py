@@ -370,15 +370,20 @@ def pareto(rows):
 
 # -- the sweep ---------------------------------------------------------------------------
 
-def _ray_init(address, max_parallel):
+def _ray_auth(address):
+    """Token mode for a driver that joins a cluster at ``address``: `ray
+    start --head` turns on token authentication and keeps its token in
+    ~/.ray/auth_token; a driver sends it only in token mode, which Ray reads
+    when it is first imported (so before any ``import ray...``)."""
     if address:
-        # `ray start --head` turns on token authentication and keeps its token
-        # in ~/.ray/auth_token; a driver sends it only in token mode, which
-        # Ray reads when it is imported.
         token = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
                  or (Path.home() / ".ray" / "auth_token").exists())
         if token and "RAY_AUTH_MODE" not in os.environ:
             os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _ray_init(address, max_parallel):
+    _ray_auth(address)
     import ray
     if address:
         _progress(f"connecting to the Ray cluster at {address} ...")
@@ -487,6 +492,7 @@ def _guided(keyed, rows, visited, target, workload, seed, cache, address,
     trials, maximising SPEQ tokens/s (0 for a point that fails or does not
     fit); every trial goes through the cache. The keys of the points it
     visits go into ``visited``."""
+    _ray_auth(address)
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
     import optuna

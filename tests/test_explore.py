@@ -123,7 +123,7 @@ def test_sweep_on_a_ray_cluster_equals_the_local_one_and_reruns_from_the_cache(t
     """A Ray head as a separate process; the explorer joins it with
     --address; the same sweep on a local Ray gives the same results; a rerun
     is served by the cache and runs no tool; an extended sweep runs only the
-    new point; a guided search (on a local Ray) reads the cache."""
+    new point; a guided search (on the cluster) reads the cache."""
     # The local sweep runs beside the cluster's: each spends most of its time
     # waiting for Ray to start and stop, and their results meet below.
     local_run = start(*SPACE, "--cache", str(tmp_path / "b"),
@@ -177,6 +177,19 @@ def test_sweep_on_a_ray_cluster_equals_the_local_one_and_reruns_from_the_cache(t
         more, data = _hw(tmp_path / "more.json")
         assert data["ran"] == 1 and data["cached"] == 1
         assert {k: v for k, v in more.items() if k in cluster} == cluster
+        # A guided search (Ray Tune, Optuna's sampler) over the same space,
+        # on the cluster: its trials read the cache, and it finds the better
+        # of the two points.
+        r = run("--target", "generic", "--rows", "1", "--cols", "1,2", "--mem-bits", "16",
+                "--max-parallel", "2", "--address", address, "--cache", str(tmp_path / "a"),
+                "--sample", "guided", "--points", "4", "--json", str(tmp_path / "guided.json"))
+        assert r.returncode == 0, r.stderr
+        assert "guided search: 4 trials" in r.stderr
+        assert f"connecting to the Ray cluster at {address}" in r.stderr
+        guided, data = _hw(tmp_path / "guided.json")
+        assert guided and all(more[label] == value for label, value in guided.items())
+        best = max(more, key=lambda label: more[label][3])
+        assert best in guided and data["best"]["config"]["cols"] == int(best.split("cols=")[1][0])
     finally:
         # SIGTERM to `ray start` alone: it drains the node and stops the
         # processes it started (2 s). Sent to the whole group, it reached the
@@ -205,17 +218,6 @@ def test_sweep_on_a_ray_cluster_equals_the_local_one_and_reruns_from_the_cache(t
     assert local == cluster
     assert all(cells > 1000 for cells, *_ in local.values())
 
-    # A guided search (Ray Tune, Optuna's sampler) over the same space: its
-    # trials read the cache, and it finds the better of the two points.
-    r = run("--target", "generic", "--rows", "1", "--cols", "1,2", "--mem-bits", "16",
-            "--max-parallel", "2", "--cache", str(tmp_path / "a"), "--sample", "guided",
-            "--points", "4", "--json", str(tmp_path / "guided.json"))
-    assert r.returncode == 0, r.stderr
-    assert "guided search: 4 trials" in r.stderr
-    guided, data = _hw(tmp_path / "guided.json")
-    assert guided and all(more[label] == value for label, value in guided.items())
-    best = max(more, key=lambda label: more[label][3])
-    assert best in guided and data["best"]["config"]["cols"] == int(best.split("cols=")[1][0])
 
 
 def test_a_point_past_its_timeout_is_killed_and_recorded(tmp_path):
