@@ -564,8 +564,18 @@ class SpeqPE(wiring.Component):
             nan = nan | getattr(s3, f"op{n}_nan")
             pos_inf = pos_inf | (inf & ~sign)
             neg_inf = neg_inf | (inf & sign)
+        # The normalising shift's clamp (step 8) as a stop bit, decoded from
+        # the exponent beside this step's adders (below, at step 7).
+        # limit = E + 129 (step 7): clamped below the window's width, i.e.
+        # E < width - 130; the shift needs the limit's low bits only.
+        low = bits_for(width - 2)
+        limit_low = Signal(low)
+        m.d.comb += limit_low.eq(s3.e[:low] + 129 % 2 ** low)
+        stop = Signal(width - 1)
+        m.d.comb += stop.eq(Mux(s3.e < width - 130,
+                                Const(1 << (width - 2), width - 1) >> limit_low, 0))
         s4 = pipe.after(
-            "sum", valid=s3.valid, e=s3.e, total=total,
+            "sum", valid=s3.valid, e=s3.e, total=total, stop=stop,
             nan=nan | (pos_inf & neg_inf), inf=pos_inf | neg_inf, inf_sign=neg_inf,
             zero_sign=s3.both_zero_neg & ~s3.draft_mode)
 
@@ -579,18 +589,11 @@ class SpeqPE(wiring.Component):
         # window's width can stop it: a flag and the limit's low bits are
         # all the count's clamp needs.
         #
-        # The clamp is a *stop bit*: a one at bit top - limit of the count's
-        # input, which makes the count min(leading zeros, limit) with no
-        # comparison after the count. It is decoded here, beside the
-        # negation's carry chain, from the exponent alone.
-        limit = Signal(_EXP)
-        m.d.comb += limit.eq(s4.e + 129)
-        top = width - 2                         # the magnitude's top bit
-        stop = Signal(width - 1)
-        m.d.comb += stop.eq(Mux(limit < width - 1,
-                                Const(1 << top, width - 1) >> limit[:bits_for(width - 2)], 0))
+        # The clamp is a *stop bit* (decoded in the sum step): a one at bit
+        # top - limit of the count's input, which makes the count
+        # min(leading zeros, limit) with no comparison after the count.
         s44 = pipe.after(
-            "negate", valid=s4.valid, mag=mag, stop=stop, sign=neg, e=s4.e,
+            "negate", valid=s4.valid, mag=mag, stop=s4.stop, sign=neg, e=s4.e,
             nan=s4.nan, inf=s4.inf, inf_sign=s4.inf_sign, zero_sign=s4.zero_sign)
 
         # -- 8. leading zeros -------------------------------------------------
