@@ -554,6 +554,10 @@ class SpeqAxi(wiring.Component):
                 m.d.sync += [done.eq(1), st_error.eq(Error.BAD_OP), st_cycles.eq(0),
                              st_bits.eq(0), st_macs.eq(0), wait_mem.eq(0), wait_out.eq(0)]
 
+        # The pass' fields reach the command port whatever the state (a
+        # TABLE command ignores them): the accelerator's checks, which it
+        # registers, then start from registers, not from the state.
+        m.d.comb += cmd.payload.eq(c)
         with m.If(state_sync):
             m.d.comb += [
                 cmd.valid.eq(table_dirty.any()),
@@ -569,7 +573,7 @@ class SpeqAxi(wiring.Component):
                 m.d.sync += [state_sync.eq(0), state_issue.eq(1)]
         issued = Signal()
         with m.If(state_issue):
-            m.d.comb += [cmd.valid.eq(1), cmd.payload.eq(c)]
+            m.d.comb += cmd.valid.eq(1)
             m.d.comb += issued.eq(cmd.ready)
             with m.If(cmd.ready):
                 m.d.sync += [state_issue.eq(0), state_run.eq(1),
