@@ -42,7 +42,7 @@ from amaranth.utils import bits_for, ceil_log2, exact_log2
 
 from .accel import SpeqAccel
 from .config import SpeqConfig, check_integer_fields
-from .controller import CHECK_CYCLES, COUNTER_BITS, N_BITS, Error, Op, result_layout
+from .controller import COUNTER_BITS, N_BITS, Error, Op, check_delayed, result_layout
 from .decoder import NUM_CODES
 from .fp import floor_div_const
 from .regmap import register_map
@@ -583,9 +583,7 @@ class SpeqAxi(wiring.Component):
         # comes, for a command it refuses. The read master starts with the
         # pass (`started`), as it did when a pass started on its command's
         # cycle: its reads keep their timing against the pass'.
-        delay = [issued] + [Signal(name=f"rd_started{i}") for i in range(CHECK_CYCLES)]
-        m.d.sync += [later.eq(now) for now, later in zip(delay, delay[1:])]
-        started = delay[-1]
+        started = check_delayed(m, issued, "rd_started")
         # A weight read or a KV write answered SLVERR or DECERR.
         bus_error = Signal()
         # A KV_WRITE waits for the write master: a write the master does not

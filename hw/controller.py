@@ -55,7 +55,8 @@ from golden.schedule import PLANE_WORDS
 
 
 __all__ = ["Op", "Error", "Command", "Status", "MemPortSignature", "result_layout",
-           "PassController", "N_BITS", "ADDR_BITS", "COUNTER_BITS", "CHECK_CYCLES"]
+           "PassController", "N_BITS", "ADDR_BITS", "COUNTER_BITS", "CHECK_CYCLES",
+           "check_delayed"]
 
 
 #: Width of ``N`` and of the output row index: N up to 65,535.
@@ -134,6 +135,19 @@ class Command(data.Struct):
 #: for a refused command or a table write, to the cycle before its status is
 #: valid): the cycle the controller checks it in, from a register.
 CHECK_CYCLES = 1
+
+
+def check_delayed(m, value, name, clear=None):
+    """``value`` (a 1-bit signal) delayed by `CHECK_CYCLES` cycles, in
+    registers named ``name<i>``, all cleared when ``clear``: the cycle a
+    pass starts, for its command's take (the AXI top's read master, the
+    accelerator bench's busy count)."""
+    stages = [value] + [Signal(name=f"{name}{i}") for i in range(CHECK_CYCLES)]
+    m.d.sync += [later.eq(now) for now, later in zip(stages, stages[1:])]
+    if clear is not None:
+        with m.If(clear):
+            m.d.sync += [later.eq(0) for later in stages[1:]]
+    return stages[-1]
 
 
 class Status(data.Struct):

@@ -32,7 +32,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from hw.controller import CHECK_CYCLES, Command, Status
+from hw.controller import Command, Status, check_delayed
 from tb import drive, memfile
 from tb.harness import xorshift
 
@@ -187,11 +187,7 @@ class AccelHarness(wiring.Component):
             m.d.sync += self.out_count.eq(self.out_count + 1)
         # The accelerator checks a command for CHECK_CYCLES cycles after taking
         # it; its pass starts then, and the status' cycle count with it.
-        delay = [sent] + [Signal(name=f"checked{i}") for i in range(CHECK_CYCLES)]
-        m.d.sync += [later.eq(now) for now, later in zip(delay, delay[1:])]
-        with m.If(self.go):
-            m.d.sync += [later.eq(0) for later in delay[1:]]
-        checked = delay[-1]
+        checked = check_delayed(m, sent, "checked", clear=self.go)
         with m.If(running & sent & accel.status.valid):
             m.d.sync += [running.eq(0), self.status.eq(accel.status.payload)]
         with m.Elif(running & checked):
