@@ -136,6 +136,11 @@ class Command(data.Struct):
 #: valid): the cycle the controller checks it in, from a register.
 CHECK_CYCLES = 1
 
+#: A block RAM's attributes where no read that is used ever meets a write to
+#: its address in the same cycle: Yosys then maps the read port as it is,
+#: without the bypass that emulates a non-transparent read on the other port.
+NO_RW_CHECK = {"no_rw_check": 1}
+
 
 def check_delayed(m, value, name, clear=None):
     """``value`` (a 1-bit signal) delayed by `CHECK_CYCLES` cycles, in
@@ -259,6 +264,9 @@ class PassController(wiring.Component):
         self._config = config
         self._array = array
         self._kv_write = supports(config) if kv_write is None else bool(kv_write)
+        # Not a port: a bench's witness of the block RAMs' read-during-write
+        # rule (`elaborate`); synthesis drops it where nothing reads it.
+        self.rw_clash = Signal()
         if self._kv_write and not supports(config):
             raise ValueError(f"the KV write path needs mem_bits a multiple of 32, not "
                              f"{config.mem_bits}")
@@ -471,7 +479,7 @@ class PassController(wiring.Component):
         # A bank per head group: a pass' activations go into every bank (all
         # groups take the same), a multi-head pass' head q's into bank q.
         act_mem = memory.Memory(shape=data.ArrayLayout(data.ArrayLayout(FP16, GROUP), heads),
-                                depth=config.tmax << group_bits, init=[])
+                                depth=config.tmax << group_bits, init=[], attrs=NO_RW_CHECK)
         m.submodules.act_mem = act_mem
         act_write = act_mem.write_port(granularity=1)          # a bank
         act_read = act_mem.read_port(domain="sync")
@@ -507,7 +515,7 @@ class PassController(wiring.Component):
                 m.d.sync += act_g.eq(act_g + 1)
 
         # -- weight buffer: two halves of `slots` entries of 64 bits per PE -------
-        buffer = memory.Memory(shape=64 * pes, depth=2 * slots, init=[])
+        buffer = memory.Memory(shape=64 * pes, depth=2 * slots, init=[], attrs=NO_RW_CHECK)
         m.submodules.buffer = buffer
         buf_write = buffer.write_port(granularity=config.mem_bits)
         buf_read = buffer.read_port(domain="sync")
@@ -685,6 +693,20 @@ class PassController(wiring.Component):
         step = self.step.payload
         entry = buf_read.data
         banks = act_read.data
+
+        # The step's reads never meet a write to their address: a pass'
+        # activations are all written before its first step, and the lander
+        # writes only the buffer's half the issuer has given back. So the
+        # memories carry NO_RW_CHECK (Yosys builds no read-during-write bypass,
+        # which was on the activation read's critical path), and a clash that
+        # reached a step would set ``rw_clash``, which the benches check.
+        def clash(write, read):
+            return read.en & write.en.any() & (write.addr == read.addr)
+        read_clashed = Signal()
+        with m.If(en):
+            m.d.sync += read_clashed.eq(clash(act_write, act_read) | clash(buf_write, buf_read))
+        with m.If(s.valid & en & read_clashed):
+            m.d.sync += self.rw_clash.eq(1)
         m.d.comb += [
             # A frozen cycle is a bubble for the array, which runs on.
             self.step.valid.eq(s.valid & en),

@@ -66,6 +66,9 @@ class AccelHarness(wiring.Component):
     out_count : Out
         Result beats of the last command (at most ``out_depth`` are kept).
     busy, frozen, write_waits : Out(32)
+    rw_clash : Out(1)
+        A step used a block-RAM read that met a write to its address
+        (`hw.controller.PassController.rw_clash`; sticky).
     """
 
     def __init__(self, accel, *, mem_depth, mem_latency, act_depth, out_depth):
@@ -81,7 +84,7 @@ class AccelHarness(wiring.Component):
             "p_stall": In(9), "p_block": In(9), "seed": In(32),
             "done": Out(1), "status": Out(Status), "out_count": Out(range(out_depth + 1)),
             "busy": Out(32), "frozen": Out(32), "write_waits": Out(32),
-            **memfile.members(),
+            "rw_clash": Out(1), **memfile.members(),
         })
 
     #: The memories the bench loads and dumps through files (`tb.memfile`).
@@ -116,6 +119,7 @@ class AccelHarness(wiring.Component):
         m.submodules.omem = omem = memory.Memory(
             shape=len(accel.out.payload.as_value()), depth=self._out_depth, init=[])
 
+        m.d.comb += self.rw_clash.eq(accel.controller.rw_clash)
         running = Signal()
         sent = Signal()                       # the command was taken
         act_i = Signal(range(self._act_depth + 1))
@@ -220,6 +224,9 @@ async def run_command(dut, cmd, acts, *, p_stall, p_block, seed, timeout):
         raise AssertionError(f"the accelerator hangs: no status after {timeout} cycles "
                              f"({int(dut.busy.value)} busy, {int(dut.out_count.value)} "
                              f"result beats)")
+    if dut.rw_clash.value:
+        raise AssertionError("a step used a block-RAM read that met a write to its address "
+                             "(the controller's NO_RW_CHECK memories would read undefined data)")
     count = int(dut.out_count.value)
     status, frozen, busy = dut.status.value.to_unsigned(), int(dut.frozen.value), int(dut.busy.value)
     outs = await memfile.dump(dut, "omem", count)
