@@ -55,7 +55,7 @@ import sys
 from . import perf
 
 
-__all__ = ["Shape", "PRESETS", "Machine", "Energy", "Cost", "StepModel", "KV_DESIGNS", "project",
+__all__ = ["Shape", "PRESETS", "Machine", "Energy", "Cost", "StepModel", "RooflineModel", "KV_DESIGNS", "project",
            "MEASURED_TOKENS_PER_ROUND", "MEASURED_TOKENS_PER_ROUND_BY_KV", "tokens_per_round",
            "measured_acceptance", "main"]
 
@@ -468,6 +468,36 @@ class StepModel:
         return target + draft
 
 
+class RooflineModel(StepModel):
+    """The steps of `StepModel`, each pass at its roofline: the least any
+    schedule of it on this machine could take.
+
+    A pass costs `golden.perf.roofline` of its whole shape (weight bits over
+    B, or its MACs over the PEs' MACs per cycle, whichever is more): every
+    token of a verify round and every query head of a KV group in one read
+    (no tmax split), no padding, no pipeline fill, no wait for activations;
+    a KV write its bits over B. Passes do not overlap, as on the
+    accelerator. `project` divides FP16 decoding's cycles by a SPEQ round's
+    here: no SPEQ schedule on this machine reaches a higher speedup.
+    """
+
+    def pass_cost(self, mode, n, k, t, heads=1):
+        m = self.machine
+        # A draft pass takes one token: t of them read their weights t times.
+        passes, t = (t, 1) if mode == "draft" else (1, t)
+        cycles = perf.roofline(mode, n, k, t, pes=m.pes, lanes=m.lanes, mem_bits=m.mem_bits)
+        bits = n * k * 4 * sum(perf.PLANE_WORDS[mode])
+        return Cost(cycles, bits, n * k * t) * (passes * heads)
+
+    def heads_pass(self, mode, n, k, queries):
+        # Every KV head once, whatever the head groups.
+        return self.pass_cost(mode, n, k, queries) * self.shape.kv_heads
+
+    def write_cost(self, values, t, bits=16):
+        cost = super().write_cost(values, t, bits)
+        return Cost(cost.bits / self.machine.mem_bits, cost.bits)
+
+
 def project(shape, machine, context, gamma, acceptance, energy=Energy(), kv="half"):
     """FP16 and SPEQ decoding of ``shape`` at cache length ``context``, the
     SPEQ draft getting its keys and values as ``kv`` says (`KV_DESIGNS`).
@@ -499,6 +529,7 @@ def project(shape, machine, context, gamma, acceptance, energy=Energy(), kv="hal
     fp16 = figures(model.fp16_token(context), 1)
     round_cost, tokens = model.speq_round(context, gamma, acceptance)
     speq = figures(round_cost, tokens)
+    bound_cost, _ = RooflineModel(shape, machine, kv).speq_round(context, gamma, acceptance)
     catch_up = acceptance ** gamma if kv == "own" else 0
     linear_round = model.linear("draft", 1) * (gamma + catch_up) + \
         model.linear("verify", gamma + 1)
@@ -506,6 +537,7 @@ def project(shape, machine, context, gamma, acceptance, energy=Energy(), kv="hal
         "model": shape.name, "context": context, "gamma": gamma, "acceptance": acceptance,
         "kv": kv, "tokens_per_round": tokens, "fp16": fp16, "speq": speq,
         "speedup": speq["tokens_per_s"] / fp16["tokens_per_s"],
+        "speedup_bound": fp16["cycles_per_token"] * tokens / bound_cost.cycles,
         "linear_only_speedup": model.linear("baseline", 1).cycles * tokens / linear_round.cycles,
         "tokens_per_s": speq["tokens_per_s"], "fp16_tokens_per_s": fp16["tokens_per_s"],
         "energy_per_token_j": {"fp16": fp16["energy_per_token_j"],
@@ -646,7 +678,8 @@ def format_result(r):
                      f"{f['bits_per_token'] / 8e6:,.2f} | {f['energy_per_token_j'] * 1e3:,.3f} mJ | "
                      f"{r['kv_bytes'][name] / 1e6:,.2f} |")
     lines += ["", f"speedup {r['speedup']:.2f}x (linear layers alone: "
-              f"{r['linear_only_speedup']:.2f}x)"]
+              f"{r['linear_only_speedup']:.2f}x; at most {r['speedup_bound']:.2f}x with "
+              f"every SPEQ pass at its roofline)"]
     return "\n".join(lines)
 
 
