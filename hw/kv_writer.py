@@ -179,7 +179,11 @@ class KvWriter(wiring.Component):
         # it: no path through two of them (the write path's timing).
         setup = Signal(range(SETUP_CYCLES))
         tile = Signal(16)
-        stride = Signal(32)                      # entries of a tile: S x groups
+        # Entries of a tile: S x groups, K <= kmax (the controller refuses a
+        # larger K, BAD_K): as narrow as that, tile x stride is one DSP
+        # multiply (32 bits took partial products and an adder chain, the
+        # accelerator's critical path at one placement seed).
+        stride = Signal(range(config.kmax // 4 * slots + 1))
         vt_used = Signal(range(slots + 1))       # slots of a values image's tile
         inside = Signal(range(pes * slots))
         rows_in_tile = Signal(signed(18))
