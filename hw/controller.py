@@ -802,7 +802,8 @@ class PassController(wiring.Component):
         result = res_read.data
 
         outstanding = Signal(8)        # `last` steps issued whose results are still due
-        m.d.sync += outstanding.eq(outstanding + (en & s.valid & s.last) - got)
+        with m.If(en):                 # the enable as the clock enable, not in the sum
+            m.d.sync += outstanding.eq(outstanding + (s.valid & s.last) - due[-1])
         tag = result.tag
         with m.If(got):
             m.d.sync += [
