@@ -30,12 +30,13 @@ words asked for and not taken by the accelerator before this cycle; with
 both planes ready it alternates, starting at plane 0. A burst is
 ``min(burst_beats, words left, words to the next 4 KB boundary)`` long. A
 word written into an empty plane FIFO in cycle ``w`` is at its head in
-cycle ``w + 2`` (`amaranth.lib.fifo.SyncFIFOBuffered`).
+cycle ``w + HEAD_CYCLES`` (two `amaranth.lib.fifo.SyncFIFOBuffered` in a row,
+2 cycles each: the plane's and the small one in front of it).
 
 The accelerator: its ``g``-th request goes out on its advancing cycle
 ``A[g]`` (`golden.perf.fetch_schedule`), in real time in cycle ``A[g] + S``
 with ``S`` the cycles frozen before it; it is answered (the word taken from
-its FIFO) in cycle ``R[g] = max(A[g] + S + 1, W[g] + 2)`` with ``W[g]`` the
+its FIFO) in cycle ``R[g] = max(A[g] + S + 1, W[g] + HEAD_CYCLES)`` with ``W[g]`` the
 cycle the word was written into its FIFO; ``R[g] - A[g] - 1`` is then the
 frozen cycles so far.
 
@@ -54,11 +55,15 @@ from . import perf
 
 
 __all__ = ["AxiPassCost", "axi_pass_cost", "AxiKvWriteCost", "axi_kv_write_cost", "bursts",
-           "BOUNDARY"]
+           "BOUNDARY", "HEAD_CYCLES"]
 
 
 #: INCR bursts do not cross 4 KB (AXI4).
 BOUNDARY = 4096
+
+#: Cycles from a weight word's write into its empty plane FIFO to the head of
+#: the plane (`hw.axi.SpeqAxi`: the plane's FIFO and the small one in front).
+HEAD_CYCLES = 4
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,7 @@ def axi_pass_cost(mode, n, k, t, *, pes, slots, lanes, mem_bits, result_latency,
     def take(upto):
         nonlocal frozen, known
         for g in range(known, upto):
-            served = max(a[g] + frozen + 1, written[g] + 2)
+            served = max(a[g] + frozen + 1, written[g] + HEAD_CYCLES)
             frozen = served - a[g] - 1
             taken[g] = served
         known = max(known, upto)

@@ -42,8 +42,8 @@ from amaranth.utils import bits_for, ceil_log2, exact_log2
 
 from .accel import SpeqAccel
 from .config import SpeqConfig, check_integer_fields
-from .controller import (COUNTER_BITS, N_BITS, NO_RW_CHECK, Error, Op, check_delayed,
-                         result_layout)
+from .controller import (CHECK_CYCLES, COUNTER_BITS, N_BITS, NO_RW_CHECK, Error, Op,
+                         check_delayed, result_layout)
 from .decoder import NUM_CODES
 from .fp import floor_div_const
 from .regmap import register_map
@@ -52,6 +52,12 @@ from golden.schedule import PLANE_WORDS
 
 __all__ = ["AxiConfig", "SpeqAxi", "burst_cap", "burst_step", "ID", "VERSION", "AXI_ADDR_BITS",
            "AXIL_DATA_BITS", "STREAM_ACT_BITS", "ID_BITS", "EPOCH_BITS"]
+
+
+#: Words of the small FIFO at the front of each weight plane's FIFO (`SpeqAxi`):
+#: 3, the least at which `amaranth.lib.fifo.SyncFIFOBuffered` takes a word every
+#: cycle.
+FRONT_DEPTH = 3
 
 
 class _FIFO(fifo.SyncFIFOBuffered):
@@ -528,9 +534,9 @@ class SpeqAxi(wiring.Component):
         # One-hot states (none: idle): copying tables, offering the pass, running.
         state_sync, state_issue, state_run = (Signal(name=f"state_{name}")
                                               for name in ("sync", "issue", "run"))
-        # The read master's word counts are two registers away from the
+        # The read master's word counts are three registers away from the
         # command (below): the pass is offered two cycles after START at
-        # the earliest. STATUS.CYCLES counts from the pass' start (the
+        # the earliest and starts CHECK_CYCLES after that. STATUS.CYCLES counts from the pass' start (the
         # accelerator's, CHECK_CYCLES after it takes the pass) and sees neither.
         settled = Signal()
         flushing = Signal()                 # dropping the waiting activation beats
@@ -652,16 +658,20 @@ class SpeqAxi(wiring.Component):
         # Words of each plane in a pass: ceil(N / P) entries per group of K,
         # each of PLANE_WORDS[mode] x draft_words words from the two planes.
         two_planes = c.op.as_value().matches(Op.VERIFY, Op.KV)
-        # Registered twice from the command (latched at START, two cycles at
-        # least before the pass is offered): the product, then the plane
-        # words, so that the pass' start only copies them.
+        # Registered three times from the command (latched at START): the
+        # slots, their product with the groups of K, then the plane words,
+        # so that the pass' start only copies them. The pass is offered two
+        # cycles after START at the earliest and starts CHECK_CYCLES (1)
+        # later, in the cycle the third register is ready.
         # (A multi-head pass: ceil(N / (P / G)) entries, a head's rows per PE group.)
         def slots_for(per):
             return floor_div_const((c.n + (per - 1))[:N_BITS + 1], per)
         slots_used = slots_for(pes) if config.head_groups == 1 else \
             Mux(c.multihead, slots_for(config.head_pes), slots_for(pes))
+        assert CHECK_CYCLES >= 1, "the word counts need the cycle of the command check"
+        slots_reg = Signal(N_BITS + 1)
         entries = Signal(N_BITS + 14)
-        m.d.sync += entries.eq(slots_used * c.k[2:])
+        m.d.sync += [slots_reg.eq(slots_used), entries.eq(slots_reg * c.k[2:])]
         unit = entries * draft_words         # words of 16 bits per PE, per entry
         words_bits = len(entries) + bits_for(4 * draft_words)
         words0, words1 = Signal(words_bits), Signal(words_bits)
@@ -685,6 +695,19 @@ class SpeqAxi(wiring.Component):
                   for _ in range(2)]
         m.submodules.plane0_fifo, m.submodules.plane1_fifo = (ResetInserter(clear)(plane)
                                                               for plane in planes)
+        # Each plane's FIFO drains into a small one (`FRONT_DEPTH` words, no
+        # block RAM), which answers the accelerator: the block RAM's slow
+        # clock-to-out ends in a register instead of running on into the
+        # weight buffer's write data (the AXI top's critical path, seeds 2
+        # and 3). A word written into an empty plane is at the head 4 cycles
+        # later (2 without the front: `golden.axi_perf.HEAD_CYCLES`). The
+        # master's room count is unchanged: the fronts only add room.
+        fronts = [_FIFO(width=config.mem_bits, depth=FRONT_DEPTH) for _ in range(2)]
+        m.submodules.plane0_front, m.submodules.plane1_front = (ResetInserter(clear)(front)
+                                                                for front in fronts)
+        for plane, front in zip(planes, fronts):
+            m.d.comb += [front.w_data.eq(plane.r_data), front.w_en.eq(plane.r_rdy),
+                         plane.r_en.eq(front.w_rdy)]
         fill_bits = bits_for(axi.fifo_depth)
         bases = [reg_base[p] & ~(bus_bytes - 1) for p in range(2)]
         addr = [Signal(AXI_ADDR_BITS, name=f"rd_addr{p}") for p in range(2)]
@@ -856,14 +879,14 @@ class SpeqAxi(wiring.Component):
         pending, pending_plane1 = Signal(), Signal()
         with m.If(mem.en):
             m.d.sync += [pending.eq(mem.req), pending_plane1.eq(plane1)]
-        have = Mux(pending_plane1, planes[1].r_rdy, planes[0].r_rdy)
+        have = Mux(pending_plane1, fronts[1].r_rdy, fronts[0].r_rdy)
         answered = pending & mem.en
         m.d.comb += [
             mem.stall.eq(pending & ~have),
             mem.valid.eq(pending),
-            mem.data.eq(Mux(pending_plane1, planes[1].r_data, planes[0].r_data)),
-            planes[0].r_en.eq(answered & ~pending_plane1),
-            planes[1].r_en.eq(answered & pending_plane1),
+            mem.data.eq(Mux(pending_plane1, fronts[1].r_data, fronts[0].r_data)),
+            fronts[0].r_en.eq(answered & ~pending_plane1),
+            fronts[1].r_en.eq(answered & pending_plane1),
         ]
         for p in range(2):
             popped = answered & (pending_plane1 if p else ~pending_plane1)
