@@ -680,16 +680,21 @@ class PassController(wiring.Component):
         ]
         s = Signal(data.StructLayout({
             "valid": 1, "first": 1, "last": 1, "slot": range(array.depth),
-            "lane": 2, "row": N_BITS, "token": range(config.tmax)}))
+            "lane": 2, "column0": 2, "row": N_BITS, "token": range(config.tmax)}))
+        # A draft round takes L columns: lane j of round r is column L r + j.
+        # Lane 0's column, chosen here: the activation read (a block RAM's
+        # slow clock-to-out) then meets one multiplexer with a registered select.
+        lane_bits = exact_log2(lanes)
+        rounds_bits = exact_log2(GROUP // lanes)     # bits of a draft round's number
         with m.If(en):
             m.d.sync += [
                 s.valid.eq(step_valid), s.first.eq(first), s.last.eq(last),
                 s.slot.eq(j * config.tmax + t), s.lane.eq(k4), s.row.eq(p.n - rows_left),
                 s.token.eq(t),
+                s.column0.eq(Mux(draft, Cat(Const(0, lane_bits), k4[:rounds_bits]), k4)),
             ]
 
         # -- the step as the array takes it (the array decodes the words) ------------
-        # A draft round takes L columns: lane j of round r is column L r + j.
         step = self.step.payload
         entry = buf_read.data
         banks = act_read.data
@@ -717,15 +722,13 @@ class PassController(wiring.Component):
             step.slot.eq(s.slot),
             step.tag.eq(Cat(s.row, s.token)),
         ]
-        rounds_bits = exact_log2(GROUP // lanes)     # bits of a draft round's number
         for q in range(heads):
             acts = banks[q].as_value()
             step_act = step.act if q == 0 else step.head_act[q - 1]
-            for j in range(lanes):
-                column = Cat(Const(j, exact_log2(lanes)), s.lane[:rounds_bits])
+            m.d.comb += step_act[0].eq(acts.word_select(s.column0, 16))
+            for j in range(1, lanes):           # draft only
+                column = Cat(Const(j, lane_bits), s.lane[:rounds_bits])
                 m.d.comb += step_act[j].eq(acts.word_select(column, 16))
-            with m.If(~draft):
-                m.d.comb += step_act[0].eq(acts.word_select(s.lane, 16))
         residuals = entry[16 * pes:]
         for pe in range(pes):
             draft_word = entry[16 * pe:16 * pe + 16]
