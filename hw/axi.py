@@ -23,7 +23,7 @@ The accelerator's memory port wants its data a fixed number of cycles after
 a request and freezes as a whole on ``stall``. Here the port is served from
 the plane FIFOs with a latency of one cycle, and stalls only in the cycle
 after it asked for a word that has not arrived yet; a full result FIFO
-freezes it as a blocked output does. Every output of the AXI side is a
+(``out_depth - 1`` beats) freezes it as a blocked output does. Every output of the AXI side is a
 register (or a constant): none depends on an input of the same cycle.
 
 The clock is ``aclk`` and the reset ``aresetn``, active low and synchronous,
@@ -127,7 +127,9 @@ class AxiConfig:
         (``docs/axi.md``).
     act_depth, out_depth : int
         Beats of the activation and result FIFOs (at least 4, so that they
-        take a beat every cycle).
+        take a beat every cycle). The result FIFO takes a beat only while it
+        held at most ``out_depth - 2`` in the cycle before (its ready is a
+        register), so ``out_depth - 1`` of them are in use.
 
     Raises
     ------
@@ -729,6 +731,9 @@ class SpeqAxi(wiring.Component):
         beats = min(axi.burst_beats, page)  # the longest burst
         cap_next = [Signal(range(beats + 1), name=f"rd_cap_next{p}") for p in range(2)]
         to_next = [Signal(range(page + 1), name=f"rd_to_next{p}") for p in range(2)]
+        # The plane has words left (``left != 0``), kept in a register: the
+        # comparison on the burst choice's path was the critical path at seed 3.
+        any_left = [Signal(name=f"rd_any_left{p}") for p in range(2)]
         # Words of each plane's FIFO neither filled nor asked for.
         free = [Signal(fill_bits, init=axi.fifo_depth, name=f"rd_free{p}") for p in range(2)]
         armed = Signal()                    # the pass' reads may go out
@@ -757,6 +762,7 @@ class SpeqAxi(wiring.Component):
             m.d.sync += [armed.eq(1), bus_error.eq(0), prefer1.eq(0)]
             for p, words in enumerate((words0, words1)):
                 m.d.sync += [addr[p].eq(bases[p]), left[p].eq(words),
+                             any_left[p].eq(words != 0),
                              length[p].eq(shorter(words, first_cap[p])),
                              rest[p].eq(words - first_cap[p]),
                              cap_next[p].eq(first_cap_next[p]),
@@ -767,7 +773,7 @@ class SpeqAxi(wiring.Component):
         # A refused pass answers the cycle after it would have started: no
         # read goes out while its status is there.
         go = armed & ~status.valid & (outstanding != axi.max_outstanding)
-        can = [(left[p] != 0) & (free[p] >= length[p]) for p in range(2)]
+        can = [any_left[p] & (free[p] >= length[p]) for p in range(2)]
         slot_free = ~self.m_axi_arvalid | self.m_axi_arready
         pick1 = can[1] & (prefer1 | ~can[0])
         issue = [Signal(name=f"rd_issue{p}") for p in range(2)]
@@ -793,6 +799,7 @@ class SpeqAxi(wiring.Component):
                     self.m_axi_araddr.eq(addr[p]), self.m_axi_arlen.eq(length[p] - 1),
                     addr[p].eq(addr[p] + length[p] * bus_bytes),
                     left[p].eq(left[p] - length[p]),
+                    any_left[p].eq(left[p] != length[p]),
                     # A plane that goes on past this burst took all its cap:
                     # its words left are `rest`.
                     length[p].eq(shorter(rest[p], cap_next[p])),
@@ -918,14 +925,21 @@ class SpeqAxi(wiring.Component):
         out_fifo = _FIFO(width=out_data + out_user + 1, depth=axi.out_depth)
         m.submodules.out_fifo = ResetInserter(clear)(out_fifo)
         beat_out = accel.out.payload
+        # The result port's ready, from a register: room for a beat now
+        # because at most depth - 2 were held a cycle ago (one beat of the
+        # FIFO unused). From the FIFO's level it ran through the
+        # accelerator's enable into the engines (the AXI top's critical
+        # path at seed 2).
+        out_room = Signal()
+        m.d.sync += out_room.eq(out_fifo.level <= axi.out_depth - 2)
         # A multi-head pass' beat holds a head's P / G rows of every head.
         beat_rows = Mux(c.multihead, config.head_pes, pes) if config.head_groups > 1 else pes
         last = (beat_out.row + beat_rows >= c.n) & (beat_out.token == c.t - 1)
         m.d.comb += [
             out_fifo.w_data.eq(Cat(beat_out.acc, beat_out.half, beat_out.row, beat_out.token,
                                    last)),
-            out_fifo.w_en.eq(accel.out.valid),
-            accel.out.ready.eq(out_fifo.w_rdy),
+            out_fifo.w_en.eq(accel.out.valid & accel.out.ready),
+            accel.out.ready.eq(out_room),
             self.m_axis_tdata.eq(out_fifo.r_data[:out_data]),
             self.m_axis_tuser.eq(out_fifo.r_data[out_data:out_data + out_user]),
             self.m_axis_tlast.eq(out_fifo.r_data[-1]),
