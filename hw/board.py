@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from .accel import SpeqAccel
 from .config import SpeqConfig
-from .controller import Command, Status
+from .controller import NO_RW_CHECK, Command, Status
 from .decoder import GROUP
 from .fp import FP16
 from .uart import UartRx, UartTx, _check_divisor
@@ -204,8 +204,11 @@ class SpeqBoard(wiring.Component):
 
         # -- memories ---------------------------------------------------------
         w_write, w_read = _weight_ports(m, platform, config.mem_bits, self._weight_words)
+        # Written by A frames only, read by a pass only (the frame machine is
+        # in one state at a time): no read it uses meets a write (NO_RW_CHECK).
         acts = m.submodules.acts = memory.Memory(
-            shape=data.ArrayLayout(FP16, GROUP), depth=act_words(config), init=[])
+            shape=data.ArrayLayout(FP16, GROUP), depth=act_words(config), init=[],
+            attrs=NO_RW_CHECK)
         a_write = acts.write_port()
         a_read = acts.read_port(domain="sync")
 
@@ -434,7 +437,10 @@ def _weight_ports(m, platform, width, depth):
     """
     device = getattr(platform, "device", "") or ""
     if not (device.startswith("iCE40UP") and _spram_fits(width, depth)):
-        weights = m.submodules.weights = memory.Memory(shape=width, depth=depth, init=[])
+        # Never read while written (the read port is disabled then): no
+        # read-during-write bypass for Yosys to build (NO_RW_CHECK).
+        weights = m.submodules.weights = memory.Memory(shape=width, depth=depth, init=[],
+                                                       attrs=NO_RW_CHECK)
         return weights.write_port(), weights.read_port(domain="sync")
     addr_bits = max(ceil_log2(depth), 1)
     write, read = _Port(addr_bits, width, "spram_w"), _Port(addr_bits, width, "spram_r")
