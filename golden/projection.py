@@ -55,7 +55,8 @@ import sys
 from . import perf
 
 
-__all__ = ["Shape", "PRESETS", "Machine", "Energy", "Cost", "StepModel", "RooflineModel", "KV_DESIGNS", "project",
+__all__ = ["Shape", "PRESETS", "Machine", "Energy", "Cost", "StepModel", "RooflineModel",
+           "KV_DESIGNS", "project",
            "MEASURED_TOKENS_PER_ROUND", "MEASURED_TOKENS_PER_ROUND_BY_KV", "tokens_per_round",
            "measured_acceptance", "main"]
 

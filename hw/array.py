@@ -38,7 +38,7 @@ from .fp import FP16, FP32
 from .pe import SpeqPE
 
 
-__all__ = ["SpeqArray", "ValidSignature", "block_ram_attrs"]
+__all__ = ["SpeqArray", "ValidSignature", "block_ram_attrs", "NO_RW_CHECK"]
 
 
 def block_ram_attrs(platform):
@@ -47,6 +47,12 @@ def block_ram_attrs(platform):
     choice elsewhere."""
     device = getattr(platform, "device", "") or ""
     return {"ram_style": "block"} if device.startswith("iCE40") else None
+
+
+#: A memory's attributes where no read that is used ever meets a write to
+#: its address in the same cycle: Yosys then maps the read port as it is,
+#: without the bypass that emulates a non-transparent read on the other port.
+NO_RW_CHECK = {"no_rw_check": 1}
 
 
 class ValidSignature(wiring.Signature):

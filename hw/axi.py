@@ -23,8 +23,9 @@ The accelerator's memory port wants its data a fixed number of cycles after
 a request and freezes as a whole on ``stall``. Here the port is served from
 the plane FIFOs with a latency of one cycle, and stalls only in the cycle
 after it asked for a word that has not arrived yet; a full result FIFO
-(``out_depth - 1`` beats) freezes it as a blocked output does. Every output of the AXI side is a
-register (or a constant): none depends on an input of the same cycle.
+(``out_depth - 1`` beats) freezes it as a blocked output does. Every
+output of the AXI side is a register (or a constant): none depends on an
+input of the same cycle.
 
 The clock is ``aclk`` and the reset ``aresetn``, active low and synchronous,
 as AXI has them.
@@ -41,9 +42,10 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2, exact_log2
 
 from .accel import SpeqAccel
+from .array import NO_RW_CHECK
 from .config import SpeqConfig, check_integer_fields
-from .controller import (CHECK_CYCLES, COUNTER_BITS, N_BITS, NO_RW_CHECK, Error, Op,
-                         check_delayed, result_layout)
+from .controller import (CHECK_CYCLES, COUNTER_BITS, N_BITS, Error, Op, check_delayed,
+                         result_layout)
 from .decoder import NUM_CODES
 from .fp import floor_div_const
 from .regmap import register_map
@@ -62,7 +64,7 @@ FRONT_DEPTH = 3
 
 class _FIFO(fifo.SyncFIFOBuffered):
     """`amaranth.lib.fifo.SyncFIFOBuffered` with its storage marked
-    `hw.controller.NO_RW_CHECK`: it reads an entry only while the FIFO holds
+    `hw.array.NO_RW_CHECK`: it reads an entry only while the FIFO holds
     one (level not 0) and writes one only while it is not full, so a read
     never meets a write to its address, and Yosys need not build a
     read-during-write bypass beside the block RAM (137 flip-flops for 64 bits
@@ -538,8 +540,9 @@ class SpeqAxi(wiring.Component):
                                               for name in ("sync", "issue", "run"))
         # The read master's word counts are three registers away from the
         # command (below): the pass is offered two cycles after START at
-        # the earliest and starts CHECK_CYCLES after that. STATUS.CYCLES counts from the pass' start (the
-        # accelerator's, CHECK_CYCLES after it takes the pass) and sees neither.
+        # the earliest and starts CHECK_CYCLES after that. STATUS.CYCLES
+        # counts from the pass' start (the accelerator's, CHECK_CYCLES after
+        # it takes the pass) and sees neither.
         settled = Signal()
         flushing = Signal()                 # dropping the waiting activation beats
         m.d.comb += [busy.eq(state_sync | state_issue | state_run | flushing | aborting),

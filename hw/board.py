@@ -32,8 +32,9 @@ from amaranth.utils import ceil_log2
 from amaranth.lib.wiring import In, Out
 
 from .accel import SpeqAccel
+from .array import NO_RW_CHECK
 from .config import SpeqConfig
-from .controller import NO_RW_CHECK, Command, Status
+from .controller import Command, Status
 from .decoder import GROUP
 from .fp import FP16
 from .uart import UartRx, UartTx, _check_divisor

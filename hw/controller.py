@@ -48,7 +48,7 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, exact_log2
 
-from .array import ValidSignature, block_ram_attrs
+from .array import NO_RW_CHECK, ValidSignature, block_ram_attrs
 from .decoder import DRAFT_EXP_BITS, GROUP, Mode, NUM_CODES, TableWriteSignature
 from .fp import FP16, FP32, fp32_to_fp16
 from golden.schedule import PLANE_WORDS
@@ -135,11 +135,6 @@ class Command(data.Struct):
 #: for a refused command or a table write, to the cycle before its status is
 #: valid): the cycle the controller checks it in, from a register.
 CHECK_CYCLES = 1
-
-#: A block RAM's attributes where no read that is used ever meets a write to
-#: its address in the same cycle: Yosys then maps the read port as it is,
-#: without the bypass that emulates a non-transparent read on the other port.
-NO_RW_CHECK = {"no_rw_check": 1}
 
 
 def check_delayed(m, value, name, clear=None):

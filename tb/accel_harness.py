@@ -228,7 +228,8 @@ async def run_command(dut, cmd, acts, *, p_stall, p_block, seed, timeout):
         raise AssertionError("a step used a block-RAM read that met a write to its address "
                              "(the controller's NO_RW_CHECK memories would read undefined data)")
     count = int(dut.out_count.value)
-    status, frozen, busy = dut.status.value.to_unsigned(), int(dut.frozen.value), int(dut.busy.value)
+    status = dut.status.value.to_unsigned()
+    frozen, busy = int(dut.frozen.value), int(dut.busy.value)
     outs = await memfile.dump(dut, "omem", count)
     return status, outs, frozen, busy
 
