@@ -166,6 +166,11 @@ def kv_writes_per_beat(vt):
 DECODE_STAGES = 1
 
 
+#: Cycles between a step's reads and the array: the operands' register after
+#: the activation block RAM (`hw.controller`).
+OPERAND_STAGES = 1
+
+
 #: Cycles between a result leaving the array and being ready for the
 #: controller's output register: its rounding to FP16 and the result
 #: buffer (`hw.controller`).
@@ -322,9 +327,10 @@ def machine(config):
     keywords of `pass_cost` for a `hw.config.SpeqConfig`: the array's
     interleave, `SpeqConfig.interleave`, is a formula of the configuration
     that `hw.array.SpeqArray` asserts, and a result is ready
-    `SpeqConfig.result_latency` cycles after its step (two more: the
-    controller rounds it to FP16 in a stage of its own and passes it through
-    its result buffer)."""
+    `SpeqConfig.result_latency` cycles after its step is issued (three more
+    than the array's latency: the controller registers the step's operands,
+    rounds the result to FP16 in a stage of its own and passes it through its
+    result buffer)."""
     return {"pes": config.rows * config.cols, "slots": config.interleave,
             "lanes": config.draft_lanes, "mem_bits": config.mem_bits,
             "result_latency": config.result_latency}

@@ -357,7 +357,8 @@ class StepModel:
             m = self.machine
             kwargs = dict(pes=m.pes, slots=m.slots, lanes=m.lanes, mem_bits=m.mem_bits,
                           mem_latency=m.mem_latency,
-                          result_latency=m.slots + perf.DECODE_STAGES + perf.RESULT_STAGES,
+                          result_latency=(perf.OPERAND_STAGES + m.slots + perf.DECODE_STAGES
+                                          + perf.RESULT_STAGES),
                           heads=heads)
             cost = Cost()
             most = 1 if mode == "draft" else m.tmax

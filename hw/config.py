@@ -181,11 +181,13 @@ class SpeqConfig:
 
     @property
     def result_latency(self):
-        """Cycles from a step entering the array to its result, rounded to
-        FP16 as well, being ready for the controller's output register: the
-        array's latency, then one for the rounding and one through the result
-        buffer (`hw.controller.PassController`). The cycle model uses it."""
-        return self.array_latency + 2
+        """Cycles from a step's issue (its reads) to its result, rounded to
+        FP16 as well, being ready for the controller's output register: one
+        for the registered operands, the array's latency, then one for the
+        rounding and one through the result buffer
+        (`hw.controller.PassController`, which asserts it). The cycle model
+        uses it."""
+        return 1 + self.array_latency + 2
 
     def to_dict(self):
         """The parameters as a plain dict (the ``config`` of the manifest)."""

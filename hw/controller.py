@@ -690,9 +690,14 @@ class PassController(wiring.Component):
             ]
 
         # -- the step as the array takes it (the array decodes the words) ------------
-        step = self.step.payload
+        # Two stages: ``s`` (the reads' cycle) chooses the step's weight words
+        # from the buffer entry (a LUT RAM's registered read); ``o`` (the
+        # operands) holds those words, the activation words as the block RAM
+        # read them and a copy of ``s``, and chooses the activations. So the
+        # block RAM's slow clock-to-out ends in a register (the accelerator's
+        # critical path was activation read -> lane multiplexer -> the array's
+        # input register), at one cycle of latency (`config.result_latency`).
         entry = buf_read.data
-        banks = act_read.data
 
         # The step's reads never meet a write to their address: a pass'
         # activations are all written before its first step, and the lander
@@ -707,23 +712,8 @@ class PassController(wiring.Component):
             m.d.sync += read_clashed.eq(clash(act_write, act_read) | clash(buf_write, buf_read))
         with m.If(s.valid & en & read_clashed):
             m.d.sync += self.rw_clash.eq(1)
-        m.d.comb += [
-            # A frozen cycle is a bubble for the array, which runs on.
-            self.step.valid.eq(s.valid & en),
-            step.mode.eq(Mux(draft, Mode.DRAFT, Mode.VERIFY)),
-            step.plain.eq(baseline | kv | kv_draft),
-            step.first.eq(s.first),
-            step.last.eq(s.last),
-            step.slot.eq(s.slot),
-            step.tag.eq(Cat(s.row, s.token)),
-        ]
-        for q in range(heads):
-            acts = banks[q].as_value()
-            step_act = step.act if q == 0 else step.head_act[q - 1]
-            m.d.comb += step_act[0].eq(acts.word_select(s.column0, 16))
-            for j in range(1, lanes):           # draft only
-                column = Cat(Const(j, lane_bits), s.lane[:rounds_bits])
-                m.d.comb += step_act[j].eq(acts.word_select(column, 16))
+
+        words = Signal(data.ArrayLayout(16, pes))
         residuals = entry[16 * pes:]
         for pe in range(pes):
             draft_word = entry[16 * pe:16 * pe + 16]
@@ -742,16 +732,44 @@ class PassController(wiring.Component):
             nibbles = draft_word.word_select(s.lane[:rounds_bits], 4 * lanes) if rounds_bits \
                 else draft_word
             draft_step = Cat(Const(0, 16 - 4 * lanes), nibbles)
-            m.d.comb += step.word[pe].eq(Mux(draft, draft_step, Mux(
+            m.d.comb += words[pe].eq(Mux(draft, draft_step, Mux(
                 baseline, plain, Mux(kv | kv_draft, cached, speq_word))))
+
+        o = Signal.like(s, name="operands")
+        o_words = Signal.like(words, name="operand_words")
+        o_banks = Signal.like(act_read.data, name="operand_acts")
+        with m.If(en):
+            m.d.sync += [o.eq(s), o_words.eq(words), o_banks.eq(act_read.data)]
+
+        step = self.step.payload
+        m.d.comb += [
+            # A frozen cycle is a bubble for the array, which runs on.
+            self.step.valid.eq(o.valid & en),
+            step.mode.eq(Mux(draft, Mode.DRAFT, Mode.VERIFY)),
+            step.plain.eq(baseline | kv | kv_draft),
+            step.first.eq(o.first),
+            step.last.eq(o.last),
+            step.slot.eq(o.slot),
+            step.tag.eq(Cat(o.row, o.token)),
+        ]
+        for q in range(heads):
+            acts = o_banks[q].as_value()
+            step_act = step.act if q == 0 else step.head_act[q - 1]
+            m.d.comb += step_act[0].eq(acts.word_select(o.column0, 16))
+            for j in range(1, lanes):           # draft only
+                column = Cat(Const(j, lane_bits), o.lane[:rounds_bits])
+                m.d.comb += step_act[j].eq(acts.word_select(column, 16))
+        for pe in range(pes):
+            m.d.comb += step.word[pe].eq(o_words[pe])
 
         # -- results and the end of the pass ---------------------------------------
         # A result leaves the array `array.latency` cycles after its step
-        # entered it and is rounded to FP16 in one more stage (`fp32_to_fp16`
+        # entered it (a cycle after it was in ``s``) and is rounded to FP16 in one more stage (`fp32_to_fp16`
         # with its register in the middle; the accumulators and the tag wait
         # beside it), then written into the result buffer, from which it is
-        # read a cycle later at the earliest: `config.result_latency` cycles.
-        assert config.result_latency == array.latency + 2
+        # read a cycle later at the earliest: `config.result_latency` cycles
+        # from ``s``.
+        assert config.result_latency == 1 + array.latency + 2
         arrived_valid = Signal()
         arrived = Signal(data.StructLayout({
             "acc": data.ArrayLayout(FP32, pes), "half": data.ArrayLayout(FP16, pes),
@@ -768,7 +786,7 @@ class PassController(wiring.Component):
         # output register takes it from the buffer only: no multiplexer as
         # wide as a result), and longer when frozen cycles came between its
         # step and now. It is due `latency` = result_latency advancing cycles
-        # after its `last` step entered the array (a cycle after it arrived,
+        # after its `last` step was in ``s`` (a cycle after it arrived,
         # with no frozen cycle between: when it would have come from an
         # array frozen with the engines). At most `latency` results are issued
         # and not yet taken (one step per advancing cycle), plus the one

@@ -109,13 +109,13 @@ def test_tiles(n, pes, slots, want):
     assert perf.tiles(n, pes, slots) == want
 
 
-MACHINE = {"pes": 16, "slots": 11, "lanes": 1, "mem_bits": 32, "result_latency": 14}
+MACHINE = {"pes": 16, "slots": 11, "lanes": 1, "mem_bits": 32, "result_latency": 15}
 
 
 def test_machine_reads_the_configuration():
     config = SpeqConfig(rows=2, cols=3, pe_stages=4, draft_lanes=2, mem_bits=32)
     assert perf.machine(config) == {"pes": 6, "slots": 5, "lanes": 2, "mem_bits": 32,
-                                    "result_latency": 8}
+                                    "result_latency": 9}
     assert perf.machine(SpeqConfig(pe_stages=10, draft_lanes=1)) == MACHINE
 
 
@@ -132,7 +132,8 @@ def test_machine_latency_is_the_arrays(stages):
     assert config.array_latency == array.latency == stages + 2
     assert config.interleave == array.interleave == array.latency - perf.DECODE_STAGES
     assert perf.machine(config)["slots"] == array.interleave
-    assert perf.machine(config)["result_latency"] == array.latency + perf.RESULT_STAGES
+    assert perf.machine(config)["result_latency"] == (perf.OPERAND_STAGES + array.latency
+                                                   + perf.RESULT_STAGES)
 
 
 @pytest.mark.parametrize("lanes", [1, 2, 4])
