@@ -30,7 +30,9 @@ import subprocess
 import sys
 import time
 
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Signal
+from amaranth.lib import io
+from amaranth.lib.cdc import ResetSynchronizer
 
 from hw.board import SpeqBoard
 from hw.config import PARAM_RANGES, SpeqConfig
@@ -39,7 +41,7 @@ from rtl_gen import cli
 from rtl_gen.build import _ranged_int
 
 
-__all__ = ["BoardSpec", "BOARDS", "BoardTop", "DidNotFit", "ToolFailed", "parse_utilisation",
+__all__ = ["BoardSpec", "BOARDS", "BoardTop", "ECP5_PLL", "ecp5_pll", "DidNotFit", "ToolFailed", "parse_utilisation",
            "parse_fmax", "build", "search", "main"]
 
 
@@ -54,7 +56,10 @@ class BoardSpec:
     family : str
         ``ice40`` or ``ecp5``.
     clock_hz : float
-        Its default clock (the platform's clock constraint).
+        Its oscillator (the platform's clock constraint).
+    pll_hz : float or None
+        The design's clock, made by a PLL from the oscillator (ECP5 only;
+        None: the oscillator's).
     config : dict
         The `SpeqConfig` of its default build (the largest array found to fit).
     weight_words : int
@@ -72,6 +77,7 @@ class BoardSpec:
     clock_hz: float
     config: dict
     weight_words: int
+    pll_hz: float = None
     synth_opts: str = ""
     nextpnr_opts: str = ""
     env: dict = field(default_factory=dict)
@@ -107,7 +113,7 @@ BOARDS = {
     # where the default router1 had not finished an array of 20 after an hour.
     "ulx3s-85f": BoardSpec(
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
-        clock_hz=25e6,
+        clock_hz=25e6, pll_hz=75e6,
         config={"rows": 6, "cols": 6, "tmax": 8, "kmax": 256, "mem_bits": 64, "draft_lanes": 1},
         weight_words=16384, nextpnr_opts="--router router2",
         # The ULX3S platform asks for openFPGALoader even when it only builds.
@@ -131,14 +137,92 @@ class ToolFailed(RuntimeError):
     """A tool failed for another reason; the message names its log."""
 
 
-class BoardTop(Elaboratable):
-    """`SpeqBoard` on a board's UART, with its ``busy`` on LED 0."""
+#: The ECP5 PLL's ranges (Lattice TN1263; Project Trellis' ``ecppll`` searches
+#: the same): input, phase detector, VCO and output frequencies in Hz.
+ECP5_PLL = {"input": (8e6, 400e6), "pfd": (3.125e6, 400e6), "vco": (400e6, 800e6),
+            "output": (3.125e6, 400e6)}
 
-    def __init__(self, board):
+
+def ecp5_pll(f_in, f_out):
+    """The EHXPLLL dividers nearest to ``f_out`` from ``f_in`` (Hz), with the
+    output fed back (FEEDBK_PATH CLKOP): ``f_out' = f_in / CLKI_DIV x CLKFB_DIV``
+    and the VCO at ``f_out' x CLKOP_DIV``.
+
+    Returns
+    -------
+    dict
+        ``CLKI_DIV``, ``CLKFB_DIV``, ``CLKOP_DIV``, ``CLKOP_CPHASE`` and
+        ``hz`` (the frequency made); the nearest, then the one with the
+        highest phase-detector frequency.
+
+    Raises
+    ------
+    ValueError
+        If either frequency is outside the PLL's range.
+    """
+    for name, f, key in (("input", f_in, "input"), ("output", f_out, "output")):
+        lo, hi = ECP5_PLL[key]
+        if not lo <= f <= hi:
+            raise ValueError(f"the ECP5 PLL's {name} must be {lo / 1e6:g} to {hi / 1e6:g} MHz, "
+                             f"not {f / 1e6:g} MHz")
+    best = None
+    for clki in range(1, 129):
+        pfd = f_in / clki
+        if not ECP5_PLL["pfd"][0] <= pfd <= ECP5_PLL["pfd"][1]:
+            continue
+        for clkfb in range(1, 81):
+            made = pfd * clkfb
+            if not ECP5_PLL["output"][0] <= made <= ECP5_PLL["output"][1]:
+                continue
+            # The output divider that puts the VCO nearest the middle of its range.
+            dividers = [d for d in range(1, 129)
+                        if ECP5_PLL["vco"][0] <= made * d <= ECP5_PLL["vco"][1]]
+            if not dividers:
+                continue
+            clkop = min(dividers, key=lambda d: abs(made * d - 600e6))
+            key = (abs(made - f_out), -pfd)
+            if best is None or key < best[0]:
+                best = (key, {"CLKI_DIV": clki, "CLKFB_DIV": clkfb, "CLKOP_DIV": clkop,
+                              "CLKOP_CPHASE": (clkop - 1) // 2, "hz": made})
+    return best[1]
+
+
+class BoardTop(Elaboratable):
+    """`SpeqBoard` on a board's UART, with its ``busy`` on LED 0.
+
+    With ``pll_hz`` (ECP5 boards), the design's clock comes from an EHXPLLL
+    fed by the board's oscillator (`ecp5_pll` chooses its dividers), and the
+    design is held in reset until the PLL has locked."""
+
+    def __init__(self, board, pll_hz=None):
         self.board = board
+        self.pll_hz = pll_hz
 
     def elaborate(self, platform):
         m = Module()
+        if self.pll_hz is not None:
+            pll = ecp5_pll(platform.default_clk_frequency, self.pll_hz)
+            clk_buf = m.submodules.clk_buf = io.Buffer(
+                "i", platform.request(platform.default_clk, dir="-"))
+            m.domains.sync = sync = ClockDomain("sync")
+            locked = Signal()
+            f_in, f_out = platform.default_clk_frequency / 1e6, pll["hz"] / 1e6
+            m.submodules.pll = Instance(
+                "EHXPLLL",
+                a_FREQUENCY_PIN_CLKI=f"{f_in:g}", a_FREQUENCY_PIN_CLKOP=f"{f_out:g}",
+                a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+                a_MFG_GMCREF_SEL="2",
+                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+                p_CLKI_DIV=pll["CLKI_DIV"], p_CLKFB_DIV=pll["CLKFB_DIV"],
+                p_CLKOP_DIV=pll["CLKOP_DIV"], p_CLKOP_CPHASE=pll["CLKOP_CPHASE"],
+                p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+                i_CLKI=clk_buf.i, i_CLKFB=sync.clk, i_RST=0, i_STDBY=0,
+                i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
+                i_PLLWAKESYNC=0, i_ENCLKOP=0,
+                o_CLKOP=sync.clk, o_LOCK=locked)
+            m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+            platform.add_clock_constraint(sync.clk, pll["hz"])
         m.submodules.board = board = self.board
         uart = platform.request("uart", 0)
         led = platform.request("led", 0)
@@ -164,12 +248,14 @@ def parse_utilisation(log):
 
 def parse_fmax(log):
     """``(clock, achieved MHz, constraint MHz)`` of nextpnr's last timing
-    report, or None."""
-    found = _FMAX.findall(log)
-    if not found:
+    report, or None; with several clocks, the one furthest below (or
+    least above) its constraint."""
+    last = {}
+    for clock, mhz, _, target in _FMAX.findall(log):
+        last[clock] = (clock, float(mhz), float(target))
+    if not last:
         return None
-    clock, mhz, _, target = found[-1]
-    return clock, float(mhz), float(target)
+    return min(last.values(), key=lambda c: c[1] / c[2])
 
 
 # -- the build ---------------------------------------------------------------------------
@@ -198,8 +284,33 @@ def _step(build_dir):
     return "yosys: starting (its first run on a machine compiles WebAssembly, ~40 s)"
 
 
-def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"):
-    """Build the bitstream of board ``name`` with ``config``.
+def design_clock_hz(name, clock_hz=None):
+    """The clock board ``name``'s design runs at: ``clock_hz`` (made by the
+    PLL; None: the board's default) rounded to what the PLL makes, or the
+    oscillator's on a board without a PLL.
+
+    Raises
+    ------
+    ValueError
+        If the board has no PLL in this flow and ``clock_hz`` is not its
+        oscillator's, or the PLL cannot make it.
+    """
+    spec = BOARDS[name]
+    if clock_hz is None:
+        clock_hz = spec.pll_hz or spec.clock_hz
+    if spec.family != "ecp5":
+        if clock_hz != spec.clock_hz:
+            raise ValueError(f"the {name} board runs from its {spec.clock_hz / 1e6:g} MHz "
+                             f"oscillator (this flow has no PLL for {spec.family}), not "
+                             f"{clock_hz / 1e6:g} MHz")
+        return clock_hz
+    return ecp5_pll(spec.clock_hz, clock_hz)["hz"]
+
+
+def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream",
+          clock_hz=None):
+    """Build the bitstream of board ``name`` with ``config``, its design
+    clocked at ``clock_hz`` (`design_clock_hz`; default: the board's).
 
     Returns
     -------
@@ -217,7 +328,9 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
     """
     spec = BOARDS[name]
     weight_words = spec.weight_words if weight_words is None else weight_words
-    divisor = divisor_for(spec.clock_hz, baud)
+    clock_hz = design_clock_hz(name, clock_hz)
+    pll_hz = clock_hz if spec.family == "ecp5" and clock_hz != spec.clock_hz else None
+    divisor = divisor_for(clock_hz, baud)
     board = SpeqBoard(config, weight_words=weight_words, divisor=divisor)
     build_dir = Path(out) / name
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -225,13 +338,14 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
         (build_dir / log).unlink(missing_ok=True)
     platform = spec.make_platform()
     _progress(f"{name}: {config.rows}x{config.cols} array, {weight_words} weight words of "
-              f"{config.mem_bits} bits, {baud} Bd (divisor {divisor}); in {build_dir}/")
+              f"{config.mem_bits} bits, {baud} Bd (divisor {divisor}), clock "
+              f"{clock_hz / 1e6:g} MHz" + (" (PLL)" if pll_hz else "") + f"; in {build_dir}/")
     # The YoWASP tools of this environment (its bin/ need not be on PATH).
     bindir = Path(sys.executable).parent
     env = {key: str(bindir / tool) if (bindir / tool).exists() else tool
            for key, tool in _TOOLS.items()}
     env.update(spec.env)
-    plan = platform.prepare(BoardTop(board), name="top",
+    plan = platform.prepare(BoardTop(board, pll_hz=pll_hz), name="top",
                             synth_opts=spec.synth_opts,
                             # Timing is reported, not enforced: the summary
                             # compares Fmax with the board's clock.
@@ -257,7 +371,7 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
         "board": name, "config": config.to_dict(), "weight_words": weight_words,
         "baud": baud, "divisor": divisor,
         "utilisation": {k: list(v) for k, v in utilisation.items()},
-        "fmax_mhz": fmax[1] if fmax else None, "clock_mhz": spec.clock_hz / 1e6,
+        "fmax_mhz": fmax[1] if fmax else None, "clock_mhz": clock_hz / 1e6,
         "bitstream": str(build_dir / f"top.{suffix}"), "seconds": round(seconds),
     }
     (build_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -354,6 +468,12 @@ def parser():
                    help="depth of the weight memory in mem_bits words (default: the board's)")
     p.add_argument("--baud", type=cli.integer(1), default=115200,
                    help="UART baud rate (default: 115200)")
+    p.add_argument("--clock-mhz", type=float, metavar="MHZ",
+                   help="the design's clock, made by the ECP5 PLL from the board's 25 MHz "
+                        "oscillator (the nearest the PLL makes; default: the board's, "
+                        + ", ".join(f"{n} {(s.pll_hz or s.clock_hz) / 1e6:g} MHz"
+                                    for n, s in sorted(BOARDS.items()))
+                        + "); the icebreaker has no PLL in this flow")
     p.add_argument("--out", default="build/bitstream",
                    help="build directory; the board's files go to OUT/BOARD/ (default: build/bitstream)")
     p.add_argument("--search", action="store_true",
@@ -373,7 +493,12 @@ def main(argv=None):
     except (TypeError, ValueError) as error:
         p.error(str(error))
     try:
-        divisor = divisor_for(spec.clock_hz, args.baud)
+        clock_hz = design_clock_hz(args.board, None if args.clock_mhz is None
+                                   else args.clock_mhz * 1e6)
+    except ValueError as error:
+        p.error(f"argument --clock-mhz: {error}")
+    try:
+        divisor = divisor_for(clock_hz, args.baud)
     except ValueError as error:
         p.error(f"argument --baud: {error}")
     try:
@@ -402,7 +527,7 @@ def main(argv=None):
                 print(f"{c['rows']}x{c['cols']}: {status}")
             return 0
         result = build(args.board, config, weight_words=weight_words, baud=args.baud,
-                       out=args.out)
+                       out=args.out, clock_hz=clock_hz)
     except (DidNotFit, ToolFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -411,7 +536,7 @@ def main(argv=None):
         if used:
             print(f"  {resource:>16}: {used:>6,} of {avail:>6,} ({100 * used / avail:.0f}%)")
     fmax = result["fmax_mhz"]
-    print(f"  Fmax {fmax} MHz (nextpnr) on the {result['clock_mhz']:g} MHz board clock"
+    print(f"  Fmax {fmax} MHz (nextpnr) on the {result['clock_mhz']:g} MHz clock"
           + ("" if fmax is None or fmax >= result["clock_mhz"] else "  -- TIMING NOT MET"))
     return 0
 

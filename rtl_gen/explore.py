@@ -178,9 +178,10 @@ def check_point(config, target):
     if t.kind == "board":
         from hw.board import SpeqBoard
         from hw.uart import divisor_for
-        from rtl_gen.bitstream import BOARDS
+        from rtl_gen.bitstream import BOARDS, design_clock_hz
         spec = BOARDS[t.board]
-        SpeqBoard.check(config, spec.weight_words, divisor_for(spec.clock_hz, 115200))
+        SpeqBoard.check(config, spec.weight_words,
+                        divisor_for(design_clock_hz(t.board), 115200))
     from hw.accel import SpeqAccel
     SpeqAccel(config)
 

@@ -53,6 +53,58 @@ def test_parse_fmax_takes_the_last_report():
     assert bitstream.parse_fmax("Info: nothing") is None
 
 
+def test_parse_fmax_takes_the_clock_furthest_below_its_constraint():
+    log = ECP5_LOG + (
+        "Info: Max frequency for clock '$glbnet$clk': 80.10 MHz (PASS at 75.00 MHz)\n"
+        "Info: Max frequency for clock 'clk25_0__io$TRELLIS_IO_IN': 300.00 MHz "
+        "(PASS at 25.00 MHz)\n")
+    assert bitstream.parse_fmax(log) == ("$glbnet$clk", 80.10, 75.0)
+
+
+@pytest.mark.parametrize("mhz", [25, 50, 62.5, 75, 80, 100, 125, 66])
+def test_ecp5_pll_dividers_are_within_the_pll_and_make_the_clock(mhz):
+    pll = bitstream.ecp5_pll(25e6, mhz * 1e6)
+    pfd = 25e6 / pll["CLKI_DIV"]
+    made = pfd * pll["CLKFB_DIV"]
+    assert made == pll["hz"]
+    assert 3.125e6 <= pfd <= 400e6
+    assert 400e6 <= made * pll["CLKOP_DIV"] <= 800e6
+    # Exact where 25 MHz x a fraction of the dividers' ranges allows it.
+    assert abs(made - mhz * 1e6) <= (0 if mhz != 66 else 0.5e6)
+
+
+def test_ecp5_pll_refuses_what_it_cannot_make():
+    with pytest.raises(ValueError, match="output must be 3.125 to 400 MHz, not 500 MHz"):
+        bitstream.ecp5_pll(25e6, 500e6)
+    with pytest.raises(ValueError, match="input must be 8 to 400 MHz, not 1 MHz"):
+        bitstream.ecp5_pll(1e6, 50e6)
+
+
+def test_design_clock():
+    assert bitstream.design_clock_hz("ulx3s-85f") == 75e6
+    assert bitstream.design_clock_hz("ulx3s-85f", 50e6) == 50e6
+    assert bitstream.design_clock_hz("icebreaker") == 12e6
+    with pytest.raises(ValueError, match="no PLL for ice40"):
+        bitstream.design_clock_hz("icebreaker", 24e6)
+
+
+def test_ecp5_board_top_has_the_pll():
+    """The ULX3S top clocks the design from an EHXPLLL and constrains its
+    output (the frequency nextpnr times the design against)."""
+    from hw.board import SpeqBoard
+    from hw.config import SpeqConfig
+    platform = bitstream.BOARDS["ulx3s-85f"].make_platform()
+    board = SpeqBoard(SpeqConfig(rows=1, cols=1, tmax=1, kmax=16, mem_bits=16),
+                      weight_words=16, divisor=651)
+    files = dict(platform.prepare(bitstream.BoardTop(board, pll_hz=75e6), name="top").files)
+    il, lpf = files["top.il"], files["top.lpf"]
+    pll = il[il.index("cell \\EHXPLLL"):]
+    pll = pll[:pll.index("\n  end")]
+    for parameter, value in (("CLKI_DIV", 1), ("CLKFB_DIV", 3), ("CLKOP_DIV", 8)):
+        assert f"parameter \\{parameter} {value}" in pll
+    assert "75000000.0 HZ" in lpf
+
+
 def _cli(*args, timeout=1200):
     return subprocess.run([sys.executable, "-m", "rtl_gen.bitstream", *args],
                           capture_output=True, text=True, cwd=REPO, timeout=timeout)
@@ -64,6 +116,8 @@ def _cli(*args, timeout=1200):
     (["--board", "icebreaker", "--rows", "2", "--mem-bits", "48"], "mem_bits must divide 16 x rows x cols = 32"),
     (["--board", "icebreaker", "--weight-words", "0"], "weight_words must be an integer from 1"),
     (["--board", "icebreaker", "--baud", "9000000"], "the UART needs at least 4"),
+    (["--board", "icebreaker", "--clock-mhz", "24"], "argument --clock-mhz: the icebreaker board"),
+    (["--board", "ulx3s-85f", "--clock-mhz", "900"], "output must be 3.125 to 400 MHz, not 900"),
 ])
 def test_bad_options_are_refused_before_any_tool_runs(args, message):
     run = _cli(*args, timeout=60)
@@ -96,5 +150,7 @@ def test_ecp5_bitstream(tmp_path):
     assert summary["config"]["rows"] == summary["config"]["cols"] == 1
     used, avail = summary["utilisation"]["TRELLIS_COMB"]
     assert 0 < used < avail
-    assert summary["fmax_mhz"] > summary["clock_mhz"] == 25
+    # The design on the PLL's 75 MHz (from the board's 25 MHz oscillator).
+    assert summary["utilisation"]["EHXPLLL"][0] == 1
+    assert summary["fmax_mhz"] > summary["clock_mhz"] == 75
     assert "Fmax" in run.stdout and summary["bitstream"] in run.stdout
