@@ -735,16 +735,20 @@ class PassController(wiring.Component):
             m.d.comb += words[pe].eq(Mux(draft, draft_step, Mux(
                 baseline, plain, Mux(kv | kv_draft, cached, speq_word))))
 
+        # ``o`` takes every cycle, no enable (``en`` drives enough registers):
+        # while frozen, ``s`` and the reads hold and ``o`` is a bubble, so
+        # each step reaches the array once, a cycle after the advancing cycle
+        # that takes it out of ``s``.
         o = Signal.like(s, name="operands")
         o_words = Signal.like(words, name="operand_words")
         o_banks = Signal.like(act_read.data, name="operand_acts")
-        with m.If(en):
-            m.d.sync += [o.eq(s), o_words.eq(words), o_banks.eq(act_read.data)]
+        m.d.sync += [o.eq(s), o.valid.eq(s.valid & en), o_words.eq(words),
+                     o_banks.eq(act_read.data)]
 
         step = self.step.payload
         m.d.comb += [
             # A frozen cycle is a bubble for the array, which runs on.
-            self.step.valid.eq(o.valid & en),
+            self.step.valid.eq(o.valid),
             step.mode.eq(Mux(draft, Mode.DRAFT, Mode.VERIFY)),
             step.plain.eq(baseline | kv | kv_draft),
             step.first.eq(o.first),
