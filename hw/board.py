@@ -233,6 +233,10 @@ class SpeqBoard(wiring.Component):
         # ``left == 0``, registered beside ``left``: a 32-bit comparison in
         # front of the answer's register was the ULX3S board's critical path.
         none_left = Signal()
+        # The registered writes of a W or A frame (below).
+        w_wr, a_wr = Signal(), Signal()
+        wr_addr = Signal.like(addr)
+        wr_data = Signal(max(config.mem_bits, 16 * GROUP))
         bad_span = Signal()
         code = Signal(8)
         byte = rx.data.payload
@@ -281,7 +285,7 @@ class SpeqBoard(wiring.Component):
         # iCE40 SPRAM has a single port.
         w_addr = Signal(range(self._weight_words))
         m.d.comb += [
-            w_addr.eq(Mux(w_write.en, addr, mem.addr)),
+            w_addr.eq(Mux(w_write.en, wr_addr, mem.addr)),
             w_read.addr.eq(w_addr),
             w_write.addr.eq(w_addr),
             # Disabled while writing: single-port RAM cannot read then.
@@ -298,15 +302,22 @@ class SpeqBoard(wiring.Component):
         # The words of a W or A frame enter the header register too, once
         # its span has been read.
         incoming = Cat(header[8:], byte)    # the register with this cycle's byte
+        # A received word is written a cycle later, from registers: the
+        # write enable of a memory of many block RAMs (64 on the ULX3S) no
+        # longer comes through the span check's logic (the 2x2 board's
+        # critical path at 75 MHz: addr -> bad_span -> WEA, 9 ns of routing).
+        m.d.sync += [w_wr.eq(0), a_wr.eq(0)]
         m.d.comb += [
-            w_write.data.eq(incoming[-config.mem_bits:]),
-            a_write.addr.eq(addr),
-            a_write.data.eq(incoming[-16 * GROUP:]),
+            w_write.en.eq(w_wr),
+            w_write.data.eq(wr_data[-config.mem_bits:]),
+            a_write.en.eq(a_wr),
+            a_write.addr.eq(wr_addr),
+            a_write.data.eq(wr_data[-16 * GROUP:]),
         ]
         listening = Signal()        # the state takes a received byte
         m.d.comb += rx_overrun.eq(got & ~listening)
 
-        def receive_words(size, write, depth, tag):
+        def receive_words(size, write_en, depth, tag):
             """``left`` words of ``size`` bytes; those past ``depth`` are dropped."""
             m.d.comb += listening.eq(1)
             with m.If(none_left):
@@ -319,8 +330,8 @@ class SpeqBoard(wiring.Component):
                     with m.If(bad_span | (addr == depth)):
                         m.d.sync += bad_span.eq(1)
                     with m.Else():
-                        m.d.sync += addr.eq(addr + 1)
-                        m.d.comb += write.en.eq(1)
+                        m.d.sync += [addr.eq(addr + 1), write_en.eq(1), wr_addr.eq(addr),
+                                     wr_data.eq(incoming[-len(wr_data):])]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -358,14 +369,14 @@ class SpeqBoard(wiring.Component):
                              bad_span.eq(span.addr >= self._weight_words)]
                 m.next = "WEIGHTS_DATA"
             with m.State("WEIGHTS_DATA"):
-                receive_words(word_bytes, w_write, self._weight_words, "W")
+                receive_words(word_bytes, w_wr, self._weight_words, "W")
             with m.State("ACTS"):
                 m.d.sync += [addr.eq(span.addr), left.eq(span.count), count.eq(0),
                              none_left.eq(span.count == 0),
                              bad_span.eq(span.addr >= act_words(config))]
                 m.next = "ACTS_DATA"
             with m.State("ACTS_DATA"):
-                receive_words(act_bytes, a_write, act_words(config), "A")
+                receive_words(act_bytes, a_wr, act_words(config), "A")
             with m.State("ACK_W"):
                 send(Answer.WEIGHTS, code, "IDLE")
             with m.State("ACK_A"):
