@@ -18,8 +18,8 @@ request    then                                answer
 Every field is little-endian and every structure is sent in whole bytes,
 least significant byte first, zero-padded at the top. A pass (``C``) reads
 its activations from activation word 0 on and its weights from the weight
-memory, like the memory port of `hw.accel.SpeqAccel` with a latency of one
-cycle; the pass runs at full speed except while a result waits for the
+memory, like the memory port of `hw.accel.SpeqAccel` with a latency of
+`MEM_LATENCY` = 2 cycles; the pass runs at full speed except while a result waits for the
 UART, and those frozen cycles are reported so that the host can compare
 ``status.cycles - frozen`` with the cycle model exactly.
 """
@@ -41,7 +41,7 @@ from .uart import UartRx, UartTx, _check_divisor
 
 
 __all__ = ["Request", "Answer", "Flag", "Span", "Ack", "Info", "Report", "MAGIC",
-           "PROTOCOL_VERSION", "WEIGHT_WORDS_MAX", "SpeqBoard", "nbytes", "act_words"]
+           "MEM_LATENCY", "PROTOCOL_VERSION", "WEIGHT_WORDS_MAX", "SpeqBoard", "nbytes", "act_words"]
 
 
 class Request(enum.IntEnum):
@@ -75,8 +75,14 @@ class Flag(enum.IntFlag):
 #: Sent in `Info`: "SPEQ" as a little-endian 32-bit word.
 MAGIC = int.from_bytes(b"SPEQ", "little")
 #: 2: `Info` ends with ``draft_lanes``. 3: then ``head_groups``; a command
-#: carries ``multihead`` and ``head`` (multi-head passes).
-PROTOCOL_VERSION = 3
+#: carries ``multihead`` and ``head`` (multi-head passes). 4: the weight
+#: memory answers `MEM_LATENCY` = 2 cycles after a request (was 1), which the
+#: cycle model of a pass needs.
+PROTOCOL_VERSION = 4
+#: Advancing cycles from a weight request to its word (`golden.perf`'s
+#: ``mem_latency`` for a pass on the board): the request's register, then
+#: the memory's read.
+MEM_LATENCY = 2
 #: Largest weight memory, in words (the `Span` counts are 32 bits).
 WEIGHT_WORDS_MAX = 1 << 24
 
@@ -278,14 +284,21 @@ class SpeqBoard(wiring.Component):
         with m.If(sent & ~accel.status.valid & accel.out.valid & ~accel.out.ready):
             m.d.sync += frozen.eq(frozen + 1)
 
-        # The weight memory answers a request one advancing cycle later.
+        # The weight memory answers a request MEM_LATENCY = 2 advancing
+        # cycles later: the request is registered, then read. (Read straight
+        # from the controller's address, the address multiplexers and the
+        # routing to the memory's block RAMs were the 2x2 board's critical
+        # path at 75 MHz, 69.41 MHz.)
         mem = accel.mem
-        mem_valid = Signal()
+        req_r, mem_valid = Signal(), Signal()
+        addr_r = Signal(range(self._weight_words))
+        with m.If(mem.en):
+            m.d.sync += [req_r.eq(mem.req), addr_r.eq(mem.addr), mem_valid.eq(req_r)]
         # One address for both ports (writes come only between passes): an
         # iCE40 SPRAM has a single port.
         w_addr = Signal(range(self._weight_words))
         m.d.comb += [
-            w_addr.eq(Mux(w_write.en, wr_addr, mem.addr)),
+            w_addr.eq(Mux(w_write.en, wr_addr, addr_r)),
             w_read.addr.eq(w_addr),
             w_write.addr.eq(w_addr),
             # Disabled while writing: single-port RAM cannot read then.
@@ -295,8 +308,6 @@ class SpeqBoard(wiring.Component):
             mem.stall.eq(0),
             mem_range.eq(mem.req & mem.en & (mem.addr >= self._weight_words)),
         ]
-        with m.If(mem.en):
-            m.d.sync += mem_valid.eq(mem.req)
 
         # -- the frame machine --------------------------------------------------
         # The words of a W or A frame enter the header register too, once

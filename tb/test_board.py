@@ -10,7 +10,8 @@ host. For every pass the bench checks:
 - ``Y`` bit for bit against `golden.arith` (draft, verify over T tokens,
   baseline over each token), and the FP16 results against NumPy's rounding;
 - ``status.cycles - frozen`` (the cycles a result waited for the UART) equal
-  to `golden.perf.pass_cost` with a memory latency of 1, and the bits and
+  to `golden.perf.pass_cost` with the board's memory latency
+  (`hw.board.MEM_LATENCY`), and the bits and
   MACs equal to the model's;
 - refused commands, a weight span past the memory, an unknown request byte
   and a pass reading past the weight memory: each answered or flagged.
@@ -32,7 +33,7 @@ import pytest
 from golden import arith, perf, speq16
 from host.__main__ import gemm_check
 from host.board import Board, BoardError
-from hw.board import Answer, Flag, Request, SpeqBoard
+from hw.board import MEM_LATENCY, Answer, Flag, Request, SpeqBoard
 from hw.config import SpeqConfig
 from hw.controller import Error, Op
 from tb import drive, runner
@@ -127,7 +128,7 @@ async def board_uart(dut):
         if result.y16.view(np.uint16).any():
             with np.errstate(over="ignore"):
                 _same(result.y16, want_y.astype(np.float16), f"{what} FP16 results")
-        cost = perf.pass_cost(mode, n, k, t, mem_latency=1, **machine)
+        cost = perf.pass_cost(mode, n, k, t, mem_latency=MEM_LATENCY, **machine)
         assert result.busy_cycles == cost.cycles, (
             f"{what}: {result.status['cycles']} cycles, {result.frozen} frozen; "
             f"model {cost.cycles}")
@@ -166,7 +167,7 @@ async def board_uart(dut):
         for q in range(heads):
             _same(result.y[q], arith.verify_gemm(x[q], w[q * n:(q + 1) * n]),
                   f"baseline N={n} K={k} T={t}, head {q} of {heads}")
-        cost = perf.pass_cost("baseline", n, k, t, mem_latency=1, heads=heads, **machine)
+        cost = perf.pass_cost("baseline", n, k, t, mem_latency=MEM_LATENCY, heads=heads, **machine)
         assert result.busy_cycles == cost.cycles, (result.status, result.frozen, cost)
         with pytest.raises(ValueError, match="head_groups"):
             await board.gemm("baseline", x, w, heads=heads + 1)
