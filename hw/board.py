@@ -135,7 +135,9 @@ class SpeqBoard(wiring.Component):
     tx : Out(1, init=1)
         UART to the host.
     busy : Out(1)
-        High while a frame is being received or answered (an LED).
+        High while a frame is being received or answered (an LED), from a
+        cycle after the frame machine leaves its idle state to a cycle after
+        it comes back.
 
     Raises
     ------
@@ -252,9 +254,10 @@ class SpeqBoard(wiring.Component):
         index = Signal(range(max(nbytes(accel.out.payload.shape()), nbytes(Report),
                                  nbytes(Info), header_bytes) + 2))
 
-        def send(tag, payload, then, *, done=()):
+        def send(tag, payload, then, *, done=(), done_sync=()):
             """Send ``tag`` and ``payload``; with the last byte, go to ``then``
-            and add the combinational statements ``done``."""
+            and add the combinational statements ``done`` and the synchronous
+            statements ``done_sync``."""
             bits = Cat(Const(tag, 8), payload)
             size = (len(bits) + 7) // 8
             bits = Cat(bits, Const(0, 8 * size - len(bits)))
@@ -264,9 +267,15 @@ class SpeqBoard(wiring.Component):
                 with m.If(index == size - 1):
                     m.d.sync += index.eq(0)
                     m.d.comb += list(done)
+                    m.d.sync += list(done_sync)
                     m.next = then
 
         # -- a pass: command, activations from word 0, results and report ------
+        # The readies of the output and the status: high for the one cycle
+        # in OUT_TAKEN or REPORT_TAKEN.
+        take_out, take_status = Signal(), Signal()
+        m.d.sync += [take_out.eq(0), take_status.eq(0)]
+        m.d.comb += [accel.out.ready.eq(take_out), accel.status.ready.eq(take_status)]
         sent = Signal()            # the command was taken
         acts_on = Signal()
         act_addr = Signal.like(a_read.addr)
@@ -408,24 +417,26 @@ class SpeqBoard(wiring.Component):
                 with m.Elif(accel.status.valid):
                     m.next = "REPORT"
             # A result or the status is taken one cycle after its last byte,
-            # from a state of its own: the accelerator's global enable then
-            # depends on the state register, not on the UART transmitter.
+            # in a state of its own, by a ready that is a flip-flop: the
+            # output register's load enable (as wide as a result) then comes
+            # from a register, not from the state decoder (the 6x6 ULX3S
+            # board's critical path: fsm_state -> out.ready -> the enable ->
+            # the output register's clock enables, 47.27 MHz).
             with m.State("OUT"):
-                send(Answer.OUT, accel.out.payload, "OUT_TAKEN")
+                send(Answer.OUT, accel.out.payload, "OUT_TAKEN", done_sync=[take_out.eq(1)])
             with m.State("OUT_TAKEN"):
-                m.d.comb += accel.out.ready.eq(1)
                 m.next = "RUN"
             with m.State("REPORT"):
                 report = Signal(Report)
                 m.d.comb += [report.status.eq(accel.status.payload), report.frozen.eq(frozen),
                              report.flags.eq(flags)]
-                send(Answer.REPORT, report, "REPORT_TAKEN")
+                send(Answer.REPORT, report, "REPORT_TAKEN", done_sync=[take_status.eq(1)])
             with m.State("REPORT_TAKEN"):
-                m.d.comb += accel.status.ready.eq(1)
                 m.d.sync += [sent.eq(0), acts_on.eq(0), act_addr.eq(0)]
                 m.next = "IDLE"
 
-            m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        # Registered: the LED pin's path starts at a flip-flop.
+        m.d.sync += self.busy.eq(~fsm.ongoing("IDLE"))
         return m
 
 
