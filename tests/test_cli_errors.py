@@ -189,6 +189,8 @@ CASES = [
     ("pe_area", ["--sizes", "2x40"], "--sizes"),
     ("pe_area", ["--draft-lanes", "3"], "--draft-lanes"),
     ("pe_area", ["--pe-stages", "0"], "--pe-stages"),
+    ("pe_area", ["--accel", "--mem-bits", "48"], "--accel"),
+    ("pe_area", ["--accel", "--kmax", "3"], "--accel"),
     ("pe_area", ["--out", "{file}"], "--out"),
     ("pe_area", ["--write-docs", "{dir}/missing.md"], "--write-docs"),
     # --- bench/roofline.py ---------------------------------------------------------------
