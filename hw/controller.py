@@ -630,10 +630,21 @@ class PassController(wiring.Component):
         issue_done = Signal()
         issuing = Signal()
         m.d.comb += issuing.eq(running & ~issue_done & acts_loaded & (full != 0) & en)
+        # Registered beside the counters they compare, from the values the
+        # counters take (comparisons of registers with constants): the
+        # issuer's clock enables were the 2x2 accelerator's critical path,
+        # en -> issuing -> (rows_left <= slot_rows, t == p.t - 1) -> j.
+        rows_le = Signal()                   # rows_left <= slot_rows
+        t_end = Signal.like(t)               # p.t - 1
+        if heads > 1:
+            c_slot_rows = Mux(c.multihead, head_pes, pes)
+        else:
+            c_slot_rows = pes
 
         tile_last = tile_left <= tile_rows
-        slot_last = (j == slots - 1) | (rows_left <= slot_rows)
-        step_last_in_round = slot_last & (t == p.t - 1)
+        slot_last = (j == slots - 1) | rows_le
+        t_last = t == t_end
+        step_last_in_round = slot_last & t_last
         round_end = (pad == slots - 1) & (~stepping | step_last_in_round)
         k4_last = k4 == Mux(draft, GROUP // lanes - 1, GROUP - 1)
         group_end = round_end & k4_last
@@ -643,24 +654,32 @@ class PassController(wiring.Component):
 
         with m.If(~running):
             m.d.sync += [g.eq(0), k4.eq(0), j.eq(0), t.eq(0), pad.eq(0), stepping.eq(1),
-                         rows_left.eq(c.n), tile_left.eq(c.n), half.eq(0), issue_done.eq(0)]
+                         rows_left.eq(c.n), tile_left.eq(c.n), half.eq(0), issue_done.eq(0),
+                         rows_le.eq(c.n <= c_slot_rows), t_end.eq(c.t - 1)]
         with m.Elif(issuing):
             with m.If(pad != slots - 1):
                 m.d.sync += pad.eq(pad + 1)
             with m.If(stepping):
                 m.d.sync += t.eq(t + 1)
-                with m.If(t == p.t - 1):
-                    m.d.sync += [t.eq(0), j.eq(j + 1), rows_left.eq(rows_left - slot_rows)]
+                with m.If(t_last):
+                    # Not the slot's last: rows_left > slot_rows, no wrap.
+                    m.d.sync += [t.eq(0), j.eq(j + 1), rows_left.eq(rows_left - slot_rows),
+                                 rows_le.eq(rows_left <= 2 * slot_rows)]
                     with m.If(slot_last):
-                        m.d.sync += [j.eq(0), rows_left.eq(tile_left), stepping.eq(0)]
+                        m.d.sync += [j.eq(0), rows_left.eq(tile_left), stepping.eq(0),
+                                     rows_le.eq(tile_left <= slot_rows)]
             with m.If(round_end):
                 m.d.sync += [pad.eq(0), stepping.eq(1), j.eq(0), t.eq(0),
-                             rows_left.eq(tile_left), k4.eq(k4 + 1)]
+                             rows_left.eq(tile_left), k4.eq(k4 + 1),
+                             rows_le.eq(tile_left <= slot_rows)]
                 with m.If(k4_last):
                     m.d.sync += [k4.eq(0), g.eq(g + 1), half.eq(~half)]
                     with m.If(g == last_group):
+                        # (After the last tile, tile_last, the values wrap
+                        # and are not used: the issue is done.)
                         m.d.sync += [g.eq(0), tile_left.eq(tile_left - tile_rows),
-                                     rows_left.eq(tile_left - tile_rows)]
+                                     rows_left.eq(tile_left - tile_rows),
+                                     rows_le.eq(tile_left <= tile_rows + slot_rows)]
                         with m.If(tile_last):
                             m.d.sync += issue_done.eq(1)
         m.d.comb += credit_back.eq(issuing & group_end)
