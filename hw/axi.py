@@ -81,8 +81,8 @@ ID = 0x53504551
 #: The register map's version (major, minor). 2.0: IRQ_ENABLE a register of
 #: its own (CONTROL is write-only), CONTROL.ABORT, error 7 ABORTED. 2.1: op 6
 #: KV_WRITE and its register KV. 2.2: multi-head passes (OP.MULTIHEAD, KV.HEAD,
-#: CONFIG2.HEAD_GROUPS).
-VERSION = (2, 2)
+#: CONFIG2.HEAD_GROUPS). 2.3: STATUS.RW_CLASH.
+VERSION = (2, 3)
 #: Width of the read master's byte addresses.
 AXI_ADDR_BITS = 32
 #: Width of the AXI4-Lite data bus.
@@ -426,6 +426,7 @@ class SpeqAxi(wiring.Component):
             ("CONTROL", "ABORT"): Const(0, 1), ("IRQ_ENABLE", "DONE"): irq_en,
             ("STATUS", "BUSY"): busy, ("STATUS", "DONE"): done,
             ("STATUS", "ERROR"): st_error, ("STATUS", "OP"): st_op,
+            ("STATUS", "RW_CLASH"): accel.controller.rw_clash,
             ("OP", "OP"): reg_op, ("OP", "FP16"): reg_fp16, ("OP", "MULTIHEAD"): reg_multihead,
             ("N", "N"): reg_n, ("K", "K"): reg_k, ("T", "T"): reg_t,
             ("WBASE0", "ADDR"): reg_base[0], ("WBASE1", "ADDR"): reg_base[1],

@@ -393,6 +393,7 @@ class Bench:
             raise AssertionError(self.fail(f"{what}: no last result beat in time; {status}"))
         status = await self.driver.wait(polls=1000)
         assert status["error"] == Error.OK.value, self.fail(f"{what} refused: {status}")
+        assert not status["rw_clash"], self.fail(f"{what}: a step's read met a write: {status}")
         counters = await self.driver.counters()
 
         beats = list(frame.tdata)
