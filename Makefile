@@ -71,9 +71,12 @@ bench: $(STAMP)
 # Synthesis, place and route of every block (rtl_gen.synth.AREA_BLOCKS),
 # as many runs at a time as CPUs (--jobs): about 10 min on two; the PE array
 # is 2 x 2 there (rtl_gen.synth.MAKE_ARGS). Scripts and logs in build/area/.
+# Then the cost of a PE in the array and in the accelerator at 2x2, 4x4 and
+# 6x6 (ECP5 synthesis only, one run at a time: about 20 min more).
 area: $(STAMP)
 	$(PY) -m rtl_gen.build --report area --blocks all --rows 2 --cols 2 --write-docs
 	$(PY) bench/pe_lanes.py --write-docs
+	$(PY) bench/pe_area.py --sizes 2x2,4x4,6x6 --draft-lanes 1 --pe-stages 10 --no-generic --accel --write-docs
 
 # Design-space exploration (rtl_gen.explore, docs/explore.md): every point a
 # Ray task, placed and routed as make bitstream builds it; the shipped model at
