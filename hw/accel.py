@@ -33,6 +33,9 @@ class SpeqAccel(wiring.Component):
     kv_write : bool, optional
         Build the KV write path (`hw.kv_writer`; default: where the memory
         port allows it, ``mem_bits`` a multiple of 32).
+    round_results : bool, optional
+        Round the results to FP16 for ``out.payload.half`` (default); see
+        `hw.controller.PassController`.
 
     Members
     -------
@@ -48,12 +51,13 @@ class SpeqAccel(wiring.Component):
         If ``mem_bits`` does not divide ``16 x rows x cols``.
     """
 
-    def __init__(self, config=SpeqConfig(), *, kv_write=None):
+    def __init__(self, config=SpeqConfig(), *, kv_write=None, round_results=True):
         if not isinstance(config, SpeqConfig):
             raise TypeError(f"config must be a SpeqConfig, not {config!r}")
         self._config = config
         self._array = SpeqArray(config, tag_bits=PassController.tag_bits(config))
-        self._controller = PassController(config, self._array, kv_write=kv_write)
+        self._controller = PassController(config, self._array, kv_write=kv_write,
+                                          round_results=round_results)
         members = self._controller.signature.members
         super().__init__({name: members[name] for name in PORTS})
 

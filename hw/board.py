@@ -36,7 +36,7 @@ from .array import NO_RW_CHECK
 from .config import SpeqConfig
 from .controller import Command, Status
 from .decoder import GROUP
-from .fp import FP16
+from .fp import FP16, fp32_to_fp16
 from .uart import UartRx, UartTx, _check_divisor
 
 
@@ -154,7 +154,9 @@ class SpeqBoard(wiring.Component):
         self._weight_words = weight_words
         self._divisor = divisor
         # The board has no write path to its weight memory: KV_WRITE answers BAD_OP.
-        self._accel = SpeqAccel(config, kv_write=False)
+        # It rounds the results to FP16 itself, one PE's a cycle, before it
+        # sends them (one rounder instead of one per PE; state ROUND).
+        self._accel = SpeqAccel(config, kv_write=False, round_results=False)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
 
     @staticmethod
@@ -276,6 +278,14 @@ class SpeqBoard(wiring.Component):
         take_out, take_status = Signal(), Signal()
         m.d.sync += [take_out.eq(0), take_status.eq(0)]
         m.d.comb += [accel.out.ready.eq(take_out), accel.status.ready.eq(take_status)]
+        # The result as sent: the accelerator's, with the board's FP16 values.
+        pes = config.rows * config.cols
+        halves = Signal(data.ArrayLayout(FP16, pes))
+        rounding = Signal(range(pes))       # the PE being rounded
+        rounded = fp32_to_fp16(m, accel.out.payload.acc.as_value().word_select(rounding, 32),
+                               "board_fl16")
+        result = Signal.like(accel.out.payload)
+        m.d.comb += [result.eq(accel.out.payload), result.half.eq(halves)]
         sent = Signal()            # the command was taken
         acts_on = Signal()
         act_addr = Signal.like(a_read.addr)
@@ -413,9 +423,20 @@ class SpeqBoard(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += accel.cmd.valid.eq(~sent)
                 with m.If(accel.out.valid):
-                    m.next = "OUT"
+                    m.next = "ROUND"
                 with m.Elif(accel.status.valid):
                     m.next = "REPORT"
+            # The result's FP16 values (`hw.fp.fp32_to_fp16`, or 0 where the
+            # command did not ask for them), one PE's a cycle into a shift
+            # register: P cycles (frozen ones, which the board counts) where
+            # a rounder per PE in the accelerator took about 177 TRELLIS_COMB
+            # per PE on the 6x6 ULX3S board.
+            with m.State("ROUND"):
+                m.d.sync += [halves.eq(Cat(halves.as_value()[16:], Mux(command.fp16, rounded, 0))),
+                             rounding.eq(rounding + 1)]
+                with m.If(rounding == pes - 1):
+                    m.d.sync += rounding.eq(0)
+                    m.next = "OUT"
             # A result or the status is taken one cycle after its last byte,
             # in a state of its own, by a ready that is a flip-flop: the
             # output register's load enable (as wide as a result) then comes
@@ -423,7 +444,7 @@ class SpeqBoard(wiring.Component):
             # board's critical path: fsm_state -> out.ready -> the enable ->
             # the output register's clock enables, 47.27 MHz).
             with m.State("OUT"):
-                send(Answer.OUT, accel.out.payload, "OUT_TAKEN", done_sync=[take_out.eq(1)])
+                send(Answer.OUT, result, "OUT_TAKEN", done_sync=[take_out.eq(1)])
             with m.State("OUT_TAKEN"):
                 m.next = "RUN"
             with m.State("REPORT"):

@@ -200,7 +200,8 @@ def result_layout(config):
     ``acc[p]`` is ``Y[token, row + p]`` (rows at or past ``N`` are padding);
     in a multi-head pass head ``q``'s ``Y_q[token, row + p - q P / G]`` for
     PE ``p`` of group ``q`` (``head_groups`` G, ``P`` PEs);
-    ``half[p]`` is ``fl16(acc[p])`` when the command asked for ``fp16``, else 0.
+    ``half[p]`` is ``fl16(acc[p])`` when the command asked for ``fp16``, else 0
+    (always 0 from a controller built with ``round_results=False``).
     """
     pes = config.rows * config.cols
     return data.StructLayout({
@@ -219,6 +220,13 @@ class PassController(wiring.Component):
     config : SpeqConfig
     array : SpeqArray
         The array it drives (built with ``tag_bits=`` `PassController.tag_bits`).
+    kv_write : bool, optional
+        Build the KV write path (default: where ``mem_bits`` allows it).
+    round_results : bool, optional
+        Round every PE's result to FP16 for ``out.payload.half`` (default).
+        False leaves ``half`` zero for a system that rounds the results it
+        takes one at a time (the board: `hw.board.SpeqBoard`), sparing a
+        rounder per PE and the FP16 half of the result buffer.
 
     Members
     -------
@@ -249,7 +257,7 @@ class PassController(wiring.Component):
         If ``mem_bits`` does not divide ``16 x rows x cols``.
     """
 
-    def __init__(self, config, array, *, kv_write=None):
+    def __init__(self, config, array, *, kv_write=None, round_results=True):
         from .kv_writer import supports, write_layout
         pes = config.rows * config.cols
         if (16 * pes) % config.mem_bits:
@@ -259,6 +267,7 @@ class PassController(wiring.Component):
         self._config = config
         self._array = array
         self._kv_write = supports(config) if kv_write is None else bool(kv_write)
+        self._round_results = bool(round_results)
         # Not a port: a bench's witness of the block RAMs' read-during-write
         # rule (`elaborate`); synthesis drops it where nothing reads it.
         self.rw_clash = Signal()
@@ -805,7 +814,8 @@ class PassController(wiring.Component):
         m.d.comb += [arrived.acc.eq(acc_r), arrived.tag.eq(tag_r)]
         for pe in range(pes):
             m.d.comb += arrived.half[pe].eq(fp32_to_fp16(
-                m, self.result.payload.acc[pe], f"pe{pe}_fl16", registered=True))
+                m, self.result.payload.acc[pe], f"pe{pe}_fl16", registered=True)
+                if self._round_results else 0)
         # The result buffer: every result waits there at least a cycle (the
         # output register takes it from the buffer only: no multiplexer as
         # wide as a result), and longer when frozen cycles came between its
