@@ -473,11 +473,12 @@ class PassController(wiring.Component):
             m.d.sync += last_group.eq((c.k >> 2) - 1)
         # Rows a slot holds: the PEs of a head in a multi-head pass.
         head_pes = config.head_pes
-        if heads > 1:
-            slot_rows = Mux(p.multihead, head_pes, pes)
-            tile_rows = Mux(p.multihead, head_pes * slots, pes * slots)
-        else:
-            slot_rows, tile_rows = pes, pes * slots
+
+        def slot_rows_of(command, count=1):
+            """Rows of ``count`` slots in ``command``'s pass (constants)."""
+            return Mux(command.multihead, head_pes * count, pes * count) if heads > 1 \
+                else pes * count
+        slot_rows, tile_rows = slot_rows_of(p), slot_rows_of(p, slots)
 
         # -- activation loader ----------------------------------------------------
         # A bank per head group: a pass' activations go into every bank (all
@@ -645,10 +646,6 @@ class PassController(wiring.Component):
         # en -> issuing -> (rows_left <= slot_rows, t == p.t - 1) -> j.
         rows_le = Signal()                   # rows_left <= slot_rows
         t_end = Signal.like(t)               # p.t - 1
-        if heads > 1:
-            c_slot_rows = Mux(c.multihead, head_pes, pes)
-        else:
-            c_slot_rows = pes
 
         tile_last = tile_left <= tile_rows
         slot_last = (j == slots - 1) | rows_le
@@ -664,7 +661,7 @@ class PassController(wiring.Component):
         with m.If(~running):
             m.d.sync += [g.eq(0), k4.eq(0), j.eq(0), t.eq(0), pad.eq(0), stepping.eq(1),
                          rows_left.eq(c.n), tile_left.eq(c.n), half.eq(0), issue_done.eq(0),
-                         rows_le.eq(c.n <= c_slot_rows), t_end.eq(c.t - 1)]
+                         rows_le.eq(c.n <= slot_rows_of(c)), t_end.eq(c.t - 1)]
         with m.Elif(issuing):
             with m.If(pad != slots - 1):
                 m.d.sync += pad.eq(pad + 1)
