@@ -41,19 +41,12 @@ from .pe import SpeqPE
 __all__ = ["SpeqArray", "ValidSignature", "block_ram_attrs", "NO_RW_CHECK"]
 
 
-def block_ram_attrs(platform, depth=None):
+def block_ram_attrs(platform):
     """A small memory's attributes: block RAM on an iCE40, which has no LUT
-    RAM (Yosys would build it of flip-flops and multiplexers), and on an
-    ECP5 for a memory deeper than ``depth`` > 16 words (its LUT RAMs are 16
-    words deep: a deeper memory takes two per 4 bits and a multiplexer per
-    bit; the 6x6 ULX3S board's weight buffer, 22 words of 2,304 bits, was
-    1,152 LUT RAMs and 2,304 multiplexers); the tools' choice elsewhere and
-    without a platform."""
+    RAM (Yosys would build it of flip-flops and multiplexers); the tools'
+    choice elsewhere."""
     device = getattr(platform, "device", "") or ""
-    if device.startswith("iCE40") or (device.startswith("LFE5") and depth is not None
-                                      and depth > 16):
-        return {"ram_style": "block"}
-    return None
+    return {"ram_style": "block"} if device.startswith("iCE40") else None
 
 
 #: A memory's attributes where no read that is used ever meets a write to

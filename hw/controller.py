@@ -520,8 +520,7 @@ class PassController(wiring.Component):
                 m.d.sync += act_g.eq(act_g + 1)
 
         # -- weight buffer: two halves of `slots` entries of 64 bits per PE -------
-        buffer = memory.Memory(shape=64 * pes, depth=2 * slots, init=[],
-                               attrs={**NO_RW_CHECK, **(block_ram_attrs(platform, 2 * slots) or {})})
+        buffer = memory.Memory(shape=64 * pes, depth=2 * slots, init=[], attrs=NO_RW_CHECK)
         m.submodules.buffer = buffer
         buf_write = buffer.write_port(granularity=config.mem_bits)
         buf_read = buffer.read_port(domain="sync")
