@@ -83,6 +83,9 @@ PROTOCOL_VERSION = 4
 #: ``mem_latency`` for a pass on the board): the request's register, then
 #: the memory's read.
 MEM_LATENCY = 2
+#: Registers of the board's FP16 rounder (state ROUND): the PE's value, then
+#: the middle of `hw.fp.fp32_to_fp16`.
+ROUND_STAGES = 2
 #: Largest weight memory, in words (the `Span` counts are 32 bits).
 WEIGHT_WORDS_MAX = 1 << 24
 
@@ -281,9 +284,13 @@ class SpeqBoard(wiring.Component):
         # The result as sent: the accelerator's, with the board's FP16 values.
         pes = config.rows * config.cols
         halves = Signal(data.ArrayLayout(FP16, pes))
-        rounding = Signal(range(pes))       # the PE being rounded
-        rounded = fp32_to_fp16(m, accel.out.payload.acc.as_value().word_select(rounding, 32),
-                               "board_fl16")
+        # The rounder is a pipeline: a PE's value registered, then rounded
+        # with a register in the middle (combinational it was the 2x2
+        # ULX3S board's critical path, 67.34 MHz at 75 MHz).
+        rounding = Signal(range(pes + ROUND_STAGES))   # the PE whose value is taken
+        picked = Signal(32)
+        m.d.sync += picked.eq(accel.out.payload.acc.as_value().word_select(rounding, 32))
+        rounded = fp32_to_fp16(m, picked, "board_fl16", registered=True)
         result = Signal.like(accel.out.payload)
         m.d.comb += [result.eq(accel.out.payload), result.half.eq(halves)]
         sent = Signal()            # the command was taken
@@ -428,13 +435,15 @@ class SpeqBoard(wiring.Component):
                     m.next = "REPORT"
             # The result's FP16 values (`hw.fp.fp32_to_fp16`, or 0 where the
             # command did not ask for them), one PE's a cycle into a shift
-            # register: P cycles (frozen ones, which the board counts) where
-            # a rounder per PE in the accelerator took about 177 TRELLIS_COMB
-            # per PE on the 6x6 ULX3S board.
+            # register of P values: P + ROUND_STAGES cycles (frozen ones,
+            # which the board counts; the first ROUND_STAGES values shifted
+            # in are shifted out again) where a rounder per PE in the
+            # accelerator took about 177 TRELLIS_COMB per PE on the 6x6
+            # ULX3S board.
             with m.State("ROUND"):
                 m.d.sync += [halves.eq(Cat(halves.as_value()[16:], Mux(command.fp16, rounded, 0))),
                              rounding.eq(rounding + 1)]
-                with m.If(rounding == pes - 1):
+                with m.If(rounding == pes + ROUND_STAGES - 1):
                     m.d.sync += rounding.eq(0)
                     m.next = "OUT"
             # A result or the status is taken one cycle after its last byte,
