@@ -83,9 +83,9 @@ PROTOCOL_VERSION = 4
 #: ``mem_latency`` for a pass on the board): the request's register, then
 #: the memory's read.
 MEM_LATENCY = 2
-#: Registers of the board's FP16 rounder (state ROUND): the PE's value, then
-#: the middle of `hw.fp.fp32_to_fp16`.
-ROUND_STAGES = 2
+#: Registers of the board's FP16 rounder (state ROUND): the middle one of
+#: `hw.fp.fp32_to_fp16`.
+ROUND_STAGES = 1
 #: Largest weight memory, in words (the `Span` counts are 32 bits).
 WEIGHT_WORDS_MAX = 1 << 24
 
@@ -284,13 +284,11 @@ class SpeqBoard(wiring.Component):
         # The result as sent: the accelerator's, with the board's FP16 values.
         pes = config.rows * config.cols
         halves = Signal(data.ArrayLayout(FP16, pes))
-        # The rounder is a pipeline: a PE's value registered, then rounded
-        # with a register in the middle (combinational it was the 2x2
-        # ULX3S board's critical path, 67.34 MHz at 75 MHz).
+        # The rounder has a register in the middle (combinational it was the
+        # 2x2 ULX3S board's critical path, 67.34 MHz at 75 MHz).
         rounding = Signal(range(pes + ROUND_STAGES))   # the PE whose value is taken
-        picked = Signal(32)
-        m.d.sync += picked.eq(accel.out.payload.acc.as_value().word_select(rounding, 32))
-        rounded = fp32_to_fp16(m, picked, "board_fl16", registered=True)
+        rounded = fp32_to_fp16(m, accel.out.payload.acc.as_value().word_select(rounding, 32),
+                               "board_fl16", registered=True)
         result = Signal.like(accel.out.payload)
         m.d.comb += [result.eq(accel.out.payload), result.half.eq(halves)]
         sent = Signal()            # the command was taken
