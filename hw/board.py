@@ -83,9 +83,9 @@ PROTOCOL_VERSION = 4
 #: ``mem_latency`` for a pass on the board): the request's register, then
 #: the memory's read.
 MEM_LATENCY = 2
-#: Registers of the board's FP16 rounder (state ROUND): the middle one of
-#: `hw.fp.fp32_to_fp16`.
-ROUND_STAGES = 1
+#: Registers the board's FP16 rounder (state ROUND) may have: none, or the
+#: middle one of `hw.fp.fp32_to_fp16` (`SpeqBoard`'s ``round_stages``).
+ROUND_STAGES = (0, 1)
 #: Largest weight memory, in words (the `Span` counts are 32 bits).
 WEIGHT_WORDS_MAX = 1 << 24
 
@@ -130,6 +130,12 @@ class SpeqBoard(wiring.Component):
         Depth of the weight memory, in ``mem_bits`` words (1 to 2**24).
     divisor : int
         Clock cycles per UART bit (`hw.uart.divisor_for`).
+    round_stages : int, optional
+        Registers of the FP16 rounder, 0 or 1 (default): with 1, each
+        result takes a cycle more to round (a frozen cycle, which the board
+        counts). The ECP5 boards need the register for 75 MHz (the rounder
+        was the 2x2 ULX3S board's critical path at 67.34 MHz); the
+        iCEBreaker's 12 MHz does not, and saves its logic cells.
 
     Members
     -------
@@ -147,15 +153,16 @@ class SpeqBoard(wiring.Component):
     TypeError
         If ``config`` is not a `SpeqConfig`.
     ValueError
-        If ``weight_words`` or ``divisor`` is out of range, or the
-        accelerator refuses ``config``.
+        If ``weight_words``, ``divisor`` or ``round_stages`` is out of range,
+        or the accelerator refuses ``config``.
     """
 
-    def __init__(self, config=SpeqConfig(), *, weight_words=4096, divisor=4):
-        self.check(config, weight_words, divisor)
+    def __init__(self, config=SpeqConfig(), *, weight_words=4096, divisor=4, round_stages=1):
+        self.check(config, weight_words, divisor, round_stages)
         self._config = config
         self._weight_words = weight_words
         self._divisor = divisor
+        self._round_stages = round_stages
         # The board has no write path to its weight memory: KV_WRITE answers BAD_OP.
         # It rounds the results to FP16 itself, one PE's a cycle, before it
         # sends them (one rounder instead of one per PE; state ROUND).
@@ -163,9 +170,11 @@ class SpeqBoard(wiring.Component):
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
 
     @staticmethod
-    def check(config, weight_words, divisor):
+    def check(config, weight_words, divisor, round_stages=1):
         """Raise what `SpeqBoard` would raise for these parameters, without
         building anything."""
+        if type(round_stages) is not int or round_stages not in ROUND_STAGES:
+            raise ValueError(f"round_stages must be one of {ROUND_STAGES}, not {round_stages!r}")
         if not isinstance(config, SpeqConfig):
             raise TypeError(f"config must be a SpeqConfig, not {config!r}")
         if not isinstance(weight_words, int) or not 1 <= weight_words <= WEIGHT_WORDS_MAX:
@@ -192,6 +201,10 @@ class SpeqBoard(wiring.Component):
     @property
     def divisor(self):
         return self._divisor
+
+    @property
+    def round_stages(self):
+        return self._round_stages
 
     def info(self):
         """The `Info` this board sends, as a dict."""
@@ -284,11 +297,12 @@ class SpeqBoard(wiring.Component):
         # The result as sent: the accelerator's, with the board's FP16 values.
         pes = config.rows * config.cols
         halves = Signal(data.ArrayLayout(FP16, pes))
-        # The rounder has a register in the middle (combinational it was the
-        # 2x2 ULX3S board's critical path, 67.34 MHz at 75 MHz).
-        rounding = Signal(range(pes + ROUND_STAGES))   # the PE whose value is taken
+        # The rounder may have a register in the middle (combinational it was
+        # the 2x2 ULX3S board's critical path, 67.34 MHz at 75 MHz).
+        stages = self._round_stages
+        rounding = Signal(range(pes + stages))   # the PE whose value is taken
         rounded = fp32_to_fp16(m, accel.out.payload.acc.as_value().word_select(rounding, 32),
-                               "board_fl16", registered=True)
+                               "board_fl16", registered=bool(stages))
         result = Signal.like(accel.out.payload)
         m.d.comb += [result.eq(accel.out.payload), result.half.eq(halves)]
         sent = Signal()            # the command was taken
@@ -433,15 +447,15 @@ class SpeqBoard(wiring.Component):
                     m.next = "REPORT"
             # The result's FP16 values (`hw.fp.fp32_to_fp16`, or 0 where the
             # command did not ask for them), one PE's a cycle into a shift
-            # register of P values: P + ROUND_STAGES cycles (frozen ones,
-            # which the board counts; the first ROUND_STAGES values shifted
+            # register of P values: P + round_stages cycles (frozen ones,
+            # which the board counts; the first round_stages values shifted
             # in are shifted out again) where a rounder per PE in the
             # accelerator took about 177 TRELLIS_COMB per PE on the 6x6
             # ULX3S board.
             with m.State("ROUND"):
                 m.d.sync += [halves.eq(Cat(halves.as_value()[16:], Mux(command.fp16, rounded, 0))),
                              rounding.eq(rounding + 1)]
-                with m.If(rounding == pes + ROUND_STAGES - 1):
+                with m.If(rounding == pes + stages - 1):
                     m.d.sync += rounding.eq(0)
                     m.next = "OUT"
             # A result or the status is taken one cycle after its last byte,

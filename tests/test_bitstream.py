@@ -105,6 +105,22 @@ def test_ecp5_board_top_has_the_pll():
     assert "75000000.0 HZ" in lpf
 
 
+def test_board_rounder_registers():
+    """The ULX3S board's FP16 rounder has its middle register (75 MHz),
+    the iCEBreaker's none (12 MHz; logic cells); other counts are refused."""
+    from hw.board import SpeqBoard
+    from hw.config import SpeqConfig
+    assert bitstream.BOARDS["ulx3s-85f"].round_stages == 1
+    assert bitstream.BOARDS["icebreaker"].round_stages == 0
+    config = SpeqConfig(rows=1, cols=1, tmax=1, kmax=16, mem_bits=16)
+    for stages in (0, 1):
+        assert SpeqBoard(config, weight_words=16, round_stages=stages).round_stages == stages
+    for bad in (2, -1, True, 1.0):
+        with pytest.raises(ValueError, match=f"round_stages must be one of \\(0, 1\\), "
+                                             f"not {bad!r}"):
+            SpeqBoard(config, weight_words=16, round_stages=bad)
+
+
 def _cli(*args, timeout=1200):
     return subprocess.run([sys.executable, "-m", "rtl_gen.bitstream", *args],
                           capture_output=True, text=True, cwd=REPO, timeout=timeout)
