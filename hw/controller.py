@@ -646,35 +646,47 @@ class PassController(wiring.Component):
         rows_le = Signal()                   # rows_left <= slot_rows
         t_end = Signal.like(t)               # p.t - 1
 
+        # So are the issuer's other comparisons, each beside its counter from
+        # the value the counter takes: the clock enables behind ``issuing``
+        # are then a LUT or two of flip-flops (the 2x2 accelerator's critical
+        # path was out.valid -> en -> issuing -> four LUTs -> j, 93.62 MHz).
+        t_last = Signal()                    # t == p.t - 1
+        j_last = Signal()                    # j == slots - 1
+        pad_last = Signal()                  # pad == slots - 1
+
         tile_last = tile_left <= tile_rows
-        slot_last = (j == slots - 1) | rows_le
-        t_last = t == t_end
+        slot_last = j_last | rows_le
         step_last_in_round = slot_last & t_last
-        round_end = (pad == slots - 1) & (~stepping | step_last_in_round)
+        round_end = pad_last & (~stepping | step_last_in_round)
         k4_last = k4 == Mux(draft, GROUP // lanes - 1, GROUP - 1)
         group_end = round_end & k4_last
         first = (g == 0) & (k4 == 0)
         last = (g == last_group) & k4_last
         step_valid = issuing & stepping
 
+        one_slot = Const(slots == 1)
         with m.If(~running):
             m.d.sync += [g.eq(0), k4.eq(0), j.eq(0), t.eq(0), pad.eq(0), stepping.eq(1),
                          rows_left.eq(c.n), tile_left.eq(c.n), half.eq(0), issue_done.eq(0),
-                         rows_le.eq(c.n <= slot_rows_of(c)), t_end.eq(c.t - 1)]
+                         rows_le.eq(c.n <= slot_rows_of(c)), t_end.eq(c.t - 1),
+                         t_last.eq(c.t == 1), j_last.eq(one_slot), pad_last.eq(one_slot)]
         with m.Elif(issuing):
-            with m.If(pad != slots - 1):
-                m.d.sync += pad.eq(pad + 1)
+            with m.If(~pad_last):
+                m.d.sync += [pad.eq(pad + 1), pad_last.eq(pad == slots - 2)]
             with m.If(stepping):
-                m.d.sync += t.eq(t + 1)
+                m.d.sync += [t.eq(t + 1), t_last.eq(t + 1 == t_end)]
                 with m.If(t_last):
                     # Not the slot's last: rows_left > slot_rows, no wrap.
-                    m.d.sync += [t.eq(0), j.eq(j + 1), rows_left.eq(rows_left - slot_rows),
+                    m.d.sync += [t.eq(0), t_last.eq(t_end == 0),
+                                 j.eq(j + 1), j_last.eq(j == slots - 2),
+                                 rows_left.eq(rows_left - slot_rows),
                                  rows_le.eq(rows_left <= 2 * slot_rows)]
                     with m.If(slot_last):
-                        m.d.sync += [j.eq(0), rows_left.eq(tile_left), stepping.eq(0),
-                                     rows_le.eq(tile_left <= slot_rows)]
+                        m.d.sync += [j.eq(0), j_last.eq(one_slot), rows_left.eq(tile_left),
+                                     stepping.eq(0), rows_le.eq(tile_left <= slot_rows)]
             with m.If(round_end):
-                m.d.sync += [pad.eq(0), stepping.eq(1), j.eq(0), t.eq(0),
+                m.d.sync += [pad.eq(0), pad_last.eq(one_slot), stepping.eq(1),
+                             j.eq(0), j_last.eq(one_slot), t.eq(0), t_last.eq(t_end == 0),
                              rows_left.eq(tile_left), k4.eq(k4 + 1),
                              rows_le.eq(tile_left <= slot_rows)]
                 with m.If(k4_last):
