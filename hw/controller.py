@@ -259,11 +259,7 @@ class PassController(wiring.Component):
 
     def __init__(self, config, array, *, kv_write=None, round_results=True):
         from .kv_writer import supports, write_layout
-        pes = config.rows * config.cols
-        if (16 * pes) % config.mem_bits:
-            raise ValueError(
-                f"mem_bits must divide 16 x rows x cols = {16 * pes} (one draft word "
-                f"per PE), not {config.mem_bits}")
+        self.check(config, kv_write=kv_write)
         self._config = config
         self._array = array
         self._kv_write = supports(config) if kv_write is None else bool(kv_write)
@@ -271,9 +267,6 @@ class PassController(wiring.Component):
         # Not a port: a bench's witness of the block RAMs' read-during-write
         # rule (`elaborate`); synthesis drops it where nothing reads it.
         self.rw_clash = Signal()
-        if self._kv_write and not supports(config):
-            raise ValueError(f"the KV write path needs mem_bits a multiple of 32, not "
-                             f"{config.mem_bits}")
         super().__init__({
             "cmd": In(stream.Signature(Command)),
             "act": In(stream.Signature(data.ArrayLayout(FP16, GROUP))),
@@ -285,6 +278,20 @@ class PassController(wiring.Component):
             "status": Out(stream.Signature(Status)),
             "wmem": Out(stream.Signature(write_layout(config.mem_bits))),
         })
+
+    @staticmethod
+    def check(config, *, kv_write=None):
+        """Raise what `PassController` would raise for ``config`` and
+        ``kv_write``, without building anything."""
+        from .kv_writer import supports
+        pes = config.rows * config.cols
+        if (16 * pes) % config.mem_bits:
+            raise ValueError(
+                f"mem_bits must divide 16 x rows x cols = {16 * pes} (one draft word "
+                f"per PE), not {config.mem_bits}")
+        if kv_write and not supports(config):
+            raise ValueError(f"the KV write path needs mem_bits a multiple of 32, not "
+                             f"{config.mem_bits}")
 
     @property
     def config(self):
