@@ -486,6 +486,12 @@ class PassController(wiring.Component):
             return Mux(command.multihead, head_pes * count, pes * count) if heads > 1 \
                 else pes * count
         slot_rows, tile_rows = slot_rows_of(p), slot_rows_of(p, slots)
+        one_slot = Const(slots == 1)
+
+        def beat_end_of(command):
+            """The last beat of an entry in ``command``'s pass."""
+            return Mux(command.op == Op.DRAFT, beats[Op.DRAFT] - 1,
+                       Mux(command.op == Op.KV_DRAFT, beats[Op.KV_DRAFT] - 1, entry_beats - 1))
 
         # -- activation loader ----------------------------------------------------
         # A bank per head group: a pass' activations go into every bank (all
@@ -553,23 +559,43 @@ class PassController(wiring.Component):
             # and last-tile tests are then comparisons with constants.
             rows_left = Signal(N_BITS + 1, name=f"{name}_rows_left")
             tile_left = Signal(N_BITS + 1, name=f"{name}_tile_left")
-            beat_last = b == Mux(draft, beats[Op.DRAFT] - 1,
-                                 Mux(kv_draft, beats[Op.KV_DRAFT] - 1, entry_beats - 1))
-            tile_last = tile_left <= tile_rows
-            slot_last = (j == slots - 1) | (rows_left <= slot_rows)
-            group_end = beat_last & slot_last
-            pass_end = group_end & (g == last_group) & tile_last
+            # The tests, registered beside their counters from the values the
+            # counters take (as in the issuer): ``advance`` (from ``en``)
+            # then meets a LUT or two of flip-flops on its way to the clock
+            # enables (the 2x2 accelerator's critical path at seeds 2 and 3
+            # was out.valid -> en -> the fetcher's tests -> tile_left).
+            b_last = Signal(name=f"{name}_b_last")           # b == the entry's last beat
+            j_last = Signal(name=f"{name}_j_last")           # j == slots - 1
+            rows_le = Signal(name=f"{name}_rows_le")         # rows_left <= slot_rows
+            g_last = Signal(name=f"{name}_g_last")           # g == last_group
+            tile_last = Signal(name=f"{name}_tile_last")     # tile_left <= tile_rows
+            beat_end = Mux(draft, beats[Op.DRAFT] - 1,
+                           Mux(kv_draft, beats[Op.KV_DRAFT] - 1, entry_beats - 1))
+            slot_last = j_last | rows_le
+            group_end = b_last & slot_last
+            pass_end = group_end & g_last & tile_last
             with m.If(~running):
-                m.d.sync += [g.eq(0), j.eq(0), b.eq(0), rows_left.eq(c.n), tile_left.eq(c.n)]
+                m.d.sync += [g.eq(0), j.eq(0), b.eq(0), rows_left.eq(c.n), tile_left.eq(c.n),
+                             b_last.eq(beat_end_of(c) == 0), j_last.eq(one_slot),
+                             rows_le.eq(c.n <= slot_rows_of(c)), g_last.eq(c.k[2:] == 1),
+                             tile_last.eq(c.n <= slot_rows_of(c, slots))]
             with m.Elif(advance):
-                m.d.sync += b.eq(b + 1)
-                with m.If(beat_last):
-                    m.d.sync += [b.eq(0), j.eq(j + 1), rows_left.eq(rows_left - slot_rows)]
+                m.d.sync += [b.eq(b + 1), b_last.eq(b + 1 == beat_end)]
+                with m.If(b_last):
+                    m.d.sync += [b.eq(0), b_last.eq(beat_end == 0),
+                                 j.eq(j + 1), j_last.eq(j == slots - 2),
+                                 rows_left.eq(rows_left - slot_rows),
+                                 rows_le.eq(rows_left <= 2 * slot_rows)]
                     with m.If(slot_last):
-                        m.d.sync += [j.eq(0), rows_left.eq(tile_left), g.eq(g + 1)]
-                        with m.If(g == last_group):
-                            m.d.sync += [g.eq(0), tile_left.eq(tile_left - tile_rows),
-                                         rows_left.eq(tile_left - tile_rows)]
+                        m.d.sync += [j.eq(0), j_last.eq(one_slot), rows_left.eq(tile_left),
+                                     rows_le.eq(tile_left <= slot_rows),
+                                     g.eq(g + 1), g_last.eq(g + 1 == last_group)]
+                        with m.If(g_last):
+                            m.d.sync += [g.eq(0), g_last.eq(last_group == 0),
+                                         tile_left.eq(tile_left - tile_rows),
+                                         tile_last.eq(tile_left <= 2 * tile_rows),
+                                         rows_left.eq(tile_left - tile_rows),
+                                         rows_le.eq(tile_left <= tile_rows + slot_rows)]
             return j, b, group_end, pass_end
 
         # -- fetcher --------------------------------------------------------------
@@ -671,7 +697,6 @@ class PassController(wiring.Component):
         last = (g == last_group) & k4_last
         step_valid = issuing & stepping
 
-        one_slot = Const(slots == 1)
         with m.If(~running):
             m.d.sync += [g.eq(0), k4.eq(0), j.eq(0), t.eq(0), pad.eq(0), stepping.eq(1),
                          rows_left.eq(c.n), tile_left.eq(c.n), half.eq(0), issue_done.eq(0),
