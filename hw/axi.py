@@ -882,18 +882,31 @@ class SpeqAxi(wiring.Component):
         with m.Elif(counted & two_planes):
             m.d.sync += beat.eq(Mux(beat == 4 * draft_words - 1, 0, beat + 1))
         # A request taken in cycle c is answered in cycle c + 1 from the head
-        # of its plane's FIFO; the accelerator stalls in that answer cycle
-        # while the word is not there yet. The stall so depends on registers
-        # only (the pending request, the FIFO's level), not on the request
-        # the controller forms in the same cycle: it drives the global
-        # enable, the clock enable of the whole accelerator.
+        # of its plane's front; the accelerator stalls in that answer cycle
+        # while the word is not there yet: ``pending & ~have``. The stall is
+        # a flip-flop, loaded with that value a cycle ahead, from the values
+        # the pending request and the fronts' ``r_rdy`` take
+        # (`amaranth.lib.fifo.SyncFIFOBuffered`: ``r_rdy`` is next high if an
+        # entry is behind the head, ``level > r_rdy``, or the head stays,
+        # ``r_rdy & ~r_en``). So the controller's enable is a LUT of three
+        # flip-flops (the stall, the output's valid and ready) as behind the
+        # accelerator's own pin harness; formed from the fronts it ran on
+        # into the activation FIFO (the AXI top's critical path at seed 1:
+        # pending_plane1 -> r_rdy multiplexer -> stall -> enable -> the
+        # activation FIFO's ready -> its level, 94.54 MHz).
         pending, pending_plane1 = Signal(), Signal()
         with m.If(mem.en):
             m.d.sync += [pending.eq(mem.req), pending_plane1.eq(plane1)]
-        have = Mux(pending_plane1, fronts[1].r_rdy, fronts[0].r_rdy)
         answered = pending & mem.en
+        stall = Signal()
+        pending_next = Mux(mem.en, mem.req, pending)
+        plane1_next = Mux(mem.en, plane1, pending_plane1)
+        have_next = [(front.r_level > front.r_rdy) | (front.r_rdy & ~front.r_en)
+                     for front in fronts]
+        m.d.sync += stall.eq(~clear & pending_next & ~Mux(plane1_next, have_next[1],
+                                                            have_next[0]))
         m.d.comb += [
-            mem.stall.eq(pending & ~have),
+            mem.stall.eq(stall),
             mem.valid.eq(pending),
             mem.data.eq(Mux(pending_plane1, fronts[1].r_data, fronts[0].r_data)),
             fronts[0].r_en.eq(answered & ~pending_plane1),
