@@ -732,8 +732,6 @@ class PassController(wiring.Component):
                         with m.If(tile_last):
                             m.d.sync += issue_done.eq(1)
         m.d.comb += credit_back.eq(issuing & group_end)
-        with m.If(step_valid):
-            m.d.sync += macs.eq(macs + Mux(draft, lanes * pes, pes))
 
         # Reads of the step, for the next cycle.
         m.d.comb += [
@@ -813,6 +811,13 @@ class PassController(wiring.Component):
         o_banks = Signal.like(act_read.data, name="operand_acts")
         m.d.sync += [o.eq(s), o.valid.eq(s.valid & en), o_words.eq(words),
                      o_banks.eq(act_read.data)]
+        # The MACs are counted as the steps reach the array, from a flip-flop
+        # (counted as they were issued, ``issuing`` was the clock enable:
+        # the 2x2 accelerator's path at seed 3, out.valid -> en -> issuing ->
+        # macs). The last step is counted before the status is loaded: that
+        # waits for its results.
+        with m.If(o.valid):
+            m.d.sync += macs.eq(macs + Mux(draft, lanes * pes, pes))
 
         step = self.step.payload
         m.d.comb += [
