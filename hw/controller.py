@@ -683,6 +683,12 @@ class PassController(wiring.Component):
         # the value the counter takes: the clock enables behind ``issuing``
         # are then a LUT or two of flip-flops (the 2x2 accelerator's critical
         # path was out.valid -> en -> issuing -> four LUTs -> j, 93.62 MHz).
+        # The weight buffer's read address, half x slots + j, is a register
+        # too: it reaches every LUT RAM of the buffer (576 on the 6x6 ULX3S
+        # board, whose critical path ran j -> the adder -> that net -> the
+        # buffer's read register: 51.55 MHz).
+        buf_addr = Signal.like(buf_read.addr)
+        half_base = Mux(half, slots, 0)      # the half's first entry
         t_last = Signal()                    # t == p.t - 1
         j_last = Signal()                    # j == slots - 1
         pad_last = Signal()                  # pad == slots - 1
@@ -701,7 +707,8 @@ class PassController(wiring.Component):
             m.d.sync += [g.eq(0), k4.eq(0), j.eq(0), t.eq(0), pad.eq(0), stepping.eq(1),
                          rows_left.eq(c.n), tile_left.eq(c.n), half.eq(0), issue_done.eq(0),
                          rows_le.eq(c.n <= slot_rows_of(c)), t_end.eq(c.t - 1),
-                         t_last.eq(c.t == 1), j_last.eq(one_slot), pad_last.eq(one_slot)]
+                         t_last.eq(c.t == 1), j_last.eq(one_slot), pad_last.eq(one_slot),
+                         buf_addr.eq(0)]
         with m.Elif(issuing):
             with m.If(~pad_last):
                 m.d.sync += [pad.eq(pad + 1), pad_last.eq(pad == slots - 2)]
@@ -711,18 +718,21 @@ class PassController(wiring.Component):
                     # Not the slot's last: rows_left > slot_rows, no wrap.
                     m.d.sync += [t.eq(0), t_last.eq(t_end == 0),
                                  j.eq(j + 1), j_last.eq(j == slots - 2),
+                                 buf_addr.eq(buf_addr + 1),
                                  rows_left.eq(rows_left - slot_rows),
                                  rows_le.eq(rows_left <= 2 * slot_rows)]
                     with m.If(slot_last):
                         m.d.sync += [j.eq(0), j_last.eq(one_slot), rows_left.eq(tile_left),
-                                     stepping.eq(0), rows_le.eq(tile_left <= slot_rows)]
+                                     stepping.eq(0), rows_le.eq(tile_left <= slot_rows),
+                                     buf_addr.eq(half_base)]
             with m.If(round_end):
                 m.d.sync += [pad.eq(0), pad_last.eq(one_slot), stepping.eq(1),
                              j.eq(0), j_last.eq(one_slot), t.eq(0), t_last.eq(t_end == 0),
                              rows_left.eq(tile_left), k4.eq(k4 + 1),
-                             rows_le.eq(tile_left <= slot_rows)]
+                             rows_le.eq(tile_left <= slot_rows), buf_addr.eq(half_base)]
                 with m.If(k4_last):
-                    m.d.sync += [k4.eq(0), g.eq(g + 1), half.eq(~half)]
+                    m.d.sync += [k4.eq(0), g.eq(g + 1), half.eq(~half),
+                                 buf_addr.eq(Mux(half, 0, slots))]
                     with m.If(g == last_group):
                         # (After the last tile, tile_last, the values wrap
                         # and are not used: the issue is done.)
@@ -735,7 +745,7 @@ class PassController(wiring.Component):
 
         # Reads of the step, for the next cycle.
         m.d.comb += [
-            buf_read.addr.eq(Mux(half, slots + j, j)),
+            buf_read.addr.eq(buf_addr),
             buf_read.en.eq(en),
             act_read.addr.eq(Cat(g[:group_bits], Mux(draft, 0, t))),
             act_read.en.eq(en),
