@@ -339,8 +339,15 @@ class PassController(wiring.Component):
         # -- command ------------------------------------------------------------
         running = Signal()
         p = Signal(Command)                  # the running pass' command
-        draft, verify, baseline = (p.op == Op.DRAFT), (p.op == Op.VERIFY), (p.op == Op.BASELINE)
-        kv, kv_draft = (p.op == Op.KV), (p.op == Op.KV_DRAFT)
+        # The pass' mode, decoded into flip-flops loaded with ``p`` (below):
+        # the modes choose every PE's weight word (576 multiplexers of the
+        # 6x6 board), and decoded from ``p`` by a LUT they were two wide
+        # nets in a row, the 6x6 ULX3S board's critical path at c557cc9
+        # (p -> decoding -> the operand words, 49.56 MHz).
+        modes = {op: Signal(name=f"mode_{op.name.lower()}")
+                 for op in (Op.DRAFT, Op.VERIFY, Op.BASELINE, Op.KV, Op.KV_DRAFT)}
+        draft, verify, baseline = modes[Op.DRAFT], modes[Op.VERIFY], modes[Op.BASELINE]
+        kv, kv_draft = modes[Op.KV], modes[Op.KV_DRAFT]
         start = Signal()                     # a pass is taken this cycle
         cycles = Signal(32)
         # The counters are as wide as the largest pass needs (N = 2**16 - 1
@@ -445,7 +452,7 @@ class PassController(wiring.Component):
                 self.status.payload.error.eq(error),
             ]
         with m.If(idle):
-            m.d.sync += p.eq(c)
+            m.d.sync += [p.eq(c), *(flag.eq(c.op == op) for op, flag in modes.items())]
         with m.If(start):
             m.d.sync += running.eq(1)
         with m.If(running | writing):
