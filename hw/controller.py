@@ -495,10 +495,11 @@ class PassController(wiring.Component):
         slot_rows, tile_rows = slot_rows_of(p), slot_rows_of(p, slots)
         one_slot = Const(slots == 1)
 
-        def beat_end_of(command):
-            """The last beat of an entry in ``command``'s pass."""
-            return Mux(command.op == Op.DRAFT, beats[Op.DRAFT] - 1,
-                       Mux(command.op == Op.KV_DRAFT, beats[Op.KV_DRAFT] - 1, entry_beats - 1))
+        def beat_end_of(is_draft, is_kv_draft):
+            """The last beat of an entry in a draft, kv_draft or other pass."""
+            return Mux(is_draft, beats[Op.DRAFT] - 1,
+                       Mux(is_kv_draft, beats[Op.KV_DRAFT] - 1, entry_beats - 1))
+        beat_end = beat_end_of(draft, kv_draft)      # the running pass'
 
         # -- activation loader ----------------------------------------------------
         # A bank per head group: a pass' activations go into every bank (all
@@ -576,14 +577,12 @@ class PassController(wiring.Component):
             rows_le = Signal(name=f"{name}_rows_le")         # rows_left <= slot_rows
             g_last = Signal(name=f"{name}_g_last")           # g == last_group
             tile_last = Signal(name=f"{name}_tile_last")     # tile_left <= tile_rows
-            beat_end = Mux(draft, beats[Op.DRAFT] - 1,
-                           Mux(kv_draft, beats[Op.KV_DRAFT] - 1, entry_beats - 1))
             slot_last = j_last | rows_le
             group_end = b_last & slot_last
             pass_end = group_end & g_last & tile_last
             with m.If(~running):
                 m.d.sync += [g.eq(0), j.eq(0), b.eq(0), rows_left.eq(c.n), tile_left.eq(c.n),
-                             b_last.eq(beat_end_of(c) == 0), j_last.eq(one_slot),
+                             b_last.eq(beat_end_of(c.op == Op.DRAFT, c.op == Op.KV_DRAFT) == 0), j_last.eq(one_slot),
                              rows_le.eq(c.n <= slot_rows_of(c)), g_last.eq(c.k[2:] == 1),
                              tile_last.eq(c.n <= slot_rows_of(c, slots))]
             with m.Elif(advance):
