@@ -16,7 +16,6 @@ import sys
 import numpy as np
 
 from golden import arith, perf, speq16
-from hw.board import MEM_LATENCY
 from hw.controller import N_BITS
 
 from .board import MODES, Board, BoardError, SerialTransport
@@ -151,7 +150,8 @@ async def gemm_check(board, args):
             else:
                 want = arith.verify_gemm(xs, w if mode == "baseline" else speq16.decode(enc))
             bad = _differ(result.y, want)
-            cost = perf.pass_cost(mode, args.n, args.k, t, mem_latency=MEM_LATENCY, **machine)
+            cost = perf.pass_cost(mode, args.n, args.k, t, mem_latency=board.info["mem_latency"],
+                                   **machine)
             ok = (not bad and result.busy_cycles == cost.cycles and not result.flags
                   and (result.status["bits"], result.status["macs"]) == (cost.bits, cost.macs))
             failures += not ok
@@ -161,7 +161,7 @@ async def gemm_check(board, args):
                   f"{result.status['bits']:>9} {result.status['macs']:>9}"
                   + (f"  flags {result.flags!r}" if result.flags else ""))
     print("cycles - frozen must equal the model's cycles (golden.perf.pass_cost, memory latency "
-          f"{MEM_LATENCY})")
+          f"{board.info['mem_latency']})")
     return failures
 
 

@@ -19,7 +19,7 @@ Every field is little-endian and every structure is sent in whole bytes,
 least significant byte first, zero-padded at the top. A pass (``C``) reads
 its activations from activation word 0 on and its weights from the weight
 memory, like the memory port of `hw.accel.SpeqAccel` with a latency of
-`MEM_LATENCY` = 2 cycles; the pass runs at full speed except while a result waits for the
+2 or 3 cycles (`SpeqBoard.mem_latency`, sent in `Info`); the pass runs at full speed except while a result waits for the
 UART, and those frozen cycles are reported so that the host can compare
 ``status.cycles - frozen`` with the cycle model exactly.
 """
@@ -41,7 +41,8 @@ from .uart import UartRx, UartTx, _check_divisor
 
 
 __all__ = ["Request", "Answer", "Flag", "Span", "Ack", "Info", "Report", "MAGIC",
-           "MEM_LATENCY", "PROTOCOL_VERSION", "WEIGHT_WORDS_MAX", "SpeqBoard", "nbytes", "act_words"]
+           "MEM_STAGES", "PROTOCOL_VERSION", "ROUND_STAGES", "WEIGHT_WORDS_MAX", "SpeqBoard",
+           "nbytes", "act_words"]
 
 
 class Request(enum.IntEnum):
@@ -76,13 +77,16 @@ class Flag(enum.IntFlag):
 MAGIC = int.from_bytes(b"SPEQ", "little")
 #: 2: `Info` ends with ``draft_lanes``. 3: then ``head_groups``; a command
 #: carries ``multihead`` and ``head`` (multi-head passes). 4: the weight
-#: memory answers `MEM_LATENCY` = 2 cycles after a request (was 1), which the
-#: cycle model of a pass needs.
-PROTOCOL_VERSION = 4
-#: Advancing cycles from a weight request to its word (`golden.perf`'s
-#: ``mem_latency`` for a pass on the board): the request's register, then
-#: the memory's read.
-MEM_LATENCY = 2
+#: memory answers 2 cycles after a request (was 1), which the
+#: cycle model of a pass needs. 5: `Info` ends with ``mem_latency`` (2 or 3:
+#: `SpeqBoard`'s ``mem_stages``).
+PROTOCOL_VERSION = 5
+#: Registers the board may put after its weight memory's read (`SpeqBoard`'s
+#: ``mem_stages``): a weight request's word then comes ``2 + mem_stages``
+#: advancing cycles later (`SpeqBoard.mem_latency`, `golden.perf`'s
+#: ``mem_latency`` for a pass on the board): the request's register, the
+#: memory's read, the data's register.
+MEM_STAGES = (0, 1)
 #: Registers the board's FP16 rounder (state ROUND) may have: none, or the
 #: middle one of `hw.fp.fp32_to_fp16` (`SpeqBoard`'s ``round_stages``).
 ROUND_STAGES = (0, 1)
@@ -102,7 +106,7 @@ Info = data.StructLayout({
     "magic": 32, "version": 8,
     "rows": 8, "cols": 8, "tmax": 8, "pe_stages": 8, "draft_frac_bits": 8,
     "kmax": 16, "mem_bits": 16, "weight_words": 32, "act_words": 32,
-    "divisor": 16, "flags": 8, "draft_lanes": 8, "head_groups": 16,
+    "divisor": 16, "flags": 8, "draft_lanes": 8, "head_groups": 16, "mem_latency": 8,
 })
 
 #: The end of a pass: the accelerator's status, the cycles the pass was
@@ -136,6 +140,13 @@ class SpeqBoard(wiring.Component):
         counts). The ECP5 boards need the register for 75 MHz (the rounder
         was the 2x2 ULX3S board's critical path at 67.34 MHz); the
         iCEBreaker's 12 MHz does not, and saves its logic cells.
+    mem_stages : int, optional
+        Registers after the weight memory's read, 0 or 1 (default): with 1,
+        a weight word comes 3 advancing cycles after its request instead of 2
+        (`mem_latency`, which `Info` sends). On the 6x6 ULX3S board the path
+        from the block RAMs to the weight buffer (each memory bit goes to 36
+        LUT RAMs) was the critical one without it (54.81 MHz at 81d215a);
+        the iCEBreaker's 12 MHz does not need it.
 
     Members
     -------
@@ -153,12 +164,15 @@ class SpeqBoard(wiring.Component):
     TypeError
         If ``config`` is not a `SpeqConfig`.
     ValueError
-        If ``weight_words``, ``divisor`` or ``round_stages`` is out of range,
+        If ``weight_words``, ``divisor``, ``round_stages`` or ``mem_stages`` is
+        out of range,
         or the accelerator refuses ``config``.
     """
 
-    def __init__(self, config=SpeqConfig(), *, weight_words=4096, divisor=4, round_stages=1):
-        self.check(config, weight_words, divisor, round_stages)
+    def __init__(self, config=SpeqConfig(), *, weight_words=4096, divisor=4, round_stages=1,
+                 mem_stages=1):
+        self.check(config, weight_words, divisor, round_stages, mem_stages)
+        self._mem_stages = mem_stages
         self._config = config
         self._weight_words = weight_words
         self._divisor = divisor
@@ -170,11 +184,13 @@ class SpeqBoard(wiring.Component):
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
 
     @staticmethod
-    def check(config, weight_words, divisor, round_stages=1):
+    def check(config, weight_words, divisor, round_stages=1, mem_stages=1):
         """Raise what `SpeqBoard` would raise for these parameters, without
         building anything."""
         if type(round_stages) is not int or round_stages not in ROUND_STAGES:
             raise ValueError(f"round_stages must be one of {ROUND_STAGES}, not {round_stages!r}")
+        if type(mem_stages) is not int or mem_stages not in MEM_STAGES:
+            raise ValueError(f"mem_stages must be one of {MEM_STAGES}, not {mem_stages!r}")
         if not isinstance(config, SpeqConfig):
             raise TypeError(f"config must be a SpeqConfig, not {config!r}")
         if not isinstance(weight_words, int) or not 1 <= weight_words <= WEIGHT_WORDS_MAX:
@@ -206,6 +222,15 @@ class SpeqBoard(wiring.Component):
     def round_stages(self):
         return self._round_stages
 
+    @property
+    def mem_stages(self):
+        return self._mem_stages
+
+    @property
+    def mem_latency(self):
+        """Advancing cycles from a weight request to its word: 2 + ``mem_stages``."""
+        return 2 + self._mem_stages
+
     def info(self):
         """The `Info` this board sends, as a dict."""
         c = self._config
@@ -215,7 +240,7 @@ class SpeqBoard(wiring.Component):
             "draft_frac_bits": c.draft_frac_bits, "kmax": c.kmax, "mem_bits": c.mem_bits,
             "weight_words": self._weight_words, "act_words": act_words(c),
             "divisor": self._divisor, "flags": 0, "draft_lanes": c.draft_lanes,
-            "head_groups": c.head_groups,
+            "head_groups": c.head_groups, "mem_latency": self.mem_latency,
         }
 
     def elaborate(self, platform):
@@ -322,16 +347,26 @@ class SpeqBoard(wiring.Component):
         with m.If(sent & ~accel.status.valid & accel.out.valid & ~accel.out.ready):
             m.d.sync += frozen.eq(frozen + 1)
 
-        # The weight memory answers a request MEM_LATENCY = 2 advancing
-        # cycles later: the request is registered, then read. (Read straight
-        # from the controller's address, the address multiplexers and the
-        # routing to the memory's block RAMs were the 2x2 board's critical
-        # path at 75 MHz, 69.41 MHz.)
+        # The weight memory answers a request `mem_latency` advancing cycles
+        # later: the request is registered, then read, then (mem_stages = 1)
+        # the word is registered. (Read straight from the controller's
+        # address, the address multiplexers and the routing to the memory's
+        # block RAMs were the 2x2 board's critical path at 75 MHz, 69.41 MHz;
+        # the block RAMs' outputs straight to the weight buffer's 36 beats,
+        # the 6x6 board's at 54.81 MHz.) Every stage advances with ``en``:
+        # the block RAM holds its word while ``en`` is low, and so must the
+        # register after it.
         mem = accel.mem
-        req_r, mem_valid = Signal(), Signal()
+        req_r, read_valid = Signal(), Signal()
         addr_r = Signal(range(self._weight_words))
         with m.If(mem.en):
-            m.d.sync += [req_r.eq(mem.req), addr_r.eq(mem.addr), mem_valid.eq(req_r)]
+            m.d.sync += [req_r.eq(mem.req), addr_r.eq(mem.addr), read_valid.eq(req_r)]
+        if self._mem_stages:
+            mem_valid, mem_data = Signal(), Signal(config.mem_bits)
+            with m.If(mem.en):
+                m.d.sync += [mem_valid.eq(read_valid), mem_data.eq(w_read.data)]
+        else:
+            mem_valid, mem_data = read_valid, w_read.data
         # One address for both ports (writes come only between passes): an
         # iCE40 SPRAM has a single port.
         w_addr = Signal(range(self._weight_words))
@@ -341,7 +376,7 @@ class SpeqBoard(wiring.Component):
             w_write.addr.eq(w_addr),
             # Disabled while writing: single-port RAM cannot read then.
             w_read.en.eq(mem.en & ~w_write.en),
-            mem.data.eq(w_read.data),
+            mem.data.eq(mem_data),
             mem.valid.eq(mem_valid),
             mem.stall.eq(0),
             mem_range.eq(mem.req & mem.en & (mem.addr >= self._weight_words)),

@@ -72,6 +72,8 @@ class BoardSpec:
         Tool environment beyond the YoWASP tools.
     round_stages : int
         Registers of the board's FP16 rounder (`hw.board.SpeqBoard`).
+    mem_stages : int
+        Registers after the board's weight memory (`hw.board.SpeqBoard`).
     """
 
     platform: str
@@ -84,6 +86,7 @@ class BoardSpec:
     nextpnr_opts: str = ""
     env: dict = field(default_factory=dict)
     round_stages: int = 1
+    mem_stages: int = 1
 
     def make_platform(self):
         module, name = self.platform.split(":")
@@ -107,8 +110,9 @@ BOARDS = {
         config={"rows": 1, "cols": 1, "tmax": 2, "kmax": 64, "mem_bits": 16, "pe_stages": 6,
                 "draft_lanes": 2, "draft_frac_bits": 23, "dsp_align": 0},
         # The FP16 rounder without its register: 12 MHz needs none, and it
-        # costs 62 logic cells (5,249 with it, 5,187 without).
-        weight_words=16384, synth_opts="-dsp", round_stages=0),
+        # costs 62 logic cells (5,249 with it, 5,187 without). Likewise
+        # no register after the weight memory (its 16 bits go to one PE).
+        weight_words=16384, synth_opts="-dsp", round_stages=0, mem_stages=0),
     # LFE5U-85F: 83,640 LUT4s, 208 block RAMs (DP16KD), 156 multipliers.
     # 6x6 one-lane PEs (84% of the LUT4s) behind a 64-bit port: a verify
     # pass over tmax = 8 tokens stays memory-bound (36 >= 64 x 8 / 16 PEs)
@@ -337,7 +341,7 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
     pll_hz = clock_hz if spec.family == "ecp5" and clock_hz != spec.clock_hz else None
     divisor = divisor_for(clock_hz, baud)
     board = SpeqBoard(config, weight_words=weight_words, divisor=divisor,
-                      round_stages=spec.round_stages)
+                      round_stages=spec.round_stages, mem_stages=spec.mem_stages)
     build_dir = Path(out) / name
     build_dir.mkdir(parents=True, exist_ok=True)
     for log in ("top.rpt", "top.tim"):

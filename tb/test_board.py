@@ -11,7 +11,8 @@ host. For every pass the bench checks:
   baseline over each token), and the FP16 results against NumPy's rounding;
 - ``status.cycles - frozen`` (the cycles a result waited for the UART) equal
   to `golden.perf.pass_cost` with the board's memory latency
-  (`hw.board.MEM_LATENCY`), and the bits and
+  (``mem_latency`` of its `Info`: 3 with a register after the memory's read,
+  2 without), and the bits and
   MACs equal to the model's;
 - refused commands, a weight span past the memory, an unknown request byte
   and a pass reading past the weight memory: each answered or flagged.
@@ -33,7 +34,7 @@ import pytest
 from golden import arith, perf, speq16
 from host.__main__ import gemm_check
 from host.board import Board, BoardError
-from hw.board import MEM_LATENCY, Answer, Flag, Request, SpeqBoard
+from hw.board import Answer, Flag, Request, SpeqBoard
 from hw.config import SpeqConfig
 from hw.controller import Error, Op
 from tb import drive, runner
@@ -47,7 +48,8 @@ PERIOD_NS = 10           # drive.reset's clock
 def _board():
     spec = json.loads(os.environ["BOARD"])
     return SpeqBoard(SpeqConfig(**spec["config"]), weight_words=spec["weight_words"],
-                     divisor=spec["divisor"], round_stages=spec.get("round_stages", 1))
+                     divisor=spec["divisor"], round_stages=spec.get("round_stages", 1),
+                     mem_stages=spec.get("mem_stages", 1))
 
 
 class SimUart:
@@ -119,6 +121,7 @@ async def board_uart(dut):
     info = await board.connect()
     want = board_hw.info()
     assert info == want, f"info {info}, want {want}"
+    mem_latency = info["mem_latency"]        # the cycle model's, from the board
 
     def check(mode, result, n, k, t, want_y, fp16=False):
         what = f"{mode} N={n} K={k} T={t}"
@@ -132,7 +135,7 @@ async def board_uart(dut):
                 _same(result.y16, want_y.astype(np.float16), f"{what} FP16 results")
         else:
             assert not result.y16.view(np.uint16).any(), f"{what}: FP16 results unasked"
-        cost = perf.pass_cost(mode, n, k, t, mem_latency=MEM_LATENCY, **machine)
+        cost = perf.pass_cost(mode, n, k, t, mem_latency=mem_latency, **machine)
         assert result.busy_cycles == cost.cycles, (
             f"{what}: {result.status['cycles']} cycles, {result.frozen} frozen; "
             f"model {cost.cycles}")
@@ -173,7 +176,8 @@ async def board_uart(dut):
         for q in range(heads):
             _same(result.y[q], arith.verify_gemm(x[q], w[q * n:(q + 1) * n]),
                   f"baseline N={n} K={k} T={t}, head {q} of {heads}")
-        cost = perf.pass_cost("baseline", n, k, t, mem_latency=MEM_LATENCY, heads=heads, **machine)
+        cost = perf.pass_cost("baseline", n, k, t, mem_latency=mem_latency, heads=heads,
+                              **machine)
         assert result.busy_cycles == cost.cycles, (result.status, result.frozen, cost)
         with pytest.raises(ValueError, match="head_groups"):
             await board.gemm("baseline", x, w, heads=heads + 1)
@@ -233,10 +237,11 @@ CONFIGS = [
                 "weight_words": 2048, "divisor": 4},
      [[5, 16, 2], [9, 32, 2]], ("icarus",)),
     # Two head groups of one PE (multi-head passes); the FP16 rounder
-    # without its register (the iCEBreaker's).
+    # without its register and the weight memory without the register after
+    # its read (the iCEBreaker's: memory latency 2, against 3 above).
     ("1x2_l1", {"config": {"rows": 1, "cols": 2, "tmax": 2, "kmax": 64, "mem_bits": 16,
                            "pe_stages": 4, "draft_lanes": 1, "head_groups": 2},
-                "weight_words": 2048, "divisor": 4, "round_stages": 0},
+                "weight_words": 2048, "divisor": 4, "round_stages": 0, "mem_stages": 0},
      [[5, 16, 2], [9, 32, 2]], ("icarus",)),
 ]
 
@@ -249,7 +254,8 @@ def test_board(name, board, shapes, sim):
     (build_dir / "summary.json").unlink(missing_ok=True)
     spec = dict(board)
     runner.run(SpeqBoard(SpeqConfig(**spec["config"]), weight_words=spec["weight_words"],
-                         divisor=spec["divisor"], round_stages=spec.get("round_stages", 1)),
+                         divisor=spec["divisor"], round_stages=spec.get("round_stages", 1),
+                         mem_stages=spec.get("mem_stages", 1)),
                bench=f"board_{name}", toplevel=TOPLEVEL, test_module="tb.test_board", sim=sim,
                extra_env={"BOARD": json.dumps(board), "BOARD_SHAPES": json.dumps(shapes)})
     summary = json.loads((build_dir / "summary.json").read_text())

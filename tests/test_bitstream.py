@@ -121,6 +121,25 @@ def test_board_rounder_registers():
             SpeqBoard(config, weight_words=16, round_stages=bad)
 
 
+def test_board_memory_registers():
+    """The ULX3S board registers its weight memory's word (latency 3, sent in
+    `Info`), the iCEBreaker's does not (latency 2); other counts are refused."""
+    from hw.board import Info, SpeqBoard
+    from hw.config import SpeqConfig
+    assert bitstream.BOARDS["ulx3s-85f"].mem_stages == 1
+    assert bitstream.BOARDS["icebreaker"].mem_stages == 0
+    config = SpeqConfig(rows=1, cols=1, tmax=1, kmax=16, mem_bits=16)
+    assert "mem_latency" in Info.members
+    for stages in (0, 1):
+        board = SpeqBoard(config, weight_words=16, mem_stages=stages)
+        assert (board.mem_stages, board.mem_latency) == (stages, 2 + stages)
+        assert board.info()["mem_latency"] == 2 + stages
+    for bad in (2, -1, True, 1.0):
+        with pytest.raises(ValueError, match=f"mem_stages must be one of \\(0, 1\\), "
+                                             f"not {bad!r}"):
+            SpeqBoard(config, weight_words=16, mem_stages=bad)
+
+
 def _cli(*args, timeout=1200):
     return subprocess.run([sys.executable, "-m", "rtl_gen.bitstream", *args],
                           capture_output=True, text=True, cwd=REPO, timeout=timeout)
