@@ -550,7 +550,7 @@ class PassController(wiring.Component):
         full = Signal(range(3))        # landed halves the issuer has not finished
         credit_back, landed = Signal(), Signal()   # pulses: a group consumed / landed
         with m.If(~running):
-            m.d.sync += [credit.eq(2), full.eq(0)]
+            m.d.sync += full.eq(0)
         with m.Elif(en):
             m.d.sync += full.eq(full + landed - credit_back)
 
@@ -605,13 +605,17 @@ class PassController(wiring.Component):
             return j, b, group_end, pass_end
 
         # -- fetcher --------------------------------------------------------------
+        # ``want`` = running & ~req_done & (in_group | credit != 0), held in a
+        # flip-flop loaded with the values those registers take (as the
+        # issuer's and walkers' tests are): combinational, it was the 2x2
+        # accelerator's critical path at 81d215a, seed 2 (running -> want ->
+        # req -> the fetcher's tests -> req_done, five LUTs). When the pass
+        # ends, req_done is already set (the issuer finishes after the last
+        # group landed), so ``want`` is low with ``running``.
         req_done, in_group = Signal(), Signal()
         want = Signal()                      # a request, counted on an advancing cycle
         req = Signal()
-        m.d.comb += [
-            want.eq(running & ~req_done & (in_group | (credit != 0))),
-            req.eq(want & en),
-        ]
+        m.d.comb += req.eq(want & en)
         _, f_beat, f_group_end, f_pass_end = beats_walker("fetch", req)
         addr0, addr1 = Signal(ADDR_BITS), Signal(ADDR_BITS)
         # The second plane: the residuals of a verify pass, the low bytes of a kv pass.
@@ -621,22 +625,31 @@ class PassController(wiring.Component):
             mem.req.eq(want),
             mem.addr.eq(Mux(from_residual, addr1, addr0)),
         ]
+        # The values the fetcher's registers take.
+        credit_next = Signal.like(credit)
+        in_group_next, req_done_next = Signal(), Signal()
+        m.d.comb += [credit_next.eq(credit), in_group_next.eq(in_group),
+                     req_done_next.eq(req_done)]
         with m.If(~running):
-            m.d.sync += [req_done.eq(0), in_group.eq(0), addr0.eq(c.addr0), addr1.eq(c.addr1)]
-        with m.Elif(req):
-            m.d.sync += [
-                in_group.eq(~f_group_end),
-                bits.eq(bits + config.mem_bits),
-                credit.eq(credit - ~in_group + credit_back),
-            ]
-            with m.If(from_residual):
-                m.d.sync += addr1.eq(addr1 + 1)
-            with m.Else():
-                m.d.sync += addr0.eq(addr0 + 1)
-            with m.If(f_pass_end):
-                m.d.sync += req_done.eq(1)
-        with m.Elif(en):
-            m.d.sync += credit.eq(credit + credit_back)
+            m.d.comb += [credit_next.eq(2), in_group_next.eq(0), req_done_next.eq(0)]
+            m.d.sync += [addr0.eq(c.addr0), addr1.eq(c.addr1), want.eq(start)]
+        with m.Else():
+            with m.If(req):
+                m.d.comb += [
+                    in_group_next.eq(~f_group_end),
+                    credit_next.eq(credit - ~in_group + credit_back),
+                    req_done_next.eq(req_done | f_pass_end),
+                ]
+                m.d.sync += bits.eq(bits + config.mem_bits)
+                with m.If(from_residual):
+                    m.d.sync += addr1.eq(addr1 + 1)
+                with m.Else():
+                    m.d.sync += addr0.eq(addr0 + 1)
+            with m.Elif(en):
+                m.d.comb += credit_next.eq(credit + credit_back)
+            m.d.sync += want.eq(~req_done_next & (in_group_next | (credit_next != 0)))
+        m.d.sync += [credit.eq(credit_next), in_group.eq(in_group_next),
+                     req_done.eq(req_done_next)]
 
         # -- lander -----------------------------------------------------------------
         land = Signal()
