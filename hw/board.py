@@ -321,7 +321,7 @@ class SpeqBoard(wiring.Component):
         m.d.comb += [accel.out.ready.eq(take_out), accel.status.ready.eq(take_status)]
         # The result as sent: the accelerator's, with the board's FP16 values.
         pes = config.rows * config.cols
-        halves = Signal(data.ArrayLayout(FP16, pes))
+        halves = Signal(data.ArrayLayout(FP16, pes), reset_less=True)   # read when sent only
         # The rounder may have a register in the middle (combinational it was
         # the 2x2 ULX3S board's critical path, 67.34 MHz at 75 MHz).
         stages = self._round_stages

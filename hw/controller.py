@@ -49,6 +49,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, exact_log2
 
 from .array import NO_RW_CHECK, ValidSignature, block_ram_attrs
+from .fanout import replicas
 from .decoder import DRAFT_EXP_BITS, GROUP, Mode, NUM_CODES, TableWriteSignature
 from .fp import FP16, FP32, fp32_to_fp16
 from golden.schedule import PLANE_WORDS
@@ -451,8 +452,15 @@ class PassController(wiring.Component):
                 self.status.payload.op.eq(c.op),
                 self.status.payload.error.eq(error),
             ]
+        # Each PE's copy of the modes that choose its weight word (below).
+        word_modes = replicas(data.StructLayout({"draft": 1, "baseline": 1, "cached": 1, "kv": 1}),
+                              pes, "word_modes_pe")
         with m.If(idle):
             m.d.sync += [p.eq(c), *(flag.eq(c.op == op) for op, flag in modes.items())]
+            for copy in word_modes:
+                m.d.sync += [copy.draft.eq(c.op == Op.DRAFT), copy.baseline.eq(c.op == Op.BASELINE),
+                             copy.cached.eq(c.op.as_value().matches(Op.KV, Op.KV_DRAFT)),
+                             copy.kv.eq(c.op == Op.KV)]
         with m.If(start):
             m.d.sync += running.eq(1)
         with m.If(running | writing):
@@ -777,7 +785,13 @@ class PassController(wiring.Component):
         # slow clock-to-out) then meets one multiplexer with a registered select.
         lane_bits = exact_log2(lanes)
         rounds_bits = exact_log2(GROUP // lanes)     # bits of a draft round's number
+        # Each PE's copy of ``s.lane`` (`hw.fanout`): the lane chooses every
+        # PE's weight word from the buffer entry, and as one register it was
+        # a net of 3,562 loads on the 6x6 ULX3S board (with the modes, the
+        # next widest after the clock).
+        word_lanes = replicas(2, pes, "word_lane_pe")
         with m.If(en):
+            m.d.sync += [copy.eq(k4) for copy in word_lanes]
             m.d.sync += [
                 s.valid.eq(step_valid), s.first.eq(first), s.last.eq(last),
                 s.slot.eq(j * config.tmax + t), s.lane.eq(k4), s.row.eq(p.n - rows_left),
@@ -812,24 +826,25 @@ class PassController(wiring.Component):
         words = Signal(data.ArrayLayout(16, pes))
         residuals = entry[16 * pes:]
         for pe in range(pes):
+            lane, mode = word_lanes[pe], word_modes[pe]
             draft_word = entry[16 * pe:16 * pe + 16]
-            speq_word = Cat(residuals[48 * pe:48 * pe + 48].word_select(s.lane, 12),
-                            draft_word.word_select(s.lane, 4))
-            plain = entry[64 * pe:64 * pe + 64].word_select(s.lane, 16)
+            speq_word = Cat(residuals[48 * pe:48 * pe + 48].word_select(lane, 12),
+                            draft_word.word_select(lane, 4))
+            plain = entry[64 * pe:64 * pe + 64].word_select(lane, 16)
             # The KV cache's planes: PE pe's 4 high bytes, then (kv) its low ones.
-            high = entry[32 * pe:32 * pe + 32].word_select(s.lane, 8)
-            low = entry[32 * (pes + pe):32 * (pes + pe) + 32].word_select(s.lane, 8)
+            high = entry[32 * pe:32 * pe + 32].word_select(lane, 8)
+            low = entry[32 * (pes + pe):32 * (pes + pe) + 32].word_select(lane, 8)
             # The draft's value: the low byte at its midpoint, or 0 under
             # exponent field 31 (SPEC section 2a).
             midpoint = Mux(high[2:7] == 0b11111, 0x00, 0x80)
-            cached = Cat(Mux(kv, low, midpoint), high)
+            cached = Cat(Mux(mode.kv, low, midpoint), high)
             # The round's L nibbles go to the top of the word (the array's
             # lane j reads nibble 4 - L + j).
-            nibbles = draft_word.word_select(s.lane[:rounds_bits], 4 * lanes) if rounds_bits \
+            nibbles = draft_word.word_select(lane[:rounds_bits], 4 * lanes) if rounds_bits \
                 else draft_word
             draft_step = Cat(Const(0, 16 - 4 * lanes), nibbles)
-            m.d.comb += words[pe].eq(Mux(draft, draft_step, Mux(
-                baseline, plain, Mux(kv | kv_draft, cached, speq_word))))
+            m.d.comb += words[pe].eq(Mux(mode.draft, draft_step, Mux(
+                mode.baseline, plain, Mux(mode.cached, cached, speq_word))))
 
         # ``o`` takes every cycle, no enable (``en`` drives enough registers):
         # while frozen, ``s`` and the reads hold and ``o`` is a bubble, so
@@ -929,13 +944,18 @@ class PassController(wiring.Component):
         with m.If(en):                 # the enable as the clock enable, not in the sum
             m.d.sync += outstanding.eq(outstanding + (s.valid & s.last) - due[-1])
         tag = result.tag
+        # The output register's payload has no reset (only its valid bit):
+        # on the 6x6 ULX3S board the reset reached 2,923 flip-flops, 1,171 of
+        # them this payload's.
+        out_payload = Signal.like(self.out.payload, reset_less=True, name="out_payload")
+        m.d.comb += self.out.payload.eq(out_payload)
         with m.If(got):
             m.d.sync += [
                 self.out.valid.eq(1),
-                self.out.payload.acc.eq(result.acc),
-                self.out.payload.half.eq(Mux(p.fp16, result.half, 0)),
-                self.out.payload.row.eq(tag[:N_BITS]),
-                self.out.payload.token.eq(tag[N_BITS:]),
+                out_payload.acc.eq(result.acc),
+                out_payload.half.eq(Mux(p.fp16, result.half, 0)),
+                out_payload.row.eq(tag[:N_BITS]),
+                out_payload.token.eq(tag[N_BITS:]),
             ]
         # The status follows the last result out of the output register.
         finishing = Signal()

@@ -36,13 +36,14 @@ from amaranth.lib.cdc import ResetSynchronizer
 
 from hw.board import SpeqBoard
 from hw.config import PARAM_RANGES, SpeqConfig
+from hw.fanout import YOSYS_KEEP_REPLICAS
 from hw.uart import divisor_for
 from rtl_gen import cli
 from rtl_gen.build import _ranged_int
 
 
 __all__ = ["BoardSpec", "BOARDS", "BoardTop", "ECP5_PLL", "ecp5_pll", "DidNotFit", "ToolFailed", "parse_utilisation",
-           "parse_fmax", "build", "search", "main"]
+           "parse_fmax", "prepare", "build", "search", "main"]
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,19 @@ def design_clock_hz(name, clock_hz=None):
     return ecp5_pll(spec.clock_hz, clock_hz)["hz"]
 
 
+def prepare(name, board, pll_hz=None):
+    """The build plan (`amaranth.build.BuildPlan`: the design and the tools'
+    scripts) of the `hw.board.SpeqBoard` ``board`` on board ``name``."""
+    spec = BOARDS[name]
+    return spec.make_platform().prepare(
+        BoardTop(board, pll_hz=pll_hz), name="top", synth_opts=spec.synth_opts,
+        # Registered fan-out stays fanned out (hw.fanout).
+        script_after_read=YOSYS_KEEP_REPLICAS,
+        # Timing is reported, not enforced: the summary compares Fmax with
+        # the board's clock.
+        nextpnr_opts=" ".join(["--timing-allow-fail", spec.nextpnr_opts]))
+
+
 def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream",
           clock_hz=None):
     """Build the bitstream of board ``name`` with ``config``, its design
@@ -346,7 +360,6 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
     build_dir.mkdir(parents=True, exist_ok=True)
     for log in ("top.rpt", "top.tim"):
         (build_dir / log).unlink(missing_ok=True)
-    platform = spec.make_platform()
     _progress(f"{name}: {config.rows}x{config.cols} array, {weight_words} weight words of "
               f"{config.mem_bits} bits, {baud} Bd (divisor {divisor}), clock "
               f"{clock_hz / 1e6:g} MHz" + (" (PLL)" if pll_hz else "") + f"; in {build_dir}/")
@@ -355,12 +368,7 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
     env = {key: str(bindir / tool) if (bindir / tool).exists() else tool
            for key, tool in _TOOLS.items()}
     env.update(spec.env)
-    plan = platform.prepare(BoardTop(board, pll_hz=pll_hz), name="top",
-                            synth_opts=spec.synth_opts,
-                            # Timing is reported, not enforced: the summary
-                            # compares Fmax with the board's clock.
-                            nextpnr_opts=" ".join(["--timing-allow-fail", spec.nextpnr_opts]))
-    plan.extract(build_dir)
+    prepare(name, board, pll_hz).extract(build_dir)
     start = time.monotonic()
     failed = _run_script(build_dir, {**os.environ, **env})
     seconds = time.monotonic() - start

@@ -13,6 +13,8 @@ import re
 
 from amaranth.back import rtlil
 
+from hw.fanout import YOSYS_KEEP_REPLICAS
+
 from .devices import SEED, PinHarness
 from .netlists import memory_bits, multipliers, parse_nextpnr, parse_stat
 from .tools import ToolError, progress
@@ -23,11 +25,12 @@ __all__ = ["yosys_script", "word_level", "word_level_run", "generic_synth", "fpg
 
 
 def yosys_script(path, il, top, commands):
-    """Write a Yosys script at ``path`` that reads ``il`` and runs ``commands``."""
+    """Write a Yosys script at ``path`` that reads ``il``, keeps the
+    registered fan-out's copies apart (`hw.fanout`) and runs ``commands``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Relative: the WebAssembly tools may not see every absolute path.
     il = os.path.relpath(il, path.parent)
-    path.write_text("\n".join([f"read_rtlil {il}", *commands]) + "\n")
+    path.write_text("\n".join([f"read_rtlil {il}", YOSYS_KEEP_REPLICAS, *commands]) + "\n")
     return path
 
 

@@ -15,6 +15,10 @@ import pytest
 
 from rtl_gen import bitstream
 
+# Boards built to check their parameters are not elaborated (conftest.py
+# frees them after each test).
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,6 +107,18 @@ def test_ecp5_board_top_has_the_pll():
     for parameter, value in (("CLKI_DIV", 1), ("CLKFB_DIV", 3), ("CLKOP_DIV", 8)):
         assert f"parameter \\{parameter} {value}" in pll
     assert "75000000.0 HZ" in lpf
+
+
+def test_board_flows_keep_the_fanout_copies():
+    """Both boards' Yosys scripts keep a register's copies apart (hw.fanout)."""
+    from hw.board import SpeqBoard
+    from hw.config import SpeqConfig
+    from hw.fanout import YOSYS_KEEP_REPLICAS
+    board = SpeqBoard(SpeqConfig(rows=1, cols=1, tmax=1, kmax=16, mem_bits=16),
+                      weight_words=16, divisor=651)
+    for name in bitstream.BOARDS:
+        ys = dict(bitstream.prepare(name, board).files)["top.ys"]
+        assert ys.index(YOSYS_KEEP_REPLICAS) < ys.index("synth_"), name
 
 
 def test_board_rounder_registers():

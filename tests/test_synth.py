@@ -327,3 +327,41 @@ def test_write_docs_replaces_only_its_section(tmp_path, decoder_report):
     # Any other command line is quoted as such.
     synth.write_docs(results, result, table, ["--report", "area", "--blocks", "all"])
     assert "Produced by the command" in results.read_text()
+
+
+class _Fanout(wiring.Component):
+    """A 2-bit register and four copies of it (`hw.fanout`), each choosing
+    a bit of its own 4-bit group."""
+
+    sel: In(2)
+    data: In(16)
+    q: Out(4)
+
+    def elaborate(self, platform):
+        from hw.fanout import replicas
+        m = Module()
+        copies = replicas(2, 4, "sel_copy")
+        m.d.sync += [copy.eq(self.sel) for copy in copies]
+        m.d.comb += [self.q[i].eq(self.data[4 * i:4 * i + 4].bit_select(copy, 1))
+                     for i, copy in enumerate(copies)]
+        return m
+
+
+def test_fanout_copies_survive_synthesis(tmp_path, yosys):
+    """The project's flows keep a register's copies apart; without their rule
+    Yosys merges the four into one (which would undo the fan-out)."""
+    from hw.fanout import YOSYS_KEEP_REPLICAS
+    il = tmp_path / "fanout.il"
+    il.write_text(rtlil.convert(_Fanout(), name="fanout", emit_src=False))
+    stat = synth.fpga_synth(il, "fanout", tmp_path / "kept", yosys, synth.DEVICES["ecp5"], "kept")
+    assert stat["by_type"]["TRELLIS_FF"] == 4 * 2
+    # The same synthesis without the rule (from a sibling directory: the
+    # script's relative path to the design still holds).
+    text = (tmp_path / "kept" / "synth.ys").read_text()
+    assert YOSYS_KEEP_REPLICAS in text
+    script = tmp_path / "merged" / "synth.ys"
+    script.parent.mkdir()
+    script.write_text(text.replace(YOSYS_KEEP_REPLICAS, ""))
+    yosys.run(["-s", script.name], script.parent / "yosys.log", "merged")
+    merged = synth.parse_stat((script.parent / "stat.json").read_text())
+    assert merged["by_type"]["TRELLIS_FF"] == 2
