@@ -36,6 +36,7 @@ from .array import NO_RW_CHECK
 from .config import SpeqConfig
 from .controller import Command, Status
 from .decoder import GROUP
+from .fanout import replicas
 from .fp import FP16, fp32_to_fp16
 from .uart import UartRx, UartTx, _check_divisor
 
@@ -297,16 +298,52 @@ class SpeqBoard(wiring.Component):
         index = Signal(range(max(nbytes(accel.out.payload.shape()), nbytes(Report),
                                  nbytes(Info), header_bytes) + 2))
 
-        def send(tag, payload, then, *, done=(), done_sync=()):
-            """Send ``tag`` and ``payload``; with the last byte, go to ``then``
-            and add the combinational statements ``done`` and the synchronous
-            statements ``done_sync``."""
-            bits = Cat(Const(tag, 8), payload)
-            size = (len(bits) + 7) // 8
-            bits = Cat(bits, Const(0, 8 * size - len(bits)))
-            m.d.comb += [tx.data.valid.eq(1), tx.data.payload.eq(bits.word_select(index, 8))]
+        # A frame's payload goes into a shift register the cycle after its tag
+        # byte is taken, and moves a byte down the cycle after each of its
+        # bytes is taken (the UART takes the next one 10 bit times later at
+        # the earliest): the byte sent is the register's bits 0..7. (Chosen
+        # by ``index`` from the payload, a multiplexer over a result beat's
+        # 1,7xx bits was the 6x6 ULX3S board's critical path at c38a47c,
+        # 55.65 MHz.) The payload is taken with the tag's byte: it must hold
+        # for a cycle after it, which a state's payload does.
+        out_bits = 8 * nbytes(accel.out.payload.shape())
+        shared = 8 * max(nbytes(Report), nbytes(Info), nbytes(Ack))   # bits any frame may load
+        tx_shift = Signal(max(out_bits, shared), reset_less=True)
+        tx_load = Signal.like(tx_shift)
+        # The shift register's enable and load select, a copy per 256 of its
+        # flip-flops (hw.fanout).
+        copies = -(-len(tx_shift) // 256)
+        tx_steps, tx_firsts = replicas(1, copies, "tx_step"), replicas(1, copies, "tx_first")
+        tx_taken, tx_tag_taken = Signal(), Signal()     # set by send() below
+        m.d.sync += [*(step.eq(tx_taken) for step in tx_steps),
+                     *(first.eq(tx_tag_taken) for first in tx_firsts)]
+        for i in range(copies):
+            part = slice(256 * i, min(256 * (i + 1), len(tx_shift)))
+            with m.If(tx_steps[i]):
+                m.d.sync += tx_shift[part].eq(Mux(tx_firsts[i], tx_load[part],
+                                                  (tx_shift >> 8)[part]))
+
+        def send(tag, payload, then, *, loaded=(), done=(), done_sync=()):
+            """Send ``tag`` and ``payload``; add the combinational statements
+            ``loaded`` in the cycle the payload is read (the cycle after the
+            tag is taken); with the last byte, go to ``then`` and add the
+            combinational statements ``done`` and the synchronous statements
+            ``done_sync``."""
+            bits = Cat(payload)
+            size = 1 + (len(bits) + 7) // 8
+            # Only a result beat is longer than `shared`: its upper bits go to
+            # tx_load whatever the state (below), the lower ones by state.
+            assert len(bits) <= shared or payload is result
+            m.d.comb += tx_load[:shared].eq(bits[:shared])
+            with m.If(tx_firsts[0]):
+                m.d.comb += list(loaded)
+            m.d.comb += [tx.data.valid.eq(1),
+                         tx.data.payload.eq(Mux(index == 0, tag, tx_shift[:8]))]
             with m.If(tx.data.ready):
+                m.d.comb += tx_taken.eq(1)
                 m.d.sync += index.eq(index + 1)
+                with m.If(index == 0):
+                    m.d.comb += tx_tag_taken.eq(1)
                 with m.If(index == size - 1):
                     m.d.sync += index.eq(0)
                     m.d.comb += list(done)
@@ -330,6 +367,8 @@ class SpeqBoard(wiring.Component):
                                "board_fl16", registered=bool(stages))
         result = Signal.like(accel.out.payload)
         m.d.comb += [result.eq(accel.out.payload), result.half.eq(halves)]
+        if out_bits > shared:
+            m.d.comb += tx_load[shared:].eq(result.as_value()[shared:])
         sent = Signal()            # the command was taken
         acts_on = Signal()
         act_addr = Signal.like(a_read.addr)
@@ -472,7 +511,8 @@ class SpeqBoard(wiring.Component):
                     if name != "flags":
                         m.d.comb += getattr(info, name).eq(value)
                 m.d.comb += info.flags.eq(flags)
-                send(Answer.INFO, info, "IDLE", done=[clear_flags.eq(1)])
+                # The flags are cleared as they are read.
+                send(Answer.INFO, info, "IDLE", loaded=[clear_flags.eq(1)])
 
             with m.State("RUN"):
                 m.d.comb += accel.cmd.valid.eq(~sent)
