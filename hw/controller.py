@@ -770,12 +770,16 @@ class PassController(wiring.Component):
                             m.d.sync += issue_done.eq(1)
         m.d.comb += credit_back.eq(issuing & group_end)
 
-        # Reads of the step, for the next cycle.
+        # Reads of the step, for the next cycle. From here on the step moves
+        # every cycle, without ``en``: a frozen cycle issues no step, so ``s``
+        # then holds a bubble, and the reads (every cycle, at the addresses
+        # of the step being issued) need no enable either. (Held while
+        # frozen, the buffer's read register, 2,304 flip-flops on the 6x6
+        # ULX3S board, and ``s`` took ``en`` as their clock enable: a net of
+        # 2,551 loads.)
         m.d.comb += [
             buf_read.addr.eq(buf_addr),
-            buf_read.en.eq(en),
             act_read.addr.eq(Cat(g[:group_bits], Mux(draft, 0, t))),
-            act_read.en.eq(en),
         ]
         s = Signal(data.StructLayout({
             "valid": 1, "first": 1, "last": 1, "slot": range(array.depth),
@@ -790,14 +794,19 @@ class PassController(wiring.Component):
         # a net of 3,562 loads on the 6x6 ULX3S board (with the modes, the
         # next widest after the clock).
         word_lanes = replicas(2, pes, "word_lane_pe")
+        m.d.sync += [copy.eq(k4) for copy in word_lanes]
+        m.d.sync += [
+            s.valid.eq(step_valid), s.first.eq(first), s.last.eq(last),
+            s.slot.eq(j * config.tmax + t), s.lane.eq(k4), s.row.eq(p.n - rows_left),
+            s.token.eq(t),
+            s.column0.eq(Mux(draft, Cat(Const(0, lane_bits), k4[:rounds_bits]), k4)),
+        ]
+        # The step as an array frozen with the engines would have it: issued
+        # and not yet taken by an advancing cycle. The results are due by it
+        # (below), as the cycle model counts them.
+        held_valid, held_last = Signal(), Signal()
         with m.If(en):
-            m.d.sync += [copy.eq(k4) for copy in word_lanes]
-            m.d.sync += [
-                s.valid.eq(step_valid), s.first.eq(first), s.last.eq(last),
-                s.slot.eq(j * config.tmax + t), s.lane.eq(k4), s.row.eq(p.n - rows_left),
-                s.token.eq(t),
-                s.column0.eq(Mux(draft, Cat(Const(0, lane_bits), k4[:rounds_bits]), k4)),
-            ]
+            m.d.sync += [held_valid.eq(step_valid), held_last.eq(last)]
 
         # -- the step as the array takes it (the array decodes the words) ------------
         # Two stages: ``s`` (the reads' cycle) chooses the step's weight words
@@ -818,9 +827,8 @@ class PassController(wiring.Component):
         def clash(write, read):
             return read.en & write.en.any() & (write.addr == read.addr)
         read_clashed = Signal()
-        with m.If(en):
-            m.d.sync += read_clashed.eq(clash(act_write, act_read) | clash(buf_write, buf_read))
-        with m.If(s.valid & en & read_clashed):
+        m.d.sync += read_clashed.eq(clash(act_write, act_read) | clash(buf_write, buf_read))
+        with m.If(s.valid & read_clashed):
             m.d.sync += self.rw_clash.eq(1)
 
         words = Signal(data.ArrayLayout(16, pes))
@@ -846,14 +854,12 @@ class PassController(wiring.Component):
             m.d.comb += words[pe].eq(Mux(mode.draft, draft_step, Mux(
                 mode.baseline, plain, Mux(mode.cached, cached, speq_word))))
 
-        # ``o`` takes every cycle, no enable (``en`` drives enough registers):
-        # while frozen, ``s`` and the reads hold and ``o`` is a bubble, so
-        # each step reaches the array once, a cycle after the advancing cycle
-        # that takes it out of ``s``.
+        # ``o`` takes every cycle too: each step reaches the array two cycles
+        # after it was issued, frozen cycles or not.
         o = Signal.like(s, name="operands")
         o_words = Signal.like(words, name="operand_words")
         o_banks = Signal.like(act_read.data, name="operand_acts")
-        m.d.sync += [o.eq(s), o.valid.eq(s.valid & en), o_words.eq(words),
+        m.d.sync += [o.eq(s), o.valid.eq(s.valid), o_words.eq(words),
                      o_banks.eq(act_read.data)]
         # The MACs are counted as the steps reach the array, from a flip-flop
         # (counted as they were issued, ``issuing`` was the clock enable:
@@ -917,7 +923,7 @@ class PassController(wiring.Component):
         latency = config.result_latency
         due = Signal(latency)
         with m.If(en):
-            m.d.sync += due.eq(Cat(s.valid & s.last, due[:-1]))
+            m.d.sync += due.eq(Cat(held_valid & held_last, due[:-1]))
         got = en & due[-1]
         results = memory.Memory(shape=arrived.shape(), depth=latency + 1, init=[],
                                 attrs=block_ram_attrs(platform))
@@ -942,7 +948,7 @@ class PassController(wiring.Component):
 
         outstanding = Signal(8)        # `last` steps issued whose results are still due
         with m.If(en):                 # the enable as the clock enable, not in the sum
-            m.d.sync += outstanding.eq(outstanding + (s.valid & s.last) - due[-1])
+            m.d.sync += outstanding.eq(outstanding + (held_valid & held_last) - due[-1])
         tag = result.tag
         # The output register's payload has no reset (only its valid bit):
         # on the 6x6 ULX3S board the reset reached 2,923 flip-flops, 1,171 of
@@ -961,7 +967,7 @@ class PassController(wiring.Component):
         finishing = Signal()
         with m.If(~running):
             m.d.sync += finishing.eq(0)
-        with m.If(running & issue_done & ~s.valid & (outstanding == got) & en):
+        with m.If(running & issue_done & ~held_valid & (outstanding == got) & en):
             m.d.sync += finishing.eq(1)
         # `en` (not just a free output): a memory stall delays it like any
         # other cycle of the pass.
