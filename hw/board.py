@@ -91,6 +91,9 @@ MEM_STAGES = (0, 1)
 #: Registers the board's FP16 rounder (state ROUND) may have: none, or the
 #: middle one of `hw.fp.fp32_to_fp16` (`SpeqBoard`'s ``round_stages``).
 ROUND_STAGES = (0, 1)
+#: Frames of more bits than this (a result beat of a large array) are sent
+#: from a shift register, smaller ones chosen byte by byte from the payload.
+TX_MUX_BITS = 256
 #: Largest weight memory, in words (the `Span` counts are 32 bits).
 WEIGHT_WORDS_MAX = 1 << 24
 
@@ -298,52 +301,53 @@ class SpeqBoard(wiring.Component):
         index = Signal(range(max(nbytes(accel.out.payload.shape()), nbytes(Report),
                                  nbytes(Info), header_bytes) + 2))
 
-        # A frame's payload goes into a shift register the cycle after its tag
-        # byte is taken, and moves a byte down the cycle after each of its
-        # bytes is taken (the UART takes the next one 10 bit times later at
-        # the earliest): the byte sent is the register's bits 0..7. (Chosen
-        # by ``index`` from the payload, a multiplexer over a result beat's
-        # 1,7xx bits was the 6x6 ULX3S board's critical path at c38a47c,
-        # 55.65 MHz.) The payload is taken with the tag's byte: it must hold
-        # for a cycle after it, which a state's payload does.
-        out_bits = 8 * nbytes(accel.out.payload.shape())
-        shared = 8 * max(nbytes(Report), nbytes(Info), nbytes(Ack))   # bits any frame may load
-        tx_shift = Signal(max(out_bits, shared), reset_less=True)
-        tx_load = Signal.like(tx_shift)
-        # The shift register's enable and load select, a copy per 256 of its
-        # flip-flops (hw.fanout).
-        copies = -(-len(tx_shift) // 256)
-        tx_steps, tx_firsts = replicas(1, copies, "tx_step"), replicas(1, copies, "tx_first")
-        tx_taken, tx_tag_taken = Signal(), Signal()     # set by send() below
-        m.d.sync += [*(step.eq(tx_taken) for step in tx_steps),
-                     *(first.eq(tx_tag_taken) for first in tx_firsts)]
-        for i in range(copies):
-            part = slice(256 * i, min(256 * (i + 1), len(tx_shift)))
-            with m.If(tx_steps[i]):
-                m.d.sync += tx_shift[part].eq(Mux(tx_firsts[i], tx_load[part],
-                                                  (tx_shift >> 8)[part]))
+        # A frame wider than TX_MUX_BITS (a result beat of a large array) goes
+        # into a shift register the cycle after its tag byte is taken, and
+        # moves a byte down the cycle after each of its bytes is taken (the
+        # UART takes the next one 10 bit times later at the earliest): the
+        # byte sent is the register's bits 0..7. Chosen by ``index`` from the
+        # payload, a multiplexer over the 6x6 board's 1,7xx-bit result beat
+        # was its critical path at c38a47c (55.65 MHz). Smaller frames are
+        # chosen by ``index`` as before: cheaper (the iCEBreaker's cells) and
+        # fast enough. The wide payload must hold for a cycle after its tag
+        # is taken, which a state's payload does.
+        wide = {}                      # the shift register, built by the first wide send()
 
-        def send(tag, payload, then, *, loaded=(), done=(), done_sync=()):
-            """Send ``tag`` and ``payload``; add the combinational statements
-            ``loaded`` in the cycle the payload is read (the cycle after the
-            tag is taken); with the last byte, go to ``then`` and add the
-            combinational statements ``done`` and the synchronous statements
-            ``done_sync``."""
+        def shift_register(payload):
+            bits = Cat(payload)
+            shift = Signal(len(bits), reset_less=True, name="tx_shift")
+            # Its enable and load select, a copy per 256 flip-flops (hw.fanout).
+            copies = -(-len(bits) // TX_MUX_BITS)
+            steps, firsts = replicas(1, copies, "tx_step"), replicas(1, copies, "tx_first")
+            taken, tag_taken = Signal(), Signal()
+            m.d.sync += [*(step.eq(taken) for step in steps),
+                         *(first.eq(tag_taken) for first in firsts)]
+            for i in range(copies):
+                part = slice(TX_MUX_BITS * i, min(TX_MUX_BITS * (i + 1), len(bits)))
+                with m.If(steps[i]):
+                    m.d.sync += shift[part].eq(Mux(firsts[i], bits[part], (shift >> 8)[part]))
+            return payload, shift, taken, tag_taken
+
+        def send(tag, payload, then, *, done=(), done_sync=()):
+            """Send ``tag`` and ``payload``; with the last byte, go to ``then``
+            and add the combinational statements ``done`` and the synchronous
+            statements ``done_sync``."""
             bits = Cat(payload)
             size = 1 + (len(bits) + 7) // 8
-            # Only a result beat is longer than `shared`: its upper bits go to
-            # tx_load whatever the state (below), the lower ones by state.
-            assert len(bits) <= shared or payload is result
-            m.d.comb += tx_load[:shared].eq(bits[:shared])
-            with m.If(tx_firsts[0]):
-                m.d.comb += list(loaded)
-            m.d.comb += [tx.data.valid.eq(1),
-                         tx.data.payload.eq(Mux(index == 0, tag, tx_shift[:8]))]
+            m.d.comb += tx.data.valid.eq(1)
+            if len(bits) > TX_MUX_BITS:
+                if not wide:
+                    wide["register"] = shift_register(payload)
+                loaded, shift, taken, tag_taken = wide["register"]
+                assert loaded is payload, "one wide frame only"
+                m.d.comb += tx.data.payload.eq(Mux(index == 0, tag, shift[:8]))
+                with m.If(tx.data.ready):
+                    m.d.comb += [taken.eq(1), tag_taken.eq(index == 0)]
+            else:
+                bits = Cat(Const(tag, 8), bits, Const(0, 8 * size - 8 - len(bits)))
+                m.d.comb += tx.data.payload.eq(bits.word_select(index, 8))
             with m.If(tx.data.ready):
-                m.d.comb += tx_taken.eq(1)
                 m.d.sync += index.eq(index + 1)
-                with m.If(index == 0):
-                    m.d.comb += tx_tag_taken.eq(1)
                 with m.If(index == size - 1):
                     m.d.sync += index.eq(0)
                     m.d.comb += list(done)
@@ -367,8 +371,6 @@ class SpeqBoard(wiring.Component):
                                "board_fl16", registered=bool(stages))
         result = Signal.like(accel.out.payload)
         m.d.comb += [result.eq(accel.out.payload), result.half.eq(halves)]
-        if out_bits > shared:
-            m.d.comb += tx_load[shared:].eq(result.as_value()[shared:])
         sent = Signal()            # the command was taken
         acts_on = Signal()
         act_addr = Signal.like(a_read.addr)
@@ -511,8 +513,7 @@ class SpeqBoard(wiring.Component):
                     if name != "flags":
                         m.d.comb += getattr(info, name).eq(value)
                 m.d.comb += info.flags.eq(flags)
-                # The flags are cleared as they are read.
-                send(Answer.INFO, info, "IDLE", loaded=[clear_flags.eq(1)])
+                send(Answer.INFO, info, "IDLE", done=[clear_flags.eq(1)])
 
             with m.State("RUN"):
                 m.d.comb += accel.cmd.valid.eq(~sent)

@@ -243,6 +243,12 @@ CONFIGS = [
                            "pe_stages": 4, "draft_lanes": 1, "head_groups": 2},
                 "weight_words": 2048, "divisor": 4, "round_stages": 0, "mem_stages": 0},
      [[5, 16, 2], [9, 32, 2]], ("icarus",)),
+    # A result beat of more than TX_MUX_BITS (6 x 48 bits): sent from the
+    # board's shift register, in two parts with a copy of its enable each.
+    ("2x3_l1", {"config": {"rows": 2, "cols": 3, "tmax": 2, "kmax": 32, "mem_bits": 32,
+                           "pe_stages": 4, "draft_lanes": 1},
+                "weight_words": 1024, "divisor": 4},
+     [[7, 16, 2]], ("icarus",)),
 ]
 
 
