@@ -168,6 +168,11 @@ class Status(data.Struct):
     macs: COUNTER_BITS
 
 
+#: Widest memory of the weight buffer, in bits: a wider buffer is built of
+#: several, each with its own copy of the addresses (`hw.fanout`).
+CHUNK_BITS = 256
+
+
 class MemPortSignature(wiring.Signature):
     """Read port of the weight memory, seen from the controller.
 
@@ -549,10 +554,27 @@ class PassController(wiring.Component):
                 m.d.sync += act_g.eq(act_g + 1)
 
         # -- weight buffer: two halves of `slots` entries of 64 bits per PE -------
-        buffer = memory.Memory(shape=64 * pes, depth=2 * slots, init=[], attrs=NO_RW_CHECK)
-        m.submodules.buffer = buffer
-        buf_write = buffer.write_port(granularity=config.mem_bits)
-        buf_read = buffer.read_port(domain="sync")
+        # Built as `chunks` memories side by side, each at most
+        # CHUNK_BITS wide (whole memory words), each with its own copy of
+        # the read and write addresses (hw.fanout): as one memory its
+        # addresses were nets of 1,153 loads each on the 6x6 ULX3S board.
+        chunk_words = max(1, CHUNK_BITS // config.mem_bits)
+        chunks = -(-entry_beats // chunk_words)
+        buf_writes, buf_reads = [], []
+        for i in range(chunks):
+            words = min(chunk_words, entry_beats - i * chunk_words)
+            chunk = memory.Memory(shape=words * config.mem_bits, depth=2 * slots, init=[],
+                                  attrs=NO_RW_CHECK)
+            m.submodules[f"buffer{i}" if chunks > 1 else "buffer"] = chunk
+            buf_writes.append(chunk.write_port(granularity=config.mem_bits))
+            buf_reads.append(chunk.read_port(domain="sync"))
+        buf_we = Signal(entry_beats)             # the write enables, a memory word each
+        for i, write in enumerate(buf_writes):
+            m.d.comb += write.en.eq(buf_we[i * chunk_words:][:len(write.en)])
+
+        def copies(shape, name):
+            """A register per chunk (one plain register for one chunk)."""
+            return replicas(shape, chunks, name) if chunks > 1 else [Signal(shape, name=name)]
 
         credit = Signal(range(3))      # free halves the fetcher may start on
         full = Signal(range(3))        # landed halves the issuer has not finished
@@ -562,14 +584,17 @@ class PassController(wiring.Component):
         with m.Elif(en):
             m.d.sync += full.eq(full + landed - credit_back)
 
-        def beats_walker(name, advance):
+        def beats_walker(name, advance, j_copies=1):
             """Counters over a pass' weight beats: (tile, group, slot, beat).
 
-            Returns ``(slot, beat, group_end, pass_end)``. A slot is the last of
-            its tile when it is slot ``slots - 1`` or its rows reach ``N``.
+            Returns ``(slots, beat, group_end, pass_end)``: ``j_copies``
+            registers of the slot (`copies`, for the buffer's chunks). A slot
+            is the last of its tile when it is slot ``slots - 1`` or its rows
+            reach ``N``.
             """
             g = Signal(group_bits, name=f"{name}_g")
             j = Signal(range(slots), name=f"{name}_j")
+            j_more = copies(range(slots), f"{name}_j_chunk")[1:] if j_copies > 1 else []
             b = Signal(range(entry_beats), name=f"{name}_b")
             # Rows from the slot's (the tile's) first row to N: the last-slot
             # and last-tile tests are then comparisons with constants.
@@ -589,6 +614,7 @@ class PassController(wiring.Component):
             group_end = b_last & slot_last
             pass_end = group_end & g_last & tile_last
             with m.If(~running):
+                m.d.sync += [copy.eq(0) for copy in j_more]
                 m.d.sync += [g.eq(0), j.eq(0), b.eq(0), rows_left.eq(c.n), tile_left.eq(c.n),
                              b_last.eq(beat_end_of(c.op == Op.DRAFT, c.op == Op.KV_DRAFT) == 0), j_last.eq(one_slot),
                              rows_le.eq(c.n <= slot_rows_of(c)), g_last.eq(c.k[2:] == 1),
@@ -596,11 +622,13 @@ class PassController(wiring.Component):
             with m.Elif(advance):
                 m.d.sync += [b.eq(b + 1), b_last.eq(b + 1 == beat_end)]
                 with m.If(b_last):
+                    m.d.sync += [copy.eq(copy + 1) for copy in j_more]
                     m.d.sync += [b.eq(0), b_last.eq(beat_end == 0),
                                  j.eq(j + 1), j_last.eq(j == slots - 2),
                                  rows_left.eq(rows_left - slot_rows),
                                  rows_le.eq(rows_left <= 2 * slot_rows)]
                     with m.If(slot_last):
+                        m.d.sync += [copy.eq(0) for copy in j_more]
                         m.d.sync += [j.eq(0), j_last.eq(one_slot), rows_left.eq(tile_left),
                                      rows_le.eq(tile_left <= slot_rows),
                                      g.eq(g + 1), g_last.eq(g + 1 == last_group)]
@@ -610,7 +638,7 @@ class PassController(wiring.Component):
                                          tile_last.eq(tile_left <= 2 * tile_rows),
                                          rows_left.eq(tile_left - tile_rows),
                                          rows_le.eq(tile_left <= tile_rows + slot_rows)]
-            return j, b, group_end, pass_end
+            return [j, *j_more], b, group_end, pass_end
 
         # -- fetcher --------------------------------------------------------------
         # ``want`` = running & ~req_done & (in_group | credit != 0), held in a
@@ -662,23 +690,24 @@ class PassController(wiring.Component):
         # -- lander -----------------------------------------------------------------
         land = Signal()
         m.d.comb += land.eq(running & mem.valid & en)
-        l_slot, l_beat, l_group_end, _ = beats_walker("land", land)
-        l_half = Signal()
+        l_slots, l_beat, l_group_end, _ = beats_walker("land", land, chunks)
+        l_halves = copies(1, "l_half")
         with m.If(~running):
-            m.d.sync += l_half.eq(0)
+            m.d.sync += [half.eq(0) for half in l_halves]
         with m.Elif(land & l_group_end):
-            m.d.sync += l_half.eq(~l_half)
+            m.d.sync += [half.eq(~half) for half in l_halves]
         m.d.comb += [
             landed.eq(land & l_group_end),
-            buf_write.addr.eq(Mux(l_half, slots + l_slot, l_slot)),
-            buf_write.data.eq(mem.data.replicate(entry_beats)),
             # Written whenever a word is there, frozen cycle or not (no net
             # from ``en``, the output's ready or the memory's stall, reaches
             # the buffer's write enables): a frozen cycle writes the landing
             # slot, which no step reads yet, and the advancing cycle writes
             # it again with the word the lander counts.
-            buf_write.en.eq(Mux(running & mem.valid, Const(1, entry_beats) << l_beat, 0)),
+            buf_we.eq(Mux(running & mem.valid, Const(1, entry_beats) << l_beat, 0)),
         ]
+        for write, l_half, l_slot in zip(buf_writes, l_halves, l_slots):
+            m.d.comb += [write.addr.eq(Mux(l_half, slots + l_slot, l_slot)),
+                         write.data.eq(mem.data.replicate(len(write.en)))]
 
         # -- issuer -----------------------------------------------------------------
         # Within a group: rounds (4 in verify and baseline, one column each;
@@ -714,7 +743,11 @@ class PassController(wiring.Component):
         # too: it reaches every LUT RAM of the buffer (576 on the 6x6 ULX3S
         # board, whose critical path ran j -> the adder -> that net -> the
         # buffer's read register: 51.55 MHz).
-        buf_addr = Signal.like(buf_read.addr)
+        buf_addrs = copies(range(2 * slots), "buf_addr")
+
+        def buf_addr_to(value):
+            """Load every copy of the read address with ``value(copy)``."""
+            return [addr.eq(value(addr)) for addr in buf_addrs]
         half_base = Mux(half, slots, 0)      # the half's first entry
         t_last = Signal()                    # t == p.t - 1
         j_last = Signal()                    # j == slots - 1
@@ -735,7 +768,7 @@ class PassController(wiring.Component):
                          rows_left.eq(c.n), tile_left.eq(c.n), half.eq(0), issue_done.eq(0),
                          rows_le.eq(c.n <= slot_rows_of(c)), t_end.eq(c.t - 1),
                          t_last.eq(c.t == 1), j_last.eq(one_slot), pad_last.eq(one_slot),
-                         buf_addr.eq(0)]
+                         *buf_addr_to(lambda addr: 0)]
         with m.Elif(issuing):
             with m.If(~pad_last):
                 m.d.sync += [pad.eq(pad + 1), pad_last.eq(pad == slots - 2)]
@@ -745,21 +778,22 @@ class PassController(wiring.Component):
                     # Not the slot's last: rows_left > slot_rows, no wrap.
                     m.d.sync += [t.eq(0), t_last.eq(t_end == 0),
                                  j.eq(j + 1), j_last.eq(j == slots - 2),
-                                 buf_addr.eq(buf_addr + 1),
+                                 *buf_addr_to(lambda addr: addr + 1),
                                  rows_left.eq(rows_left - slot_rows),
                                  rows_le.eq(rows_left <= 2 * slot_rows)]
                     with m.If(slot_last):
                         m.d.sync += [j.eq(0), j_last.eq(one_slot), rows_left.eq(tile_left),
                                      stepping.eq(0), rows_le.eq(tile_left <= slot_rows),
-                                     buf_addr.eq(half_base)]
+                                     *buf_addr_to(lambda addr: half_base)]
             with m.If(round_end):
                 m.d.sync += [pad.eq(0), pad_last.eq(one_slot), stepping.eq(1),
                              j.eq(0), j_last.eq(one_slot), t.eq(0), t_last.eq(t_end == 0),
                              rows_left.eq(tile_left), k4.eq(k4 + 1),
-                             rows_le.eq(tile_left <= slot_rows), buf_addr.eq(half_base)]
+                             rows_le.eq(tile_left <= slot_rows),
+                             *buf_addr_to(lambda addr: half_base)]
                 with m.If(k4_last):
                     m.d.sync += [k4.eq(0), g.eq(g + 1), half.eq(~half),
-                                 buf_addr.eq(Mux(half, 0, slots))]
+                                 *buf_addr_to(lambda addr: Mux(half, 0, slots))]
                     with m.If(g == last_group):
                         # (After the last tile, tile_last, the values wrap
                         # and are not used: the issue is done.)
@@ -777,10 +811,8 @@ class PassController(wiring.Component):
         # frozen, the buffer's read register, 2,304 flip-flops on the 6x6
         # ULX3S board, and ``s`` took ``en`` as their clock enable: a net of
         # 2,551 loads.)
-        m.d.comb += [
-            buf_read.addr.eq(buf_addr),
-            act_read.addr.eq(Cat(g[:group_bits], Mux(draft, 0, t))),
-        ]
+        m.d.comb += [read.addr.eq(addr) for read, addr in zip(buf_reads, buf_addrs)]
+        m.d.comb += act_read.addr.eq(Cat(g[:group_bits], Mux(draft, 0, t)))
         s = Signal(data.StructLayout({
             "valid": 1, "first": 1, "last": 1, "slot": range(array.depth),
             "lane": 2, "column0": 2, "row": N_BITS, "token": range(config.tmax)}))
@@ -816,7 +848,7 @@ class PassController(wiring.Component):
         # block RAM's slow clock-to-out ends in a register (the accelerator's
         # critical path was activation read -> lane multiplexer -> the array's
         # input register), at one cycle of latency (`config.result_latency`).
-        entry = buf_read.data
+        entry = Cat(*(read.data for read in buf_reads))
 
         # The step's reads never meet a write to their address: a pass'
         # activations are all written before its first step, and the lander
@@ -827,7 +859,8 @@ class PassController(wiring.Component):
         def clash(write, read):
             return read.en & write.en.any() & (write.addr == read.addr)
         read_clashed = Signal()
-        m.d.sync += read_clashed.eq(clash(act_write, act_read) | clash(buf_write, buf_read))
+        m.d.sync += read_clashed.eq(clash(act_write, act_read) | (
+            buf_we.any() & (buf_writes[0].addr == buf_reads[0].addr)))
         with m.If(s.valid & read_clashed):
             m.d.sync += self.rw_clash.eq(1)
 
