@@ -369,30 +369,35 @@ class SpeqPE(wiring.Component):
         # The one significand multiplier: 11 x 11 bits, exact.
         product = Signal(22)
         m.d.comb += product.eq(acts[0].sig * w.sig)
-        # The accumulator's class and the trailing zeros of the accumulator
-        # and of the product (for the sticky bits of step 5) are worked out
-        # here, beside the multiplier, rather than in step 3: the trailing
-        # zeros of the accumulator in step 3 were the 2x2 AXI top's critical
-        # path (op0_tz, 99-104 MHz). A product of non-zero integers has the
-        # trailing zeros of its factors added.
-        acc_sub = s0.acc_exp == 0
-        acc_sig = Cat(s0.acc_frac, ~acc_sub)
-        act_tz = Signal(range(12), name="act0_tz")
-        m.d.comb += act_tz.eq(trailing_zeros(m, acts[0].sig, "act0_tz"))
-        weight_tz = Signal(range(12), name="weight_tz")
-        m.d.comb += weight_tz.eq(trailing_zeros(m, w.sig, "weight_tz"))
+        # With registers after this step and after step 3, the accumulator's
+        # class and the trailing zeros of the accumulator and of the product
+        # (for the sticky bits of step 5) are worked out here, beside the
+        # multiplier, rather than in step 3: the trailing zeros of the
+        # accumulator in step 3 were the 2x2 AXI top's critical path (op0_tz,
+        # 99-104 MHz). A product of non-zero integers has the trailing zeros
+        # of its factors added. Where steps 2 and 3 share a stage (pe_stages
+        # < 7) that gains nothing and costs logic cells (106 on the
+        # iCEBreaker's board), so they stay in step 3.
+        early = {"multiply", "exponent"} <= self._registered
         u = dict(
             valid=s0.valid, draft_mode=s0.draft_mode,
             acc_sign=s0.acc_sign, acc_exp=s0.acc_exp, acc_frac=s0.acc_frac,
-            acc_sub=acc_sub, acc_zero=acc_sub & (s0.acc_frac == 0),
-            acc_inf=(s0.acc_exp == 255) & (s0.acc_frac == 0),
-            acc_nan=(s0.acc_exp == 255) & (s0.acc_frac != 0),
-            acc_tz=trailing_zeros(m, acc_sig, "acc_tz"),
-            p_tz=act_tz + weight_tz,
             p_sign=acts[0].sign ^ w.sign, p_sig=product, p_exp=acts[0].exp + w.exp,
             p_zero=acts[0].zero | w.zero, p_inf=acts[0].inf | w.inf,
             p_nan=acts[0].nan | w.nan | (acts[0].inf & w.zero) | (acts[0].zero & w.inf),
         )
+        if early:
+            acc_sub = s0.acc_exp == 0
+            act_tz = Signal(range(12), name="act0_tz")
+            m.d.comb += act_tz.eq(trailing_zeros(m, acts[0].sig, "act0_tz"))
+            weight_tz = Signal(range(12), name="weight_tz")
+            m.d.comb += weight_tz.eq(trailing_zeros(m, w.sig, "weight_tz"))
+            u.update(
+                acc_sub=acc_sub, acc_zero=acc_sub & (s0.acc_frac == 0),
+                acc_inf=(s0.acc_exp == 255) & (s0.acc_frac == 0),
+                acc_nan=(s0.acc_exp == 255) & (s0.acc_frac != 0),
+                acc_tz=trailing_zeros(m, Cat(s0.acc_frac, ~acc_sub), "acc_tz"),
+                p_tz=act_tz + weight_tz)
         if fused:
             for j in range(lanes):
                 d = _Bundle({name: getattr(s0, f"d{j}_{name}") for name in ("exp", "half", "zero", "sign")})
@@ -401,7 +406,7 @@ class SpeqPE(wiring.Component):
                 # A zero draft value makes a zero significand: the aligner
                 # then needs no separate zero case.
                 u[f"t{j}_sig"] = Mux(d.zero, 0, Cat(Const(0, 1), a.sig) + Mux(d.half, a.sig, 0))
-                if j == 0:
+                if j == 0 and early:
                     # 2m has the trailing zeros of m and one more, 3m those of m.
                     u["t0_tz"] = act_tz + ~d.half
                 u[f"t{j}_sign"] = a.sign ^ d.sign
@@ -412,7 +417,15 @@ class SpeqPE(wiring.Component):
         s1 = pipe.after("multiply", **u)
 
         # -- 3. exponent ------------------------------------------------------
-        acc_sub = s1.acc_sub
+        if early:
+            acc_sub, acc_zero, acc_inf, acc_nan = s1.acc_sub, s1.acc_zero, s1.acc_inf, s1.acc_nan
+            acc_tz, p_tz = s1.acc_tz, s1.p_tz
+        else:
+            acc_sub = s1.acc_exp == 0
+            acc_zero = acc_sub & (s1.acc_frac == 0)
+            acc_inf = (s1.acc_exp == 255) & (s1.acc_frac == 0)
+            acc_nan = (s1.acc_exp == 255) & (s1.acc_frac != 0)
+            acc_tz = p_tz = None             # counted in step 3 (below)
         operands = [_Operand(
             sign=s1.acc_sign, sig=Cat(s1.acc_frac, ~acc_sub),
             # Field top at the smallest normal exponent for a subnormal: the
@@ -420,11 +433,11 @@ class SpeqPE(wiring.Component):
             # draft floor exact for them (docs/pe.md).
             top=Mux(acc_sub, -126, s1.acc_exp - 127),
             binade=Mux(acc_sub, -126, s1.acc_exp - 127),
-            zero=s1.acc_zero, inf=s1.acc_inf, nan=s1.acc_nan, tz=s1.acc_tz)]
+            zero=acc_zero, inf=acc_inf, nan=acc_nan, tz=acc_tz)]
         verify_slot = _Operand(
             sign=s1.p_sign, sig=s1.p_sig, top=s1.p_exp + 1,
             binade=s1.p_exp + s1.p_sig[21], zero=s1.p_zero, inf=s1.p_inf, nan=s1.p_nan,
-            tz=s1.p_tz)
+            tz=p_tz)
         if fused:
             terms = [_Operand(
                 sign=getattr(s1, f"t{j}_sign"), sig=getattr(s1, f"t{j}_sig"),
@@ -442,7 +455,7 @@ class SpeqPE(wiring.Component):
                 zero=Mux(dm, terms[0].zero, verify_slot.zero),
                 inf=Mux(dm, terms[0].inf, verify_slot.inf),
                 nan=Mux(dm, terms[0].nan, verify_slot.nan),
-                tz=Mux(dm, s1.t0_tz + 9, verify_slot.tz))
+                tz=Mux(dm, s1.t0_tz + 9, verify_slot.tz) if early else None)
             # Slots 1 to L - 1 exist in draft mode only.
             for t in terms[1:]:
                 t.sig = Mux(dm, t.sig, 0)
