@@ -278,7 +278,9 @@ class SpeqBoard(wiring.Component):
         m.d.sync += flags.eq(Mux(clear_flags, 0, flags) | set_flags)
 
         # -- frames in: a shift register that bytes enter at the top -----------
-        header_bytes = max(nbytes(Span), nbytes(Command))
+        # Also as long as a weight or activation word: a W or A frame's words
+        # are received into it and written from it.
+        header_bytes = max(nbytes(Span), nbytes(Command), config.mem_bits // 8, 16 * GROUP // 8)
         header = Signal(8 * header_bytes)
         span = data.View(Span, header[-8 * nbytes(Span):][:data.Layout.cast(Span).size])
         command = data.View(Command, header[-8 * nbytes(Command):][:data.Layout.cast(Command).size])
@@ -291,7 +293,6 @@ class SpeqBoard(wiring.Component):
         # The registered writes of a W or A frame (below).
         w_wr, a_wr = Signal(), Signal()
         wr_addr = Signal.like(addr)
-        wr_data = Signal(max(config.mem_bits, 16 * GROUP))
         bad_span = Signal()
         code = Signal(8)
         byte = rx.data.payload
@@ -425,7 +426,8 @@ class SpeqBoard(wiring.Component):
 
         # -- the frame machine --------------------------------------------------
         # The words of a W or A frame enter the header register too, once
-        # its span has been read.
+        # its span has been read, and are written from its top bytes (the
+        # next byte comes 10 bit times later at the earliest).
         incoming = Cat(header[8:], byte)    # the register with this cycle's byte
         # A received word is written a cycle later, from registers: the
         # write enable of a memory of many block RAMs (64 on the ULX3S) no
@@ -434,10 +436,10 @@ class SpeqBoard(wiring.Component):
         m.d.sync += [w_wr.eq(0), a_wr.eq(0)]
         m.d.comb += [
             w_write.en.eq(w_wr),
-            w_write.data.eq(wr_data[-config.mem_bits:]),
+            w_write.data.eq(header[-config.mem_bits:]),
             a_write.en.eq(a_wr),
             a_write.addr.eq(wr_addr),
-            a_write.data.eq(wr_data[-16 * GROUP:]),
+            a_write.data.eq(header[-16 * GROUP:]),
         ]
         listening = Signal()        # the state takes a received byte
         m.d.comb += rx_overrun.eq(got & ~listening)
@@ -455,8 +457,7 @@ class SpeqBoard(wiring.Component):
                     with m.If(bad_span | (addr == depth)):
                         m.d.sync += bad_span.eq(1)
                     with m.Else():
-                        m.d.sync += [addr.eq(addr + 1), write_en.eq(1), wr_addr.eq(addr),
-                                     wr_data.eq(incoming[-len(wr_data):])]
+                        m.d.sync += [addr.eq(addr + 1), write_en.eq(1), wr_addr.eq(addr)]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):

@@ -249,6 +249,12 @@ CONFIGS = [
                            "pe_stages": 4, "draft_lanes": 1},
                 "weight_words": 1024, "divisor": 4},
      [[7, 16, 2]], ("icarus",)),
+    # A memory word wider than a command (256 bits): received into and
+    # written from the frame register.
+    ("4x4_b256", {"config": {"rows": 4, "cols": 4, "tmax": 2, "kmax": 16, "mem_bits": 256,
+                             "pe_stages": 1, "draft_lanes": 1},
+                  "weight_words": 64, "divisor": 4},
+     [[17, 8, 2]], ("icarus",)),
 ]
 
 
