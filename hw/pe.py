@@ -196,6 +196,12 @@ class _Bundle:
         self.__dict__.update(values)
 
 
+def _fp32_class(exp, frac):
+    """``(subnormal or zero, zero, inf, nan)`` of a binary32 value's fields."""
+    sub = exp == 0
+    return sub, sub & (frac == 0), (exp == 255) & (frac == 0), (exp == 255) & (frac != 0)
+
+
 class _Operand:
     """An addend of the aligned sum: sign, significand field and exponent.
 
@@ -387,15 +393,13 @@ class SpeqPE(wiring.Component):
             p_nan=acts[0].nan | w.nan | (acts[0].inf & w.zero) | (acts[0].zero & w.inf),
         )
         if early:
-            acc_sub = s0.acc_exp == 0
+            acc_sub, acc_zero, acc_inf, acc_nan = _fp32_class(s0.acc_exp, s0.acc_frac)
             act_tz = Signal(range(12), name="act0_tz")
             m.d.comb += act_tz.eq(trailing_zeros(m, acts[0].sig, "act0_tz"))
             weight_tz = Signal(range(12), name="weight_tz")
             m.d.comb += weight_tz.eq(trailing_zeros(m, w.sig, "weight_tz"))
             u.update(
-                acc_sub=acc_sub, acc_zero=acc_sub & (s0.acc_frac == 0),
-                acc_inf=(s0.acc_exp == 255) & (s0.acc_frac == 0),
-                acc_nan=(s0.acc_exp == 255) & (s0.acc_frac != 0),
+                acc_sub=acc_sub, acc_zero=acc_zero, acc_inf=acc_inf, acc_nan=acc_nan,
                 acc_tz=trailing_zeros(m, Cat(s0.acc_frac, ~acc_sub), "acc_tz"),
                 p_tz=act_tz + weight_tz)
         if fused:
@@ -421,10 +425,7 @@ class SpeqPE(wiring.Component):
             acc_sub, acc_zero, acc_inf, acc_nan = s1.acc_sub, s1.acc_zero, s1.acc_inf, s1.acc_nan
             acc_tz, p_tz = s1.acc_tz, s1.p_tz
         else:
-            acc_sub = s1.acc_exp == 0
-            acc_zero = acc_sub & (s1.acc_frac == 0)
-            acc_inf = (s1.acc_exp == 255) & (s1.acc_frac == 0)
-            acc_nan = (s1.acc_exp == 255) & (s1.acc_frac != 0)
+            acc_sub, acc_zero, acc_inf, acc_nan = _fp32_class(s1.acc_exp, s1.acc_frac)
             acc_tz = p_tz = None             # counted in step 3 (below)
         operands = [_Operand(
             sign=s1.acc_sign, sig=Cat(s1.acc_frac, ~acc_sub),
