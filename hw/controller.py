@@ -57,7 +57,7 @@ from golden.schedule import PLANE_WORDS
 
 __all__ = ["Op", "Error", "Command", "Status", "MemPortSignature", "result_layout",
            "PassController", "N_BITS", "ADDR_BITS", "COUNTER_BITS", "CHECK_CYCLES",
-           "check_delayed"]
+           "check_delayed", "CHUNK_BITS"]
 
 
 #: Width of ``N`` and of the output row index: N up to 65,535.
