@@ -36,6 +36,10 @@ class SpeqAccel(wiring.Component):
     round_results : bool, optional
         Round the results to FP16 for ``out.payload.half`` (default); see
         `hw.controller.PassController`.
+    registered_tests : bool, optional
+        The controller's counter tests in flip-flops (default) or worked out
+        from the counters (fewer logic cells); see
+        `hw.controller.PassController`.
 
     Members
     -------
@@ -52,14 +56,16 @@ class SpeqAccel(wiring.Component):
         is asked for and ``mem_bits`` is not a multiple of 32.
     """
 
-    def __init__(self, config=SpeqConfig(), *, kv_write=None, round_results=True):
+    def __init__(self, config=SpeqConfig(), *, kv_write=None, round_results=True,
+                 registered_tests=True):
         # Before any part is built: a refused configuration leaves no
         # elaboratable behind (Amaranth's UnusedElaboratable warning).
         self.check(config, kv_write=kv_write)
         self._config = config
         self._array = SpeqArray(config, tag_bits=PassController.tag_bits(config))
         self._controller = PassController(config, self._array, kv_write=kv_write,
-                                          round_results=round_results)
+                                          round_results=round_results,
+                                          registered_tests=registered_tests)
         members = self._controller.signature.members
         super().__init__({name: members[name] for name in PORTS})
 

@@ -151,6 +151,11 @@ class SpeqBoard(wiring.Component):
         from the block RAMs to the weight buffer (each memory bit goes to 36
         LUT RAMs) was the critical one without it (54.81 MHz at 81d215a);
         the iCEBreaker's 12 MHz does not need it.
+    registered_tests : bool, optional
+        The pass controller's counter tests in flip-flops (default), or
+        worked out from the counters: the same cycles, about 200 logic cells
+        fewer on the iCEBreaker, whose 12 MHz does not need the registers
+        (`hw.controller.PassController`).
 
     Members
     -------
@@ -169,14 +174,15 @@ class SpeqBoard(wiring.Component):
         If ``config`` is not a `SpeqConfig`.
     ValueError
         If ``weight_words``, ``divisor``, ``round_stages`` or ``mem_stages`` is
-        out of range,
+        out of range, ``registered_tests`` is not a bool,
         or the accelerator refuses ``config``.
     """
 
     def __init__(self, config=SpeqConfig(), *, weight_words=4096, divisor=4, round_stages=1,
-                 mem_stages=1):
-        self.check(config, weight_words, divisor, round_stages, mem_stages)
+                 mem_stages=1, registered_tests=True):
+        self.check(config, weight_words, divisor, round_stages, mem_stages, registered_tests)
         self._mem_stages = mem_stages
+        self._registered_tests = registered_tests
         self._config = config
         self._weight_words = weight_words
         self._divisor = divisor
@@ -184,17 +190,20 @@ class SpeqBoard(wiring.Component):
         # The board has no write path to its weight memory: KV_WRITE answers BAD_OP.
         # It rounds the results to FP16 itself, one PE's a cycle, before it
         # sends them (one rounder instead of one per PE; state ROUND).
-        self._accel = SpeqAccel(config, kv_write=False, round_results=False)
+        self._accel = SpeqAccel(config, kv_write=False, round_results=False,
+                                registered_tests=registered_tests)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
 
     @staticmethod
-    def check(config, weight_words, divisor, round_stages=1, mem_stages=1):
+    def check(config, weight_words, divisor, round_stages=1, mem_stages=1, registered_tests=True):
         """Raise what `SpeqBoard` would raise for these parameters, without
         building anything."""
         if type(round_stages) is not int or round_stages not in ROUND_STAGES:
             raise ValueError(f"round_stages must be one of {ROUND_STAGES}, not {round_stages!r}")
         if type(mem_stages) is not int or mem_stages not in MEM_STAGES:
             raise ValueError(f"mem_stages must be one of {MEM_STAGES}, not {mem_stages!r}")
+        if type(registered_tests) is not bool:
+            raise ValueError(f"registered_tests must be True or False, not {registered_tests!r}")
         if not isinstance(config, SpeqConfig):
             raise TypeError(f"config must be a SpeqConfig, not {config!r}")
         if not isinstance(weight_words, int) or not 1 <= weight_words <= WEIGHT_WORDS_MAX:
@@ -229,6 +238,10 @@ class SpeqBoard(wiring.Component):
     @property
     def mem_stages(self):
         return self._mem_stages
+
+    @property
+    def registered_tests(self):
+        return self._registered_tests
 
     @property
     def mem_latency(self):

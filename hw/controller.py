@@ -233,6 +233,13 @@ class PassController(wiring.Component):
         False leaves ``half`` zero for a system that rounds the results it
         takes one at a time (the board: `hw.board.SpeqBoard`), sparing a
         rounder per PE and the FP16 half of the result buffer.
+    registered_tests : bool, optional
+        The issuer's and weight walkers' tests of their counters (last
+        beat, slot, group, tile, token) in flip-flops loaded beside the
+        counters (default): the enables then meet a LUT or two of
+        flip-flops. False works them out from the counters: the same
+        cycles, fewer logic cells (about 200 on the iCEBreaker's board),
+        longer paths.
 
     Members
     -------
@@ -263,13 +270,15 @@ class PassController(wiring.Component):
         If ``mem_bits`` does not divide ``16 x rows x cols``.
     """
 
-    def __init__(self, config, array, *, kv_write=None, round_results=True):
+    def __init__(self, config, array, *, kv_write=None, round_results=True,
+                 registered_tests=True):
         from .kv_writer import supports, write_layout
         self.check(config, kv_write=kv_write)
         self._config = config
         self._array = array
         self._kv_write = supports(config) if kv_write is None else bool(kv_write)
         self._round_results = bool(round_results)
+        self._registered_tests = bool(registered_tests)
         # Not a port: a bench's witness of the block RAMs' read-during-write
         # rule (`elaborate`); synthesis drops it where nothing reads it.
         self.rw_clash = Signal()
@@ -576,6 +585,24 @@ class PassController(wiring.Component):
             """A register per chunk (one plain register for one chunk)."""
             return replicas(shape, chunks, name) if chunks > 1 else [Signal(shape, name=name)]
 
+        # The walkers' and the issuer's tests of their counters. Registered
+        # (``registered_tests``), a test is a flip-flop that the statements
+        # below load beside its counters with the value it takes; otherwise
+        # it is worked out from the counters (``now``) and `sync` drops
+        # those statements.
+        worked_out = []                # the tests that are not registers
+
+        def test(name, now):
+            flag = Signal(name=name)
+            if not self._registered_tests:
+                m.d.comb += flag.eq(now)
+                worked_out.append(flag)
+            return flag
+
+        def sync(*statements):
+            m.d.sync += [s for s in statements
+                         if not any(s.lhs is flag for flag in worked_out)]
+
         credit = Signal(range(3))      # free halves the fetcher may start on
         full = Signal(range(3))        # landed halves the issuer has not finished
         credit_back, landed = Signal(), Signal()   # pulses: a group consumed / landed
@@ -601,43 +628,43 @@ class PassController(wiring.Component):
             rows_left = Signal(N_BITS + 1, name=f"{name}_rows_left")
             tile_left = Signal(N_BITS + 1, name=f"{name}_tile_left")
             # The tests, registered beside their counters from the values the
-            # counters take (as in the issuer): ``advance`` (from ``en``)
+            # counters take (as in the issuer; `test`): ``advance`` (from ``en``)
             # then meets a LUT or two of flip-flops on its way to the clock
             # enables (the 2x2 accelerator's critical path at seeds 2 and 3
             # was out.valid -> en -> the fetcher's tests -> tile_left).
-            b_last = Signal(name=f"{name}_b_last")           # b == the entry's last beat
-            j_last = Signal(name=f"{name}_j_last")           # j == slots - 1
-            rows_le = Signal(name=f"{name}_rows_le")         # rows_left <= slot_rows
-            g_last = Signal(name=f"{name}_g_last")           # g == last_group
-            tile_last = Signal(name=f"{name}_tile_last")     # tile_left <= tile_rows
+            b_last = test(f"{name}_b_last", b == beat_end)
+            j_last = test(f"{name}_j_last", j == slots - 1)
+            rows_le = test(f"{name}_rows_le", rows_left <= slot_rows)
+            g_last = test(f"{name}_g_last", g == last_group)
+            tile_last = test(f"{name}_tile_last", tile_left <= tile_rows)
             slot_last = j_last | rows_le
             group_end = b_last & slot_last
             pass_end = group_end & g_last & tile_last
             with m.If(~running):
-                m.d.sync += [copy.eq(0) for copy in j_more]
-                m.d.sync += [g.eq(0), j.eq(0), b.eq(0), rows_left.eq(c.n), tile_left.eq(c.n),
-                             b_last.eq(beat_end_of(c.op == Op.DRAFT, c.op == Op.KV_DRAFT) == 0), j_last.eq(one_slot),
-                             rows_le.eq(c.n <= slot_rows_of(c)), g_last.eq(c.k[2:] == 1),
-                             tile_last.eq(c.n <= slot_rows_of(c, slots))]
+                sync(*(copy.eq(0) for copy in j_more))
+                sync(g.eq(0), j.eq(0), b.eq(0), rows_left.eq(c.n), tile_left.eq(c.n),
+                     b_last.eq(beat_end_of(c.op == Op.DRAFT, c.op == Op.KV_DRAFT) == 0),
+                     j_last.eq(one_slot), rows_le.eq(c.n <= slot_rows_of(c)),
+                     g_last.eq(c.k[2:] == 1), tile_last.eq(c.n <= slot_rows_of(c, slots)))
             with m.Elif(advance):
-                m.d.sync += [b.eq(b + 1), b_last.eq(b + 1 == beat_end)]
+                sync(b.eq(b + 1), b_last.eq(b + 1 == beat_end))
                 with m.If(b_last):
-                    m.d.sync += [copy.eq(copy + 1) for copy in j_more]
-                    m.d.sync += [b.eq(0), b_last.eq(beat_end == 0),
-                                 j.eq(j + 1), j_last.eq(j == slots - 2),
-                                 rows_left.eq(rows_left - slot_rows),
-                                 rows_le.eq(rows_left <= 2 * slot_rows)]
+                    sync(*(copy.eq(copy + 1) for copy in j_more))
+                    sync(b.eq(0), b_last.eq(beat_end == 0),
+                         j.eq(j + 1), j_last.eq(j == slots - 2),
+                         rows_left.eq(rows_left - slot_rows),
+                         rows_le.eq(rows_left <= 2 * slot_rows))
                     with m.If(slot_last):
-                        m.d.sync += [copy.eq(0) for copy in j_more]
-                        m.d.sync += [j.eq(0), j_last.eq(one_slot), rows_left.eq(tile_left),
-                                     rows_le.eq(tile_left <= slot_rows),
-                                     g.eq(g + 1), g_last.eq(g + 1 == last_group)]
+                        sync(*(copy.eq(0) for copy in j_more))
+                        sync(j.eq(0), j_last.eq(one_slot), rows_left.eq(tile_left),
+                             rows_le.eq(tile_left <= slot_rows),
+                             g.eq(g + 1), g_last.eq(g + 1 == last_group))
                         with m.If(g_last):
-                            m.d.sync += [g.eq(0), g_last.eq(last_group == 0),
-                                         tile_left.eq(tile_left - tile_rows),
-                                         tile_last.eq(tile_left <= 2 * tile_rows),
-                                         rows_left.eq(tile_left - tile_rows),
-                                         rows_le.eq(tile_left <= tile_rows + slot_rows)]
+                            sync(g.eq(0), g_last.eq(last_group == 0),
+                                 tile_left.eq(tile_left - tile_rows),
+                                 tile_last.eq(tile_left <= 2 * tile_rows),
+                                 rows_left.eq(tile_left - tile_rows),
+                                 rows_le.eq(tile_left <= tile_rows + slot_rows))
             return [j, *j_more], b, group_end, pass_end
 
         # -- fetcher --------------------------------------------------------------
@@ -729,10 +756,10 @@ class PassController(wiring.Component):
         issuing = Signal()
         m.d.comb += issuing.eq(running & ~issue_done & acts_loaded & (full != 0) & en)
         # Registered beside the counters they compare, from the values the
-        # counters take (comparisons of registers with constants): the
-        # issuer's clock enables were the 2x2 accelerator's critical path,
-        # en -> issuing -> (rows_left <= slot_rows, t == p.t - 1) -> j.
-        rows_le = Signal()                   # rows_left <= slot_rows
+        # counters take (comparisons of registers with constants; `test`):
+        # the issuer's clock enables were the 2x2 accelerator's critical
+        # path, en -> issuing -> (rows_left <= slot_rows, t == p.t - 1) -> j.
+        rows_le = test("rows_le", rows_left <= slot_rows)
         t_end = Signal.like(t)               # p.t - 1
 
         # So are the issuer's other comparisons, each beside its counter from
@@ -749,9 +776,9 @@ class PassController(wiring.Component):
             """Load every copy of the read address with ``value(copy)``."""
             return [addr.eq(value(addr)) for addr in buf_addrs]
         half_base = Mux(half, slots, 0)      # the half's first entry
-        t_last = Signal()                    # t == p.t - 1
-        j_last = Signal()                    # j == slots - 1
-        pad_last = Signal()                  # pad == slots - 1
+        t_last = test("t_last", t == t_end)
+        j_last = test("j_last", j == slots - 1)
+        pad_last = test("pad_last", pad == slots - 1)
 
         tile_last = tile_left <= tile_rows
         slot_last = j_last | rows_le
@@ -764,42 +791,42 @@ class PassController(wiring.Component):
         step_valid = issuing & stepping
 
         with m.If(~running):
-            m.d.sync += [g.eq(0), k4.eq(0), j.eq(0), t.eq(0), pad.eq(0), stepping.eq(1),
-                         rows_left.eq(c.n), tile_left.eq(c.n), half.eq(0), issue_done.eq(0),
-                         rows_le.eq(c.n <= slot_rows_of(c)), t_end.eq(c.t - 1),
-                         t_last.eq(c.t == 1), j_last.eq(one_slot), pad_last.eq(one_slot),
-                         *buf_addr_to(lambda addr: 0)]
+            sync(g.eq(0), k4.eq(0), j.eq(0), t.eq(0), pad.eq(0), stepping.eq(1),
+                 rows_left.eq(c.n), tile_left.eq(c.n), half.eq(0), issue_done.eq(0),
+                 rows_le.eq(c.n <= slot_rows_of(c)), t_end.eq(c.t - 1),
+                 t_last.eq(c.t == 1), j_last.eq(one_slot), pad_last.eq(one_slot),
+                 *buf_addr_to(lambda addr: 0))
         with m.Elif(issuing):
             with m.If(~pad_last):
-                m.d.sync += [pad.eq(pad + 1), pad_last.eq(pad == slots - 2)]
+                sync(pad.eq(pad + 1), pad_last.eq(pad == slots - 2))
             with m.If(stepping):
-                m.d.sync += [t.eq(t + 1), t_last.eq(t + 1 == t_end)]
+                sync(t.eq(t + 1), t_last.eq(t + 1 == t_end))
                 with m.If(t_last):
                     # Not the slot's last: rows_left > slot_rows, no wrap.
-                    m.d.sync += [t.eq(0), t_last.eq(t_end == 0),
-                                 j.eq(j + 1), j_last.eq(j == slots - 2),
-                                 *buf_addr_to(lambda addr: addr + 1),
-                                 rows_left.eq(rows_left - slot_rows),
-                                 rows_le.eq(rows_left <= 2 * slot_rows)]
+                    sync(t.eq(0), t_last.eq(t_end == 0),
+                         j.eq(j + 1), j_last.eq(j == slots - 2),
+                         *buf_addr_to(lambda addr: addr + 1),
+                         rows_left.eq(rows_left - slot_rows),
+                         rows_le.eq(rows_left <= 2 * slot_rows))
                     with m.If(slot_last):
-                        m.d.sync += [j.eq(0), j_last.eq(one_slot), rows_left.eq(tile_left),
-                                     stepping.eq(0), rows_le.eq(tile_left <= slot_rows),
-                                     *buf_addr_to(lambda addr: half_base)]
+                        sync(j.eq(0), j_last.eq(one_slot), rows_left.eq(tile_left),
+                             stepping.eq(0), rows_le.eq(tile_left <= slot_rows),
+                             *buf_addr_to(lambda addr: half_base))
             with m.If(round_end):
-                m.d.sync += [pad.eq(0), pad_last.eq(one_slot), stepping.eq(1),
-                             j.eq(0), j_last.eq(one_slot), t.eq(0), t_last.eq(t_end == 0),
-                             rows_left.eq(tile_left), k4.eq(k4 + 1),
-                             rows_le.eq(tile_left <= slot_rows),
-                             *buf_addr_to(lambda addr: half_base)]
+                sync(pad.eq(0), pad_last.eq(one_slot), stepping.eq(1),
+                     j.eq(0), j_last.eq(one_slot), t.eq(0), t_last.eq(t_end == 0),
+                     rows_left.eq(tile_left), k4.eq(k4 + 1),
+                     rows_le.eq(tile_left <= slot_rows),
+                     *buf_addr_to(lambda addr: half_base))
                 with m.If(k4_last):
-                    m.d.sync += [k4.eq(0), g.eq(g + 1), half.eq(~half),
-                                 *buf_addr_to(lambda addr: Mux(half, 0, slots))]
+                    sync(k4.eq(0), g.eq(g + 1), half.eq(~half),
+                         *buf_addr_to(lambda addr: Mux(half, 0, slots)))
                     with m.If(g == last_group):
                         # (After the last tile, tile_last, the values wrap
                         # and are not used: the issue is done.)
-                        m.d.sync += [g.eq(0), tile_left.eq(tile_left - tile_rows),
-                                     rows_left.eq(tile_left - tile_rows),
-                                     rows_le.eq(tile_left <= tile_rows + slot_rows)]
+                        sync(g.eq(0), tile_left.eq(tile_left - tile_rows),
+                             rows_left.eq(tile_left - tile_rows),
+                             rows_le.eq(tile_left <= tile_rows + slot_rows))
                         with m.If(tile_last):
                             m.d.sync += issue_done.eq(1)
         m.d.comb += credit_back.eq(issuing & group_end)

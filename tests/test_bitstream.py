@@ -156,6 +156,24 @@ def test_board_memory_registers():
             SpeqBoard(config, weight_words=16, mem_stages=bad)
 
 
+def test_board_controller_tests():
+    """The ULX3S board's controller registers its counters' tests (75 MHz),
+    the iCEBreaker's works them out (logic cells); a non-bool is refused."""
+    from hw.board import SpeqBoard
+    from hw.config import SpeqConfig
+    assert bitstream.BOARDS["ulx3s-85f"].registered_tests is True
+    assert bitstream.BOARDS["icebreaker"].registered_tests is False
+    config = SpeqConfig(rows=1, cols=1, tmax=1, kmax=16, mem_bits=16)
+    for registered in (False, True):
+        board = SpeqBoard(config, weight_words=16, registered_tests=registered)
+        assert board.registered_tests is registered
+        assert board.accel.controller._registered_tests is registered
+    for bad in (0, 1, None, "no"):
+        with pytest.raises(ValueError, match=f"registered_tests must be True or False, "
+                                             f"not {bad!r}"):
+            SpeqBoard(config, weight_words=16, registered_tests=bad)
+
+
 def _cli(*args, timeout=1200):
     return subprocess.run([sys.executable, "-m", "rtl_gen.bitstream", *args],
                           capture_output=True, text=True, cwd=REPO, timeout=timeout)
@@ -187,6 +205,19 @@ def test_ice40_did_not_fit(tmp_path):
     used, avail = last.split("ICESTORM_LC ")[1].split(" (")[0].split(" of ")
     assert int(avail.replace(",", "")) == 5280 < int(used.replace(",", ""))
     assert "[bitstream]" in run.stderr and "yosys" in run.stderr      # progress lines
+
+
+def test_ice40_default_fits(tmp_path):
+    """The iCEBreaker's default (`make bitstream BOARD=icebreaker`, about a
+    minute) fits its logic cells and makes its 12 MHz clock."""
+    run = _cli("--board", "icebreaker", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads((tmp_path / "icebreaker" / "summary.json").read_text())
+    used, avail = summary["utilisation"]["ICESTORM_LC"]
+    assert used <= avail == 5280
+    assert summary["fmax_mhz"] > summary["clock_mhz"] == 12
+    assert Path(summary["bitstream"]).stat().st_size > 100_000
+    print(f"icebreaker default: ICESTORM_LC {used} of {avail}, {summary['fmax_mhz']} MHz")
 
 
 @pytest.mark.soak   # 40 s of the ECP5 flow; make soak runs it (test_fusesoc synthesises for the ECP5 in make test)
