@@ -92,8 +92,11 @@ MEM_STAGES = (0, 1)
 #: middle one of `hw.fp.fp32_to_fp16` (`SpeqBoard`'s ``round_stages``).
 ROUND_STAGES = (0, 1)
 #: Frames of more bits than this (a result beat of a large array) are sent
-#: from a shift register, smaller ones chosen byte by byte from the payload.
+#: through registered multiplexers of `TX_WAYS` ways, smaller ones chosen
+#: byte by byte from the payload in one.
 TX_MUX_BITS = 256
+#: Ways of each registered multiplexer of a wide frame's bytes.
+TX_WAYS = 16
 #: Largest weight memory, in words (the `Span` counts are 32 bits).
 WEIGHT_WORDS_MAX = 1 << 24
 
@@ -314,56 +317,66 @@ class SpeqBoard(wiring.Component):
         # -- frames out: tag and payload, a byte at a time ---------------------
         index = Signal(range(max(nbytes(accel.out.payload.shape()), nbytes(Report),
                                  nbytes(Info), header_bytes) + 2))
+        index_next = Signal.like(index)        # the value index takes
+        m.d.comb += index_next.eq(index)
+        m.d.sync += index.eq(index_next)
 
-        # A frame wider than TX_MUX_BITS (a result beat of a large array) goes
-        # into a shift register the cycle after its tag byte is taken, and
-        # moves a byte down the cycle after each of its bytes is taken (the
-        # UART takes the next one 10 bit times later at the earliest): the
-        # byte sent is the register's bits 0..7. Chosen by ``index`` from the
-        # payload, a multiplexer over the 6x6 board's 1,7xx-bit result beat
-        # was its critical path at c38a47c (55.65 MHz). Smaller frames are
-        # chosen by ``index`` as before: cheaper (the iCEBreaker's cells) and
-        # fast enough. The wide payload must hold for a cycle after its tag
-        # is taken, which a state's payload does.
-        wide = {}                      # the shift register, built by the first wide send()
+        # A frame wider than TX_MUX_BITS (a result beat of a large array) is
+        # chosen byte by byte through registered multiplexers of TX_WAYS
+        # ways each (`wide_byte`): ``index`` then meets one such multiplexer
+        # on its way to a register. Chosen by ``index`` in one multiplexer,
+        # the 6x6 board's 1,7xx-bit result beat was its critical path at
+        # c38a47c (55.65 MHz). Smaller frames are chosen in one multiplexer,
+        # with no register (cheaper: the iCEBreaker's cells).
+        #
+        # The registers need no valid bit: ``index`` moves only when the
+        # UART takes a byte, and the UART takes the next one 10 bit times
+        # (10 x divisor >= 40 cycles) later at the earliest, by when every
+        # stage holds the new index's byte; at the frame's start ``index``
+        # has been 0 (the tag) at least as long. The payload must hold until
+        # its last byte is taken, which the result does (it is taken after).
+        def wide_byte(tag, payload):
+            """The byte ``index`` of the frame of ``tag`` and ``payload``,
+            `stages` + 1 cycles after ``index`` (the selects' registers,
+            then one per stage)."""
+            frame = Cat(Const(tag, 8), payload)
+            items = [frame[8 * i:8 * i + 8] for i in range(-(-len(frame) // 8))]
+            digit, stages = 0, 0
+            while len(items) > 1:
+                ways = min(TX_WAYS, len(items))
+                bits = ceil_log2(ways)
+                groups = -(-len(items) // ways)
+                # A copy of the select's bits per multiplexer (hw.fanout):
+                # index's low bits would reach every byte. All stages take
+                # the same index, which holds until its byte is taken.
+                selects = replicas(bits, groups, f"tx_select{stages}_")
+                m.d.sync += [select.eq(index_next[digit:digit + bits]) for select in selects]
+                picked = []
+                for g, select in enumerate(selects):
+                    group = items[ways * g:ways * (g + 1)]
+                    byte = Signal(8, name=f"tx_byte{stages}_{g}", reset_less=True)
+                    m.d.sync += byte.eq(Array(group)[select] if len(group) > 1 else group[0])
+                    picked.append(byte)
+                items, digit, stages = picked, digit + bits, stages + 1
+            assert stages + 1 < 10 * self._divisor, "a byte time covers the stages"
+            return items[0]
 
-        def shift_register(payload):
-            bits = Cat(payload)
-            shift = Signal(len(bits), reset_less=True, name="tx_shift")
-            # Its enable and load select, a copy per 256 flip-flops (hw.fanout).
-            copies = -(-len(bits) // TX_MUX_BITS)
-            steps, firsts = replicas(1, copies, "tx_step"), replicas(1, copies, "tx_first")
-            taken, tag_taken = Signal(), Signal()
-            m.d.sync += [*(step.eq(taken) for step in steps),
-                         *(first.eq(tag_taken) for first in firsts)]
-            for i in range(copies):
-                part = slice(TX_MUX_BITS * i, min(TX_MUX_BITS * (i + 1), len(bits)))
-                with m.If(steps[i]):
-                    m.d.sync += shift[part].eq(Mux(firsts[i], bits[part], (shift >> 8)[part]))
-            return payload, shift, taken, tag_taken
-
-        def send(tag, payload, then, *, done=(), done_sync=()):
+        def send(tag, payload, then, *, done=(), done_sync=(), wide=None):
             """Send ``tag`` and ``payload``; with the last byte, go to ``then``
             and add the combinational statements ``done`` and the synchronous
-            statements ``done_sync``."""
+            statements ``done_sync``. ``wide``: `wide_byte` of this frame."""
             bits = Cat(payload)
             size = 1 + (len(bits) + 7) // 8
+            frame = Cat(Const(tag, 8), bits, Const(0, 8 * size - 8 - len(bits)))
             m.d.comb += tx.data.valid.eq(1)
-            if len(bits) > TX_MUX_BITS:
-                if not wide:
-                    wide["register"] = shift_register(payload)
-                loaded, shift, taken, tag_taken = wide["register"]
-                assert loaded is payload, "one wide frame only"
-                m.d.comb += tx.data.payload.eq(Mux(index == 0, tag, shift[:8]))
-                with m.If(tx.data.ready):
-                    m.d.comb += [taken.eq(1), tag_taken.eq(index == 0)]
+            if wide is not None:
+                m.d.comb += tx.data.payload.eq(wide)
             else:
-                bits = Cat(Const(tag, 8), bits, Const(0, 8 * size - 8 - len(bits)))
-                m.d.comb += tx.data.payload.eq(bits.word_select(index, 8))
+                m.d.comb += tx.data.payload.eq(frame.word_select(index, 8))
             with m.If(tx.data.ready):
-                m.d.sync += index.eq(index + 1)
+                m.d.comb += index_next.eq(index + 1)
                 with m.If(index == size - 1):
-                    m.d.sync += index.eq(0)
+                    m.d.comb += index_next.eq(0)
                     m.d.comb += list(done)
                     m.d.sync += list(done_sync)
                     m.next = then
@@ -385,6 +398,8 @@ class SpeqBoard(wiring.Component):
                                "board_fl16", registered=bool(stages))
         result = Signal.like(accel.out.payload)
         m.d.comb += [result.eq(accel.out.payload), result.half.eq(halves)]
+        out_wide = wide_byte(Answer.OUT, result) if len(result.as_value()) > TX_MUX_BITS \
+            else None
         sent = Signal()            # the command was taken
         acts_on = Signal()
         act_addr = Signal.like(a_read.addr)
@@ -475,7 +490,8 @@ class SpeqBoard(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += listening.eq(1)
-                m.d.sync += [count.eq(0), index.eq(0)]
+                m.d.sync += count.eq(0)
+                m.d.comb += index_next.eq(0)
                 with m.If(got):
                     with m.Switch(byte):
                         with m.Case(Request.INFO):
@@ -555,7 +571,7 @@ class SpeqBoard(wiring.Component):
             # board's critical path: fsm_state -> out.ready -> the enable ->
             # the output register's clock enables, 47.27 MHz).
             with m.State("OUT"):
-                send(Answer.OUT, result, "OUT_TAKEN", done_sync=[take_out.eq(1)])
+                send(Answer.OUT, result, "OUT_TAKEN", done_sync=[take_out.eq(1)], wide=out_wide)
             with m.State("OUT_TAKEN"):
                 m.next = "RUN"
             with m.State("REPORT"):
