@@ -35,6 +35,7 @@ from .config import SpeqConfig
 from .decoder import (DRAFT_EXP_BITS, GROUP, NUM_CODES, DraftNibble, DraftOperand, Mode,
                       TableEntry, TableWriteSignature, weight_from_base)
 from .fp import FP16, FP32
+from .fanout import replicas
 from .pe import SpeqPE
 
 
@@ -197,10 +198,7 @@ class SpeqArray(wiring.Component):
         # stage D, the tag waits in its memory.
         step = Signal.like(self.i.payload, reset_less=True)
         valid = Signal()
-        heads = self._config.head_groups
-        m.d.sync += [getattr(step, name).eq(getattr(dstep, name))
-                     for name in ("mode", "first", "last", "slot", "act") +
-                     (("head_act",) if heads > 1 else ())]
+        m.d.sync += [getattr(step, name).eq(getattr(dstep, name)) for name in ("last", "slot")]
         m.d.sync += valid.eq(dvalid)
 
         # The step's slot and last flag travel beside the PE pipeline.
@@ -229,6 +227,23 @@ class SpeqArray(wiring.Component):
                 tag.eq(tag_read.data),
             ]
 
+        # Each PE's copy of the step's mode, first flag and activations
+        # (`hw.fanout`), loaded from stage D as ``step`` is: from one
+        # register, the activations reached every PE's decoding and
+        # multiplier across the die (with pe_stages 7 on the 6x6 ULX3S board:
+        # step.act -> 10.7 ns of routing -> the PE's unpacking -> its
+        # multiplier, 46.10 MHz), and ``first`` chose every PE's 32
+        # accumulator bits.
+        pes = len(self._pes)
+        act_shape = self.i.payload.act.shape()
+        modes = replicas(self.i.payload.mode.shape(), pes, "pe_mode")
+        firsts = replicas(1, pes, "pe_first")
+        acts = replicas(act_shape, pes, "pe_act")
+        for p in range(pes):
+            head = p // self._config.head_pes
+            m.d.sync += [modes[p].eq(dstep.mode), firsts[p].eq(dstep.first),
+                         acts[p].eq(dstep.act if head == 0 else dstep.head_act[head - 1])]
+
         pe_valid = None
         for p, pe in enumerate(self._pes):
             m.submodules[f"pe{p}"] = pe
@@ -243,10 +258,9 @@ class SpeqArray(wiring.Component):
             m.d.comb += [
                 read.addr.eq(dstep.slot),
                 pe.i.valid.eq(valid),
-                pe.i.payload.mode.eq(step.mode),
-                pe.i.payload.acc.eq(Mux(step.first, 0, read.data.as_value())),
-                pe.i.payload.act.eq(step.act if p < self._config.head_pes else
-                                    step.head_act[p // self._config.head_pes - 1]),
+                pe.i.payload.mode.eq(modes[p]),
+                pe.i.payload.acc.eq(Mux(firsts[p], 0, read.data.as_value())),
+                pe.i.payload.act.eq(acts[p]),
                 pe.i.payload.weight.eq(weight),
                 pe.i.payload.draft.eq(draft),
                 pe.o.ready.eq(1),
