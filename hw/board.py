@@ -335,12 +335,18 @@ class SpeqBoard(wiring.Component):
         # stage holds the new index's byte; at the frame's start ``index``
         # has been 0 (the tag) at least as long. The payload must hold until
         # its last byte is taken, which the result does (it is taken after).
+        def frame_of(tag, payload):
+            """The bytes sent for ``tag`` and ``payload``: the tag, then the
+            payload, zero-padded to whole bytes."""
+            bits = Cat(payload)
+            return Cat(Const(tag, 8), bits, Const(0, -len(bits) % 8))
+
         def wide_byte(tag, payload):
             """The byte ``index`` of the frame of ``tag`` and ``payload``,
             `stages` + 1 cycles after ``index`` (the selects' registers,
             then one per stage)."""
-            frame = Cat(Const(tag, 8), payload)
-            items = [frame[8 * i:8 * i + 8] for i in range(-(-len(frame) // 8))]
+            frame = frame_of(tag, payload)
+            items = [frame[8 * i:8 * i + 8] for i in range(len(frame) // 8)]
             digit, stages = 0, 0
             while len(items) > 1:
                 ways = min(TX_WAYS, len(items))
@@ -365,14 +371,10 @@ class SpeqBoard(wiring.Component):
             """Send ``tag`` and ``payload``; with the last byte, go to ``then``
             and add the combinational statements ``done`` and the synchronous
             statements ``done_sync``. ``wide``: `wide_byte` of this frame."""
-            bits = Cat(payload)
-            size = 1 + (len(bits) + 7) // 8
-            frame = Cat(Const(tag, 8), bits, Const(0, 8 * size - 8 - len(bits)))
-            m.d.comb += tx.data.valid.eq(1)
-            if wide is not None:
-                m.d.comb += tx.data.payload.eq(wide)
-            else:
-                m.d.comb += tx.data.payload.eq(frame.word_select(index, 8))
+            frame = frame_of(tag, payload)
+            size = len(frame) // 8
+            m.d.comb += [tx.data.valid.eq(1), tx.data.payload.eq(
+                frame.word_select(index, 8) if wide is None else wide)]
             with m.If(tx.data.ready):
                 m.d.comb += index_next.eq(index + 1)
                 with m.If(index == size - 1):
