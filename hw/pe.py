@@ -65,9 +65,12 @@ STEPS = ("unpack", "multiply", "exponent", "shift", "align", "sum", "negate", "l
 # register, after "round", is always there): the shifters and the wide adder
 # are the long paths. The fourth splits sum + negate from lzc + normalise +
 # round, the longest stretch of three registers (iCE40: 104 ns of 12 MHz's
-# 83, docs/board.md).
+# 83, docs/board.md). The eighth ends the unpacking: with seven, the
+# operands' unpacking -> the multiplier is the longest stretch (ECP5, PE
+# alone: 81.44 MHz at 7 stages; at 8, 80.42 with lzc 8th, 87.58 with unpack
+# 8th, where the exponent -> shift -> align stretch is next).
 _REGISTER_ORDER = ("round", "align", "multiply", "negate", "normalise", "sum", "exponent",
-                   "lzc", "unpack", "shift")
+                   "unpack", "lzc", "shift")
 # The first operand slot that only the draft mode uses (after the
 # accumulator and the shared slot 0).
 _DRAFT_ONLY_SLOT = 2

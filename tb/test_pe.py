@@ -269,6 +269,8 @@ CONFIGS = [
     ("speq_l4", {"draft_lanes": 4}, True, {"verilator": 100_000, "icarus": 4_000}),
     ("fp16", {}, False, {"verilator": 100_000, "icarus": 4_000}),
     ("speq_l1_s1", {"draft_lanes": 1, "pe_stages": 1}, True, {"verilator": 50_000}),
+    # Eight registers: the first depth whose last one ends the unpacking.
+    ("speq_l1_s8", {"draft_lanes": 1, "pe_stages": 8}, True, {"verilator": 20_000}),
     ("speq_l2_s1_f23", {"draft_lanes": 2, "pe_stages": 1, "draft_frac_bits": 23}, True,
      {"verilator": 50_000}),
     # dsp_align: terms 1 to L-1 aligned by multipliers, with two coarse cases
