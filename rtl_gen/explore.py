@@ -531,6 +531,12 @@ def _guided(keyed, rows, visited, target, workload, seed, cache, address,
             run_config=tune.RunConfig(storage_path=str(cache_abs / "tune"), verbose=0))
         results = tuner.fit()
         ran = 0
+        # A trial that raised has no metrics: say so, with its error, rather
+        # than leave its point out of the table unexplained.
+        failed = [result.error for result in results if result.error is not None]
+        if failed:
+            _progress(f"guided search: {len(failed)} of {len(results)} trials failed; the "
+                      f"first: {failed[0]!r}")
         for result in results:
             metrics = result.metrics or {}
             key = metrics.get("key")

@@ -190,7 +190,7 @@ def test_sweep_on_a_ray_cluster_equals_the_local_one_and_reruns_from_the_cache(t
         assert "guided search: 4 trials" in r.stderr
         assert f"connecting to the Ray cluster at {address}" in r.stderr
         guided, data = _hw(tmp_path / "guided.json")
-        assert guided and all(more[label] == value for label, value in guided.items())
+        assert guided and all(more[label] == value for label, value in guided.items()), r.stderr
         best = max(more, key=lambda label: more[label][3])
         assert best in guided and data["best"]["config"]["cols"] == int(best.split("cols=")[1][0])
     finally:
