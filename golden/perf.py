@@ -162,7 +162,7 @@ def kv_writes_per_beat(vt):
 
 #: Cycles a step spends in the array before its accumulator read: its table
 #: lookups and decoding (`hw.array.SpeqArray`, stage D). The array's latency
-#: is its interleave (``slots``) plus these.
+#: is its interleave (``slots``) plus these and `SpeqConfig.acc_latency`.
 DECODE_STAGES = 1
 
 

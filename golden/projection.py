@@ -193,13 +193,17 @@ class Machine:
     -------
     pes, slots, lanes, mem_bits, tmax : int
         As `golden.perf.pass_cost` (``slots`` is the array's interleave,
-        1 + the PE's pipeline registers) and the most tokens of a pass.
+        `hw.config.SpeqConfig.interleave`) and the most tokens of a pass.
     clock_mhz : float
     mem_latency : int
         Memory latency in cycles.
     head_groups : int
         PE groups with activations of their own (`hw.config.SpeqConfig.head_groups`):
         above 1, attention's ``P V`` runs as multi-head passes.
+    result_latency : int or None
+        As `golden.perf.pass_cost`; ``None``: that of an array whose PE takes
+        the accumulator with its step (`hw.config.SpeqConfig.acc_latency`
+        0), ``slots`` plus the stages around the array.
     """
 
     pes: int
@@ -210,9 +214,13 @@ class Machine:
     clock_mhz: float
     mem_latency: int = 8
     head_groups: int = 1
+    result_latency: int = None
 
     def __post_init__(self):
         perf.head_pes(self.pes, self.head_groups)     # the groups divide the PEs
+        if self.result_latency is None:
+            object.__setattr__(self, "result_latency", perf.OPERAND_STAGES + self.slots
+                               + perf.DECODE_STAGES + perf.RESULT_STAGES)
 
     @classmethod
     def from_config(cls, config, clock_mhz, mem_latency=8):
@@ -220,7 +228,7 @@ class Machine:
         m = perf.machine(config)
         return cls(pes=m["pes"], slots=m["slots"], lanes=m["lanes"], mem_bits=m["mem_bits"],
                    tmax=config.tmax, clock_mhz=clock_mhz, mem_latency=mem_latency,
-                   head_groups=config.head_groups)
+                   head_groups=config.head_groups, result_latency=m["result_latency"])
 
     @classmethod
     def sized_for(cls, mem_gbps, clock_mhz, *, tmax=8, balance=8, pe_stages=10, lanes=1,
@@ -235,8 +243,11 @@ class Machine:
         bits = int(mem_gbps * 8e9 / (clock_mhz * 1e6)) // 16 * 16
         if bits < 16:
             raise ValueError(f"{mem_gbps} GB/s at {clock_mhz} MHz is below 16 bits per cycle")
-        return cls(pes=bits * balance // 16, slots=1 + pe_stages, lanes=lanes, mem_bits=bits,
-                   tmax=tmax, clock_mhz=clock_mhz, mem_latency=mem_latency)
+        from hw.config import SpeqConfig       # the parameters only: no hardware
+        config = SpeqConfig(pe_stages=pe_stages)
+        return cls(pes=bits * balance // 16, slots=config.interleave, lanes=lanes,
+                   mem_bits=bits, tmax=tmax, clock_mhz=clock_mhz, mem_latency=mem_latency,
+                   result_latency=config.result_latency)
 
     def round_tmax(self, shape, gamma):
         """This machine with tmax raised, to at most `TMAX_LIMIT`, so that a
@@ -357,8 +368,7 @@ class StepModel:
             m = self.machine
             kwargs = dict(pes=m.pes, slots=m.slots, lanes=m.lanes, mem_bits=m.mem_bits,
                           mem_latency=m.mem_latency,
-                          result_latency=(perf.OPERAND_STAGES + m.slots + perf.DECODE_STAGES
-                                          + perf.RESULT_STAGES),
+                          result_latency=m.result_latency,
                           heads=heads)
             cost = Cost()
             most = 1 if mode == "draft" else m.tmax

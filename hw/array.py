@@ -10,10 +10,11 @@ marked ``first`` starts its slot from ``+0.0``, a step marked ``last`` sends
 the finished accumulators (one per PE) to the output instead of storing them.
 
 The PE is a stateless pipeline, so the accumulators live beside it, in a small
-memory per PE that is read when a step enters and written when its result
-leaves the PE, ``latency`` cycles later. A slot may therefore be used again
-only `interleave` steps after its previous use: the schedule (see
-``docs/array.md``) interleaves that many rows per PE.
+memory per PE that is read when the PE needs the accumulator (as the step
+enters it, or with 8 or more PE stages a cycle later: the PE's first step
+does nothing with it) and written when its result leaves the PE. A slot may
+therefore be used again only `interleave` steps after its previous use: the
+schedule (see ``docs/array.md``) interleaves that many rows per PE.
 
 The remap tables live beside the PE too: a step carries each PE's weight
 word undecoded, and ``L`` 8-entry table memories per PE (one per draft lane)
@@ -120,13 +121,21 @@ class SpeqArray(wiring.Component):
         self._config = config
         self._tag_bits = tag_bits
         pes = config.rows * config.cols
-        self._pes = [SpeqPE(config) for _ in range(pes)]
+        self._pes = [SpeqPE(config, late_acc=True) for _ in range(pes)]
         self._pe_latency = self._pes[0].latency
-        if (self.latency, self.interleave) != (config.array_latency, config.interleave):
-            raise AssertionError(f"the array's latency and interleave are {self.latency} and "
-                                 f"{self.interleave} cycles, not SpeqConfig.array_latency = "
-                                 f"{config.array_latency} and SpeqConfig.interleave = "
-                                 f"{config.interleave}")
+        self._acc_latency = self._pes[0].acc_latency
+        if (self.latency, self.interleave, self._acc_latency) != (
+                config.array_latency, config.interleave, config.acc_latency):
+            raise AssertionError(
+                f"the array's latency, interleave and accumulator latency are {self.latency}, "
+                f"{self.interleave} and {self._acc_latency} cycles, not SpeqConfig's "
+                f"array_latency = {config.array_latency}, interleave = {config.interleave} "
+                f"and acc_latency = {config.acc_latency}")
+        # A step's tag is read back the cycle before its result leaves; the
+        # next step of its slot must not write its own before (see below).
+        if self.interleave + 1 < self.latency - 1:
+            raise AssertionError(f"an interleave of {self.interleave} cycles would overwrite "
+                                 f"a tag before its result leaves, {self.latency} cycles in")
         act = data.ArrayLayout(FP16, config.draft_lanes)
         step = data.StructLayout({
             "mode": Mode,
@@ -168,10 +177,11 @@ class SpeqArray(wiring.Component):
 
     @property
     def interleave(self):
-        """Fewest steps between two uses of one slot: the accumulator read (in
-        stage D, one cycle after the step entered) must see the previous
-        write, which lands `latency` cycles after its step entered."""
-        return self.latency - 1
+        """Fewest steps between two uses of one slot: the accumulator read
+        (addressed in stage D, one cycle after the step entered, or with the
+        PE's ``acc_latency`` of 1 in stage A) must see the previous write,
+        which lands `latency` cycles after its step entered."""
+        return self.latency - 1 - self._acc_latency
 
     @property
     def depth(self):
@@ -212,8 +222,9 @@ class SpeqArray(wiring.Component):
         slot = slots[-1]
         # Its tag waits in a memory indexed by slot instead: written in stage
         # D, read the cycle before its result leaves. The next step of the slot
-        # reaches stage D `interleave` cycles later at the earliest, the cycle
-        # the result leaves, so the read still sees this step's tag.
+        # reaches stage D `interleave` cycles later at the earliest: the cycle
+        # the result leaves, or (``acc_latency`` 1) the cycle the tag is read,
+        # whose read port is not transparent, so it still sees this step's tag.
         tag = Signal(self._tag_bits)
         if self._tag_bits:
             tags = m.submodules.tags = memory.Memory(shape=self._tag_bits, depth=self.depth,
@@ -234,6 +245,15 @@ class SpeqArray(wiring.Component):
         # step.act -> 10.7 ns of routing -> the PE's unpacking -> its
         # multiplier, 46.10 MHz), and ``first`` chose every PE's 32
         # accumulator bits.
+        # The accumulators are read a cycle before the PE takes them: their
+        # address is the slot of stage D, or of the PE stage before
+        # ``acc_latency``; ``first`` (each PE's copy) is loaded alongside.
+        acc_slot, acc_first = dstep.slot, dstep.first
+        for stage in range(self._acc_latency):
+            acc_slot = slots[stage]
+            delayed = Signal(name=f"first_{stage}", reset_less=True)
+            m.d.sync += delayed.eq(acc_first)
+            acc_first = delayed
         pes = len(self._pes)
         act_shape = self.i.payload.act.shape()
         modes = replicas(self.i.payload.mode.shape(), pes, "pe_mode")
@@ -241,7 +261,7 @@ class SpeqArray(wiring.Component):
         acts = replicas(act_shape, pes, "pe_act")
         for p in range(pes):
             head = p // self._config.head_pes
-            m.d.sync += [modes[p].eq(dstep.mode), firsts[p].eq(dstep.first),
+            m.d.sync += [modes[p].eq(dstep.mode), firsts[p].eq(acc_first),
                          acts[p].eq(dstep.act if head == 0 else dstep.head_act[head - 1])]
 
         pe_valid = None
@@ -256,7 +276,7 @@ class SpeqArray(wiring.Component):
             write = acc.write_port()
             read = acc.read_port(transparent_for=(write,))
             m.d.comb += [
-                read.addr.eq(dstep.slot),
+                read.addr.eq(acc_slot),
                 pe.i.valid.eq(valid),
                 pe.i.payload.mode.eq(modes[p]),
                 pe.i.payload.acc.eq(Mux(firsts[p], 0, read.data.as_value())),

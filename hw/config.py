@@ -172,12 +172,22 @@ class SpeqConfig:
         return 2 + self.pe_stages
 
     @property
+    def acc_latency(self):
+        """Cycles from a step entering a PE of the array to the PE taking its
+        accumulator: 1 from 8 ``pe_stages`` on, where a register follows the
+        PE's first step (unpack), which does nothing with the accumulator
+        (`hw.pe.SpeqPE.acc_latency` with ``late_acc``); 0 below. The array
+        asserts it."""
+        return int(self.pe_stages >= 8)
+
+    @property
     def interleave(self):
         """Fewest steps between two uses of one accumulator slot of the array,
-        so the row slots per PE of a tile: the accumulator is read one cycle
-        after its step enters and written ``array_latency`` cycles after it.
-        The array asserts it; the cycle model uses it (``slots``)."""
-        return self.array_latency - 1
+        so the row slots per PE of a tile: the accumulator is read
+        ``1 + acc_latency`` cycles after its step enters and written
+        ``array_latency`` cycles after it. The array asserts it; the cycle
+        model uses it (``slots``)."""
+        return self.array_latency - 1 - self.acc_latency
 
     @property
     def result_latency(self):

@@ -256,17 +256,26 @@ class SpeqPE(wiring.Component):
         The step's result, `latency` cycles later. ``o.ready`` low stalls the
         whole pipeline (``i.ready`` follows it), so a result is never lost.
 
+    late_acc : bool
+        Take ``i.payload.acc`` `acc_latency` cycles after the rest of its
+        step (`hw.array.SpeqArray` does: its accumulators then come back a
+        cycle sooner). Without it the accumulator enters with its step.
+
     Raises
     ------
     TypeError, ValueError
-        If ``config`` is not a `SpeqConfig` or ``draft`` not a bool.
+        If ``config`` is not a `SpeqConfig`, or ``draft`` or ``late_acc``
+        not a bool.
     """
 
-    def __init__(self, config=SpeqConfig(), *, draft=True):
+    def __init__(self, config=SpeqConfig(), *, draft=True, late_acc=False):
         if not isinstance(config, SpeqConfig):
             raise TypeError(f"config must be a SpeqConfig, not {config!r}")
         if not isinstance(draft, bool):
             raise TypeError(f"draft must be a bool, not {draft!r}")
+        if not isinstance(late_acc, bool):
+            raise TypeError(f"late_acc must be a bool, not {late_acc!r}")
+        self._late_acc = late_acc
         self._lanes = config.draft_lanes if draft else 1
         self._config = config
         self._draft = draft
@@ -299,6 +308,16 @@ class SpeqPE(wiring.Component):
     def latency(self):
         """Cycles from an input step to its result on ``o``."""
         return len(self._registered)
+
+    @property
+    def acc_latency(self):
+        """Cycles from a step entering to its accumulator being taken from
+        ``i.payload.acc`` (cycles the pipeline advances, with ``o.ready``
+        high): 0, or with ``late_acc`` 1 where a register follows step 1.
+        Step 1 (unpack) does nothing with the accumulator, so with
+        ``late_acc`` it enters in step 2. `SpeqConfig.acc_latency` is its
+        formula."""
+        return int(self._late_acc and "unpack" in self._registered)
 
     @property
     def registered_steps(self):
@@ -355,8 +374,9 @@ class SpeqPE(wiring.Component):
         fp16_inputs = [p.act[j] for j in range(lanes)] + [p.weight]
         # With one lane the draft mode ends here, in the weight operand's
         # multiplexer: from there on the PE is the Fp16PE (mode 0).
-        v = dict(valid=self.i.valid, draft_mode=draft_mode if fused else Const(0, 1),
-                 acc_sign=acc.sign, acc_exp=acc.exp, acc_frac=acc.frac)
+        v = dict(valid=self.i.valid, draft_mode=draft_mode if fused else Const(0, 1))
+        if not self.acc_latency:
+            v.update(acc_sign=acc.sign, acc_exp=acc.exp, acc_frac=acc.frac)
         for j, bits in enumerate(fp16_inputs):
             unpacked = self._unpack16(m, bits, f"in{j}")
             if self._draft and not fused and j == lanes:
@@ -368,6 +388,10 @@ class SpeqPE(wiring.Component):
                 for name in ("exp", "half", "zero", "sign"):
                     v[f"d{j}_{name}"] = getattr(p.draft[j], name)
         s0 = pipe.after("unpack", **v)
+        # The accumulator's fields in step 2: registered with the step, or
+        # (late_acc) taken now, a cycle after the rest of it.
+        acc_sign, acc_exp, acc_frac = ((acc.sign, acc.exp, acc.frac) if self.acc_latency
+                                       else (s0.acc_sign, s0.acc_exp, s0.acc_frac))
 
         # -- 2. multiply ------------------------------------------------------
         def unpacked(j):
@@ -390,20 +414,20 @@ class SpeqPE(wiring.Component):
         early = {"multiply", "exponent"} <= self._registered
         u = dict(
             valid=s0.valid, draft_mode=s0.draft_mode,
-            acc_sign=s0.acc_sign, acc_exp=s0.acc_exp, acc_frac=s0.acc_frac,
+            acc_sign=acc_sign, acc_exp=acc_exp, acc_frac=acc_frac,
             p_sign=acts[0].sign ^ w.sign, p_sig=product, p_exp=acts[0].exp + w.exp,
             p_zero=acts[0].zero | w.zero, p_inf=acts[0].inf | w.inf,
             p_nan=acts[0].nan | w.nan | (acts[0].inf & w.zero) | (acts[0].zero & w.inf),
         )
         if early:
-            acc_sub, acc_zero, acc_inf, acc_nan = _fp32_class(s0.acc_exp, s0.acc_frac)
+            acc_sub, acc_zero, acc_inf, acc_nan = _fp32_class(acc_exp, acc_frac)
             act_tz = Signal(range(12), name="act0_tz")
             m.d.comb += act_tz.eq(trailing_zeros(m, acts[0].sig, "act0_tz"))
             weight_tz = Signal(range(12), name="weight_tz")
             m.d.comb += weight_tz.eq(trailing_zeros(m, w.sig, "weight_tz"))
             u.update(
                 acc_sub=acc_sub, acc_zero=acc_zero, acc_inf=acc_inf, acc_nan=acc_nan,
-                acc_tz=trailing_zeros(m, Cat(s0.acc_frac, ~acc_sub), "acc_tz"),
+                acc_tz=trailing_zeros(m, Cat(acc_frac, ~acc_sub), "acc_tz"),
                 p_tz=act_tz + weight_tz)
         if fused:
             for j in range(lanes):

@@ -197,6 +197,10 @@ CONFIGS = [
      ("icarus",)),
     ("2x1_s2_l2", {"rows": 2, "cols": 1, "tmax": 2, "pe_stages": 2, "draft_lanes": 2},
      ("icarus",)),
+    # Eight PE registers: the accumulators are read a cycle later, and a
+    # slot comes back after 8 steps, not 9 (SpeqConfig.acc_latency).
+    ("1x2_s8_l1", {"rows": 1, "cols": 2, "tmax": 3, "pe_stages": 8, "draft_lanes": 1},
+     ("icarus",)),
 ]
 
 

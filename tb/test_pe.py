@@ -26,6 +26,9 @@ import numpy as np
 
 import cocotb
 
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+
 import pytest
 
 from golden import arith, speq16
@@ -181,9 +184,47 @@ def _params():
     return json.loads(os.environ["PE_PARAMS"])
 
 
+class _AccWithItsStep(wiring.Component):
+    """A `SpeqPE` built with ``late_acc``, whose accumulator input is
+    delayed here by the PE's ``acc_latency`` (cycles the pipeline advances,
+    with ``o.ready`` high): the bench's steps carry their accumulators as
+    they do for every other PE, and the PE takes each one a cycle after
+    its step, as it does in the array."""
+
+    def __init__(self, pe):
+        self._pe = pe
+        super().__init__(pe.signature)
+
+    config = property(lambda self: self._pe.config)
+    has_draft = property(lambda self: self._pe.has_draft)
+    lanes = property(lambda self: self._pe.lanes)
+    latency = property(lambda self: self._pe.latency)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pe = pe = self._pe
+        acc = self.i.payload.acc
+        for stage in range(pe.acc_latency):
+            delayed = Signal.like(acc, name=f"acc_{stage}")
+            with m.If(self.o.ready):
+                m.d.sync += delayed.eq(acc)
+            acc = delayed
+        m.d.comb += [
+            pe.i.valid.eq(self.i.valid), pe.i.payload.eq(self.i.payload),
+            pe.i.payload.acc.eq(acc), self.i.ready.eq(pe.i.ready),
+            self.o.valid.eq(pe.o.valid), self.o.payload.eq(pe.o.payload),
+            pe.o.ready.eq(self.o.ready),
+        ]
+        return m
+
+
 def _build(params):
     config = SpeqConfig(**params["config"])
-    return SpeqPE(config) if params["draft"] else Fp16PE(config)
+    if params["kind"] == "fp16":
+        return Fp16PE(config)
+    if params["kind"] == "speq_late_acc":
+        return _AccWithItsStep(SpeqPE(config, late_acc=True))
+    return SpeqPE(config)
 
 
 async def _reset(dut):
@@ -256,7 +297,9 @@ async def pe_stream(dut):
 
 # --- pytest entry points ---------------------------------------------------------------------
 
-# (name, config, draft, {simulator: random steps per mode}). The default PE
+# (name, config, kind, {simulator: random steps per mode}); kind "speq",
+# "fp16" (the baseline) or "speq_late_acc" (the SpeqPE as the array builds
+# it, taking its accumulator `acc_latency` cycles after its step). The default PE
 # (one lane), the four-lane PE and the baseline run 100,000 steps per mode on
 # Verilator and 4,000 on Icarus, whose simulation of a PE costs about 0.2 ms
 # a cycle (Icarus shows that the Verilog means the same to a second
@@ -265,28 +308,33 @@ async def pe_stream(dut):
 # Two lanes, the shallowest pipelines with the narrowest and widest F, and
 # the DSP aligners run on Verilator.
 CONFIGS = [
-    ("speq_l1", {"draft_lanes": 1}, True, {"verilator": 100_000, "icarus": 4_000}),
-    ("speq_l4", {"draft_lanes": 4}, True, {"verilator": 100_000, "icarus": 4_000}),
-    ("fp16", {}, False, {"verilator": 100_000, "icarus": 4_000}),
-    ("speq_l1_s1", {"draft_lanes": 1, "pe_stages": 1}, True, {"verilator": 50_000}),
+    ("speq_l1", {"draft_lanes": 1}, "speq", {"verilator": 100_000, "icarus": 4_000}),
+    ("speq_l4", {"draft_lanes": 4}, "speq", {"verilator": 100_000, "icarus": 4_000}),
+    ("fp16", {}, "fp16", {"verilator": 100_000, "icarus": 4_000}),
+    ("speq_l1_s1", {"draft_lanes": 1, "pe_stages": 1}, "speq", {"verilator": 50_000}),
     # Eight registers: the first depth whose last one ends the unpacking.
-    ("speq_l1_s8", {"draft_lanes": 1, "pe_stages": 8}, True, {"verilator": 20_000}),
-    ("speq_l2_s1_f23", {"draft_lanes": 2, "pe_stages": 1, "draft_frac_bits": 23}, True,
+    ("speq_l1_s8", {"draft_lanes": 1, "pe_stages": 8}, "speq", {"verilator": 20_000}),
+    # The array's PEs from 8 registers on: the accumulator a cycle late.
+    ("speq_l1_s8_late", {"draft_lanes": 1, "pe_stages": 8}, "speq_late_acc",
+     {"verilator": 20_000}),
+    ("speq_l4_late", {"draft_lanes": 4}, "speq_late_acc", {"verilator": 20_000}),
+    ("speq_l2_s1_f23", {"draft_lanes": 2, "pe_stages": 1, "draft_frac_bits": 23}, "speq",
      {"verilator": 50_000}),
     # dsp_align: terms 1 to L-1 aligned by multipliers, with two coarse cases
     # (F 30) and four (F 48); the default shifters are in the cases above.
     ("speq_l4_s6_f48_dsp", {"draft_lanes": 4, "pe_stages": 6, "draft_frac_bits": 48,
-                            "dsp_align": 1}, True, {"verilator": 50_000}),
-    ("speq_l2_s4_dsp", {"draft_lanes": 2, "pe_stages": 4, "dsp_align": 1}, True,
+                            "dsp_align": 1}, "speq", {"verilator": 50_000}),
+    ("speq_l2_s4_dsp", {"draft_lanes": 2, "pe_stages": 4, "dsp_align": 1}, "speq",
      {"verilator": 50_000}),
 ]
 
 
-@pytest.mark.parametrize("name,config,draft,sim,count", [
-    pytest.param(name, config, draft, sim, count, id=f"{name}-{sim}")
-    for name, config, draft, counts in CONFIGS for sim, count in counts.items()])
-def test_pe(name, config, draft, sim, count):
-    params = {"config": config, "draft": draft}
+@pytest.mark.parametrize("name,config,kind,sim,count", [
+    pytest.param(name, config, kind, sim, count, id=f"{name}-{sim}")
+    for name, config, kind, counts in CONFIGS for sim, count in counts.items()])
+def test_pe(name, config, kind, sim, count):
+    params = {"config": config, "kind": kind}
+    draft = kind != "fp16"
     count = int(os.environ.get("PE_VECTORS", count))
     build_dir = runner.BUILD_ROOT / f"pe_{name}" / sim
     (build_dir / "summary.json").unlink(missing_ok=True)

@@ -196,7 +196,10 @@ def test_every_top_elaborates_with_a_latency(top):
             # Its passes take what golden.perf predicts; the manifest gives the
             # array figures that model needs.
             accel = block if top == "accel" else block.accel
-            assert accel.array.latency == accel.array.interleave + 1 >= 3
+            config = accel.array.config
+            assert accel.array.latency == config.array_latency >= 3
+            assert accel.array.interleave == config.interleave == \
+                config.array_latency - 1 - config.acc_latency
         else:
             assert block.latency >= 0
     # The AXI top has AXI's clock and reset names.

@@ -109,7 +109,7 @@ def test_tiles(n, pes, slots, want):
     assert perf.tiles(n, pes, slots) == want
 
 
-MACHINE = {"pes": 16, "slots": 11, "lanes": 1, "mem_bits": 32, "result_latency": 15}
+MACHINE = {"pes": 16, "slots": 10, "lanes": 1, "mem_bits": 32, "result_latency": 15}
 
 
 def test_machine_reads_the_configuration():
@@ -128,12 +128,15 @@ def test_machine_latency_is_the_arrays(stages):
     generated array's; the cycle model's slots are the interleave, its
     result latency two more than the array's (the controller's rounding
     stage and result buffer), and the array's latency is its interleave plus
-    the decoding stage."""
+    the decoding stage, plus from 8 stages on the cycle the PE takes its
+    accumulator after its step (the register after its unpacking)."""
     from hw.array import SpeqArray
     config = SpeqConfig(rows=1, cols=2, pe_stages=stages)
     array = SpeqArray(config)
     assert config.array_latency == array.latency == stages + 2
-    assert config.interleave == array.interleave == array.latency - perf.DECODE_STAGES
+    assert config.acc_latency == (stages >= 8)
+    assert config.interleave == array.interleave == \
+        array.latency - perf.DECODE_STAGES - config.acc_latency
     assert perf.machine(config)["slots"] == array.interleave
     assert perf.machine(config)["result_latency"] == (perf.OPERAND_STAGES + array.latency
                                                    + perf.RESULT_STAGES)
@@ -166,18 +169,20 @@ def test_lanes_decide_the_draft_pass_when_it_is_compute_bound():
     # One PE behind a 32-bit port: a draft pass gets 8 draft weights a cycle
     # and takes L of them per cycle, so its cycles fall with L until L = 4
     # (docs/array.md, sizing rule); verify and baseline passes do not change.
+    # Whole tiles: a part-filled last tile still takes `slots` cycles a round.
     one = {**MACHINE, "pes": 1, "mem_bits": 16}
-    cycles = {lanes: perf.pass_cost("draft", 64, 1024, 1, mem_latency=8,
+    n = 7 * one["slots"]
+    cycles = {lanes: perf.pass_cost("draft", n, 1024, 1, mem_latency=8,
                                     **{**one, "lanes": lanes}).cycles for lanes in (1, 2, 4)}
-    bounds = {lanes: perf.roofline("draft", 64, 1024, 1, pes=1, lanes=lanes, mem_bits=16)
+    bounds = {lanes: perf.roofline("draft", n, 1024, 1, pes=1, lanes=lanes, mem_bits=16)
               for lanes in (1, 2, 4)}
-    assert bounds == {1: 64 * 1024, 2: 32 * 1024, 4: 16 * 1024}
+    assert bounds == {1: n * 1024, 2: n * 512, 4: n * 256}
     assert cycles[1] > cycles[2] > cycles[4] >= bounds[4]
     # Compute-bound: within 5% of the roofline. (L = 4 balances the port and
     # the PE, and two buffer halves then hide only part of the latency.)
     for lanes in (1, 2):
         assert bounds[lanes] <= cycles[lanes] <= bounds[lanes] / 0.95
-    verify = {perf.pass_cost("verify", 64, 1024, 2, mem_latency=8, **{**one, "lanes": lanes})
+    verify = {perf.pass_cost("verify", n, 1024, 2, mem_latency=8, **{**one, "lanes": lanes})
               for lanes in (1, 2, 4)}
     assert len(verify) == 1
 

@@ -89,8 +89,7 @@ def test_head_groups_run_attention_as_multi_head_passes():
     assert hbm.head_groups == 1 and best.head_groups == 16 and best.pes % 16 == 0
     model = StepModel(shape, best)
     m = dict(pes=best.pes, slots=best.slots, lanes=best.lanes, mem_bits=best.mem_bits,
-             mem_latency=8, result_latency=perf.OPERAND_STAGES + best.slots + perf.DECODE_STAGES
-             + perf.RESULT_STAGES)
+             mem_latency=8, result_latency=best.result_latency)
     cost = lambda n, k: perf.pass_cost("kv_draft", n, k, 1, heads=16, **m).cycles
     assert model.attention(c + 1, 1, "kv_draft").cycles == \
         shape.layers * 2 * (cost(c + 1, 128) + cost(128, c + 4))
