@@ -205,10 +205,12 @@ class SpeqArray(wiring.Component):
         # decoding has a register of its own, so the PE's first stage starts
         # from registered operands.
         # Only the fields stage A and the PE use move on: the words end in
-        # stage D, the tag waits in its memory.
-        step = Signal.like(self.i.payload, reset_less=True)
+        # stage D, the tag waits in its memory, the mode, first flag and
+        # activations go to each PE's copies (below).
+        step = Signal(data.StructLayout({"last": 1, "slot": range(self.depth)}),
+                      reset_less=True)
         valid = Signal()
-        m.d.sync += [getattr(step, name).eq(getattr(dstep, name)) for name in ("last", "slot")]
+        m.d.sync += [step.last.eq(dstep.last), step.slot.eq(dstep.slot)]
         m.d.sync += valid.eq(dvalid)
 
         # The step's slot and last flag travel beside the PE pipeline.
