@@ -598,7 +598,9 @@ CONFIGS = [
     ("2x2_l4", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
                 "draft_lanes": 4, "head_groups": 2}, 3, 2, ("icarus",),
      (ATTENTION, KV_WRITE, MULTIHEAD)),
-    ("2x2_l1", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 4, "kmax": 256, "mem_bits": 32,
+    # Eight PE stages: the PEs take their accumulators a cycle after their
+    # steps (SpeqConfig.acc_latency), the interleave is 8, not 9.
+    ("2x2_l1", {"rows": 2, "cols": 2, "tmax": 8, "pe_stages": 8, "kmax": 256, "mem_bits": 32,
                 "draft_lanes": 1, "head_groups": 4}, 3, 6, ("verilator",),
      (MODEL, ATTENTION, KV_WRITE, MULTIHEAD)),
     # tmax 20: passes of more tokens than the 16 tmax once allowed (attention
