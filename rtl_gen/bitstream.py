@@ -130,9 +130,11 @@ BOARDS = {
     # where the default router1 had not finished an array of 20 after an hour.
     # Seven pipeline registers per PE: an accumulator is used again 8 steps
     # later, so the weight buffer's two halves of 8 entries fit one LUT RAM
-    # deep (with 10 registers, 22 entries took two and 556 more LUT RAMs).
-    # With 10 the board no longer routed (router2 diverged at 3c57840 and
-    # 9e28551); with 7 it routes at 83-85% of the LUT4s (docs/board.md).
+    # deep (with 10 registers, 22 entries took two and 556 more LUT RAMs;
+    # since c8ee868 10 registers make 20 entries and 8 make 16). With 10
+    # the board no longer routed (router2 diverged at 3c57840 and 9e28551),
+    # nor with 8 at c8ee868; with 7 it routes at 83-85% of the LUT4s
+    # (docs/board.md).
     "ulx3s-85f": BoardSpec(
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clock_hz=25e6, pll_hz=75e6,
