@@ -52,15 +52,17 @@ class SpeqAccel(wiring.Component):
     TypeError
         If ``config`` is not a `SpeqConfig`.
     ValueError
-        If ``mem_bits`` does not divide ``16 x rows x cols``, or ``kv_write``
-        is asked for and ``mem_bits`` is not a multiple of 32.
+        If ``mem_bits`` does not divide ``16 x rows x cols``, ``kv_write``
+        is asked for and ``mem_bits`` is not a multiple of 32, or an option
+        is not True or False (``kv_write`` may also be None).
     """
 
     def __init__(self, config=SpeqConfig(), *, kv_write=None, round_results=True,
                  registered_tests=True):
         # Before any part is built: a refused configuration leaves no
         # elaboratable behind (Amaranth's UnusedElaboratable warning).
-        self.check(config, kv_write=kv_write)
+        self.check(config, kv_write=kv_write, round_results=round_results,
+                   registered_tests=registered_tests)
         self._config = config
         self._array = SpeqArray(config, tag_bits=PassController.tag_bits(config))
         self._controller = PassController(config, self._array, kv_write=kv_write,
@@ -70,12 +72,13 @@ class SpeqAccel(wiring.Component):
         super().__init__({name: members[name] for name in PORTS})
 
     @staticmethod
-    def check(config, *, kv_write=None):
-        """Raise what `SpeqAccel` would raise for ``config`` and ``kv_write``,
+    def check(config, *, kv_write=None, round_results=True, registered_tests=True):
+        """Raise what `SpeqAccel` would raise for ``config`` and its options,
         without building anything."""
         if not isinstance(config, SpeqConfig):
             raise TypeError(f"config must be a SpeqConfig, not {config!r}")
-        PassController.check(config, kv_write=kv_write)
+        PassController.check(config, kv_write=kv_write, round_results=round_results,
+                             registered_tests=registered_tests)
 
     @property
     def config(self):

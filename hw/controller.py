@@ -267,18 +267,21 @@ class PassController(wiring.Component):
     Raises
     ------
     ValueError
-        If ``mem_bits`` does not divide ``16 x rows x cols``.
+        If ``mem_bits`` does not divide ``16 x rows x cols``, ``kv_write``
+        is asked for where the memory port does not allow it, or an option
+        is not True or False (``kv_write`` may also be None).
     """
 
     def __init__(self, config, array, *, kv_write=None, round_results=True,
                  registered_tests=True):
         from .kv_writer import supports, write_layout
-        self.check(config, kv_write=kv_write)
+        self.check(config, kv_write=kv_write, round_results=round_results,
+                   registered_tests=registered_tests)
         self._config = config
         self._array = array
-        self._kv_write = supports(config) if kv_write is None else bool(kv_write)
-        self._round_results = bool(round_results)
-        self._registered_tests = bool(registered_tests)
+        self._kv_write = supports(config) if kv_write is None else kv_write
+        self._round_results = round_results
+        self._registered_tests = registered_tests
         # Not a port: a bench's witness of the block RAMs' read-during-write
         # rule (`elaborate`); synthesis drops it where nothing reads it.
         self.rw_clash = Signal()
@@ -295,10 +298,17 @@ class PassController(wiring.Component):
         })
 
     @staticmethod
-    def check(config, *, kv_write=None):
-        """Raise what `PassController` would raise for ``config`` and
-        ``kv_write``, without building anything."""
+    def check(config, *, kv_write=None, round_results=True, registered_tests=True):
+        """Raise what `PassController` would raise for ``config`` and its
+        options, without building anything."""
         from .kv_writer import supports
+        options = {"round_results": round_results, "registered_tests": registered_tests}
+        if kv_write is not None:
+            options["kv_write"] = kv_write
+        for name, value in options.items():
+            # Not bool(value): a string such as "False" would be true.
+            if type(value) is not bool:
+                raise ValueError(f"{name} must be True or False, not {value!r}")
         pes = config.rows * config.cols
         if (16 * pes) % config.mem_bits:
             raise ValueError(

@@ -466,3 +466,20 @@ def test_axi_outputs_are_registered(tmp_path):
     kv = [*SMALL[:2], "--cols", "2", "--mem-bits", "32", *SMALL[6:]]
     assert SMALL[2:6] == ["--cols", "1", "--mem-bits", "16"]
     assert _combinational_outputs("axi", "aclk", tmp_path / "axi_kv", kv) == set()
+
+
+@pytest.mark.parametrize("option", ["kv_write", "round_results", "registered_tests"])
+@pytest.mark.parametrize("value", [0, 1, "False", 1.0])
+def test_accelerator_refuses_a_non_bool_option(option, value):
+    # bool("False") is True: an option given as a string or a number would
+    # once have built the other hardware without a word.
+    from hw.accel import SpeqAccel
+    config = SpeqConfig(rows=1, cols=2, tmax=2, kmax=16, mem_bits=32)
+    with pytest.raises(ValueError, match=rf"{option} must be True or False, not "
+                                         rf"{re.escape(repr(value))}"):
+        SpeqAccel(config, **{option: value})
+    with pytest.raises(ValueError, match=rf"{option} must be True or False"):
+        SpeqAccel.check(config, **{option: value})
+    # None is kv_write's default (where the port allows it); True and False build.
+    SpeqAccel.check(config, kv_write=None)
+    SpeqAccel.check(config, **{option: False})
