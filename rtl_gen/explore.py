@@ -635,7 +635,9 @@ def parser():
                     "point's Fmax, and print the table, the Pareto front (SPEQ tokens/s against "
                     "logic cells) and the best point's build command. Results are cached per "
                     "point.",
-        epilog="Targets: " + "; ".join(f"{n}: {t.text}" for n, t in TARGETS.items()))
+        epilog="Targets: " + "; ".join(f"{n}: {t.text}" for n, t in TARGETS.items())
+        + ". Exit status: 0 with figures for at least one point; 1 when no point gave "
+          "figures (every run failed or timed out); 2 for a bad space, target or workload.")
     p.add_argument("--target", choices=list(TARGETS), metavar="TARGET",
                    help=f"one of {', '.join(TARGETS)} (required; see below)")
     space = p.add_argument_group(
@@ -814,6 +816,18 @@ def main(argv=None):
              f"{args.target}: {shape.name}, context {args.context}, gamma {args.gamma}")
     if args.write_docs:
         _write_docs(args, argv, table, front_table, best, summary, workload)
+    # A sweep none of whose points gave figures (every run failed or timed
+    # out, or every trial of a guided search raised) has failed, whatever
+    # it printed.
+    if not any(r["hw"].get("status") in ("ok", "no_fit") for r in rows):
+        counts = {}
+        for r in rows:
+            counts[r["hw"].get("status")] = counts.get(r["hw"].get("status"), 0) + 1
+        what = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) \
+            or "no point came back (see the progress output for the trials' errors)"
+        print(f"python -m rtl_gen.explore: error: no point of the sweep gave figures: {what}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

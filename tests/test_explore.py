@@ -234,3 +234,14 @@ def test_a_point_past_its_timeout_is_killed_and_recorded(tmp_path):
     # Nothing of the point's session is left running.
     left = subprocess.run(["pgrep", "-f", spec["workdir"]], capture_output=True, text=True)
     assert left.stdout.strip() == ""
+
+
+def test_a_sweep_whose_every_point_fails_exits_1(tmp_path):
+    # Every point past its timeout: the table says so, and so does the exit
+    # status (a script running the sweep must not take it for a result).
+    r = run("--target", "generic", "--rows", "1", "--cols", "2", "--mem-bits", "32",
+            "--timeout-per-point", "1", "--max-parallel", "1", "--cache", str(tmp_path))
+    assert r.returncode == 1, r.stderr
+    assert "timed out after 1 s" in r.stdout
+    assert r.stderr.strip().splitlines()[-1] == \
+        "python -m rtl_gen.explore: error: no point of the sweep gave figures: 1 timeout"
