@@ -136,16 +136,26 @@ def format_report(config, mem_latency, rtl_note):
     return "\n".join(out) + "\n"
 
 
+def _overrides(config):
+    return {f.name: getattr(config, f.name) for f in fields(SpeqConfig)
+            if getattr(config, f.name) != getattr(SpeqConfig(), f.name)}
+
+
+def rtl_top(config, mem_latency):
+    """The accelerator bench's top (`tb.test_accel`) for ``config``."""
+    from tb import test_accel
+    return test_accel.harness(test_accel.accel_of(_overrides(config)), mem_latency)
+
+
 def check_rtl(config, mem_latency):
     """Run the N = K = 256 passes (draft, verify over Tmax, baseline) on Verilator
     through the accelerator bench, which asserts the model's cycle counts."""
-    from tb import runner, test_accel
-    overrides = {f.name: getattr(config, f.name) for f in fields(SpeqConfig)
-                 if getattr(config, f.name) != getattr(SpeqConfig(), f.name)}
+    from tb import runner
+    overrides = _overrides(config)
     print("[roofline] RTL check: N = K = 256 passes on Verilator (C++ build first, "
           "a few minutes) ...", file=sys.stderr, flush=True)
     start = time.monotonic()
-    runner.run(test_accel.harness(config, mem_latency), bench="roofline_rtl", toplevel="accel",
+    runner.run(rtl_top(config, mem_latency), bench="roofline_rtl", toplevel="accel",
                test_module="tb.test_accel", sim="verilator", testcase="accel_passes",
                extra_env={"ACCEL_CONFIG": json.dumps(overrides), "MEM_LATENCY": str(mem_latency),
                           "SHAPES": json.dumps([[256, 256, config.tmax]]),
