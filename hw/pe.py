@@ -247,6 +247,10 @@ class SpeqPE(wiring.Component):
         and ``dsp_align``.
     draft : bool
         Build the draft mode (``False`` gives the FP16-only baseline).
+    late_acc : bool
+        Take ``i.payload.acc`` `acc_latency` cycles after the rest of its
+        step (`hw.array.SpeqArray` does: its accumulators then come back a
+        cycle sooner). Without it the accumulator enters with its step.
 
     Members
     -------
@@ -255,11 +259,6 @@ class SpeqPE(wiring.Component):
     o : Out(stream.Signature(PEOut))
         The step's result, `latency` cycles later. ``o.ready`` low stalls the
         whole pipeline (``i.ready`` follows it), so a result is never lost.
-
-    late_acc : bool
-        Take ``i.payload.acc`` `acc_latency` cycles after the rest of its
-        step (`hw.array.SpeqArray` does: its accumulators then come back a
-        cycle sooner). Without it the accumulator enters with its step.
 
     Raises
     ------

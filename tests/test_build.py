@@ -483,3 +483,14 @@ def test_accelerator_refuses_a_non_bool_option(option, value):
     # None is kv_write's default (where the port allows it); True and False build.
     SpeqAccel.check(config, kv_write=None)
     SpeqAccel.check(config, **{option: False})
+
+
+@pytest.mark.parametrize("stages,late", [(7, 0), (8, 1), (10, 1)])
+def test_pe_takes_its_accumulator_late_only_when_asked_and_registered(stages, late):
+    from hw.pe import SpeqPE
+    config = SpeqConfig(pe_stages=stages)
+    assert SpeqPE(config).acc_latency == 0
+    assert SpeqPE(config, late_acc=True).acc_latency == late == config.acc_latency
+    for name in ("draft", "late_acc"):
+        with pytest.raises(TypeError, match=f"{name} must be a bool, not 1"):
+            SpeqPE(config, **{name: 1})
