@@ -88,9 +88,10 @@ PROTOCOL_VERSION = 5
 #: ``mem_latency`` for a pass on the board): the request's register, the
 #: memory's read, the data's register.
 MEM_STAGES = (0, 1)
-#: Registers the board's FP16 rounder (state ROUND) may have: none, or the
-#: middle one of `hw.fp.fp32_to_fp16` (`SpeqBoard`'s ``round_stages``).
-ROUND_STAGES = (0, 1)
+#: Registers the board's FP16 rounder (state ROUND) may have: none; the
+#: middle one of `hw.fp.fp32_to_fp16`; or that and one in front of it, after
+#: the choice of the PE's value (`SpeqBoard`'s ``round_stages``).
+ROUND_STAGES = (0, 1, 2)
 #: Frames of more bits than this (a result beat of a large array) are sent
 #: through registered multiplexers of `TX_WAYS` ways, smaller ones chosen
 #: byte by byte from the payload in one.
@@ -142,11 +143,14 @@ class SpeqBoard(wiring.Component):
     divisor : int
         Clock cycles per UART bit (`hw.uart.divisor_for`).
     round_stages : int, optional
-        Registers of the FP16 rounder, 0 or 1 (default): with 1, each
-        result takes a cycle more to round (a frozen cycle, which the board
-        counts). The ECP5 boards need the register for 75 MHz (the rounder
-        was the 2x2 ULX3S board's critical path at 67.34 MHz); the
-        iCEBreaker's 12 MHz does not, and saves its logic cells.
+        Registers of the FP16 rounder, 0, 1 (default) or 2: each takes
+        every result a cycle more to round (a frozen cycle, which the board
+        counts). 1 is the rounder's middle register: the ECP5 boards need it
+        for 75 MHz (the rounder was the 2x2 ULX3S board's critical path at
+        67.34 MHz); the iCEBreaker's 12 MHz does not, and saves its logic
+        cells. 2 adds one after the choice of the PE's value among the
+        result's P (a multiplexer of P x 32 bits, then the rounder's first
+        half was the 6x6 ULX3S board's path with 8 PE stages, 54.51 MHz).
     mem_stages : int, optional
         Registers after the weight memory's read, 0 or 1 (default): with 1,
         a weight word comes 3 advancing cycles after its request instead of 2
@@ -396,8 +400,12 @@ class SpeqBoard(wiring.Component):
         # the 2x2 ULX3S board's critical path, 67.34 MHz at 75 MHz).
         stages = self._round_stages
         rounding = Signal(range(pes + stages))   # the PE whose value is taken
-        rounded = fp32_to_fp16(m, accel.out.payload.acc.as_value().word_select(rounding, 32),
-                               "board_fl16", registered=bool(stages))
+        chosen = accel.out.payload.acc.as_value().word_select(rounding, 32)
+        if stages == 2:
+            chosen_r = Signal(32, name="board_fl16_chosen", reset_less=True)
+            m.d.sync += chosen_r.eq(chosen)
+            chosen = chosen_r
+        rounded = fp32_to_fp16(m, chosen, "board_fl16", registered=bool(stages))
         result = Signal.like(accel.out.payload)
         m.d.comb += [result.eq(accel.out.payload), result.half.eq(halves)]
         out_wide = wide_byte(Answer.OUT, result) if len(result.as_value()) > TX_MUX_BITS \

@@ -252,10 +252,10 @@ CONFIGS = [
      [[5, 16, 2], [9, 32, 2]], ("icarus",)),
     # A result beat of more than TX_MUX_BITS (6 x 48 bits): its 40 bytes
     # (with the tag) chosen through the board's registered multiplexers,
-    # 16, 16 and 8 ways, then 3.
+    # 16, 16 and 8 ways, then 3; the FP16 rounder with both its registers.
     ("2x3_l1", {"config": {"rows": 2, "cols": 3, "tmax": 2, "kmax": 32, "mem_bits": 32,
                            "pe_stages": 4, "draft_lanes": 1},
-                "weight_words": 1024, "divisor": 4},
+                "weight_words": 1024, "divisor": 4, "round_stages": 2},
      [[7, 16, 2]], ("icarus",)),
     # A memory word wider than a command (256 bits): received into and
     # written from the frame register.
