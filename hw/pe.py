@@ -411,6 +411,13 @@ class SpeqPE(wiring.Component):
         # < 7) that gains nothing and costs logic cells (106 on the
         # iCEBreaker's board), so they stay in step 3.
         early = {"multiply", "exponent"} <= self._registered
+        # An accumulator taken late (acc_latency 1) comes straight from the
+        # array's accumulator memory, whose read register Yosys puts on the
+        # address side of a LUT RAM: its class and trailing zeros here were
+        # the 2x2 accelerator's path (acc -> multiply_acc_tz, 80.48-81.67
+        # MHz at e3e7e53). They are then worked out in step 3, from the
+        # register after this step.
+        early_acc = early and not self.acc_latency
         u = dict(
             valid=s0.valid, draft_mode=s0.draft_mode,
             acc_sign=acc_sign, acc_exp=acc_exp, acc_frac=acc_frac,
@@ -419,15 +426,16 @@ class SpeqPE(wiring.Component):
             p_nan=acts[0].nan | w.nan | (acts[0].inf & w.zero) | (acts[0].zero & w.inf),
         )
         if early:
-            acc_sub, acc_zero, acc_inf, acc_nan = _fp32_class(acc_exp, acc_frac)
             act_tz = Signal(range(12), name="act0_tz")
             m.d.comb += act_tz.eq(trailing_zeros(m, acts[0].sig, "act0_tz"))
             weight_tz = Signal(range(12), name="weight_tz")
             m.d.comb += weight_tz.eq(trailing_zeros(m, w.sig, "weight_tz"))
+            u.update(p_tz=act_tz + weight_tz)
+        if early_acc:
+            acc_sub, acc_zero, acc_inf, acc_nan = _fp32_class(acc_exp, acc_frac)
             u.update(
                 acc_sub=acc_sub, acc_zero=acc_zero, acc_inf=acc_inf, acc_nan=acc_nan,
-                acc_tz=trailing_zeros(m, Cat(acc_frac, ~acc_sub), "acc_tz"),
-                p_tz=act_tz + weight_tz)
+                acc_tz=trailing_zeros(m, Cat(acc_frac, ~acc_sub), "acc_tz"))
         if fused:
             for j in range(lanes):
                 d = _Bundle({name: getattr(s0, f"d{j}_{name}") for name in ("exp", "half", "zero", "sign")})
@@ -447,12 +455,13 @@ class SpeqPE(wiring.Component):
         s1 = pipe.after("multiply", **u)
 
         # -- 3. exponent ------------------------------------------------------
-        if early:
+        if early_acc:
             acc_sub, acc_zero, acc_inf, acc_nan = s1.acc_sub, s1.acc_zero, s1.acc_inf, s1.acc_nan
-            acc_tz, p_tz = s1.acc_tz, s1.p_tz
+            acc_tz = s1.acc_tz
         else:
             acc_sub, acc_zero, acc_inf, acc_nan = _fp32_class(s1.acc_exp, s1.acc_frac)
-            acc_tz = p_tz = None             # counted in step 3 (below)
+            acc_tz = None                    # counted in step 3 (below)
+        p_tz = s1.p_tz if early else None
         operands = [_Operand(
             sign=s1.acc_sign, sig=Cat(s1.acc_frac, ~acc_sub),
             # Field top at the smallest normal exponent for a subnormal: the
