@@ -37,6 +37,7 @@ a plot, ``--json``, and the best point as the command line that builds it.
 """
 
 import argparse
+from collections import Counter
 from dataclasses import fields
 import hashlib
 import importlib.metadata
@@ -820,9 +821,7 @@ def main(argv=None):
     # out, or every trial of a guided search raised) has failed, whatever
     # it printed.
     if not any(r["hw"].get("status") in ("ok", "no_fit") for r in rows):
-        counts = {}
-        for r in rows:
-            counts[r["hw"].get("status")] = counts.get(r["hw"].get("status"), 0) + 1
+        counts = Counter(r["hw"].get("status") for r in rows)
         what = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) \
             or "no point came back (see the progress output for the trials' errors)"
         print(f"python -m rtl_gen.explore: error: no point of the sweep gave figures: {what}",
