@@ -209,18 +209,14 @@ class SpeqBoard(wiring.Component):
             raise ValueError(f"round_stages must be one of {ROUND_STAGES}, not {round_stages!r}")
         if type(mem_stages) is not int or mem_stages not in MEM_STAGES:
             raise ValueError(f"mem_stages must be one of {MEM_STAGES}, not {mem_stages!r}")
-        if type(registered_tests) is not bool:
-            raise ValueError(f"registered_tests must be True or False, not {registered_tests!r}")
-        if not isinstance(config, SpeqConfig):
-            raise TypeError(f"config must be a SpeqConfig, not {config!r}")
+        # The accelerator's own checks: the configuration, its memory port
+        # and registered_tests (True or False).
+        SpeqAccel.check(config, kv_write=False, round_results=False,
+                        registered_tests=registered_tests)
         if not isinstance(weight_words, int) or not 1 <= weight_words <= WEIGHT_WORDS_MAX:
             raise ValueError(f"weight_words must be an integer from 1 to {WEIGHT_WORDS_MAX}, "
                              f"not {weight_words!r}")
         _check_divisor(divisor)
-        pes = config.rows * config.cols
-        if (16 * pes) % config.mem_bits:
-            raise ValueError(f"mem_bits must divide 16 x rows x cols = {16 * pes} (one draft "
-                             f"word per PE), not {config.mem_bits}")
 
     @property
     def config(self):
