@@ -37,7 +37,7 @@ from .decoder import (DRAFT_EXP_BITS, GROUP, NUM_CODES, DraftNibble, DraftOperan
                       TableEntry, TableWriteSignature, weight_from_base)
 from .fp import FP16, FP32
 from .fanout import replicas
-from .pe import SpeqPE
+from .pe import SpeqPE, unpack16
 
 
 __all__ = ["SpeqArray", "ValidSignature", "block_ram_attrs", "NO_RW_CHECK"]
@@ -121,7 +121,7 @@ class SpeqArray(wiring.Component):
         self._config = config
         self._tag_bits = tag_bits
         pes = config.rows * config.cols
-        self._pes = [SpeqPE(config, late_acc=True) for _ in range(pes)]
+        self._pes = [SpeqPE(config, late_acc=True, unpacked_act=True) for _ in range(pes)]
         self._pe_latency = self._pes[0].latency
         self._acc_latency = self._pes[0].acc_latency
         if (self.latency, self.interleave, self._acc_latency) != (
@@ -256,15 +256,26 @@ class SpeqArray(wiring.Component):
             delayed = Signal(name=f"first_{stage}", reset_less=True)
             m.d.sync += delayed.eq(acc_first)
             acc_first = delayed
+        # The activations are unpacked once per head group, for all its PEs
+        # (`hw.pe.unpack16`): unpacked in each PE, from each PE's copy, they
+        # cost 67 TRELLIS_COMB per PE of the 6x6 array (docs/results.md).
         pes = len(self._pes)
-        act_shape = self.i.payload.act.shape()
+        lanes = self._config.draft_lanes
+        act_layout = self._pes[0].act_layout
+        groups = []
+        for head in range(self._config.head_groups):
+            fp16 = dstep.act if head == 0 else dstep.head_act[head - 1]
+            group = Signal(data.ArrayLayout(act_layout, lanes), name=f"act_unpacked{head}")
+            for j in range(lanes):
+                m.d.comb += group[j].eq(unpack16(m, fp16[j], act_layout, f"act{head}_{j}"))
+            groups.append(group)
         modes = replicas(self.i.payload.mode.shape(), pes, "pe_mode")
         firsts = replicas(1, pes, "pe_first")
-        acts = replicas(act_shape, pes, "pe_act")
+        acts = replicas(data.ArrayLayout(act_layout, lanes), pes, "pe_act")
         for p in range(pes):
             head = p // self._config.head_pes
             m.d.sync += [modes[p].eq(dstep.mode), firsts[p].eq(acc_first),
-                         acts[p].eq(dstep.act if head == 0 else dstep.head_act[head - 1])]
+                         acts[p].eq(groups[head])]
 
         pe_valid = None
         for p, pe in enumerate(self._pes):

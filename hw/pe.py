@@ -49,7 +49,7 @@ from .fp import FP16, FP32
 
 
 __all__ = ["SpeqPE", "Fp16PE", "pe_input_layout", "PEOut", "STEPS",
-           "VERIFY_GUARD_BITS", "FP32_QNAN"]
+           "VERIFY_GUARD_BITS", "FP32_QNAN", "unpacked16_layout", "unpack16"]
 
 
 #: Fraction bits below the largest operand's binade that make the jammed
@@ -78,7 +78,57 @@ _DRAFT_ONLY_SLOT = 2
 _EXP = signed(11)
 
 
-def pe_input_layout(draft=True, lanes=1):
+def unpacked16_layout(tz=False):
+    """An FP16 value split and normalised (`unpack16`).
+
+    Members
+    -------
+    sign : 1
+    sig : 11
+        The significand with its leading one at bit 10 (subnormals shifted
+        up to it); 0 for a zero.
+    exp : signed(6)
+        The binade of bit 10: -24 .. 15 (-25 for a zero).
+    zero, inf, nan : 1
+        The value's class.
+    tz : range(12)
+        With ``tz``: the trailing zeros of ``sig`` (any value for a zero).
+    """
+    fields = {"sign": 1, "sig": 11, "exp": signed(6), "zero": 1, "inf": 1, "nan": 1}
+    if tz:
+        fields["tz"] = range(12)
+    return data.StructLayout(fields)
+
+
+def unpack16(m, bits, layout, name):
+    """``bits`` (FP16) unpacked into a new signal of ``layout`` (one of
+    `unpacked16_layout`), by combinational logic added to ``m``."""
+    f = FP16(bits)
+    subnormal = f.exp == 0
+    lz = Signal(range(11), name=f"{name}_lz")
+    m.d.comb += lz.eq(leading_zeros(m, f.frac, f"{name}_lz"))
+    out = Signal(layout, name=name)
+    m.d.comb += [
+        out.sign.eq(f.sign),
+        out.sig.eq(Mux(subnormal, Cat(Const(0, 1), f.frac << lz), Cat(f.frac, Const(1, 1)))),
+        out.exp.eq(Mux(subnormal, -15 - lz, f.exp - 15)),
+        out.zero.eq(subnormal & (f.frac == 0)),
+        out.inf.eq((f.exp == 31) & (f.frac == 0)),
+        out.nan.eq((f.exp == 31) & (f.frac != 0)),
+    ]
+    if "tz" in layout.members:
+        # Beside the leading zeros rather than after the shift: a normal
+        # significand {1, frac} has the trailing zeros of frac (10 for 0), a
+        # subnormal one (frac << lz) << 1 those of frac, plus lz + 1.
+        frac_tz = Signal(range(11), name=f"{name}_frac_tz")
+        m.d.comb += [
+            frac_tz.eq(trailing_zeros(m, f.frac, f"{name}_frac_tz")),
+            out.tz.eq(frac_tz + Mux(subnormal, lz + 1, 0)),
+        ]
+    return out
+
+
+def pe_input_layout(draft=True, lanes=1, act=FP16):
     """Input payload of a PE: one accumulator step.
 
     Parameters
@@ -87,6 +137,9 @@ def pe_input_layout(draft=True, lanes=1):
         The SpeqPE's layout (``False``: the Fp16PE's).
     lanes : int
         ``L``, the draft lanes (ignored without ``draft``).
+    act : layout
+        An activation's: FP16, or (a PE built with ``unpacked_act``) its
+        `unpacked16_layout`.
 
     Members
     -------
@@ -94,7 +147,7 @@ def pe_input_layout(draft=True, lanes=1):
         VERIFY or DRAFT (the FP16 baseline PE has no mode).
     acc : FP32
         The accumulator to add to.
-    act : array of FP16
+    act : array of ``act``
         ``L`` activations (one in the Fp16PE); verify uses ``act[0]``, draft
         all ``L``.
     weight : FP16
@@ -103,7 +156,7 @@ def pe_input_layout(draft=True, lanes=1):
         The ``L`` draft weights (from the exponent-remap tables).
     """
     lanes = lanes if draft else 1
-    fields = {"acc": FP32, "act": data.ArrayLayout(FP16, lanes), "weight": FP16}
+    fields = {"acc": FP32, "act": data.ArrayLayout(act, lanes), "weight": FP16}
     if draft:
         fields["mode"] = Mode
         fields["draft"] = data.ArrayLayout(DraftOperand, lanes)
@@ -251,10 +304,14 @@ class SpeqPE(wiring.Component):
         Take ``i.payload.acc`` `acc_latency` cycles after the rest of its
         step (`hw.array.SpeqArray` does: its accumulators then come back a
         cycle sooner). Without it the accumulator enters with its step.
+    unpacked_act : bool
+        Take the activations unpacked (`act_layout`, made by `unpack16`)
+        instead of as FP16: `hw.array.SpeqArray` unpacks each activation
+        once for all the PEs that read it.
 
     Members
     -------
-    i : In(stream.Signature(pe_input_layout(draft, L)))
+    i : In(stream.Signature(pe_input_layout(draft, L, act_layout)))
         One step per cycle; the mode may change on any cycle.
     o : Out(stream.Signature(PEOut))
         The step's result, `latency` cycles later. ``o.ready`` low stalls the
@@ -263,18 +320,21 @@ class SpeqPE(wiring.Component):
     Raises
     ------
     TypeError, ValueError
-        If ``config`` is not a `SpeqConfig`, or ``draft`` or ``late_acc``
-        not a bool.
+        If ``config`` is not a `SpeqConfig`, or ``draft``, ``late_acc`` or
+        ``unpacked_act`` not a bool.
     """
 
-    def __init__(self, config=SpeqConfig(), *, draft=True, late_acc=False):
+    def __init__(self, config=SpeqConfig(), *, draft=True, late_acc=False, unpacked_act=False):
         if not isinstance(config, SpeqConfig):
             raise TypeError(f"config must be a SpeqConfig, not {config!r}")
         if not isinstance(draft, bool):
             raise TypeError(f"draft must be a bool, not {draft!r}")
         if not isinstance(late_acc, bool):
             raise TypeError(f"late_acc must be a bool, not {late_acc!r}")
+        if not isinstance(unpacked_act, bool):
+            raise TypeError(f"unpacked_act must be a bool, not {unpacked_act!r}")
         self._late_acc = late_acc
+        self._unpacked_act = unpacked_act
         self._lanes = config.draft_lanes if draft else 1
         self._config = config
         self._draft = draft
@@ -285,8 +345,10 @@ class SpeqPE(wiring.Component):
         # Only the fused draft sum needs the draft's F; IEEE steps need 25.
         self._G = max(self._F, VERIFY_GUARD_BITS) if self._fused else VERIFY_GUARD_BITS
         self._registered = frozenset(_REGISTER_ORDER[:config.pe_stages])
+        # Registers after steps 2 and 3 (see the trailing zeros in step 2).
+        self._early = {"multiply", "exponent"} <= self._registered
         super().__init__({
-            "i": In(stream.Signature(pe_input_layout(draft, self._lanes))),
+            "i": In(stream.Signature(pe_input_layout(draft, self._lanes, self.act_layout))),
             "o": Out(stream.Signature(PEOut)),
         })
 
@@ -319,6 +381,13 @@ class SpeqPE(wiring.Component):
         return int(self._late_acc and "unpack" in self._registered)
 
     @property
+    def act_layout(self):
+        """An activation's layout on ``i``: FP16, or with ``unpacked_act``
+        `unpacked16_layout`, with the trailing zeros where step 2 uses them
+        (registers after steps 2 and 3)."""
+        return unpacked16_layout(tz=self._early) if self._unpacked_act else FP16
+
+    @property
     def registered_steps(self):
         """The steps (of `STEPS`) followed by a pipeline register."""
         return tuple(step for step in STEPS if step in self._registered)
@@ -328,21 +397,17 @@ class SpeqPE(wiring.Component):
     @staticmethod
     def _unpack16(m, bits, name):
         """Split an FP16 value; normalise subnormals. Returns a bundle."""
-        f = FP16(bits)
-        subnormal = f.exp == 0
-        lz = Signal(range(11), name=f"{name}_lz")
-        m.d.comb += lz.eq(leading_zeros(m, f.frac, f"{name}_lz"))
-        sig = Signal(11, name=f"{name}_sig")     # bit 10 set unless zero
-        exp = Signal(_EXP, name=f"{name}_exp")   # binade of bit 10
-        m.d.comb += [
-            sig.eq(Mux(subnormal, Cat(Const(0, 1), f.frac << lz), Cat(f.frac, Const(1, 1)))),
-            exp.eq(Mux(subnormal, -15 - lz, f.exp - 15)),
-        ]
-        return _Bundle(dict(
-            sign=f.sign, sig=sig, exp=exp,
-            zero=subnormal & (f.frac == 0),
-            inf=(f.exp == 31) & (f.frac == 0),
-            nan=(f.exp == 31) & (f.frac != 0)))
+        return SpeqPE._bundle16(m, unpack16(m, bits, unpacked16_layout(), name), name)
+
+    @staticmethod
+    def _bundle16(m, unpacked, name):
+        """The fields of a value of `unpacked16_layout` as a bundle, the
+        exponent sign-extended to the datapath's width."""
+        exp = Signal(_EXP, name=f"{name}_exp")
+        m.d.comb += exp.eq(unpacked.exp)
+        fields = {field: getattr(unpacked, field)
+                  for field in unpacked.shape().members if field != "exp"}
+        return _Bundle(dict(fields, exp=exp))
 
     @staticmethod
     def _draft_in_place(weight, operand, draft_mode):
@@ -370,6 +435,7 @@ class SpeqPE(wiring.Component):
 
         # -- 1. unpack --------------------------------------------------------
         acc = FP32(p.acc)
+        # The activations come unpacked (``unpacked_act``) or as FP16.
         fp16_inputs = [p.act[j] for j in range(lanes)] + [p.weight]
         # With one lane the draft mode ends here, in the weight operand's
         # multiplexer: from there on the PE is the Fp16PE (mode 0).
@@ -377,7 +443,10 @@ class SpeqPE(wiring.Component):
         if not self.acc_latency:
             v.update(acc_sign=acc.sign, acc_exp=acc.exp, acc_frac=acc.frac)
         for j, bits in enumerate(fp16_inputs):
-            unpacked = self._unpack16(m, bits, f"in{j}")
+            if self._unpacked_act and j < lanes:
+                unpacked = self._bundle16(m, bits, f"in{j}")
+            else:
+                unpacked = self._unpack16(m, bits, f"in{j}")
             if self._draft and not fused and j == lanes:
                 unpacked = self._draft_in_place(unpacked, p.draft[0], draft_mode)
             for name, value in unpacked.__dict__.items():
@@ -410,7 +479,7 @@ class SpeqPE(wiring.Component):
         # of its factors added. Where steps 2 and 3 share a stage (pe_stages
         # < 7) that gains nothing and costs logic cells (106 on the
         # iCEBreaker's board), so they stay in step 3.
-        early = {"multiply", "exponent"} <= self._registered
+        early = self._early
         # An accumulator taken late (acc_latency 1) comes straight from the
         # array's accumulator memory, whose read register Yosys puts on the
         # address side of a LUT RAM: its class and trailing zeros here were
@@ -427,7 +496,8 @@ class SpeqPE(wiring.Component):
         )
         if early:
             act_tz = Signal(range(12), name="act0_tz")
-            m.d.comb += act_tz.eq(trailing_zeros(m, acts[0].sig, "act0_tz"))
+            m.d.comb += act_tz.eq(s0.in0_tz if self._unpacked_act
+                                  else trailing_zeros(m, acts[0].sig, "act0_tz"))
             weight_tz = Signal(range(12), name="weight_tz")
             m.d.comb += weight_tz.eq(trailing_zeros(m, w.sig, "weight_tz"))
             u.update(p_tz=act_tz + weight_tz)

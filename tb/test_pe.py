@@ -27,14 +27,14 @@ import numpy as np
 import cocotb
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 
 import pytest
 
 from golden import arith, speq16
 from hw.config import SpeqConfig
 from hw.decoder import Mode
-from hw.pe import Fp16PE, SpeqPE, pe_input_layout
+from hw.pe import Fp16PE, PEOut, SpeqPE, pe_input_layout, unpack16
 from tb import drive, harness, payload, runner
 from tb.harness import StreamHarness
 
@@ -184,16 +184,21 @@ def _params():
     return json.loads(os.environ["PE_PARAMS"])
 
 
-class _AccWithItsStep(wiring.Component):
-    """A `SpeqPE` built with ``late_acc``, whose accumulator input is
-    delayed here by the PE's ``acc_latency`` (cycles the pipeline advances,
-    with ``o.ready`` high): the bench's steps carry their accumulators as
-    they do for every other PE, and the PE takes each one a cycle after
-    its step, as it does in the array."""
+class _AsTheArrayBuildsIt(wiring.Component):
+    """A `SpeqPE` built as `hw.array.SpeqArray` builds it, behind the
+    array's part of the work: its activations are unpacked here
+    (`hw.pe.unpack16`, as the array unpacks them once for many PEs), and
+    its accumulator input (``late_acc``) is delayed by the PE's
+    ``acc_latency`` (cycles the pipeline advances, with ``o.ready`` high).
+    The bench's steps carry FP16 activations and their accumulators as
+    they do for every other PE."""
 
     def __init__(self, pe):
         self._pe = pe
-        super().__init__(pe.signature)
+        super().__init__({
+            "i": wiring.In(stream.Signature(pe_input_layout(pe.has_draft, pe.lanes))),
+            "o": wiring.Out(stream.Signature(PEOut)),
+        })
 
     config = property(lambda self: self._pe.config)
     has_draft = property(lambda self: self._pe.has_draft)
@@ -210,11 +215,16 @@ class _AccWithItsStep(wiring.Component):
                 m.d.sync += delayed.eq(acc)
             acc = delayed
         m.d.comb += [
-            pe.i.valid.eq(self.i.valid), pe.i.payload.eq(self.i.payload),
+            pe.i.valid.eq(self.i.valid), pe.i.payload.mode.eq(self.i.payload.mode),
+            pe.i.payload.weight.eq(self.i.payload.weight),
+            pe.i.payload.draft.eq(self.i.payload.draft),
             pe.i.payload.acc.eq(acc), self.i.ready.eq(pe.i.ready),
             self.o.valid.eq(pe.o.valid), self.o.payload.eq(pe.o.payload),
             pe.o.ready.eq(self.o.ready),
         ]
+        for j in range(pe.lanes):
+            m.d.comb += pe.i.payload.act[j].eq(
+                unpack16(m, self.i.payload.act[j], pe.act_layout, f"act{j}"))
         return m
 
 
@@ -222,8 +232,8 @@ def _build(params):
     config = SpeqConfig(**params["config"])
     if params["kind"] == "fp16":
         return Fp16PE(config)
-    if params["kind"] == "speq_late_acc":
-        return _AccWithItsStep(SpeqPE(config, late_acc=True))
+    if params["kind"] == "speq_in_array":
+        return _AsTheArrayBuildsIt(SpeqPE(config, late_acc=True, unpacked_act=True))
     return SpeqPE(config)
 
 
@@ -298,8 +308,9 @@ async def pe_stream(dut):
 # --- pytest entry points ---------------------------------------------------------------------
 
 # (name, config, kind, {simulator: random steps per mode}); kind "speq",
-# "fp16" (the baseline) or "speq_late_acc" (the SpeqPE as the array builds
-# it, taking its accumulator `acc_latency` cycles after its step). The default PE
+# "fp16" (the baseline) or "speq_in_array" (the SpeqPE as the array builds
+# it: taking its accumulator `acc_latency` cycles after its step and its
+# activations unpacked, with their trailing zeros from 7 registers on). The default PE
 # (one lane), the four-lane PE and the baseline run 100,000 steps per mode on
 # Verilator and 4,000 on Icarus, whose simulation of a PE costs about 0.2 ms
 # a cycle (Icarus shows that the Verilog means the same to a second
@@ -314,10 +325,13 @@ CONFIGS = [
     ("speq_l1_s1", {"draft_lanes": 1, "pe_stages": 1}, "speq", {"verilator": 50_000}),
     # Eight registers: the first depth whose last one ends the unpacking.
     ("speq_l1_s8", {"draft_lanes": 1, "pe_stages": 8}, "speq", {"verilator": 20_000}),
-    # The array's PEs from 8 registers on: the accumulator a cycle late.
-    ("speq_l1_s8_late", {"draft_lanes": 1, "pe_stages": 8}, "speq_late_acc",
+    # The array's PEs: from 8 registers on the accumulator a cycle late;
+    # below 7 the activations without their trailing zeros (the iCEBreaker's 6).
+    ("speq_l1_s8_array", {"draft_lanes": 1, "pe_stages": 8}, "speq_in_array",
      {"verilator": 20_000}),
-    ("speq_l4_late", {"draft_lanes": 4}, "speq_late_acc", {"verilator": 20_000}),
+    ("speq_l4_array", {"draft_lanes": 4}, "speq_in_array", {"verilator": 20_000}),
+    ("speq_l2_s6_array", {"draft_lanes": 2, "pe_stages": 6, "draft_frac_bits": 23},
+     "speq_in_array", {"verilator": 20_000}),
     ("speq_l2_s1_f23", {"draft_lanes": 2, "pe_stages": 1, "draft_frac_bits": 23}, "speq",
      {"verilator": 50_000}),
     # dsp_align: terms 1 to L-1 aligned by multipliers, with two coarse cases

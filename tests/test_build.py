@@ -491,6 +491,22 @@ def test_pe_takes_its_accumulator_late_only_when_asked_and_registered(stages, la
     config = SpeqConfig(pe_stages=stages)
     assert SpeqPE(config).acc_latency == 0
     assert SpeqPE(config, late_acc=True).acc_latency == late == config.acc_latency
-    for name in ("draft", "late_acc"):
+    for name in ("draft", "late_acc", "unpacked_act"):
         with pytest.raises(TypeError, match=f"{name} must be a bool, not 1"):
             SpeqPE(config, **{name: 1})
+
+
+@pytest.mark.parametrize("stages,tz", [(6, False), (7, True), (10, True)])
+def test_array_pes_take_activations_unpacked_with_trailing_zeros_where_used(stages, tz):
+    """The array unpacks each activation once for its PEs; the trailing
+    zeros come along only where step 2 reads them (registers after steps 2
+    and 3), so a shallow PE (the iCEBreaker's) gets no unused copy of them."""
+    from hw.array import SpeqArray
+    from hw.pe import SpeqPE, unpacked16_layout
+    from hw.fp import FP16
+    config = SpeqConfig(rows=1, cols=2, pe_stages=stages)
+    assert SpeqPE(config).act_layout is FP16
+    assert SpeqPE(config, unpacked_act=True).act_layout == unpacked16_layout(tz=tz)
+    assert ("tz" in SpeqPE(config, unpacked_act=True).act_layout.members) == tz
+    array = SpeqArray(config)
+    assert all(pe.act_layout == unpacked16_layout(tz=tz) for pe in array._pes)
