@@ -179,7 +179,7 @@ RESULT_STAGES = 2
 
 #: Cycles the KV write path takes to set up a position (where its entries
 #: are: one multiply or division a cycle, `hw.kv_writer`).
-KV_WRITE_SETUP = 5
+KV_WRITE_SETUP = 6
 
 
 def kv_write_cycles(vt, d, t):

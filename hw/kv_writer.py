@@ -50,7 +50,7 @@ ADDR_BITS = 32
 
 #: Cycles of a position's set-up: where its entries are, one multiply or
 #: division a cycle (`golden.perf.KV_WRITE_SETUP` counts the same).
-SETUP_CYCLES = 5
+SETUP_CYCLES = 6
 
 
 def write_layout(mem_bits):
@@ -185,6 +185,11 @@ class KvWriter(wiring.Component):
         # accelerator's critical path at one placement seed).
         stride = Signal(range(config.kmax // 4 * slots + 1))
         vt_used = Signal(range(slots + 1))       # slots of a values image's tile
+        # The tile's first row: registered before the subtractions that use
+        # it (tile -> its multiply, a DSP block -> the subtraction into
+        # rows_in_tile was the 2x2 accelerator's path at several placement
+        # seeds: 89.87 MHz at seed 2 of 94b265d).
+        tile_start = Signal(16)
         inside = Signal(range(pes * slots))
         rows_in_tile = Signal(signed(18))
         tile_base = Signal(32)
@@ -210,21 +215,24 @@ class KvWriter(wiring.Component):
                 ]
             with m.Elif(setup == 1):
                 m.d.sync += [
-                    inside.eq((position - by_rows(lambda per: tile * (per * slots)))
-                              [:len(inside)]),
-                    rows_in_tile.eq(n - by_rows(lambda per: tile * (per * slots))),
+                    tile_start.eq(by_rows(lambda per: tile * (per * slots))),
                     tile_base.eq(tile * stride),
                     col_entry.eq((position >> 2) * vt_used),
                 ]
             with m.Elif(setup == 2):
                 m.d.sync += [
+                    inside.eq((position - tile_start)[:len(inside)]),
+                    rows_in_tile.eq(n - tile_start),
+                    *(col_addr[q].eq(base[q] + col_entry * entry_words) for q in range(2)),
+                ]
+            with m.Elif(setup == 3):
+                m.d.sync += [
                     slot.eq(by_rows(lambda per: floor_div_const(inside, per))),
                     tile_used.eq(Mux(rows_in_tile >= tile_rows, slots, by_rows(
                         lambda per: floor_div_const(
                             (rows_in_tile + per - 1)[:bits_for(per * slots + per)], per)))),
-                    *(col_addr[q].eq(base[q] + col_entry * entry_words) for q in range(2)),
                 ]
-            with m.Elif(setup == 3):
+            with m.Elif(setup == 4):
                 m.d.sync += [
                     key_pe.eq((inside - by_rows(lambda per: slot * per) + head_field)
                               [:len(key_pe)]),
