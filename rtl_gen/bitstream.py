@@ -128,18 +128,20 @@ BOARDS = {
     # port (B = 96) would need 48 PEs, which do not fit (docs/board.md).
     # The same 1 Mbit of weights. nextpnr's router2 routes it in minutes
     # where the default router1 had not finished an array of 20 after an hour.
-    # Seven pipeline registers per PE: an accumulator is used again 8 steps
-    # later, so the weight buffer's two halves of 8 entries fit one LUT RAM
-    # deep (with 10 registers, 22 entries took two and 556 more LUT RAMs;
-    # since c8ee868 10 registers make 20 entries and 8 make 16). With 10
-    # the board no longer routed (router2 diverged at 3c57840 and 9e28551),
-    # nor with 8 at c8ee868; with 7 it routes at 83-85% of the LUT4s
+    # Eight pipeline registers per PE: the PE takes its accumulator a cycle
+    # after its step (c8ee868), so an accumulator is used again 8 steps
+    # later, and the weight buffer's two halves of 8 entries fit one LUT RAM
+    # deep (10 registers make 20 entries, two LUT RAMs deep). Since the array
+    # unpacks each activation once (94b265d) the board is 67,030
+    # TRELLIS_COMB (80%) with 8 and routes with nextpnr's default seed at
+    # 56.05 MHz; with 7 it is 71,272 (85%) and router2 diverged. Before
+    # 94b265d, 7 routed at 73,918 (53.79 MHz) and 8 depended on the seed
     # (docs/board.md).
     "ulx3s-85f": BoardSpec(
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clock_hz=25e6, pll_hz=75e6,
         config={"rows": 6, "cols": 6, "tmax": 8, "kmax": 256, "mem_bits": 64, "draft_lanes": 1,
-                "pe_stages": 7},
+                "pe_stages": 8},
         weight_words=16384, nextpnr_opts="--router router2",
         # The ULX3S platform asks for openFPGALoader even when it only builds.
         env={"OPENFPGALOADER": "true"}),

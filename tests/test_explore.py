@@ -96,10 +96,10 @@ def test_build_command_names_what_differs_from_the_default():
     assert explore.build_command(SpeqConfig(rows=2), "generic").endswith(
         "-m rtl_gen.build --top accel --rows 2")
     assert explore.build_command(SpeqConfig(rows=6, cols=6, tmax=8, kmax=256, mem_bits=64,
-                                            draft_lanes=1, pe_stages=7), "ulx3s-85f") == \
+                                            draft_lanes=1, pe_stages=8), "ulx3s-85f") == \
         "make bitstream BOARD=ulx3s-85f"
     assert explore.build_command(SpeqConfig(rows=2, cols=2, tmax=8, kmax=256, mem_bits=64,
-                                            draft_lanes=1, pe_stages=7), "ulx3s-85f") == \
+                                            draft_lanes=1, pe_stages=8), "ulx3s-85f") == \
         "make bitstream BOARD=ulx3s-85f BITSTREAM_ARGS='--rows 2 --cols 2'"
     assert explore.build_command(SpeqConfig(rows=6, cols=6, tmax=8, kmax=256, mem_bits=64,
                                             draft_lanes=1), "ulx3s-85f") == \
