@@ -574,6 +574,9 @@ class SpeqPE(wiring.Component):
             operands.append(verify_slot)
         operands = [op.as_signals(m, f"operand{n}") for n, op in enumerate(operands)]
 
+        # Trailing zeros an operand does not bring are counted in step 4 where
+        # a register follows it (only then is step 4 a stage of its own).
+        late_tz = "shift" in self._registered
         # E: the largest binade of the non-zero operands (-126 if none). All
         # pairs are compared at once and the winner selected, instead of a
         # chain of compare-and-select: this step sits on the critical path.
@@ -608,10 +611,15 @@ class SpeqPE(wiring.Component):
                 x[f"op{n}_sig"] = Mux(op.sign, -op.sig, op.sig)
             else:
                 # Trailing zeros of the placed field, for the sticky bit: ready
-                # long before the shift amount is.
-                tz = trailing_zeros(m, op.sig, f"op{n}_tz") if op.tz is None else op.tz
-                x[f"op{n}_tz"] = tz + (G + 2 - len(op.sig))
+                # long before the shift amount is. Those not counted a step
+                # earlier are counted here, or with a register after step 4
+                # in step 4 beside its adder (`late_tz`): in this step they
+                # were the 2x2 AXI top's path at 10 stages with the late
+                # accumulator (op0_tz_in -> exponent_op0_tz, 97.17 MHz).
                 x[f"op{n}_sig"] = op.sig
+                if op.tz is not None or not late_tz:
+                    tz = trailing_zeros(m, op.sig, f"op{n}_tz") if op.tz is None else op.tz
+                    x[f"op{n}_tz"] = tz + (G + 2 - len(op.sig))
             x[f"op{n}_inf"] = op.inf
             x[f"op{n}_nan"] = op.nan
         x["both_zero_neg"] = operands[0].zero & operands[1].zero & \
@@ -621,6 +629,9 @@ class SpeqPE(wiring.Component):
         # -- 4. shift ---------------------------------------------------------
         y = {name: value for name, value in s2e.__dict__.items() if not name.endswith("_pre")}
         for n in range(len(operands)):
+            if n < _DRAFT_ONLY_SLOT and f"op{n}_tz" not in y:         # late_tz
+                sig = getattr(s2e, f"op{n}_sig")
+                y[f"op{n}_tz"] = trailing_zeros(m, sig, f"op{n}_tz") + (G + 2 - len(sig))
             shift = Signal(_EXP, name=f"shift{n}")
             limited = Signal(range(G + 3), name=f"shift{n}_limited")
             m.d.comb += [shift.eq(s2e.e + getattr(s2e, f"op{n}_pre")),
