@@ -436,13 +436,13 @@ class SpeqPE(wiring.Component):
         # -- 1. unpack --------------------------------------------------------
         acc = FP32(p.acc)
         # The activations come unpacked (``unpacked_act``) or as FP16.
-        fp16_inputs = [p.act[j] for j in range(lanes)] + [p.weight]
+        inputs = [p.act[j] for j in range(lanes)] + [p.weight]
         # With one lane the draft mode ends here, in the weight operand's
         # multiplexer: from there on the PE is the Fp16PE (mode 0).
         v = dict(valid=self.i.valid, draft_mode=draft_mode if fused else Const(0, 1))
         if not self.acc_latency:
             v.update(acc_sign=acc.sign, acc_exp=acc.exp, acc_frac=acc.frac)
-        for j, bits in enumerate(fp16_inputs):
+        for j, bits in enumerate(inputs):
             if self._unpacked_act and j < lanes:
                 unpacked = self._bundle16(m, bits, f"in{j}")
             else:
@@ -576,7 +576,8 @@ class SpeqPE(wiring.Component):
 
         # Trailing zeros an operand does not bring are counted in step 4 where
         # a register follows it (only then is step 4 a stage of its own).
-        late_tz = "shift" in self._registered
+        tz_in_step4 = {n for n, op in enumerate(operands[:_DRAFT_ONLY_SLOT])
+                       if op.tz is None and "shift" in self._registered}
         # E: the largest binade of the non-zero operands (-126 if none). All
         # pairs are compared at once and the winner selected, instead of a
         # chain of compare-and-select: this step sits on the critical path.
@@ -613,11 +614,11 @@ class SpeqPE(wiring.Component):
                 # Trailing zeros of the placed field, for the sticky bit: ready
                 # long before the shift amount is. Those not counted a step
                 # earlier are counted here, or with a register after step 4
-                # in step 4 beside its adder (`late_tz`): in this step they
+                # in step 4 beside its adder (``tz_in_step4``): in this step they
                 # were the 2x2 AXI top's path at 10 stages with the late
                 # accumulator (op0_tz_in -> exponent_op0_tz, 97.17 MHz).
                 x[f"op{n}_sig"] = op.sig
-                if op.tz is not None or not late_tz:
+                if n not in tz_in_step4:
                     tz = trailing_zeros(m, op.sig, f"op{n}_tz") if op.tz is None else op.tz
                     x[f"op{n}_tz"] = tz + (G + 2 - len(op.sig))
             x[f"op{n}_inf"] = op.inf
@@ -629,7 +630,7 @@ class SpeqPE(wiring.Component):
         # -- 4. shift ---------------------------------------------------------
         y = {name: value for name, value in s2e.__dict__.items() if not name.endswith("_pre")}
         for n in range(len(operands)):
-            if n < _DRAFT_ONLY_SLOT and f"op{n}_tz" not in y:         # late_tz
+            if n in tz_in_step4:
                 sig = getattr(s2e, f"op{n}_sig")
                 y[f"op{n}_tz"] = trailing_zeros(m, sig, f"op{n}_tz") + (G + 2 - len(sig))
             shift = Signal(_EXP, name=f"shift{n}")
