@@ -36,7 +36,7 @@ from .config import SpeqConfig
 from .decoder import (DRAFT_EXP_BITS, GROUP, NUM_CODES, DraftNibble, DraftOperand, Mode,
                       TableEntry, TableWriteSignature, weight_from_base)
 from .fp import FP16, FP32
-from .fanout import replicas
+from .fanout import REPLICA, replicas
 from .pe import SpeqPE, unpack16
 
 
@@ -188,6 +188,19 @@ class SpeqArray(wiring.Component):
         """Accumulators per PE: `interleave` rows times ``tmax`` tokens."""
         return self.interleave * self._config.tmax
 
+    def act_group(self, p):
+        """The copy of the step's activations that PE ``p`` takes, unpacked:
+        ``(head group, row)``, a copy per row of ``cols`` PEs within each
+        head group (`SpeqConfig.head_groups`)."""
+        config = self._config
+        return p // config.head_pes, p // config.cols
+
+    @property
+    def act_groups(self):
+        """Copies of the step's activations that stage D keeps and unpacks
+        (`act_group`): one per row of PEs, and per head group in a row."""
+        return len({self.act_group(p) for p in range(self.pes)})
+
     def elaborate(self, platform):
         m = Module()
 
@@ -256,26 +269,40 @@ class SpeqArray(wiring.Component):
             delayed = Signal(name=f"first_{stage}", reset_less=True)
             m.d.sync += delayed.eq(acc_first)
             acc_first = delayed
-        # The activations are unpacked once per head group, for all its PEs
-        # (`hw.pe.unpack16`): unpacked in each PE, from each PE's copy, they
-        # cost 67 TRELLIS_COMB per PE of the 6x6 array (docs/results.md).
+        # The activations are unpacked once per row of PEs (`act_groups`;
+        # `hw.pe.unpack16`), each row from a copy of stage D's activations
+        # of its head group (`hw.fanout`), and each PE takes a registered
+        # copy of its row's unpacked form. Unpacked in each PE, from each
+        # PE's copy, they cost 67 TRELLIS_COMB per PE of the 6x6 array
+        # (docs/results.md); unpacked once for all, the unpacked form was
+        # one net to every PE (with round_stages 2 the 6x6 ULX3S board's
+        # critical path at b9d9d27: dstep -> its unpacking -> pe14's copy,
+        # 1.94 ns of logic and 14.5 of routing, 59.07 MHz).
         pes = len(self._pes)
         lanes = self._config.draft_lanes
         act_layout = self._pes[0].act_layout
-        groups = []
-        for head in range(self._config.head_groups):
-            fp16 = dstep.act if head == 0 else dstep.head_act[head - 1]
-            group = Signal(data.ArrayLayout(act_layout, lanes), name=f"act_unpacked{head}")
-            for j in range(lanes):
-                m.d.comb += group[j].eq(unpack16(m, fp16[j], act_layout, f"act{head}_{j}"))
-            groups.append(group)
+        fp16_layout = self.i.payload.act.shape()
+        groups = {}
+        for p in range(pes):
+            key = self.act_group(p)
+            if key not in groups:
+                head, row = key
+                fp16 = Signal(fp16_layout, name=f"act_h{head}_r{row}", reset_less=True,
+                              attrs=REPLICA)
+                m.d.sync += fp16.eq(self.i.payload.act if head == 0
+                                    else self.i.payload.head_act[head - 1])
+                group = Signal(data.ArrayLayout(act_layout, lanes),
+                               name=f"act_unpacked_h{head}_r{row}")
+                for j in range(lanes):
+                    m.d.comb += group[j].eq(
+                        unpack16(m, fp16[j], act_layout, f"act_h{head}_r{row}_{j}"))
+                groups[key] = group
         modes = replicas(self.i.payload.mode.shape(), pes, "pe_mode")
         firsts = replicas(1, pes, "pe_first")
         acts = replicas(data.ArrayLayout(act_layout, lanes), pes, "pe_act")
         for p in range(pes):
-            head = p // self._config.head_pes
             m.d.sync += [modes[p].eq(dstep.mode), firsts[p].eq(acc_first),
-                         acts[p].eq(groups[head])]
+                         acts[p].eq(groups[self.act_group(p)])]
 
         pe_valid = None
         for p, pe in enumerate(self._pes):

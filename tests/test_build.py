@@ -496,6 +496,30 @@ def test_pe_takes_its_accumulator_late_only_when_asked_and_registered(stages, la
             SpeqPE(config, **{name: 1})
 
 
+@pytest.mark.parametrize("rows,cols,heads,groups", [
+    (1, 1, 1, [(0, 0)]),
+    (2, 2, 1, [(0, 0), (0, 0), (0, 1), (0, 1)]),
+    # Head groups of 2 PEs across rows of 3: a row is split where a head starts.
+    (2, 3, 3, [(0, 0), (0, 0), (1, 0), (1, 1), (2, 1), (2, 1)]),
+])
+def test_array_unpacks_the_activations_once_per_row_of_pes(rows, cols, heads, groups):
+    """Stage D keeps a copy of the step's activations per row of PEs (and
+    head group), each unpacked for its PEs only: no register drives every
+    PE's copy. The copies are registers marked as replicas, which the
+    project's Yosys flows keep apart."""
+    import re
+    from amaranth.back import rtlil
+    from hw.array import SpeqArray
+    array = SpeqArray(SpeqConfig(rows=rows, cols=cols, head_groups=heads, pe_stages=6,
+                                 kmax=64, tmax=2))
+    assert [array.act_group(p) for p in range(array.pes)] == groups
+    assert array.act_groups == len(set(groups))
+    text = rtlil.convert(array, emit_src=False)
+    copies = re.findall(r'attribute \\speq_replica 1\n\s*wire width 16 \\act_h(\d+)_r(\d+)\n',
+                        text)
+    assert sorted((int(h), int(r)) for h, r in copies) == sorted(set(groups))
+
+
 @pytest.mark.parametrize("stages,tz", [(6, False), (7, True), (10, True)])
 def test_array_pes_take_activations_unpacked_with_trailing_zeros_where_used(stages, tz):
     """The array unpacks each activation once for its PEs; the trailing
