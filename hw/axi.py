@@ -648,11 +648,17 @@ class SpeqAxi(wiring.Component):
         # the read master are cleared, and DONE reports ABORTED. The table
         # entries the accelerator had are sent again at the next START (its
         # record of them was reset with it; the memories were not).
+        # Read bursts in flight: ``outstanding`` counts them a cycle late
+        # (``burst_issued``: a burst went out last cycle), so that the count's
+        # adder starts from flip-flops; counted in the cycle of the issue, it
+        # was the 2x2 AXI top's path at bbf753d, seed 1 (m_axi_arvalid ->
+        # the choice of a burst -> the adder -> outstanding).
         outstanding = Signal(range(axi.max_outstanding + 1))
+        burst_issued = Signal()
         with m.If(abort_write & (state_sync | state_issue | state_run)):
             m.d.sync += [aborting.eq(1), state_sync.eq(0), state_issue.eq(0),
                          state_run.eq(0)]
-        m.d.comb += clear.eq(aborting & (outstanding == 0) & (writes == 0))
+        m.d.comb += clear.eq(aborting & (outstanding == 0) & ~burst_issued & (writes == 0))
         with m.If(clear):
             m.d.sync += [
                 aborting.eq(0), done.eq(1), st_error.eq(Error.ABORTED), st_cycles.eq(0),
@@ -776,7 +782,10 @@ class SpeqAxi(wiring.Component):
 
         # A refused pass answers the cycle after it would have started: no
         # read goes out while its status is there.
-        go = armed & ~status.valid & (outstanding != axi.max_outstanding)
+        # (In flight: outstanding + burst_issued, at most max_outstanding.)
+        at_max = (outstanding == axi.max_outstanding) | \
+            (burst_issued & (outstanding == axi.max_outstanding - 1))
+        go = armed & ~status.valid & ~at_max
         can = [any_left[p] & (free[p] >= length[p]) for p in range(2)]
         slot_free = ~self.m_axi_arvalid | self.m_axi_arready
         pick1 = can[1] & (prefer1 | ~can[0])
@@ -815,7 +824,8 @@ class SpeqAxi(wiring.Component):
         # taken and dropped; while aborting, this epoch's are dropped too.
         current = self.m_axi_rvalid & (self.m_axi_rid[1:] == epoch)
         burst_end = current & self.m_axi_rlast
-        m.d.sync += outstanding.eq(outstanding + (issue[0] | issue[1]) - burst_end)
+        m.d.sync += [burst_issued.eq(issue[0] | issue[1]),
+                     outstanding.eq(outstanding + burst_issued - burst_end)]
         with m.If(current & (self.m_axi_rresp != 0)):
             m.d.sync += bus_error.eq(1)
         for p in range(2):

@@ -616,6 +616,8 @@ class PassController(wiring.Component):
         credit = Signal(range(3))      # free halves the fetcher may start on
         full = Signal(range(3))        # landed halves the issuer has not finished
         credit_back, landed = Signal(), Signal()   # pulses: a group consumed / landed
+        can_issue = Signal()           # the issuer issues on an advancing cycle
+        back_adv = Signal()            # credit_back on an advancing cycle
         with m.If(~running):
             m.d.sync += full.eq(0)
         with m.Elif(en):
@@ -698,31 +700,30 @@ class PassController(wiring.Component):
             mem.req.eq(want),
             mem.addr.eq(Mux(from_residual, addr1, addr0)),
         ]
-        # The values the fetcher's registers take.
-        credit_next = Signal.like(credit)
-        in_group_next, req_done_next = Signal(), Signal()
-        m.d.comb += [credit_next.eq(credit), in_group_next.eq(in_group),
-                     req_done_next.eq(req_done)]
+        # The fetcher's registers change on advancing cycles only, so they
+        # take ``en`` as their clock enable, loaded with the values they take
+        # when the cycle advances (``req`` is then ``want``; ``back_adv``
+        # is ``credit_back``). Chosen with ``en`` inside (``req``,
+        # ``credit_back``), ``en`` ran through the choice of the credit into
+        # the test of ``want``: the 2x2 AXI top's path at bbf753d, seed 2
+        # (out.valid -> en -> ... -> want).
+        credit_adv = Signal.like(credit)
+        m.d.comb += credit_adv.eq(Mux(want, credit - ~in_group + back_adv, credit + back_adv))
+        in_group_adv = Mux(want, ~f_group_end, in_group)
+        done_adv = req_done | (want & f_pass_end)
         with m.If(~running):
-            m.d.comb += [credit_next.eq(2), in_group_next.eq(0), req_done_next.eq(0)]
-            m.d.sync += [addr0.eq(c.addr0), addr1.eq(c.addr1), want.eq(start)]
-        with m.Else():
-            with m.If(req):
-                m.d.comb += [
-                    in_group_next.eq(~f_group_end),
-                    credit_next.eq(credit - ~in_group + credit_back),
-                    req_done_next.eq(req_done | f_pass_end),
-                ]
-                m.d.sync += bits.eq(bits + config.mem_bits)
-                with m.If(from_residual):
-                    m.d.sync += addr1.eq(addr1 + 1)
-                with m.Else():
-                    m.d.sync += addr0.eq(addr0 + 1)
-            with m.Elif(en):
-                m.d.comb += credit_next.eq(credit + credit_back)
-            m.d.sync += want.eq(~req_done_next & (in_group_next | (credit_next != 0)))
-        m.d.sync += [credit.eq(credit_next), in_group.eq(in_group_next),
-                     req_done.eq(req_done_next)]
+            m.d.sync += [credit.eq(2), in_group.eq(0), req_done.eq(0),
+                         addr0.eq(c.addr0), addr1.eq(c.addr1), want.eq(start)]
+        with m.Elif(en):
+            m.d.sync += [credit.eq(credit_adv), in_group.eq(in_group_adv),
+                         req_done.eq(done_adv),
+                         want.eq(~done_adv & (in_group_adv | (credit_adv != 0)))]
+        with m.If(running & req):
+            m.d.sync += bits.eq(bits + config.mem_bits)
+            with m.If(from_residual):
+                m.d.sync += addr1.eq(addr1 + 1)
+            with m.Else():
+                m.d.sync += addr0.eq(addr0 + 1)
 
         # -- lander -----------------------------------------------------------------
         land = Signal()
@@ -764,7 +765,8 @@ class PassController(wiring.Component):
         half = Signal()
         issue_done = Signal()
         issuing = Signal()
-        m.d.comb += issuing.eq(running & ~issue_done & acts_loaded & (full != 0) & en)
+        m.d.comb += [can_issue.eq(running & ~issue_done & acts_loaded & (full != 0)),
+                     issuing.eq(can_issue & en)]
         # Registered beside the counters they compare, from the values the
         # counters take (comparisons of registers with constants; `test`):
         # the issuer's clock enables were the 2x2 accelerator's critical
@@ -839,7 +841,7 @@ class PassController(wiring.Component):
                              rows_le.eq(tile_left <= tile_rows + slot_rows))
                         with m.If(tile_last):
                             m.d.sync += issue_done.eq(1)
-        m.d.comb += credit_back.eq(issuing & group_end)
+        m.d.comb += [credit_back.eq(issuing & group_end), back_adv.eq(can_issue & group_end)]
 
         # Reads of the step, for the next cycle. From here on the step moves
         # every cycle, without ``en``: a frozen cycle issues no step, so ``s``
