@@ -91,7 +91,10 @@ MEM_STAGES = (0, 1)
 #: Registers the board's FP16 rounder (state ROUND) may have: none; the
 #: middle one of `hw.fp.fp32_to_fp16`; or that and one in front of it, after
 #: the choice of the PE's value (`SpeqBoard`'s ``round_stages``).
-ROUND_STAGES = (0, 1, 2)
+ROUND_STAGES = (0, 1, 2, 3)
+#: With ``round_stages`` 3 the PE's value is chosen in two registered steps:
+#: one of each group of `ROUND_WAYS` PEs, then one of the groups.
+ROUND_WAYS = 8
 #: Frames of more bits than this (a result beat of a large array) are sent
 #: through registered multiplexers of `TX_WAYS` ways, smaller ones chosen
 #: byte by byte from the payload in one.
@@ -150,7 +153,9 @@ class SpeqBoard(wiring.Component):
         67.34 MHz); the iCEBreaker's 12 MHz does not, and saves its logic
         cells. 2 adds one after the choice of the PE's value among the
         result's P (a multiplexer of P x 32 bits, then the rounder's first
-        half was the 6x6 ULX3S board's path with 8 PE stages, 54.51 MHz).
+        half was the 6x6 ULX3S board's path with 8 PE stages, 54.51 MHz);
+        3 makes that choice in two registered steps, one of each group of
+        `ROUND_WAYS` PEs, then one of the groups.
     mem_stages : int, optional
         Registers after the weight memory's read, 0 or 1 (default): with 1,
         a weight word comes 3 advancing cycles after its request instead of 2
@@ -396,8 +401,34 @@ class SpeqBoard(wiring.Component):
         # the 2x2 ULX3S board's critical path, 67.34 MHz at 75 MHz).
         stages = self._round_stages
         rounding = Signal(range(pes + stages))   # the PE whose value is taken
-        chosen = accel.out.payload.acc.as_value().word_select(rounding, 32)
-        if stages == 2:
+        rounding_next = Signal.like(rounding)    # (set in state ROUND)
+        m.d.comb += rounding_next.eq(rounding)
+        m.d.sync += rounding.eq(rounding_next)
+        accs = accel.out.payload.acc
+        if stages < 3:
+            chosen = accs.as_value().word_select(rounding, 32)
+        else:
+            # One of each group of ROUND_WAYS PEs, registered, with a copy of
+            # the select per group (hw.fanout) loaded with the value
+            # ``rounding`` takes; then one of the groups, chosen by
+            # ``rounding``'s high bits a cycle later. (One multiplexer of P x
+            # 32 bits, then the rounder's first half, was the 6x6 ULX3S
+            # board's critical path at b9d9d27, 56.05 MHz; with one register
+            # after it, stages 2, the board's synthesis took 3,154 LUT4 more.)
+            low = ceil_log2(ROUND_WAYS)
+            groups = -(-pes // ROUND_WAYS)
+            selects = replicas(low, groups, "board_round_select")
+            picked = []
+            for g, select in enumerate(selects):
+                m.d.sync += select.eq(rounding_next[:low])
+                group = [accs[p] for p in range(ROUND_WAYS * g, min(pes, ROUND_WAYS * (g + 1)))]
+                pick = Signal(32, name=f"board_round_pick{g}", reset_less=True)
+                m.d.sync += pick.eq(Array(group)[select] if len(group) > 1 else group[0])
+                picked.append(pick)
+            high = Signal(range(groups), name="board_round_group")
+            m.d.sync += high.eq(rounding[low:])
+            chosen = Array(picked)[high] if groups > 1 else picked[0]
+        if stages >= 2:
             chosen_r = Signal(32, name="board_fl16_chosen", reset_less=True)
             m.d.sync += chosen_r.eq(chosen)
             chosen = chosen_r
@@ -565,10 +596,10 @@ class SpeqBoard(wiring.Component):
             # accelerator took about 177 TRELLIS_COMB per PE on the 6x6
             # ULX3S board.
             with m.State("ROUND"):
-                m.d.sync += [halves.eq(Cat(halves.as_value()[16:], Mux(command.fp16, rounded, 0))),
-                             rounding.eq(rounding + 1)]
+                m.d.sync += halves.eq(Cat(halves.as_value()[16:], Mux(command.fp16, rounded, 0)))
+                m.d.comb += rounding_next.eq(rounding + 1)
                 with m.If(rounding == pes + stages - 1):
-                    m.d.sync += rounding.eq(0)
+                    m.d.comb += rounding_next.eq(0)
                     m.next = "OUT"
             # A result or the status is taken one cycle after its last byte,
             # in a state of its own, by a ready that is a flip-flop: the

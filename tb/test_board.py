@@ -258,10 +258,12 @@ CONFIGS = [
                 "weight_words": 1024, "divisor": 4, "round_stages": 2},
      [[7, 16, 2]], ("icarus",)),
     # A memory word wider than a command (256 bits): received into and
-    # written from the frame register.
+    # written from the frame register. The PE's value chosen for the FP16
+    # rounder in two registered steps (round_stages 3: two groups of
+    # ROUND_WAYS = 8 PEs).
     ("4x4_b256", {"config": {"rows": 4, "cols": 4, "tmax": 2, "kmax": 16, "mem_bits": 256,
                              "pe_stages": 1, "draft_lanes": 1},
-                  "weight_words": 64, "divisor": 4},
+                  "weight_words": 64, "divisor": 4, "round_stages": 3},
      [[17, 8, 2]], ("icarus",)),
 ]
 

@@ -129,10 +129,10 @@ def test_board_rounder_registers():
     assert bitstream.BOARDS["ulx3s-85f"].round_stages == 1
     assert bitstream.BOARDS["icebreaker"].round_stages == 0
     config = SpeqConfig(rows=1, cols=1, tmax=1, kmax=16, mem_bits=16)
-    for stages in (0, 1, 2):
+    for stages in (0, 1, 2, 3):
         assert SpeqBoard(config, weight_words=16, round_stages=stages).round_stages == stages
-    for bad in (3, -1, True, 1.0):
-        with pytest.raises(ValueError, match=f"round_stages must be one of \\(0, 1, 2\\), "
+    for bad in (4, -1, True, 1.0):
+        with pytest.raises(ValueError, match=f"round_stages must be one of \\(0, 1, 2, 3\\), "
                                              f"not {bad!r}"):
             SpeqBoard(config, weight_words=16, round_stages=bad)
 
