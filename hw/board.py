@@ -451,7 +451,9 @@ class SpeqBoard(wiring.Component):
             m.d.sync += act_addr.eq(act_addr + 1)
         with m.If(accel.cmd.valid & accel.cmd.ready):
             m.d.sync += [sent.eq(1), acts_on.eq(1), frozen.eq(0)]
-        with m.If(sent & ~accel.status.valid & accel.out.valid & ~accel.out.ready):
+        # The accelerator's frozen cycles (its memory never stalls: the
+        # cycles after one on which a result waited for the UART).
+        with m.If(sent & ~accel.status.valid & ~accel.mem.en):
             m.d.sync += frozen.eq(frozen + 1)
 
         # The weight memory answers a request `mem_latency` advancing cycles

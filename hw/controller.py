@@ -17,8 +17,10 @@ A pass computes ``Y[T x N] = X[T x K] . W[N x K]^T`` in one of three modes
   byte at its midpoint ``0x80``, or ``0x00`` under exponent field 31).
 
 Four engines run side by side during a pass, all frozen together by the
-controller's enable ``en`` (low while the memory stalls or the output is
-blocked); the array is not: it has no enable (`hw.array.SpeqArray`):
+controller's enable ``en`` (low while the memory stalls, and on the cycle
+after one on which the output was blocked: the output's ready reaches it
+through a flip-flop); the array is not: it has no enable
+(`hw.array.SpeqArray`):
 
 1. the *activation loader* takes the ``T x K/4`` activation words of the pass
    into the activation buffer;
@@ -351,11 +353,23 @@ class PassController(wiring.Component):
         cmd, act, mem = self.cmd, self.act, self.mem
 
         # -- the engines' enable, output and status registers (never frozen) ---
-        en = Signal()
-        m.d.comb += [
-            en.eq(~mem.stall & (~self.out.valid | self.out.ready)),
-            mem.en.eq(en),
-        ]
+        # A cycle is frozen while the memory stalls, and the cycle after one
+        # on which the output register held a result that was not taken
+        # (``blocked``): ``unblocked`` is a flip-flop, so the output's ready
+        # reaches the engines' clock enables through no logic (combinational,
+        # out.ready -> en -> the issuer's enables was the 6x6 ULX3S board's
+        # critical path with round_stages 3, 55.15 MHz, 16.19 ns of routing).
+        # Frozen a cycle late, the engines may make one result due while the
+        # output is blocked: it waits at the head of the result buffer
+        # (``late``, below) until the output takes it, in the cycle the
+        # output would have taken it had the engines frozen at once. So a
+        # blocked output freezes exactly as many cycles as before, a cycle
+        # later, and a pass takes the cycles of the cycle model plus its
+        # frozen cycles, as before.
+        en, unblocked = Signal(), Signal(init=1)
+        out_free = ~self.out.valid | self.out.ready     # the output takes a result
+        m.d.sync += unblocked.eq(out_free)
+        m.d.comb += en.eq(~mem.stall & unblocked)
         with m.If(self.out.ready):
             m.d.sync += self.out.valid.eq(0)
         with m.If(self.status.ready):
@@ -1008,6 +1022,15 @@ class PassController(wiring.Component):
         with m.If(en):
             m.d.sync += due.eq(Cat(held_valid & held_last, due[:-1]))
         got = en & due[-1]
+        # A result due while the output is blocked (at most one: the
+        # engines are frozen from the next cycle on until the output takes
+        # its result) waits at the head of the buffer until it is free.
+        late = Signal()
+        load = (got | late) & out_free
+        with m.If(got & ~out_free):
+            m.d.sync += late.eq(1)
+        with m.If(late & out_free):
+            m.d.sync += late.eq(0)
         results = memory.Memory(shape=arrived.shape(), depth=latency + 1, init=[],
                                 attrs=block_ram_attrs(platform))
         m.submodules.results = results
@@ -1018,7 +1041,7 @@ class PassController(wiring.Component):
         def bump(ptr):
             return Mux(ptr == latency, 0, ptr + 1)
         # Read one cycle ahead: the head is the read port's register.
-        rptr_next = Mux(got, bump(rptr), rptr)
+        rptr_next = Mux(load, bump(rptr), rptr)
         m.d.comb += [
             res_write.addr.eq(wptr), res_write.data.eq(arrived),
             res_write.en.eq(arrived_valid),
@@ -1038,7 +1061,7 @@ class PassController(wiring.Component):
         # them this payload's.
         out_payload = Signal.like(self.out.payload, reset_less=True, name="out_payload")
         m.d.comb += self.out.payload.eq(out_payload)
-        with m.If(got):
+        with m.If(load):
             m.d.sync += [
                 self.out.valid.eq(1),
                 out_payload.acc.eq(result.acc),
@@ -1052,10 +1075,18 @@ class PassController(wiring.Component):
             m.d.sync += finishing.eq(0)
         with m.If(running & issue_done & ~held_valid & (outstanding == got) & en):
             m.d.sync += finishing.eq(1)
-        # `en` (not just a free output): a memory stall delays it like any
-        # other cycle of the pass.
+        # Once the engines are finishing, only the status is left: it is
+        # loaded on the first cycle with no stall, no late result and a free
+        # output, the cycle on which engines frozen at once for a blocked
+        # output would have advanced; so until then the frozen cycles
+        # (``mem.en`` low) are counted by that rule too. Every cycle before
+        # then is frozen or advancing by ``en``, and the pass takes the
+        # cycles of the cycle model plus its frozen cycles. (The output's
+        # ready reaches only the few flip-flops loaded here.)
         # (`cycles` counts this last cycle too, as `running` is still high.)
-        with m.If(finishing & en):
+        status_now = ~mem.stall & out_free & ~late
+        m.d.comb += mem.en.eq(Mux(finishing, status_now, en))
+        with m.If(finishing & status_now):
             m.d.sync += [
                 running.eq(0),
                 finishing.eq(0),
