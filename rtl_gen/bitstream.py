@@ -136,13 +136,15 @@ BOARDS = {
     # TRELLIS_COMB (80%) with 8 and routes with nextpnr's default seed at
     # 56.05 MHz; with 7 it is 71,272 (85%) and router2 diverged. Before
     # 94b265d, 7 routed at 73,918 (53.79 MHz) and 8 depended on the seed
-    # (docs/board.md).
+    # (docs/board.md). The FP16 rounder chooses the PE's value in two
+    # registered steps (round_stages 3): the one multiplexer of 36 x 32
+    # bits in front of it was the board's critical path at b9d9d27.
     "ulx3s-85f": BoardSpec(
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clock_hz=25e6, pll_hz=75e6,
         config={"rows": 6, "cols": 6, "tmax": 8, "kmax": 256, "mem_bits": 64, "draft_lanes": 1,
                 "pe_stages": 8},
-        weight_words=16384, nextpnr_opts="--router router2",
+        weight_words=16384, nextpnr_opts="--router router2", round_stages=3,
         # The ULX3S platform asks for openFPGALoader even when it only builds.
         env={"OPENFPGALOADER": "true"}),
 }

@@ -122,11 +122,12 @@ def test_board_flows_keep_the_fanout_copies():
 
 
 def test_board_rounder_registers():
-    """The ULX3S board's FP16 rounder has its middle register (75 MHz),
-    the iCEBreaker's none (12 MHz; logic cells); other counts are refused."""
+    """The ULX3S board's FP16 rounder has its middle register and chooses
+    the PE's value in two registered steps (75 MHz), the iCEBreaker's has
+    no register (12 MHz; logic cells); other counts are refused."""
     from hw.board import SpeqBoard
     from hw.config import SpeqConfig
-    assert bitstream.BOARDS["ulx3s-85f"].round_stages == 1
+    assert bitstream.BOARDS["ulx3s-85f"].round_stages == 3
     assert bitstream.BOARDS["icebreaker"].round_stages == 0
     config = SpeqConfig(rows=1, cols=1, tmax=1, kmax=16, mem_bits=16)
     for stages in (0, 1, 2, 3):
