@@ -347,6 +347,10 @@ class SpeqPE(wiring.Component):
         self._registered = frozenset(_REGISTER_ORDER[:config.pe_stages])
         # Registers after steps 2 and 3 (see the trailing zeros in step 2).
         self._early = {"multiply", "exponent"} <= self._registered
+        # The shift amounts E + 1 - top worked out in step 3, beside E, where
+        # a register follows step 3 but not step 4 (`_shift_amounts`).
+        self._shift_beside_e = "exponent" in self._registered and \
+            "shift" not in self._registered
         super().__init__({
             "i": In(stream.Signature(pe_input_layout(draft, self._lanes, self.act_layout))),
             "o": Out(stream.Signature(PEOut)),
@@ -424,6 +428,29 @@ class SpeqPE(wiring.Component):
             zero=Mux(draft_mode, operand.zero, weight.zero),
             inf=weight.inf & ~draft_mode,
             nan=weight.nan & ~draft_mode))
+
+    # -- step 3 ------------------------------------------------------------
+
+    @staticmethod
+    def _shift_amount(m, n, pre, operands, winners, all_zero):
+        """Operand ``n``'s shift E + ``pre``, worked out beside E: the sum
+        with each operand's binade, in parallel with the comparisons that
+        find E, and the winner's taken (-126 + ``pre`` if all are zero).
+
+        After a register following step 3, E + ``pre`` was an adder in
+        front of the shifters: the 4x4 ULX3S board's critical path ran from
+        that register (``exponent_e``) through it, the saturation and the
+        shifter to the register after step 5 (66.09 MHz at 957f5eb). It
+        costs an adder per operand pair instead of one per operand.
+        """
+        amount = Signal(_EXP, name=f"op{n}_shift_e")
+        value = Mux(all_zero, Const(-126, _EXP) + pre, 0)
+        for i, (win, op) in enumerate(zip(winners, operands)):
+            candidate = Signal(_EXP, name=f"op{n}_shift_if{i}")
+            m.d.comb += candidate.eq(op.binade + pre)
+            value = value | Mux(win, candidate, 0)
+        m.d.comb += amount.eq(value)
+        return amount
 
     def elaborate(self, platform):
         m = Module()
@@ -606,7 +633,12 @@ class SpeqPE(wiring.Component):
         # they go signed into an arithmetic shift, which floors by itself.
         x = dict(valid=s1.valid, draft_mode=s1.draft_mode, e=e)
         for n, op in enumerate(operands):
-            x[f"op{n}_pre"] = 1 - op.top + Mux(s1.draft_mode, G - F, 0)
+            pre = 1 - op.top + Mux(s1.draft_mode, G - F, 0)
+            if self._shift_beside_e:
+                x[f"op{n}_shift_e"] = self._shift_amount(m, n, pre, operands, winners,
+                                                         all_zero)
+            else:
+                x[f"op{n}_pre"] = pre
             x[f"op{n}_sign"] = op.sign
             if n >= _DRAFT_ONLY_SLOT:
                 x[f"op{n}_sig"] = Mux(op.sign, -op.sig, op.sig)
@@ -628,14 +660,16 @@ class SpeqPE(wiring.Component):
         s2e = pipe.after("exponent", **x)
 
         # -- 4. shift ---------------------------------------------------------
-        y = {name: value for name, value in s2e.__dict__.items() if not name.endswith("_pre")}
+        y = {name: value for name, value in s2e.__dict__.items()
+             if not name.endswith(("_pre", "_shift_e"))}
         for n in range(len(operands)):
             if n in tz_in_step4:
                 sig = getattr(s2e, f"op{n}_sig")
                 y[f"op{n}_tz"] = trailing_zeros(m, sig, f"op{n}_tz") + (G + 2 - len(sig))
             shift = Signal(_EXP, name=f"shift{n}")
             limited = Signal(range(G + 3), name=f"shift{n}_limited")
-            m.d.comb += [shift.eq(s2e.e + getattr(s2e, f"op{n}_pre")),
+            m.d.comb += [shift.eq(getattr(s2e, f"op{n}_shift_e") if self._shift_beside_e
+                                  else s2e.e + getattr(s2e, f"op{n}_pre")),
                          limited.eq(Mux(shift > G + 2, G + 2, shift))]
             y[f"op{n}_shift"] = limited
         s2 = pipe.after("shift", **y)
