@@ -692,11 +692,22 @@ class SpeqPE(wiring.Component):
                 sig = getattr(s2e, f"op{n}_sig")
                 y[f"op{n}_tz"] = trailing_zeros(m, sig, f"op{n}_tz") + (G + 2 - len(sig))
             shift = Signal(_EXP, name=f"shift{n}")
-            limited = Signal(range(G + 3), name=f"shift{n}_limited")
-            m.d.comb += [shift.eq(getattr(s2e, f"op{n}_shift_e") if self._shift_beside_e
-                                  else s2e.e + getattr(s2e, f"op{n}_pre")),
-                         limited.eq(Mux(shift > G + 2, G + 2, shift))]
-            y[f"op{n}_shift"] = limited
+            m.d.comb += shift.eq(getattr(s2e, f"op{n}_shift_e") if self._shift_beside_e
+                                 else s2e.e + getattr(s2e, f"op{n}_pre"))
+            if n < _DRAFT_ONLY_SLOT:
+                # The shift's low bits, and whether any bit above them is set
+                # (it is >= 0): a shift past them leaves nothing of the
+                # field, so no saturating comparison stands before the
+                # shifter (it was on the PE's path at 8 stages).
+                low_bits = bits_for(G + 2)
+                low = Signal(low_bits, name=f"shift{n}_low")
+                far = Signal(name=f"shift{n}_far")
+                m.d.comb += [low.eq(shift[:low_bits]), far.eq(shift[low_bits:].any())]
+                y[f"op{n}_shift"], y[f"op{n}_far"] = low, far
+            else:
+                limited = Signal(range(G + 3), name=f"shift{n}_limited")
+                m.d.comb += limited.eq(Mux(shift > G + 2, G + 2, shift))
+                y[f"op{n}_shift"] = limited
         s2 = pipe.after("shift", **y)
 
         # -- 5. align ---------------------------------------------------------
@@ -736,10 +747,12 @@ class SpeqPE(wiring.Component):
             m.d.comb += placed.eq(sig.shift_left(G + 2 - len(sig)))
             q = Signal(G + 2, name=f"q{n}")
             sticky = Signal(name=f"sticky{n}")
+            far = getattr(s2, f"op{n}_far")
             m.d.comb += [
-                q.eq(placed >> shift),
-                # A shifted-out bit exists when the shift passes the lowest one.
-                sticky.eq((sig != 0) & (shift > getattr(s2, f"op{n}_tz"))),
+                q.eq(Mux(far, 0, placed >> shift)),
+                # A shifted-out bit exists when the shift passes the lowest
+                # one (at most G + 1 of a non-zero field: a far shift does).
+                sticky.eq((sig != 0) & (far | (shift > getattr(s2, f"op{n}_tz")))),
             ]
             x = Signal(G + 2 + c, name=f"x{n}")
             invert_low = Signal(name=f"invert_low{n}")
