@@ -192,20 +192,24 @@ def leading_zeros(m, value, name="lz"):
     def tree(v, path):
         """``(count, zero)``: the count holds unless the node is all zero."""
         if len(v) == 1:
-            return Const(0, 0), ~v[0]
+            return None, ~v[0]               # a count of no bits
         half = len(v) // 2
         hi_count, hi_zero = tree(v[half:], path + "h")
         lo_count, lo_zero = tree(v[:half], path + "l")
         count = Signal(exact_log2(len(v)), name=f"{name}_{path}count")
         zero = Signal(name=f"{name}_{path}zero")
+        low = Mux(hi_zero, lo_count, hi_count) if hi_count is not None else Cat()
         m.d.comb += [
-            count.eq(Cat(Mux(hi_zero, lo_count, hi_count), hi_zero)),
+            count.eq(Cat(low, hi_zero)),
             zero.eq(hi_zero & lo_zero),
         ]
         return count, zero
     count, zero = tree(value_sig, "")
     result = Signal(range(width + 1), name=f"{name}_count")
-    m.d.comb += result.eq(count if pad else Mux(zero, width, count))
+    if count is None:                        # one bit
+        m.d.comb += result.eq(zero)
+    else:
+        m.d.comb += result.eq(count if pad else Mux(zero, width, count))
     return result
 
 
