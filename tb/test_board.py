@@ -240,7 +240,9 @@ CONFIGS = [
     ("1x2_l4", {"config": {"rows": 1, "cols": 2, "tmax": 2, "kmax": 64, "mem_bits": 16,
                            "pe_stages": 4, "dsp_align": 1, "draft_lanes": 4},
                 "weight_words": 2048, "divisor": 4},
-     [[5, 16, 2], [9, 32, 2]], ("icarus",)),
+     # N = 23: several tiles, so results go out through the UART (and
+     # freeze the engines) while the next tile's weights are in flight.
+     [[5, 16, 2], [9, 32, 2], [23, 16, 2]], ("icarus",)),
     # Two head groups of one PE (multi-head passes); the FP16 rounder
     # without its register, the weight memory without the register after
     # its read (memory latency 2, against 3 above) and the controller's
