@@ -471,9 +471,22 @@ class SpeqBoard(wiring.Component):
         with m.If(mem.en):
             m.d.sync += [req_r.eq(mem.req), addr_r.eq(mem.addr), read_valid.eq(req_r)]
         if self._mem_stages:
+            # The block RAMs read at every cycle, and their word is held
+            # here instead: ``word`` is the block RAM's output on the cycle
+            # after an advancing one and, after a frozen one, the word it
+            # showed then (``held``), which is what a block RAM enabled by
+            # ``en`` would show. So ``mem.en`` reaches these registers and
+            # not the clock enables of the weight memory's block RAMs (56 on
+            # the ULX3S), which were the board's path from a fresh clone of
+            # 40d9b2e: out.ready -> finishing -> mem.en -> block RAMs, 11.06
+            # ns on the last net, 55.79 MHz; 73.25 MHz on the 4x4 board.
+            advanced, held = Signal(), Signal(config.mem_bits)
+            word = Signal(config.mem_bits)
+            m.d.comb += word.eq(Mux(advanced, w_read.data, held))
+            m.d.sync += [advanced.eq(mem.en), held.eq(word)]
             mem_valid, mem_data = Signal(), Signal(config.mem_bits)
             with m.If(mem.en):
-                m.d.sync += [mem_valid.eq(read_valid), mem_data.eq(w_read.data)]
+                m.d.sync += [mem_valid.eq(read_valid), mem_data.eq(word)]
         else:
             mem_valid, mem_data = read_valid, w_read.data
         # One address for both ports (writes come only between passes): an
@@ -484,7 +497,9 @@ class SpeqBoard(wiring.Component):
             w_read.addr.eq(w_addr),
             w_write.addr.eq(w_addr),
             # Disabled while writing: single-port RAM cannot read then.
-            w_read.en.eq(mem.en & ~w_write.en),
+            # With a register after the memory it reads at every cycle
+            # (``held`` above); without, it advances with ``en``.
+            w_read.en.eq((1 if self._mem_stages else mem.en) & ~w_write.en),
             mem.data.eq(mem_data),
             mem.valid.eq(mem_valid),
             mem.stall.eq(0),
