@@ -377,7 +377,7 @@ class SpeqPE(wiring.Component):
         # Registers after steps 2 and 3 (see the trailing zeros in step 2).
         self._early = {"multiply", "exponent"} <= self._registered
         # The shift amounts E + 1 - top worked out in step 3, beside E, where
-        # a register follows step 3 but not step 4 (`_shift_amounts`).
+        # a register follows step 3 but not step 4 (`_shift_amount`).
         self._shift_beside_e = "exponent" in self._registered and \
             "shift" not in self._registered
         super().__init__({
