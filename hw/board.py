@@ -280,7 +280,7 @@ class SpeqBoard(wiring.Component):
         act_bytes = 16 * GROUP // 8
 
         # -- memories ---------------------------------------------------------
-        w_write, w_read = _weight_ports(m, platform, config.mem_bits, self._weight_words)
+        w_ports, w_single = _weight_ports(m, platform, config.mem_bits, self._weight_words)
         # Written by A frames only, read by a pass only (the frame machine is
         # in one state at a time): no read it uses meets a write (NO_RW_CHECK).
         acts = m.submodules.acts = memory.Memory(
@@ -470,6 +470,34 @@ class SpeqBoard(wiring.Component):
         addr_r = Signal(range(self._weight_words))
         with m.If(mem.en):
             m.d.sync += [req_r.eq(mem.req), addr_r.eq(mem.addr), read_valid.eq(req_r)]
+        w_data = Cat(read.data for _, read, _ in w_ports)
+        for write, read, bits in w_ports:
+            m.d.comb += [write.en.eq(w_wr), write.data.eq(header[-config.mem_bits:][bits])]
+        if w_single:
+            # One address for both ports (writes come only between passes):
+            # an iCE40 SPRAM has a single port, which cannot read while it
+            # writes.
+            (write, read, _), = w_ports
+            w_addr = Signal(range(self._weight_words))
+            m.d.comb += [
+                w_addr.eq(Mux(write.en, wr_addr, addr_r)),
+                read.addr.eq(w_addr),
+                write.addr.eq(w_addr),
+                read.en.eq((1 if self._mem_stages else mem.en) & ~write.en),
+            ]
+        else:
+            # Separate ports: each memory reads at its own copy of the
+            # request's address. (A read that meets a write is never used:
+            # writes come only between passes.) With a register after the
+            # memory it reads at every cycle (``held`` below); without, it
+            # advances with ``en``.
+            copies = (replicas(len(addr_r), len(w_ports), "board_weight_addr")
+                      if len(w_ports) > 1 else [addr_r])
+            for copy, (write, read, _) in zip(copies, w_ports):
+                with m.If(mem.en):
+                    m.d.sync += copy.eq(mem.addr)
+                m.d.comb += [read.addr.eq(copy), write.addr.eq(wr_addr),
+                             read.en.eq(1 if self._mem_stages else mem.en)]
         if self._mem_stages:
             # The block RAMs read at every cycle, and their word is held
             # here instead: ``word`` is the block RAM's output on the cycle
@@ -482,24 +510,14 @@ class SpeqBoard(wiring.Component):
             # ns on the last net, 55.79 MHz; 73.25 MHz on the 4x4 board.
             advanced, held = Signal(), Signal(config.mem_bits)
             word = Signal(config.mem_bits)
-            m.d.comb += word.eq(Mux(advanced, w_read.data, held))
+            m.d.comb += word.eq(Mux(advanced, w_data, held))
             m.d.sync += [advanced.eq(mem.en), held.eq(word)]
             mem_valid, mem_data = Signal(), Signal(config.mem_bits)
             with m.If(mem.en):
                 m.d.sync += [mem_valid.eq(read_valid), mem_data.eq(word)]
         else:
-            mem_valid, mem_data = read_valid, w_read.data
-        # One address for both ports (writes come only between passes): an
-        # iCE40 SPRAM has a single port.
-        w_addr = Signal(range(self._weight_words))
+            mem_valid, mem_data = read_valid, w_data
         m.d.comb += [
-            w_addr.eq(Mux(w_write.en, wr_addr, addr_r)),
-            w_read.addr.eq(w_addr),
-            w_write.addr.eq(w_addr),
-            # Disabled while writing: single-port RAM cannot read then.
-            # With a register after the memory it reads at every cycle
-            # (``held`` above); without, it advances with ``en``.
-            w_read.en.eq((1 if self._mem_stages else mem.en) & ~w_write.en),
             mem.data.eq(mem_data),
             mem.valid.eq(mem_valid),
             mem.stall.eq(0),
@@ -517,8 +535,6 @@ class SpeqBoard(wiring.Component):
         # critical path at 75 MHz: addr -> bad_span -> WEA, 9 ns of routing).
         m.d.sync += [w_wr.eq(0), a_wr.eq(0)]
         m.d.comb += [
-            w_write.en.eq(w_wr),
-            w_write.data.eq(header[-config.mem_bits:]),
             a_write.en.eq(a_wr),
             a_write.addr.eq(wr_addr),
             a_write.data.eq(header[-16 * GROUP:]),
@@ -646,6 +662,10 @@ class SpeqBoard(wiring.Component):
 #: An iCE40 UP SPRAM block: 16,384 words of 16 bits.
 SPRAM_WORDS, SPRAM_BITS, SPRAM_BLOCKS = 16384, 16, 4
 
+#: Bits of the weight word per inferred memory, each with its own copy of
+#: the read address: 8 block RAMs of 16,384 x 1 on the ULX3S.
+WEIGHT_GROUP_BITS = 8
+
 
 class _Port:
     """The signals of a memory port (``addr``, ``data``, ``en``)."""
@@ -662,22 +682,34 @@ def _spram_fits(width, depth):
 
 
 def _weight_ports(m, platform, width, depth):
-    """The weight memory's write and read ports, which the board drives with
-    one address (it writes only between passes).
+    """The weight memory's write and read ports: a list of ``(write, read,
+    bits)``, one per memory, each holding the ``bits`` (a slice of the
+    word) of every word; and whether the ports share their address.
 
     On an iCE40 UP device the memory is built from SB_SPRAM256KA blocks
-    (``width / 16`` side by side, up to 4 in all): Yosys does not infer them
-    from a memory with separate ports, and the device's 30 block RAMs would
-    not hold it. Elsewhere (simulation, ECP5) it is an inferred memory. The
-    read data is held while the read port is not enabled, as SPRAM holds it.
+    (``width / 16`` side by side, up to 4 in all), one memory with one
+    address for both ports (single-port blocks; the board writes only
+    between passes): Yosys does not infer them from a memory with separate
+    ports, and the device's 30 block RAMs would not hold it. The read data
+    is held while the read port is not enabled, as SPRAM holds it.
+
+    Elsewhere (simulation, ECP5) it is inferred, as memories of
+    `WEIGHT_GROUP_BITS` bits side by side, each with its own read address
+    (`hw.fanout`): one address register to every block RAM of the ULX3S
+    board was the 4x4 board's critical path at df2db6f (addr_r -> the
+    address multiplexer -> the block RAMs, 10.73 ns on the last net).
     """
     device = getattr(platform, "device", "") or ""
     if not (device.startswith("iCE40UP") and _spram_fits(width, depth)):
-        # Never read while written (the read port is disabled then): no
-        # read-during-write bypass for Yosys to build (NO_RW_CHECK).
-        weights = m.submodules.weights = memory.Memory(shape=width, depth=depth, init=[],
-                                                       attrs=NO_RW_CHECK)
-        return weights.write_port(), weights.read_port(domain="sync")
+        # Written only between passes, so no read a pass uses meets a
+        # write: no read-during-write bypass for Yosys to build (NO_RW_CHECK).
+        ports = []
+        for g, low in enumerate(range(0, width, WEIGHT_GROUP_BITS)):
+            bits = slice(low, min(width, low + WEIGHT_GROUP_BITS))
+            weights = m.submodules[f"weights{g}"] = memory.Memory(
+                shape=bits.stop - bits.start, depth=depth, init=[], attrs=NO_RW_CHECK)
+            ports.append((weights.write_port(), weights.read_port(domain="sync"), bits))
+        return ports, False
     addr_bits = max(ceil_log2(depth), 1)
     write, read = _Port(addr_bits, width, "spram_w"), _Port(addr_bits, width, "spram_r")
     banks = -(-depth // SPRAM_WORDS)
@@ -700,5 +732,5 @@ def _weight_ports(m, platform, width, depth):
                 i_CLOCK=ClockSignal(), i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
                 o_DATAOUT=out[bits])
     m.d.comb += read.data.eq(Array(outputs)[read_bank])
-    return write, read
+    return [(write, read, slice(0, width))], True
 
