@@ -51,7 +51,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, exact_log2
 
 from .array import NO_RW_CHECK, ValidSignature, block_ram_attrs
-from .fanout import replicas
+from .fanout import REPLICA, replicas
 from .decoder import DRAFT_EXP_BITS, GROUP, Mode, NUM_CODES, TableWriteSignature
 from .fp import FP16, FP32, fp32_to_fp16
 from golden.schedule import PLANE_WORDS
@@ -218,6 +218,12 @@ def result_layout(config):
         "acc": data.ArrayLayout(FP32, pes),
         "half": data.ArrayLayout(FP16, pes),
     })
+
+
+def result_groups(config):
+    """The PEs of each group of the result buffer and the output register
+    (`PassController`): a row of the array each, as `range` objects."""
+    return [range(r * config.cols, (r + 1) * config.cols) for r in range(config.rows)]
 
 
 class PassController(wiring.Component):
@@ -1042,31 +1048,43 @@ class PassController(wiring.Component):
             m.d.sync += late.eq(1)
         with m.If(late & out_free):
             m.d.sync += late.eq(0)
-        results = memory.Memory(shape=arrived.shape(), depth=latency + 1, init=[],
-                                attrs=block_ram_attrs(platform))
-        m.submodules.results = results
-        res_write = results.write_port()
-        res_read = results.read_port(domain="sync", transparent_for=(res_write,))
-        wptr, rptr = Signal(range(latency + 1)), Signal(range(latency + 1))
-
+        # The result buffer and the output register's payload are split in
+        # groups of a row of PEs, and the tag (`result_groups`). Each group's
+        # buffer has its own pointers and its own load enable, from its own
+        # copies (`hw.fanout`) of the flip-flops ``load`` is made of; the
+        # copies are loaded as the originals, so every group loads in the
+        # cycles ``load`` is high. (One ``load`` to every flip-flop of the
+        # payload, 1,728 on the 6x6 ULX3S board, was its critical path at
+        # df2db6f: out.valid -> the board's handshake -> ``late`` -> the
+        # payload's clock enables, 10.87 ns on the last net, 56.62 MHz.)
         def bump(ptr):
             return Mux(ptr == latency, 0, ptr + 1)
-        # Read one cycle ahead: the head is the read port's register.
-        rptr_next = Mux(load, bump(rptr), rptr)
-        m.d.comb += [
-            res_write.addr.eq(wptr), res_write.data.eq(arrived),
-            res_write.en.eq(arrived_valid),
-            res_read.addr.eq(rptr_next),
-        ]
-        m.d.sync += rptr.eq(rptr_next)
-        with m.If(arrived_valid):
-            m.d.sync += wptr.eq(bump(wptr))
-        result = res_read.data
+
+        def result_buffer(name, shape, data_in, load_now):
+            """A result buffer of ``shape`` written with ``data_in``, whose
+            read port's data is the head, moved on by ``load_now``."""
+            buffer = memory.Memory(shape=shape, depth=latency + 1, init=[],
+                                   attrs=block_ram_attrs(platform))
+            m.submodules[name] = buffer
+            write = buffer.write_port()
+            read = buffer.read_port(domain="sync", transparent_for=(write,))
+            # Marked as copies: the groups' pointers are loaded alike.
+            wptr = Signal(range(latency + 1), name=f"{name}_wptr", attrs=REPLICA)
+            rptr = Signal(range(latency + 1), name=f"{name}_rptr", attrs=REPLICA)
+            # Read one cycle ahead: the head is the read port's register.
+            rptr_next = Mux(load_now, bump(rptr), rptr)
+            m.d.comb += [write.addr.eq(wptr), write.data.eq(data_in),
+                         write.en.eq(arrived_valid), read.addr.eq(rptr_next)]
+            m.d.sync += rptr.eq(rptr_next)
+            with m.If(arrived_valid):
+                m.d.sync += wptr.eq(bump(wptr))
+            return read.data
 
         outstanding = Signal(8)        # `last` steps issued whose results are still due
         with m.If(en):                 # the enable as the clock enable, not in the sum
             m.d.sync += outstanding.eq(outstanding + (held_valid & held_last) - due[-1])
-        tag = result.tag
+        # The tag's buffer moves on with ``load`` itself.
+        tag = result_buffer("results_tag", arrived.tag.shape(), arrived.tag, load)
         # The output register's payload has no reset (only its valid bit):
         # on the 6x6 ULX3S board the reset reached 2,923 flip-flops, 1,171 of
         # them this payload's.
@@ -1075,11 +1093,37 @@ class PassController(wiring.Component):
         with m.If(load):
             m.d.sync += [
                 self.out.valid.eq(1),
-                out_payload.acc.eq(result.acc),
-                out_payload.half.eq(Mux(p.fp16, result.half, 0)),
                 out_payload.row.eq(tag[:N_BITS]),
                 out_payload.token.eq(tag[N_BITS:]),
             ]
+        due_next = Cat(held_valid & held_last, due[:-1])[-1]
+        for g, group in enumerate(result_groups(config)):
+            valid_g, late_g, due_g = replicas(1, 3, f"results{g}_load", init=0)
+            unblocked_g, = replicas(1, 1, f"results{g}_unblocked", init=1)
+            free_g = ~valid_g | self.out.ready
+            got_g = ~mem.stall & unblocked_g & due_g
+            load_g = (got_g | late_g) & free_g
+            m.d.sync += unblocked_g.eq(free_g)
+            with m.If(~mem.stall & unblocked_g):
+                m.d.sync += due_g.eq(due_next)
+            with m.If(got_g & ~free_g):
+                m.d.sync += late_g.eq(1)
+            with m.If(late_g & free_g):
+                m.d.sync += late_g.eq(0)
+            with m.If(self.out.ready):
+                m.d.sync += valid_g.eq(0)
+            with m.If(load_g):
+                m.d.sync += valid_g.eq(1)
+            layout = data.StructLayout({"acc": data.ArrayLayout(FP32, len(group)),
+                                        "half": data.ArrayLayout(FP16, len(group))})
+            head = result_buffer(f"results{g}", layout,
+                                 Cat(Cat(arrived.acc[pe] for pe in group),
+                                     Cat(arrived.half[pe] for pe in group)), load_g)
+            with m.If(load_g):
+                for i, pe in enumerate(group):
+                    m.d.sync += [out_payload.acc[pe].eq(head.acc[i]),
+                                 out_payload.half[pe].eq(Mux(p.fp16, head.half[i], 0))]
+
         # The status follows the last result out of the output register.
         finishing = Signal()
         with m.If(~running):
