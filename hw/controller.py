@@ -1098,8 +1098,10 @@ class PassController(wiring.Component):
             ]
         due_next = Cat(held_valid & held_last, due[:-1])[-1]
         for g, group in enumerate(result_groups(config)):
-            valid_g, late_g, due_g = replicas(1, 3, f"results{g}_load", init=0)
-            unblocked_g, = replicas(1, 1, f"results{g}_unblocked", init=1)
+            # Copies of out.valid, late, due[-1] and unblocked, reset alike.
+            valid_g, late_g, due_g, unblocked_g = (
+                Signal(name=f"results{g}_{what}", init=what == "unblocked", attrs=REPLICA)
+                for what in ("valid", "late", "due", "unblocked"))
             free_g = ~valid_g | self.out.ready
             got_g = ~mem.stall & unblocked_g & due_g
             load_g = (got_g | late_g) & free_g

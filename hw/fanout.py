@@ -28,11 +28,8 @@ REPLICA = {"speq_replica": 1}
 YOSYS_KEEP_REPLICAS = "setattr -set keep 1 a:speq_replica %ci1:+[Q] t:$*dff* %i"
 
 
-def replicas(shape, count, name, *, init=None):
+def replicas(shape, count, name):
     """``count`` registers of ``shape`` marked `REPLICA`, named ``name0`` ...;
-    no reset (the caller loads them as it loads the original), or, with
-    ``init``, reset to it as the original is."""
-    if init is None:
-        return [Signal(shape, name=f"{name}{i}", reset_less=True, attrs=REPLICA)
-                for i in range(count)]
-    return [Signal(shape, name=f"{name}{i}", init=init, attrs=REPLICA) for i in range(count)]
+    no reset (the caller loads them as it loads the original)."""
+    return [Signal(shape, name=f"{name}{i}", reset_less=True, attrs=REPLICA)
+            for i in range(count)]
