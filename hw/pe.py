@@ -858,20 +858,29 @@ class SpeqPE(wiring.Component):
         rest = s5.norm[:top - 24] != 0
         up = guard & (rest | field[0])
         # The increment's carry chain starts from the register: ``field + 1``
-        # is formed beside the rounding decision, which then only selects.
-        incremented = Signal(25)
-        m.d.comb += incremented.eq(field + 1)
-        rounded = Mux(up, incremented, field)
-        carry = up & incremented[24]
-        sig = Mux(carry, incremented[1:24], rounded[:23])
+        # is formed beside the rounding decision, which then only selects;
+        # only the fraction takes the chain's sum. Whether the rounding
+        # carries out of the significand, or gives it its leading one, comes
+        # from the field's bits (are the 23 below the top all ones?), beside
+        # the chain: with the chain's carry out, the carry -> the overflow
+        # test -> the special cases was the 2x2 accelerator's path at
+        # f32b258, seed 3 (normalise_norm -> the chain -> five LUTs -> the
+        # output register, 98.75 MHz).
+        incremented = Signal(23)
+        m.d.comb += incremented.eq(field[:23] + 1)
+        low_ones = field[:23].all()
+        carry = up & field[23] & low_ones          # field + 1 = 2**24
+        leading = field[23] | (up & low_ones)      # bit 23 of the rounded field, no carry
+        # After a carry the fraction is 0, as is the increment's.
+        sig = Mux(up, incremented, field[:23])
         # The exponent is exp + 1 after a carry out of the significand, exp
         # with the leading one, 0 (subnormal) without. Both candidates and
-        # their overflow tests are formed beside the significand's carry
-        # chain, which then only selects: the carry is this step's long path.
+        # their overflow tests are formed beside the carry, which then only
+        # selects.
         exp_up, huge, huge_up = Signal(_EXP), Signal(), Signal()
         m.d.comb += [exp_up.eq(s5.exp + 1), huge.eq(s5.exp >= 255), huge_up.eq(s5.exp >= 254)]
-        biased = Mux(carry, exp_up[:8], Mux(rounded[23], s5.exp[:8], 0))
-        overflow = Mux(carry, huge_up, rounded[23] & huge)
+        biased = Mux(carry, exp_up[:8], Mux(leading, s5.exp[:8], 0))
+        overflow = Mux(carry, huge_up, leading & huge)
         result = Signal(FP32)
         with m.If(s5.nan):
             m.d.comb += result.as_value().eq(FP32_QNAN)

@@ -60,6 +60,9 @@ FP16_SPECIAL = np.array([
 FP32_SPECIAL = np.array([
     0x00000000, 0x80000000, 0x00000001, 0x807FFFFF, 0x00800000, 0x3F800000, 0xBF800000,
     0x4B800000,                # 2**24: adding 1 is a tie
+    # 2 - 2**-23, odd: 2**-24 more ties and rounds up, carrying out of the
+    # significand into the exponent; 1.5 - 2**-23 rounds up without a carry.
+    0x3FFFFFFF, 0xBFFFFFFF, 0x3FBFFFFF,
     0x7F7FFFFF, 0xFF7FFFFF, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
 ], dtype=np.uint32)
 
