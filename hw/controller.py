@@ -970,23 +970,29 @@ class PassController(wiring.Component):
 
         # ``o`` takes every cycle too: each step reaches the array two cycles
         # after it was issued, frozen cycles or not.
-        o = Signal.like(s, name="operands")
-        o_words = Signal.like(words, name="operand_words")
-        o_banks = Signal.like(act_read.data, name="operand_acts")
-        m.d.sync += [o.eq(s), o.valid.eq(s.valid), o_words.eq(words),
+        # Only its valid bit has a reset: with one, the words' constant bits
+        # (a draft step's high zeros) made the reset and the mode one LUT in
+        # front of the flip-flops' reset pins, and the board's reset -> that
+        # LUT -> the operand words was the 6x6 ULX3S board's path at e9dc575
+        # (12.17 ns on the reset's net, 66.35 MHz).
+        o = Signal.like(s, name="operands", reset_less=True)
+        o_valid = Signal(name="operands_valid")
+        o_words = Signal.like(words, name="operand_words", reset_less=True)
+        o_banks = Signal.like(act_read.data, name="operand_acts", reset_less=True)
+        m.d.sync += [o.eq(s), o_valid.eq(s.valid), o_words.eq(words),
                      o_banks.eq(act_read.data)]
         # The MACs are counted as the steps reach the array, from a flip-flop
         # (counted as they were issued, ``issuing`` was the clock enable:
         # the 2x2 accelerator's path at seed 3, out.valid -> en -> issuing ->
         # macs). The last step is counted before the status is loaded: that
         # waits for its results.
-        with m.If(o.valid):
+        with m.If(o_valid):
             m.d.sync += macs.eq(macs + Mux(draft, lanes * pes, pes))
 
         step = self.step.payload
         m.d.comb += [
             # A frozen cycle is a bubble for the array, which runs on.
-            self.step.valid.eq(o.valid),
+            self.step.valid.eq(o_valid),
             step.mode.eq(Mux(draft, Mode.DRAFT, Mode.VERIFY)),
             step.plain.eq(baseline | kv | kv_draft),
             step.first.eq(o.first),
