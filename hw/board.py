@@ -439,23 +439,16 @@ class SpeqBoard(wiring.Component):
             else None
         sent = Signal()            # the command was taken
         acts_on = Signal()
-        # The activation memory is read a word ahead: at the next address on
-        # the cycle a word is taken. That address is a register beside
-        # ``act_addr`` (``act_addr + 1`` after the handshake, the 4x5 ULX3S
-        # board's path at 9f9c583: the controller's ``unblocked`` -> the
-        # activations' ready -> the adder -> the memory's address, 73.34 MHz).
         act_addr = Signal.like(a_read.addr)
-        act_addr_next = Signal.like(a_read.addr, init=1)      # act_addr + 1
         frozen = Signal(32)
-        take_act = accel.act.valid & accel.act.ready
         m.d.comb += [
             accel.cmd.payload.eq(command),
             accel.act.valid.eq(acts_on),
             accel.act.payload.eq(a_read.data),
-            a_read.addr.eq(Mux(take_act, act_addr_next, act_addr)),
+            a_read.addr.eq(act_addr + (accel.act.valid & accel.act.ready)),
         ]
-        with m.If(take_act):
-            m.d.sync += [act_addr.eq(act_addr_next), act_addr_next.eq(act_addr_next + 1)]
+        with m.If(accel.act.valid & accel.act.ready):
+            m.d.sync += act_addr.eq(act_addr + 1)
         with m.If(accel.cmd.valid & accel.cmd.ready):
             m.d.sync += [sent.eq(1), acts_on.eq(1), frozen.eq(0)]
         # The accelerator's frozen cycles (its memory never stalls: the
@@ -668,7 +661,7 @@ class SpeqBoard(wiring.Component):
                              report.flags.eq(flags)]
                 send(Answer.REPORT, report, "REPORT_TAKEN", done_sync=[take_status.eq(1)])
             with m.State("REPORT_TAKEN"):
-                m.d.sync += [sent.eq(0), acts_on.eq(0), act_addr.eq(0), act_addr_next.eq(1)]
+                m.d.sync += [sent.eq(0), acts_on.eq(0), act_addr.eq(0)]
                 m.next = "IDLE"
 
         # Registered: the LED pin's path starts at a flip-flop.
