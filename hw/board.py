@@ -472,7 +472,7 @@ class SpeqBoard(wiring.Component):
             m.d.sync += [req_r.eq(mem.req), addr_r.eq(mem.addr), read_valid.eq(req_r)]
         w_data = Cat(read.data for _, read, _ in w_ports)
         for write, read, bits in w_ports:
-            m.d.comb += write.data.eq(header[-config.mem_bits:][bits])
+            m.d.comb += [write.en.eq(w_wr), write.data.eq(header[-config.mem_bits:][bits])]
         if w_single:
             # One address for both ports (writes come only between passes):
             # an iCE40 SPRAM has a single port, which cannot read while it
@@ -480,7 +480,6 @@ class SpeqBoard(wiring.Component):
             (write, read, _), = w_ports
             w_addr = Signal(range(self._weight_words))
             m.d.comb += [
-                write.en.eq(w_wr),
                 w_addr.eq(Mux(write.en, wr_addr, addr_r)),
                 read.addr.eq(w_addr),
                 write.addr.eq(w_addr),
@@ -492,22 +491,12 @@ class SpeqBoard(wiring.Component):
             # writes come only between passes.) With a register after the
             # memory it reads at every cycle (``held`` below); without, it
             # advances with ``en``.
-            # Each memory is also written from its own copies of the write's
-            # address and enable, a cycle after ``wr_addr`` and ``w_wr`` (the
-            # word stays in ``header`` for a byte's time): from ``wr_addr``
-            # itself, the 4x5 board's path at 798ebf6 was that register ->
-            # 13.32 ns of routing -> a block RAM's write address.
             copies = (replicas(len(addr_r), len(w_ports), "board_weight_addr")
                       if len(w_ports) > 1 else [addr_r])
-            write_addrs = replicas(len(addr_r), len(w_ports), "board_weight_wr_addr")
-            write_ens = replicas(1, len(w_ports), "board_weight_wr_en")
-            for copy, write_addr, write_en, (write, read, _) in zip(
-                    copies, write_addrs, write_ens, w_ports):
+            for copy, (write, read, _) in zip(copies, w_ports):
                 with m.If(mem.en):
                     m.d.sync += copy.eq(mem.addr)
-                m.d.sync += [write_addr.eq(wr_addr), write_en.eq(w_wr)]
-                m.d.comb += [read.addr.eq(copy), write.addr.eq(write_addr),
-                             write.en.eq(write_en),
+                m.d.comb += [read.addr.eq(copy), write.addr.eq(wr_addr),
                              read.en.eq(1 if self._mem_stages else mem.en)]
         if self._mem_stages:
             # The block RAMs read at every cycle, and their word is held
