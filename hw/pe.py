@@ -846,10 +846,19 @@ class SpeqPE(wiring.Component):
         # alone; 98.63 with these).
         norm = Signal(width - 1)
         m.d.comb += norm.eq(shift_left_msb_first(m, s45.mag, s45.k, "normalise"))
+        # The result's binade is e + 130 - k. Where the count and the shift
+        # share a stage (no register after step 8), the count -> that
+        # subtraction was the stage's longest path (the 6x6 ULX3S board's
+        # at 798ebf6: negate_mag -> the count -> normalise_exp's carry
+        # chain, 67.08 MHz; the PE alone at 8 stages, lzc_mag ->
+        # normalise_exp, 102.97 MHz): the stage then keeps k and e + 130
+        # (from registers), and step 10 subtracts, beside its increment.
+        late_exp = "lzc" not in self._registered
+        exps = (dict(e130=s45.e + 130, k=s45.k) if late_exp
+                else dict(exp=s45.e + 130 - s45.k))
         s5 = pipe.after(
             "normalise", valid=s45.valid, norm=norm, zero=s45.zero, sign=s45.sign,
-            exp=s45.e + 130 - s45.k, nan=s45.nan, inf=s45.inf, inf_sign=s45.inf_sign,
-            zero_sign=s45.zero_sign)
+            **exps, nan=s45.nan, inf=s45.inf, inf_sign=s45.inf_sign, zero_sign=s45.zero_sign)
 
         # -- 10. round ---------------------------------------------------------
         top = width - 2
@@ -878,8 +887,13 @@ class SpeqPE(wiring.Component):
         # their overflow tests are formed beside the carry, which then only
         # selects.
         exp_up, huge, huge_up = Signal(_EXP), Signal(), Signal()
-        m.d.comb += [exp_up.eq(s5.exp + 1), huge.eq(s5.exp >= 255), huge_up.eq(s5.exp >= 254)]
-        biased = Mux(carry, exp_up[:8], Mux(leading, s5.exp[:8], 0))
+        if late_exp:
+            exp = Signal((s45.e + 130 - s45.k).shape(), name="round_exp")
+            m.d.comb += exp.eq(s5.e130 - s5.k)
+        else:
+            exp = s5.exp
+        m.d.comb += [exp_up.eq(exp + 1), huge.eq(exp >= 255), huge_up.eq(exp >= 254)]
+        biased = Mux(carry, exp_up[:8], Mux(leading, exp[:8], 0))
         overflow = Mux(carry, huge_up, leading & huge)
         result = Signal(FP32)
         with m.If(s5.nan):

@@ -144,7 +144,11 @@ BOARDS = {
         clock_hz=25e6, pll_hz=75e6,
         config={"rows": 6, "cols": 6, "tmax": 8, "kmax": 256, "mem_bits": 64, "draft_lanes": 1,
                 "pe_stages": 8},
-        weight_words=16384, nextpnr_opts="--router router2", round_stages=3,
+        # nextpnr's seed 3: at 80% of the device router2 converges or not
+        # by the placement's spread. With the PE's binade subtraction in its
+        # round step (8 stages) seed 1 diverged, seed 2 routed at 66.33 MHz,
+        # seed 3 at 69.21 and seed 4 at 65.15 (docs/board.md).
+        weight_words=16384, nextpnr_opts="--router router2 --seed 3", round_stages=3,
         # The ULX3S platform asks for openFPGALoader even when it only builds.
         env={"OPENFPGALOADER": "true"}),
 }
