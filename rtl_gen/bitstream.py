@@ -69,6 +69,9 @@ class BoardSpec:
         Extra options of Yosys' ``synth_ice40`` / ``synth_ecp5``.
     nextpnr_opts : str
         Extra options of nextpnr.
+    nextpnr_seed : int or None
+        nextpnr's ``--seed`` (None: nextpnr's own default). nextpnr is
+        deterministic for a netlist and a seed.
     env : dict
         Tool environment beyond the YoWASP tools.
     round_stages : int
@@ -88,6 +91,7 @@ class BoardSpec:
     pll_hz: float = None
     synth_opts: str = ""
     nextpnr_opts: str = ""
+    nextpnr_seed: int = None
     env: dict = field(default_factory=dict)
     round_stages: int = 1
     mem_stages: int = 1
@@ -147,8 +151,9 @@ BOARDS = {
         # nextpnr's seed 3: at 80% of the device router2 converges or not
         # by the placement's spread. With the PE's binade subtraction in its
         # round step (8 stages) seed 1 diverged, seed 2 routed at 66.33 MHz,
-        # seed 3 at 69.21 and seed 4 at 65.15 (docs/board.md).
-        weight_words=16384, nextpnr_opts="--router router2 --seed 3", round_stages=3,
+        # seed 3 at 69.21 and seed 4 at 65.15 (docs/board.md; --seed N builds
+        # with another).
+        weight_words=16384, nextpnr_opts="--router router2", nextpnr_seed=3, round_stages=3,
         # The ULX3S platform asks for openFPGALoader even when it only builds.
         env={"OPENFPGALOADER": "true"}),
 }
@@ -348,30 +353,35 @@ def design_clock_hz(name, clock_hz=None):
     return ecp5_pll(spec.clock_hz, clock_hz)["hz"]
 
 
-def prepare(name, board, pll_hz=None):
+def prepare(name, board, pll_hz=None, seed=None):
     """The build plan (`amaranth.build.BuildPlan`: the design and the tools'
-    scripts) of the `hw.board.SpeqBoard` ``board`` on board ``name``."""
+    scripts) of the `hw.board.SpeqBoard` ``board`` on board ``name``, placed
+    with nextpnr's ``seed`` (default: the board's `BoardSpec.nextpnr_seed`)."""
     spec = BOARDS[name]
+    seed = spec.nextpnr_seed if seed is None else seed
     return spec.make_platform().prepare(
         BoardTop(board, pll_hz=pll_hz), name="top", synth_opts=spec.synth_opts,
         # Registered fan-out stays fanned out (hw.fanout).
         script_after_read=YOSYS_KEEP_REPLICAS,
         # Timing is reported, not enforced: the summary compares Fmax with
         # the board's clock.
-        nextpnr_opts=" ".join(["--timing-allow-fail", spec.nextpnr_opts]))
+        nextpnr_opts=" ".join(["--timing-allow-fail", spec.nextpnr_opts]
+                              + ([] if seed is None else [f"--seed {seed}"])))
 
 
 def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream",
-          clock_hz=None):
+          clock_hz=None, seed=None):
     """Build the bitstream of board ``name`` with ``config``, its design
-    clocked at ``clock_hz`` (`design_clock_hz`; default: the board's).
+    clocked at ``clock_hz`` (`design_clock_hz`; default: the board's) and
+    placed with nextpnr's ``seed`` (default: the board's).
 
     Returns
     -------
     dict
         ``board``, ``config``, ``weight_words``, ``baud``, ``divisor``,
         ``utilisation`` (``{resource: [used, available]}``), ``fmax_mhz``,
-        ``clock_mhz``, ``bitstream`` (path), ``seconds``.
+        ``clock_mhz``, ``seed`` (nextpnr's; None for its default),
+        ``bitstream`` (path), ``seconds``.
 
     Raises
     ------
@@ -382,6 +392,7 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
     """
     spec = BOARDS[name]
     weight_words = spec.weight_words if weight_words is None else weight_words
+    seed = spec.nextpnr_seed if seed is None else seed
     clock_hz = design_clock_hz(name, clock_hz)
     pll_hz = clock_hz if spec.family == "ecp5" and clock_hz != spec.clock_hz else None
     divisor = divisor_for(clock_hz, baud)
@@ -394,13 +405,14 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
         (build_dir / log).unlink(missing_ok=True)
     _progress(f"{name}: {config.rows}x{config.cols} array, {weight_words} weight words of "
               f"{config.mem_bits} bits, {baud} Bd (divisor {divisor}), clock "
-              f"{clock_hz / 1e6:g} MHz" + (" (PLL)" if pll_hz else "") + f"; in {build_dir}/")
+              f"{clock_hz / 1e6:g} MHz" + (" (PLL)" if pll_hz else "")
+              + ("" if seed is None else f", nextpnr seed {seed}") + f"; in {build_dir}/")
     # The YoWASP tools of this environment (its bin/ need not be on PATH).
     bindir = Path(sys.executable).parent
     env = {key: str(bindir / tool) if (bindir / tool).exists() else tool
            for key, tool in _TOOLS.items()}
     env.update(spec.env)
-    prepare(name, board, pll_hz).extract(build_dir)
+    prepare(name, board, pll_hz, seed).extract(build_dir)
     start = time.monotonic()
     failed = _run_script(build_dir, {**os.environ, **env})
     seconds = time.monotonic() - start
@@ -421,7 +433,7 @@ def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream"
         "board": name, "config": config.to_dict(), "weight_words": weight_words,
         "baud": baud, "divisor": divisor,
         "utilisation": {k: list(v) for k, v in utilisation.items()},
-        "fmax_mhz": fmax[1] if fmax else None, "clock_mhz": clock_hz / 1e6,
+        "fmax_mhz": fmax[1] if fmax else None, "clock_mhz": clock_hz / 1e6, "seed": seed,
         "bitstream": str(build_dir / f"top.{suffix}"), "seconds": round(seconds),
     }
     (build_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -471,12 +483,13 @@ def _run_script(build_dir, env, poll=15):
             raise
 
 
-def search(name, base, *, out="build/bitstream", shapes=None):
+def search(name, base, *, out="build/bitstream", shapes=None, seed=None):
     """Build arrays of growing size until one does not fit; return the results.
 
     ``shapes`` is the list of ``(rows, cols)`` to try in order (default: 1x1,
     1x2, 2x2, 2x3, 3x3, 3x4, 4x4, ...), each with ``base``'s other parameters
-    (``mem_bits`` is lowered to divide ``16 x rows x cols`` when needed).
+    (``mem_bits`` is lowered to divide ``16 x rows x cols`` when needed) and
+    nextpnr's ``seed`` (default: the board's).
     """
     shapes = shapes or [(1, 1), (1, 2), (2, 2), (2, 3), (3, 3), (3, 4), (4, 4), (4, 5), (5, 5),
                         (5, 6), (6, 6)]
@@ -487,7 +500,7 @@ def search(name, base, *, out="build/bitstream", shapes=None):
             mem_bits -= 16
         config = replace(base, rows=rows, cols=cols, mem_bits=mem_bits)
         try:
-            results.append(build(name, config, out=f"{out}/search_{rows}x{cols}"))
+            results.append(build(name, config, out=f"{out}/search_{rows}x{cols}", seed=seed))
             _progress(f"{rows}x{cols} fits")
         except DidNotFit as error:
             _progress(str(error))
@@ -524,6 +537,13 @@ def parser():
                         + ", ".join(f"{n} {(s.pll_hz or s.clock_hz) / 1e6:g} MHz"
                                     for n, s in sorted(BOARDS.items()))
                         + "); the icebreaker has no PLL in this flow")
+    p.add_argument("--seed", type=cli.integer(1), metavar="N",
+                   help="nextpnr's placement seed: at high utilisation whether and how fast "
+                        "a design routes depends on it, and nextpnr is deterministic for a "
+                        "netlist and a seed (default: the board's, "
+                        + ", ".join(f"{n} {s.nextpnr_seed}" if s.nextpnr_seed is not None
+                                    else f"{n} nextpnr's own" for n, s in sorted(BOARDS.items()))
+                        + ")")
     p.add_argument("--out", default="build/bitstream",
                    help="build directory; the board's files go to OUT/BOARD/ (default: build/bitstream)")
     p.add_argument("--search", action="store_true",
@@ -568,7 +588,7 @@ def main(argv=None):
                    Path(args.out) if args.search else Path(args.out) / args.board)
     try:
         if args.search:
-            results = search(args.board, config, out=args.out)
+            results = search(args.board, config, out=args.out, seed=args.seed)
             for r in results:
                 c = r["config"]
                 status = r.get("did_not_fit") or (
@@ -577,7 +597,7 @@ def main(argv=None):
                 print(f"{c['rows']}x{c['cols']}: {status}")
             return 0
         result = build(args.board, config, weight_words=weight_words, baud=args.baud,
-                       out=args.out, clock_hz=clock_hz)
+                       out=args.out, clock_hz=clock_hz, seed=args.seed)
     except (DidNotFit, ToolFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

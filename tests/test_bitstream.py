@@ -121,6 +121,26 @@ def test_board_flows_keep_the_fanout_copies():
         assert ys.index(YOSYS_KEEP_REPLICAS) < ys.index("synth_"), name
 
 
+def test_nextpnr_seed():
+    """nextpnr gets the board's seed, or the one asked for, once."""
+    from hw.board import SpeqBoard
+    from hw.config import SpeqConfig
+    board = SpeqBoard(SpeqConfig(rows=1, cols=1, tmax=1, kmax=16, mem_bits=16),
+                      weight_words=16, divisor=651)
+
+    def seeds(name, seed=None):
+        script = dict(bitstream.prepare(name, board, seed=seed).files)["build_top.sh"]
+        nextpnr = next(line for line in script.splitlines() if line.startswith('"$NEXTPNR'))
+        words = nextpnr.split()
+        return [words[i + 1] for i, word in enumerate(words) if word == "--seed"]
+
+    assert bitstream.BOARDS["ulx3s-85f"].nextpnr_seed == 3
+    assert seeds("ulx3s-85f") == ["3"]
+    assert seeds("ulx3s-85f", 7) == ["7"]
+    assert seeds("icebreaker") == []
+    assert seeds("icebreaker", 5) == ["5"]
+
+
 def test_board_rounder_registers():
     """The ULX3S board's FP16 rounder has its middle register and chooses
     the PE's value in two registered steps (75 MHz), the iCEBreaker's has
@@ -188,6 +208,7 @@ def _cli(*args, timeout=1200):
     (["--board", "icebreaker", "--baud", "9000000"], "the UART needs at least 4"),
     (["--board", "icebreaker", "--clock-mhz", "24"], "argument --clock-mhz: the icebreaker board"),
     (["--board", "ulx3s-85f", "--clock-mhz", "900"], "output must be 3.125 to 400 MHz, not 900"),
+    (["--board", "ulx3s-85f", "--seed", "0"], "argument --seed: invalid value '0': must be a positive integer"),
 ])
 def test_bad_options_are_refused_before_any_tool_runs(args, message):
     run = _cli(*args, timeout=60)
