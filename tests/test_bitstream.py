@@ -134,8 +134,8 @@ def test_nextpnr_seed():
         words = nextpnr.split()
         return [words[i + 1] for i, word in enumerate(words) if word == "--seed"]
 
-    assert bitstream.BOARDS["ulx3s-85f"].nextpnr_seed == 4
-    assert seeds("ulx3s-85f") == ["4"]
+    assert bitstream.BOARDS["ulx3s-85f"].nextpnr_seed == 3
+    assert seeds("ulx3s-85f") == ["3"]
     assert seeds("ulx3s-85f", 7) == ["7"]
     assert seeds("icebreaker") == []
     assert seeds("icebreaker", 5) == ["5"]
