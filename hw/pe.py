@@ -888,7 +888,7 @@ class SpeqPE(wiring.Component):
         # selects.
         exp_up, huge, huge_up = Signal(_EXP), Signal(), Signal()
         if late_exp:
-            exp = Signal((s45.e + 130 - s45.k).shape(), name="round_exp")
+            exp = Signal((s5.e130 - s5.k).shape(), name="round_exp")
             m.d.comb += exp.eq(s5.e130 - s5.k)
         else:
             exp = s5.exp
