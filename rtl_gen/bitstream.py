@@ -181,8 +181,8 @@ _TOOLS = {
 
 
 #: The net of the PLL's output as Yosys names it in the board top (the array's
-#: clock): the net `BoardSpec.timing_margin` constrains. Amaranth's own
-#: constraint names a net Yosys does not keep, and nextpnr ignores it (with
+#: clock): the net `prepare` constrains. A constraint Amaranth placed on the
+#: clock domain named a net Yosys does not keep, and nextpnr ignored it (with
 #: a warning) for the constraint it derives from the PLL's dividers.
 CLOCK_NET = "board.accel.array.clk"
 
@@ -250,7 +250,8 @@ class BoardTop(Elaboratable):
 
     With ``pll_hz`` (ECP5 boards), the design's clock comes from an EHXPLLL
     fed by the board's oscillator (`ecp5_pll` chooses its dividers), and the
-    design is held in reset until the PLL has locked."""
+    design is held in reset until the PLL has locked. `prepare` gives
+    nextpnr the clock to meet."""
 
     def __init__(self, board, pll_hz=None):
         self.board = board
@@ -288,7 +289,8 @@ class BoardTop(Elaboratable):
             m.submodules.reset_sync = ResetSynchronizer(~locked, domain="reset_sync")
             m.submodules.reset_global = Instance("DCCA", i_CLKI=reset_domain.rst, i_CE=1,
                                                  o_CLKO=sync.rst)
-            platform.add_clock_constraint(sync.clk, pll["hz"])
+            # No clock constraint here: Amaranth's would name a net Yosys
+            # does not keep (`CLOCK_NET`; `prepare` constrains that one).
         m.submodules.board = board = self.board
         uart = platform.request("uart", 0)
         led = platform.request("led", 0)
@@ -380,6 +382,7 @@ def prepare(name, board, pll_hz=None, seed=None):
     spec = BOARDS[name]
     seed = spec.nextpnr_seed if seed is None else seed
     target = nextpnr_target_hz(name, pll_hz)
+    # The PLL's output, at the design's clock plus the board's margin.
     preferences = {} if target is None else {
         "add_preferences": f'FREQUENCY NET "{CLOCK_NET}" {target:.1f} HZ;'}
     return spec.make_platform().prepare(
@@ -395,10 +398,10 @@ def prepare(name, board, pll_hz=None, seed=None):
 
 def nextpnr_target_hz(name, pll_hz):
     """The clock nextpnr is asked to meet on board ``name`` with its design
-    on a PLL at ``pll_hz`` (None: no PLL), or None for the design's own
-    (`BoardSpec.timing_margin`)."""
-    margin = BOARDS[name].timing_margin
-    return pll_hz * (1 + margin) if pll_hz is not None and margin else None
+    on a PLL at ``pll_hz``: ``pll_hz`` plus `BoardSpec.timing_margin`
+    (None without a PLL: the board's oscillator is constrained by its
+    platform)."""
+    return None if pll_hz is None else pll_hz * (1 + BOARDS[name].timing_margin)
 
 
 def build(name, config, *, weight_words=None, baud=115200, out="build/bitstream",

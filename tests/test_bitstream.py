@@ -93,20 +93,21 @@ def test_design_clock():
 
 
 def test_ecp5_board_top_has_the_pll():
-    """The ULX3S top clocks the design from an EHXPLLL and constrains its
-    output (the frequency nextpnr times the design against)."""
+    """The ULX3S top clocks the design from an EHXPLLL, and the flow
+    constrains its output (the frequency nextpnr times the design against)
+    once, on `CLOCK_NET`."""
     from hw.board import SpeqBoard
     from hw.config import SpeqConfig
-    platform = bitstream.BOARDS["ulx3s-85f"].make_platform()
     board = SpeqBoard(SpeqConfig(rows=1, cols=1, tmax=1, kmax=16, mem_bits=16),
                       weight_words=16, divisor=651)
-    files = dict(platform.prepare(bitstream.BoardTop(board, pll_hz=75e6), name="top").files)
+    files = dict(bitstream.prepare("ulx3s-85f", board, pll_hz=75e6).files)
     il, lpf = files["top.il"], files["top.lpf"]
     pll = il[il.index("cell \\EHXPLLL"):]
     pll = pll[:pll.index("\n  end")]
     for parameter, value in (("CLKI_DIV", 1), ("CLKFB_DIV", 3), ("CLKOP_DIV", 8)):
         assert f"parameter \\{parameter} {value}" in pll
-    assert "75000000.0 HZ" in lpf
+    nets = [line for line in lpf.splitlines() if line.startswith("FREQUENCY NET")]
+    assert nets == [f'FREQUENCY NET "{bitstream.CLOCK_NET}" 78000000.0 HZ;'], nets
 
 
 def test_board_flows_keep_the_fanout_copies():
